@@ -1,0 +1,21 @@
+# The two commands of the README:  make demo  (set up + run the main job)  and  make test.
+SHELL := /bin/bash
+GO ?= go
+export CGO_ENABLED := 1
+
+.PHONY: setup build test bench vet demo
+setup:
+	scripts/setup.sh
+
+build:
+	$(GO) build -o bin/hpa ./cmd/hpa
+
+vet:
+	$(GO) vet ./...
+
+test: setup
+	$(GO) vet ./...
+	$(GO) test -race -count=1 -timeout 25m ./...
+
+bench: setup
+	$(GO) test -run '^$$' -bench . -benchtime 3x ./...

@@ -1,0 +1,59 @@
+// Command hpa labels Human Protein Atlas fluorescence-microscopy samples: one binary, many subcommands.
+package main
+
+import (
+	"fmt"
+	"os"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/viper"
+
+	"github.com/hpa-plates/hpa/internal/config"
+)
+
+// cfg is the process-wide configuration: flags > HPA_* env > config file > defaults.
+var cfg = config.New()
+
+// subcommands register themselves here from their own files (init functions), so each lives apart.
+var subcommands []func(v *viper.Viper) *cobra.Command
+
+func newRoot() *cobra.Command {
+	var cfgPath string
+	root := &cobra.Command{
+		Use:           "hpa",
+		Short:         "Label Human Protein Atlas plates: protein localization in 28 compartments",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		PersistentPreRunE: func(cmd *cobra.Command, args []string) error {
+			return config.Load(cfg, cfgPath)
+		},
+	}
+	root.PersistentFlags().StringVar(&cfgPath, "config", "", "config file (default ./config.yaml when present)")
+	for _, mk := range subcommands {
+		root.AddCommand(mk(cfg))
+	}
+	return root
+}
+
+func main() {
+	if err := newRoot().Execute(); err != nil {
+		fmt.Fprintln(os.Stderr, "hpa:", err)
+		os.Exit(exitCode(err))
+	}
+}
+
+// exitError carries a specific exit status (e.g. 1 when some samples failed but others were labeled).
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string { return e.err.Error() }
+func (e *exitError) Unwrap() error { return e.err }
+
+func exitCode(err error) int {
+	if e, ok := err.(*exitError); ok {
+		return e.code
+	}
+	return 2
+}

@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# Makes a fresh machine ready to build, run and test hpa. Idempotent; quick when cached.
+# Everything downloaded or built lands under $HPA_CACHE_DIR (default .cache/, git-ignored).
+#
+#   scripts/setup.sh            # everything tests need
+#   scripts/setup.sh --no-torch # inference-only node: skip libtorch + the training shim
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+CACHE=${HPA_CACHE_DIR:-$ROOT/.cache}
+mkdir -p "$CACHE"
+WITH_TORCH=1
+for a in "$@"; do
+  case $a in
+    --no-torch) WITH_TORCH=0 ;;
+    *) echo "setup.sh: unknown option $a" >&2; exit 2 ;;
+  esac
+done
+log() { printf 'setup: %s\n' "$*" >&2; }
+
+# ---- apt packages ---------------------------------------------------------------------------
+# libdeflate: fast PNG inflate; libtiff/libturbojpeg: TIFF and JPEG originals; tcmalloc: the
+# allocator libtorch needs on these VMs; libtorch-dev: the CPU training backend (Debian 1.13).
+APT_PKGS=(libdeflate-dev libtiff-dev libturbojpeg0-dev libjpeg62-turbo-dev libtcmalloc-minimal4 libgoogle-perftools-dev)
+if [ "$WITH_TORCH" = 1 ]; then APT_PKGS+=(libtorch-dev); fi
+missing=()
+for p in "${APT_PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  log "installing apt packages: ${missing[*]}"
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# ---- ONNX Runtime shared library from the npm registry -------------------------------------
+# onnxruntime-node ships the official linux-x64 CPU build of libonnxruntime inside the package.
+# `npm pack` fetches the tarball without running any install script; we verify the registry's
+# sha512 integrity and extract only the library.
+ORT_PKG=${HPA_ORT_NPM_PACKAGE:-onnxruntime-node}
+ORT_VER=${HPA_ORT_NPM_VERSION:-1.30.0}
+ORT_SHA512=${HPA_ORT_NPM_SHA512:-twhs1C2C/BFkz1yc5OY0KIU2GUq6DURO7hD4bx5Q2Qy3nAMJwRXW8xU3NVczE29VA9lolLOYepoD8fjTGOfIqw==}
+ORT_DIR=$CACHE/onnxruntime/$ORT_PKG-$ORT_VER
+if [ ! -f "$ORT_DIR/libonnxruntime.so" ]; then
+  log "fetching $ORT_PKG@$ORT_VER from the npm registry"
+  tmp=$(mktemp -d)
+  (cd "$tmp" && npm pack --silent "$ORT_PKG@$ORT_VER" >/dev/null)
+  tgz=$(ls "$tmp"/*.tgz)
+  got=$(openssl dgst -sha512 -binary "$tgz" | base64 -w0)
+  if [ "$got" != "$ORT_SHA512" ]; then
+    echo "setup: checksum mismatch for $ORT_PKG@$ORT_VER: got sha512-$got" >&2; rm -rf "$tmp"; exit 1
+  fi
+  mkdir -p "$ORT_DIR"
+  tar -xzf "$tgz" -C "$tmp" package/bin/napi-v6/linux/x64/libonnxruntime.so.1
+  mv "$tmp/package/bin/napi-v6/linux/x64/libonnxruntime.so.1" "$ORT_DIR/libonnxruntime.so"
+  rm -rf "$tmp"
+fi
+ln -sfn "onnxruntime/$ORT_PKG-$ORT_VER/libonnxruntime.so" "$CACHE/libonnxruntime.so"
+log "onnxruntime: $CACHE/libonnxruntime.so"
+
+# ---- further steps (libtorch shim, MinIO) are appended by their owners below ----------------

@@ -1,0 +1,190 @@
+package train
+
+import (
+	"math"
+	"math/rand/v2"
+)
+
+// Augment is the training augmentation of the reference recipe, applied to one C x S x S float32
+// tensor of pixel intensities in [0,1] (before normalization), the same on every channel so the stains
+// stay aligned. Each op is toggled by its field; a zero value disables it.
+type Augment struct {
+	Brightness float64 // additive shift drawn from U(-Brightness, Brightness), per channel
+	Contrast   float64 // x = mean + (x-mean)*U(1-Contrast, 1+Contrast), per channel
+	Expand     float64 // zoom out: paste into a canvas up to Expand times larger (1 = off), resize back
+	ExpandProb float64 // probability of Expand (default 0.5 when Expand > 1 and this is 0)
+	Rot90      bool    // random multiple of 90 degrees
+	FlipLR     bool    // random left-right flip
+	FlipUD     bool    // random up-down flip
+	EraseProb  float64 // probability of one random-erase rectangle (2%-20% of the area, aspect 0.3-3.3)
+	RotateDeg  float64 // arbitrary-angle rotation in U(-RotateDeg, RotateDeg) (0 = off), bilinear, zero fill
+}
+
+// DefaultAugment is the reference recipe's set.
+func DefaultAugment() Augment {
+	return Augment{Brightness: 0.1, Contrast: 0.2, Expand: 1.3, Rot90: true, FlipLR: true, FlipUD: true, EraseProb: 0.3}
+}
+
+// AugmentRNG returns the generator for one example of one epoch: the augmentation of an example depends
+// only on (seed, epoch, example), never on which worker ran it or when.
+func AugmentRNG(seed uint64, epoch, example int) *rand.Rand {
+	return rand.New(rand.NewPCG(seed^0xa5a5a5a5deadbeef, uint64(epoch)<<32|uint64(uint32(example))))
+}
+
+// Apply augments x (c x s x s) in place; tmp is scratch of the same length (allocated when too short).
+func (a Augment) Apply(x []float32, c, s int, r *rand.Rand, tmp []float32) {
+	if len(tmp) < len(x) {
+		tmp = make([]float32, len(x))
+	}
+	tmp = tmp[:len(x)]
+	if a.Expand > 1 {
+		p := a.ExpandProb
+		if p == 0 {
+			p = 0.5
+		}
+		if r.Float64() < p {
+			expand(x, tmp, c, s, 1+r.Float64()*(a.Expand-1), r.Float64(), r.Float64())
+		}
+	}
+	if a.RotateDeg > 0 {
+		rotate(x, tmp, c, s, (r.Float64()*2-1)*a.RotateDeg*math.Pi/180)
+	}
+	k, lr, ud := 0, false, false
+	if a.Rot90 {
+		k = r.IntN(4)
+	}
+	if a.FlipLR {
+		lr = r.IntN(2) == 1
+	}
+	if a.FlipUD {
+		ud = r.IntN(2) == 1
+	}
+	if k != 0 || lr || ud {
+		Dihedral(tmp, x, c, s, k, lr, ud)
+		copy(x, tmp)
+	}
+	plane := s * s
+	for ch := 0; ch < c; ch++ {
+		p := x[ch*plane : (ch+1)*plane]
+		if a.Contrast > 0 {
+			f := float32(1 + (r.Float64()*2-1)*a.Contrast)
+			var m float64
+			for _, v := range p {
+				m += float64(v)
+			}
+			mean := float32(m / float64(plane))
+			for i, v := range p {
+				p[i] = mean + (v-mean)*f
+			}
+		}
+		if a.Brightness > 0 {
+			d := float32((r.Float64()*2 - 1) * a.Brightness)
+			for i := range p {
+				p[i] += d
+			}
+		}
+		for i, v := range p {
+			p[i] = min(max(v, 0), 1)
+		}
+	}
+	if a.EraseProb > 0 && r.Float64() < a.EraseProb {
+		area := float64(plane) * (0.02 + r.Float64()*0.18)
+		aspect := math.Exp(math.Log(0.3) + r.Float64()*(math.Log(3.3)-math.Log(0.3)))
+		h := min(s, max(1, int(math.Sqrt(area*aspect))))
+		w := min(s, max(1, int(math.Sqrt(area/aspect))))
+		y0, x0 := r.IntN(s-h+1), r.IntN(s-w+1)
+		for ch := 0; ch < c; ch++ {
+			for y := y0; y < y0+h; y++ {
+				row := x[ch*plane+y*s:]
+				for xx := x0; xx < x0+w; xx++ {
+					row[xx] = 0
+				}
+			}
+		}
+	}
+}
+
+// Dihedral writes into dst the transform of src (c x s x s): optional LR flip, then optional UD flip,
+// then k counter-clockwise quarter turns. dst and src must not overlap.
+func Dihedral(dst, src []float32, c, s, k int, lr, ud bool) {
+	plane := s * s
+	for ch := 0; ch < c; ch++ {
+		in, out := src[ch*plane:(ch+1)*plane], dst[ch*plane:(ch+1)*plane]
+		for y := 0; y < s; y++ {
+			for x := 0; x < s; x++ {
+				sx, sy := x, y
+				if lr {
+					sx = s - 1 - sx
+				}
+				if ud {
+					sy = s - 1 - sy
+				}
+				var dx, dy int
+				switch k & 3 {
+				case 0:
+					dx, dy = sx, sy
+				case 1: // counter-clockwise: (x, y) -> (y, s-1-x)
+					dx, dy = sy, s-1-sx
+				case 2:
+					dx, dy = s-1-sx, s-1-sy
+				case 3:
+					dx, dy = s-1-sy, sx
+				}
+				out[dy*s+dx] = in[y*s+x]
+			}
+		}
+	}
+}
+
+// expand shrinks the image by ratio into a zero canvas of the same size at a random place (fx, fy in
+// [0,1] pick the offset): the "expand" (zoom-out) augmentation followed by the resize back to s.
+func expand(x, tmp []float32, c, s int, ratio, fx, fy float64) {
+	inner := int(float64(s) / ratio)
+	if inner < 1 || inner >= s {
+		return
+	}
+	ox, oy := int(fx*float64(s-inner)), int(fy*float64(s-inner))
+	clear(tmp)
+	plane := s * s
+	scale := float64(s) / float64(inner)
+	for ch := 0; ch < c; ch++ {
+		in, out := x[ch*plane:(ch+1)*plane], tmp[ch*plane:(ch+1)*plane]
+		for y := 0; y < inner; y++ {
+			for xx := 0; xx < inner; xx++ {
+				out[(oy+y)*s+ox+xx] = bilinear(in, s, (float64(xx)+0.5)*scale-0.5, (float64(y)+0.5)*scale-0.5)
+			}
+		}
+	}
+	copy(x, tmp)
+}
+
+// rotate turns the image by theta radians about its center (bilinear, zero outside).
+func rotate(x, tmp []float32, c, s int, theta float64) {
+	sin, cos := math.Sincos(theta)
+	cen := float64(s-1) / 2
+	plane := s * s
+	for ch := 0; ch < c; ch++ {
+		in, out := x[ch*plane:(ch+1)*plane], tmp[ch*plane:(ch+1)*plane]
+		for y := 0; y < s; y++ {
+			for xx := 0; xx < s; xx++ {
+				dx, dy := float64(xx)-cen, float64(y)-cen
+				out[y*s+xx] = bilinear(in, s, cos*dx+sin*dy+cen, -sin*dx+cos*dy+cen)
+			}
+		}
+	}
+	copy(x, tmp)
+}
+
+func bilinear(p []float32, s int, fx, fy float64) float32 {
+	if fx < -0.5 || fy < -0.5 || fx > float64(s)-0.5 || fy > float64(s)-0.5 {
+		return 0
+	}
+	fx = min(max(fx, 0), float64(s-1))
+	fy = min(max(fy, 0), float64(s-1))
+	x0, y0 := int(fx), int(fy)
+	x1, y1 := min(x0+1, s-1), min(y0+1, s-1)
+	ax, ay := float32(fx-float64(x0)), float32(fy-float64(y0))
+	top := p[y0*s+x0]*(1-ax) + p[y0*s+x1]*ax
+	bot := p[y1*s+x0]*(1-ax) + p[y1*s+x1]*ax
+	return top*(1-ay) + bot*ay
+}

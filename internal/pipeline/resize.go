@@ -1,0 +1,114 @@
+package pipeline
+
+import "math"
+
+// Resize scales p to w x h and returns a new plane. Each axis is resampled separately: an axis
+// that shrinks uses area averaging (every output pixel is the coverage-weighted mean of the
+// source pixels under it, as OpenCV's INTER_AREA; an integer factor gives exact block means), an
+// axis that grows uses bilinear interpolation with pixel centres aligned (align_corners=false,
+// edges clamped). Results are rounded to nearest. Same size returns a copy of p. A non-positive
+// target size or an empty/inconsistent source returns the zero Plane.
+func Resize(p Plane, w, h int) Plane {
+	if w <= 0 || h <= 0 || p.W <= 0 || p.H <= 0 || len(p.Pix) < p.W*p.H {
+		return Plane{}
+	}
+	if w == p.W && h == p.H {
+		return Plane{W: w, H: h, Pix: append([]uint8(nil), p.Pix[:w*h]...)}
+	}
+	xw := axisWeights(p.W, w)
+	yw := axisWeights(p.H, h)
+	// Horizontal pass: p.H x w floats.
+	tmp := make([]float32, p.H*w)
+	for y := 0; y < p.H; y++ {
+		row := p.Pix[y*p.W : (y+1)*p.W]
+		t := tmp[y*w : (y+1)*w]
+		for x := 0; x < w; x++ {
+			var s float32
+			for k := xw.off[x]; k < xw.off[x+1]; k++ {
+				s += xw.wt[k] * float32(row[xw.idx[k]])
+			}
+			t[x] = s
+		}
+	}
+	// Vertical pass, accumulating whole rows for locality.
+	out := make([]uint8, w*h)
+	acc := make([]float32, w)
+	for y := 0; y < h; y++ {
+		clear(acc)
+		for k := yw.off[y]; k < yw.off[y+1]; k++ {
+			wt := yw.wt[k]
+			src := tmp[int(yw.idx[k])*w : int(yw.idx[k]+1)*w]
+			for x, v := range src {
+				acc[x] += wt * v
+			}
+		}
+		o := out[y*w : (y+1)*w]
+		for x, v := range acc {
+			v += 0.5
+			switch {
+			case v <= 0:
+				o[x] = 0
+			case v >= 255:
+				o[x] = 255
+			default:
+				o[x] = uint8(v)
+			}
+		}
+	}
+	return Plane{W: w, H: h, Pix: out}
+}
+
+// weights1D holds, for each output index i, the taps idx[off[i]:off[i+1]] with weights wt[...].
+type weights1D struct {
+	off []int32
+	idx []int32
+	wt  []float32
+}
+
+func axisWeights(src, dst int) weights1D {
+	wts := weights1D{off: make([]int32, 1, dst+1)}
+	add := func(j int, v float64) {
+		if v <= 0 {
+			return
+		}
+		wts.idx = append(wts.idx, int32(j))
+		wts.wt = append(wts.wt, float32(v))
+	}
+	switch {
+	case dst == src:
+		for i := 0; i < dst; i++ {
+			add(i, 1)
+			wts.off = append(wts.off, int32(len(wts.idx)))
+		}
+	case dst < src: // area
+		scale := float64(src) / float64(dst)
+		for i := 0; i < dst; i++ {
+			x0, x1 := float64(i)*scale, float64(i+1)*scale
+			if x1 > float64(src) {
+				x1 = float64(src)
+			}
+			for j := int(x0); j < src && float64(j) < x1; j++ {
+				add(j, (math.Min(x1, float64(j+1))-math.Max(x0, float64(j)))/scale)
+			}
+			wts.off = append(wts.off, int32(len(wts.idx)))
+		}
+	default: // bilinear
+		scale := float64(src) / float64(dst)
+		for i := 0; i < dst; i++ {
+			f := (float64(i)+0.5)*scale - 0.5
+			if f < 0 {
+				f = 0
+			}
+			j := int(f)
+			if j >= src-1 {
+				add(src-1, 1)
+			} else {
+				frac := f - float64(j)
+				add(j, 1-frac)
+				add(j+1, frac)
+			}
+			wts.off = append(wts.off, int32(len(wts.idx)))
+		}
+	}
+	return wts
+}

@@ -1,0 +1,185 @@
+package torch
+
+/*
+#include <stdlib.h>
+#include "hpat_dl.h"
+*/
+import "C"
+
+import (
+	"fmt"
+	"math"
+	"runtime"
+	"sync"
+)
+
+// LossKind selects the training loss (HPAT_LOSS_* in csrc/hpatorch/hpatorch.h).
+type LossKind int
+
+const (
+	// LossBCE is binary cross-entropy with logits, averaged over samples and classes.
+	LossBCE LossKind = 0
+	// LossFocal is the binary focal loss: BCE * (1 - p_t)^gamma, averaged.
+	LossFocal LossKind = 1
+	// LossSoftF1 is 1 - mean over classes of the soft F1 (probabilities as fractional counts) over
+	// the batch.
+	LossSoftF1 LossKind = 2
+)
+
+// ParseLoss maps "bce", "focal", "f1" / "soft_f1" to a LossKind.
+func ParseLoss(s string) (LossKind, error) {
+	switch s {
+	case "bce":
+		return LossBCE, nil
+	case "focal":
+		return LossFocal, nil
+	case "f1", "soft_f1", "soft-f1":
+		return LossSoftF1, nil
+	}
+	return 0, fmt.Errorf("torch: unknown loss %q (bce, focal, soft_f1)", s)
+}
+
+func (k LossKind) String() string {
+	switch k {
+	case LossBCE:
+		return "bce"
+	case LossFocal:
+		return "focal"
+	case LossSoftF1:
+		return "soft_f1"
+	}
+	return fmt.Sprintf("LossKind(%d)", int(k))
+}
+
+// SGDOptions configure stochastic gradient descent (PyTorch's torch.optim.SGD semantics; weight
+// decay applies to every parameter).
+type SGDOptions struct {
+	LR          float64
+	Momentum    float64
+	WeightDecay float64
+	Nesterov    bool
+}
+
+// SGD is an optimizer bound to one model's parameters.
+type SGD struct {
+	model   *Model
+	mu      sync.Mutex
+	p       *C.hpat_sgd
+	cleanup runtime.Cleanup
+	lr      float64
+}
+
+// NewSGD creates an SGD optimizer over m's parameters.
+func NewSGD(m *Model, o SGDOptions) (*SGD, error) {
+	if !(o.LR > 0) || math.IsInf(o.LR, 0) || o.Momentum < 0 || o.WeightDecay < 0 {
+		return nil, fmt.Errorf("torch: sgd: lr must be positive and finite, momentum and weight decay non-negative (got %+v)", o)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.p == nil {
+		return nil, ErrClosed
+	}
+	nest := C.int(0)
+	if o.Nesterov {
+		nest = 1
+	}
+	var e *C.char
+	p := C.hdl_sgd_new(m.lib.c, m.p, C.double(o.LR), C.double(o.Momentum), C.double(o.WeightDecay), nest, &e)
+	if p == nil {
+		return nil, cErr("new sgd", e)
+	}
+	s := &SGD{model: m, p: p, lr: o.LR}
+	lc := m.lib.c
+	s.cleanup = runtime.AddCleanup(s, func(p *C.hpat_sgd) { C.hdl_sgd_free(lc, p) }, p)
+	return s, nil
+}
+
+// LR is the current learning rate.
+func (s *SGD) LR() float64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.lr
+}
+
+// SetLR changes the learning rate of every parameter group (for schedules).
+func (s *SGD) SetLR(lr float64) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.p == nil {
+		return ErrClosed
+	}
+	var e *C.char
+	if C.hdl_sgd_set_lr(s.model.lib.c, s.p, C.double(lr), &e) != 0 {
+		return cErr("sgd set lr", e)
+	}
+	s.lr = lr
+	return nil
+}
+
+// Close frees the optimizer state (momentum buffers).
+func (s *SGD) Close() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.p != nil {
+		s.cleanup.Stop()
+		C.hdl_sgd_free(s.model.lib.c, s.p)
+		s.p = nil
+	}
+}
+
+// StepOptions configure one training step.
+type StepOptions struct {
+	Loss       LossKind
+	FocalGamma float64 // LossFocal's exponent (2 is usual)
+	// AMP runs the forward under bfloat16 autocast; CUDA devices only.
+	AMP bool
+}
+
+// StepResult is what a training step reports.
+type StepResult struct {
+	Loss   float32   // mean loss of the batch, before the update
+	Logits []float32 // n x NumClasses logits of the step's forward (training-mode BN)
+}
+
+// TrainStep runs one optimization step of opt on the batch x (NCHW float32) with targets
+// (n x NumClasses, values in [0,1]): forward in training mode, loss, backward, SGD update.
+func (m *Model) TrainStep(opt *SGD, x []float32, n, h, w int, targets []float32, o StepOptions) (StepResult, error) {
+	if opt == nil || opt.model != m {
+		return StepResult{}, &InputError{Op: "train step", Reason: "optimizer does not belong to this model"}
+	}
+	if err := m.checkInput("train step", x, n, h, w); err != nil {
+		return StepResult{}, err
+	}
+	if want := n * m.spec.NumClasses; len(targets) != want {
+		return StepResult{}, &InputError{Op: "train step", Reason: fmt.Sprintf("targets have %d values, want n*classes = %d", len(targets), want)}
+	}
+	for i, t := range targets {
+		if !(t >= 0 && t <= 1) {
+			return StepResult{}, &InputError{Op: "train step", Reason: fmt.Sprintf("target %d (sample %d, class %d) is %v, not in [0,1]", i, i/m.spec.NumClasses, i%m.spec.NumClasses, t)}
+		}
+	}
+	if o.Loss < LossBCE || o.Loss > LossSoftF1 {
+		return StepResult{}, &InputError{Op: "train step", Reason: "unknown loss " + o.Loss.String()}
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	opt.mu.Lock()
+	defer opt.mu.Unlock()
+	if m.p == nil || opt.p == nil {
+		return StepResult{}, ErrClosed
+	}
+	res := StepResult{Logits: make([]float32, n*m.spec.NumClasses)}
+	amp := C.int(0)
+	if o.AMP {
+		amp = 1
+	}
+	var loss C.float
+	var e *C.char
+	if C.hdl_train_step(m.lib.c, m.p, opt.p, (*C.float)(&x[0]), C.int64_t(n), C.int64_t(m.spec.InChans), C.int64_t(h),
+		C.int64_t(w), (*C.float)(&targets[0]), C.int(o.Loss), C.double(o.FocalGamma), amp, &loss,
+		(*C.float)(&res.Logits[0]), &e) != 0 {
+		return StepResult{}, cErr("train step", e)
+	}
+	res.Loss = float32(loss)
+	return res, nil
+}

@@ -184,7 +184,7 @@ func sessionOptions(opt Options) (*onnx.SessionOptions, error) {
 		}
 		defer co.Destroy()
 		if err := co.Update(dev); err != nil {
-			return fail(&ProviderError{ProviderCUDA, err.Error()})
+			return fail(&ProviderError{ProviderCUDA, providerHint(err)})
 		}
 		if err := so.AppendExecutionProviderCUDA(co); err != nil {
 			return fail(&ProviderError{ProviderCUDA, providerHint(err)})
@@ -196,7 +196,7 @@ func sessionOptions(opt Options) (*onnx.SessionOptions, error) {
 		}
 		defer to.Destroy()
 		if err := to.Update(dev); err != nil {
-			return fail(&ProviderError{ProviderTensorRT, err.Error()})
+			return fail(&ProviderError{ProviderTensorRT, providerHint(err)})
 		}
 		if err := so.AppendExecutionProviderTensorRT(to); err != nil {
 			return fail(&ProviderError{ProviderTensorRT, providerHint(err)})

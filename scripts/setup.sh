@@ -60,3 +60,13 @@ ln -sfn "onnxruntime/$ORT_PKG-$ORT_VER/libonnxruntime.so" "$CACHE/libonnxruntime
 log "onnxruntime: $CACHE/libonnxruntime.so"
 
 # ---- further steps (libtorch shim, MinIO) are appended by their owners below ----------------
+
+# ---- libtorch training shim (csrc/hpatorch -> $CACHE/hpatorch/libhpatorch.so) ----------------
+# Built against Debian's libtorch-dev (CPU), or the libtorch tree in HPA_TORCH_PREFIX, or an
+# importable PyTorch install that ships headers (the CUDA build on GPU nodes). Rebuilt only when the
+# shim's source hash changes. The hpa binary dlopens it (config torch.library) and links tcmalloc
+# itself (internal/model/torch), so libtorch runs with the fast allocator. Skipped with --no-torch.
+if [ "$WITH_TORCH" = 1 ]; then
+  csrc/hpatorch/build.sh "$CACHE/hpatorch"
+  log "libtorch shim: $CACHE/hpatorch/libhpatorch.so"
+fi

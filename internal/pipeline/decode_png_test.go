@@ -212,4 +212,3 @@ func BenchmarkDecodePNG512(b *testing.B) {
 		b.ReportMetric(float64(ts)/float64(tf), "x_vs_imagepng")
 	})
 }
-

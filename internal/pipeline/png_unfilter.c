@@ -1,14 +1,17 @@
 #include "png_unfilter.h"
+#include <stdlib.h>
 #include <string.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 
+/* The PNG Paeth predictor, branch-free: with p = a+b-c, |p-a| = |b-c|, |p-b| = |a-c| and
+ * |p-c| = |a+b-2c|; a wins ties over b, b over c. */
 static inline uint8_t paeth(int a, int b, int c) {
-	int p = a + b - c;
-	int pa = p > a ? p - a : a - p;
-	int pb = p > b ? p - b : b - p;
-	int pc = p > c ? p - c : c - p;
-	if (pa <= pb && pa <= pc) return (uint8_t)a;
-	if (pb <= pc) return (uint8_t)b;
-	return (uint8_t)c;
+	int pa = abs(b - c), pb = abs(a - c), pc = abs(a + b - 2 * c);
+	int m = pb <= pc ? b : c;
+	int pm = pb <= pc ? pb : pc;
+	return (uint8_t)(pa <= pm ? a : m);
 }
 
 /* One row. src (filtered) lies at dst + y + 1 inside the same buffer, so every write to dst[x]
@@ -22,12 +25,44 @@ static inline int unfilter_row(uint8_t *dst, const uint8_t *src, const uint8_t *
 		memmove(dst, src, n);
 		return 0;
 	case 1: /* Sub */
+#ifdef __SSE2__
+		if (bpp == 1) {
+			/* 16-byte prefix sums. Each store only overwrites source bytes already loaded
+			 * (dst < src), so working in place is safe. */
+			__m128i carry = _mm_setzero_si128();
+			for (x = 0; x + 16 <= n; x += 16) {
+				__m128i v = _mm_loadu_si128((const __m128i *)(src + x));
+				v = _mm_add_epi8(v, _mm_slli_si128(v, 1));
+				v = _mm_add_epi8(v, _mm_slli_si128(v, 2));
+				v = _mm_add_epi8(v, _mm_slli_si128(v, 4));
+				v = _mm_add_epi8(v, _mm_slli_si128(v, 8));
+				v = _mm_add_epi8(v, carry);
+				_mm_storeu_si128((__m128i *)(dst + x), v);
+				__m128i t = _mm_unpackhi_epi8(v, v);
+				t = _mm_shufflehi_epi16(t, 0xFF);
+				carry = _mm_shuffle_epi32(t, 0xFF);
+			}
+			if (x == 0 && n > 0) { dst[0] = src[0]; x = 1; }
+			for (; x < n; x++) dst[x] = (uint8_t)(src[x] + dst[x - 1]);
+			return 0;
+		}
+#endif
 		for (x = 0; x < (size_t)bpp && x < n; x++) dst[x] = src[x];
 		for (; x < n; x++) dst[x] = (uint8_t)(src[x] + dst[x - bpp]);
 		return 0;
 	case 2: /* Up */
 		if (!prev) { memmove(dst, src, n); return 0; }
-		for (x = 0; x < n; x++) dst[x] = (uint8_t)(src[x] + prev[x]);
+		x = 0;
+#ifdef __SSE2__
+		/* Load before store: the store only overwrites source bytes already read. prev ends
+		 * where dst begins, so it is never overwritten. */
+		for (; x + 16 <= n; x += 16) {
+			__m128i v = _mm_loadu_si128((const __m128i *)(src + x));
+			__m128i p = _mm_loadu_si128((const __m128i *)(prev + x));
+			_mm_storeu_si128((__m128i *)(dst + x), _mm_add_epi8(v, p));
+		}
+#endif
+		for (; x < n; x++) dst[x] = (uint8_t)(src[x] + prev[x]);
 		return 0;
 	case 3: /* Average */
 		if (!prev) {

@@ -101,7 +101,30 @@ func DecodeChannel(data []byte, name string, ch Channel, opt DecodeOptions) (Pla
 	case bytes.HasPrefix(data, sigJPEG):
 		return decodeJPEG(data, name, ch, opt)
 	}
+	for _, sig := range [][]byte{sigPNG, sigTIFFLE, sigTIFFBE, sigJPEG} {
+		if len(data) < len(sig) && bytes.HasPrefix(sig, data) {
+			return Plane{}, inputErr(name, KindTruncated, "file ends after %d bytes, inside the image signature", len(data))
+		}
+	}
+	if nearPNGSignature(data) {
+		return Plane{}, inputErr(name, KindCorrupt, "bad PNG signature %q (damaged, or altered by a text-mode transfer)", data[:8])
+	}
 	return Plane{}, inputErr(name, KindUnsupported, "not a PNG, TIFF or JPEG file (%s)", sniffKind(data))
+}
+
+// nearPNGSignature reports whether data starts with a damaged PNG signature: at least 4 of its
+// 8 bytes in place (e.g. "\x89PNG\n\x1a\n" after a CRLF->LF conversion, or one flipped byte).
+func nearPNGSignature(data []byte) bool {
+	if len(data) < 8 {
+		return false
+	}
+	n := 0
+	for i, c := range sigPNG {
+		if data[i] == c {
+			n++
+		}
+	}
+	return n >= 4
 }
 
 // sniffKind names the content of a file that is not a supported image, for error messages.
@@ -113,8 +136,6 @@ func sniffKind(data []byte) string {
 		return "looks like BMP"
 	case bytes.HasPrefix(data, []byte("RIFF")) && len(data) >= 12 && string(data[8:12]) == "WEBP":
 		return "WebP image"
-	case len(data) >= 4 && bytes.HasPrefix(sigPNG, data[:min(len(data), 8)]):
-		return "truncated PNG signature"
 	}
 	n := min(len(data), 8)
 	return fmt.Sprintf("starts with %q", data[:n])

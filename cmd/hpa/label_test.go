@@ -1,0 +1,265 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"image"
+	"image/png"
+	"math/rand"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/hpa-plates/hpa/internal/model"
+	"github.com/hpa-plates/hpa/internal/model/onnx"
+	"github.com/hpa-plates/hpa/internal/pipeline"
+)
+
+// writeTinyModelSet exports two randomly initialized seresnext_tiny members at 64 px with 8-view TTA
+// and returns the manifest path.
+func writeTinyModelSet(t *testing.T) string {
+	t.Helper()
+	spec, err := model.Preset("seresnext_tiny")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	var members []model.Member
+	for i := 0; i < 2; i++ {
+		var buf bytes.Buffer
+		if err := onnx.Export(&buf, spec, model.InitWeights(spec, int64(i+7)), onnx.ExportOptions{InputSize: 64, InputName: "input", OutputName: "logits", Opset: 17}); err != nil {
+			t.Fatal(err)
+		}
+		name := fmt.Sprintf("fold%d.onnx", i)
+		if err := os.WriteFile(filepath.Join(dir, name), buf.Bytes(), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		sum, err := model.FileSHA256(filepath.Join(dir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		members = append(members, model.Member{File: name, SHA256: sum, Fold: i})
+	}
+	m := &model.Manifest{
+		Schema: model.ManifestSchema, Name: "label-test", Version: "v1", Arch: spec, InputSize: 64,
+		ChannelOrder: []string{"red", "green", "blue", "yellow"}, Normalization: model.DefaultNormalization(4),
+		ClassNames: pipeline.ClassNames[:], InputName: "input", OutputName: "logits", TTAViews: 8,
+		// Low uniform threshold so that random models predict something; at_least_top as a safety net.
+		Thresholds: model.Thresholds{Mode: "uniform", Uniform: 0.5, AtLeastTop: true},
+		Members:    members,
+	}
+	path, err := model.WriteManifest(dir, m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func writePNG(t *testing.T, path string, size int, seed int64) {
+	t.Helper()
+	r := rand.New(rand.NewSource(seed))
+	img := image.NewGray(image.Rect(0, 0, size, size))
+	for i := range img.Pix {
+		img.Pix[i] = uint8(r.Intn(256) * (i % size) / size)
+	}
+	var buf bytes.Buffer
+	if err := png.Encode(&buf, img); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, buf.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// runHPA runs the CLI in-process and returns its exit status and stderr.
+func runHPA(t *testing.T, args ...string) (int, string) {
+	t.Helper()
+	root := newRoot()
+	var stdout, stderr bytes.Buffer
+	root.SetOut(&stdout)
+	root.SetErr(&stderr)
+	root.SetArgs(args)
+	if err := root.Execute(); err != nil {
+		fmt.Fprintln(&stderr, "hpa:", err)
+		return exitCode(err), stderr.String()
+	}
+	return 0, stderr.String()
+}
+
+func readDir(t *testing.T, dir string) map[string][]byte {
+	t.Helper()
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	files := map[string][]byte{}
+	for _, e := range ents {
+		b, err := os.ReadFile(filepath.Join(dir, e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		files[e.Name()] = b
+	}
+	return files
+}
+
+func TestLabelEndToEnd(t *testing.T) {
+	manifest := writeTinyModelSet(t)
+	in := t.TempDir()
+	good := []string{"s1", "s2", "s3", "s4", "s5"}
+	for i, id := range good {
+		for c, ch := range pipeline.ChannelNames {
+			writePNG(t, filepath.Join(in, id+"_"+ch+".png"), 64+32*(i%2), int64(10*i+c)) // 64 and 96 px
+		}
+	}
+	// A sample with a truncated green PNG.
+	for c, ch := range pipeline.ChannelNames {
+		writePNG(t, filepath.Join(in, "bad_"+ch+".png"), 64, int64(100+c))
+	}
+	b, err := os.ReadFile(filepath.Join(in, "bad_green.png"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(in, "bad_green.png"), b[:len(b)/2], 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// A sample without its yellow channel.
+	for _, ch := range []string{"red", "green", "blue"} {
+		writePNG(t, filepath.Join(in, "part_"+ch+".png"), 64, 200)
+	}
+
+	out := filepath.Join(t.TempDir(), "out")
+	args := []string{"label", in, "--model", manifest, "--out", out, "--batch", "2", "--threads", "2", "--provider", "cpu"}
+	code, stderr := runHPA(t, args...)
+	if code != 1 {
+		t.Fatalf("exit status %d, want 1; stderr:\n%s", code, stderr)
+	}
+	t.Logf("stderr:\n%s", stderr)
+	for _, want := range []string{"failed bad: bad_green.png", "incomplete part: missing channels: yellow", "labeled 5 of 7 samples (1 failed, 1 incomplete)", "label: 6/6 samples"} {
+		if !strings.Contains(stderr, want) {
+			t.Errorf("stderr lacks %q:\n%s", want, stderr)
+		}
+	}
+	first := readDir(t, out)
+	wantFiles := []string{"bad.error.json", "part.error.json", "s1.json", "s2.json", "s3.json", "s4.json", "s5.json", "submission.csv"}
+	var names []string
+	for n := range first {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	if !slices.Equal(names, wantFiles) {
+		t.Fatalf("outputs %v, want %v", names, wantFiles)
+	}
+	subRows, err := pipeline.ReadSubmission(bytes.NewReader(first["submission.csv"]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(subRows) != len(good) {
+		t.Fatalf("submission rows %+v", subRows)
+	}
+	for i, id := range good {
+		l, err := pipeline.ParseLabel(first[id+".json"])
+		if err != nil {
+			t.Fatalf("%s: %v", id, err)
+		}
+		if l.SampleID != id || l.Model.Members != 2 || l.Model.TTAViews != 8 || l.Model.Name != "label-test" || !strings.HasPrefix(l.Model.ManifestDigest, "sha256:") {
+			t.Errorf("%s: label header %+v", id, l.Model)
+		}
+		if len(l.Sources) != 4 {
+			t.Fatalf("%s: %d sources", id, len(l.Sources))
+		}
+		for c, s := range l.Sources {
+			want, err := pipeline.DescribeSource(pipeline.Channel(c), filepath.Join(in, id+"_"+pipeline.ChannelNames[c]+".png"))
+			if err != nil || s != want {
+				t.Errorf("%s: source %d %+v, want %+v (%v)", id, c, s, want, err)
+			}
+		}
+		if len(l.Predicted) == 0 {
+			t.Errorf("%s: nothing predicted despite at_least_top", id)
+		}
+		if subRows[i].ID != id || !slices.Equal(subRows[i].Predicted, l.PredictedIDs()) {
+			t.Errorf("submission row %+v, label predicts %v", subRows[i], l.PredictedIDs())
+		}
+	}
+	rec, err := pipeline.ParseError(first["bad.error.json"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rec.File != "bad_green.png" || (rec.Kind != "truncated" && rec.Kind != "corrupt") || rec.Reason == "" || rec.Model == nil || rec.Model.Members != 2 {
+		t.Errorf("error record %+v", rec)
+	}
+	rec, err = pipeline.ParseError(first["part.error.json"])
+	if err != nil || rec.Kind != "missing_channel" || !strings.Contains(rec.Reason, "yellow") {
+		t.Errorf("incomplete record %+v %v", rec, err)
+	}
+
+	// Twice: byte-identical outputs.
+	code, _ = runHPA(t, args...)
+	if code != 1 {
+		t.Fatalf("second run: exit status %d", code)
+	}
+	second := readDir(t, out)
+	for n, b := range first {
+		if !bytes.Equal(b, second[n]) {
+			t.Errorf("%s differs between runs", n)
+		}
+	}
+
+	// Fix the bad sample, drop the incomplete one: exit 0, the stale error document is gone.
+	for c, ch := range pipeline.ChannelNames {
+		writePNG(t, filepath.Join(in, "bad_"+ch+".png"), 64, int64(100+c))
+	}
+	for _, ch := range []string{"red", "green", "blue"} {
+		if err := os.Remove(filepath.Join(in, "part_"+ch+".png")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	csvPath := filepath.Join(t.TempDir(), "sub", "kaggle.csv")
+	code, stderr = runHPA(t, "label", in, "--model", manifest, "--out", out, "--csv", csvPath, "--batch", "4")
+	if code != 0 {
+		t.Fatalf("clean run: exit status %d\n%s", code, stderr)
+	}
+	if _, err := os.Stat(filepath.Join(out, "bad.error.json")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("stale bad.error.json: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(out, "bad.json")); err != nil {
+		t.Errorf("bad.json: %v", err)
+	}
+	rows, err := os.ReadFile(csvPath)
+	if err != nil || !strings.HasPrefix(string(rows), "Id,Predicted\nbad,") || strings.Count(string(rows), "\n") != 7 {
+		t.Errorf("csv %q %v", rows, err)
+	}
+	// Batch size does not change the labels (same bytes for an unchanged sample).
+	again := readDir(t, out)
+	if !bytes.Equal(again["s3.json"], first["s3.json"]) {
+		t.Error("s3.json changed with the batch size")
+	}
+}
+
+func TestLabelBadUsage(t *testing.T) {
+	in := t.TempDir()
+	if code, stderr := runHPA(t, "label", in, "--model", "x.json"); code != 2 || !strings.Contains(stderr, "no channel images") {
+		t.Errorf("empty dir: %d %s", code, stderr)
+	}
+	writePNG(t, filepath.Join(in, "a_red.png"), 64, 1)
+	if code, stderr := runHPA(t, "label", in); code != 2 || !strings.Contains(stderr, "--model") {
+		t.Errorf("no model: %d %s", code, stderr)
+	}
+	if code, stderr := runHPA(t, "label", in, "--model", filepath.Join(in, "missing.json")); code != 2 || !strings.Contains(stderr, "missing.json") {
+		t.Errorf("missing manifest: %d %s", code, stderr)
+	}
+	if code, stderr := runHPA(t, "label", in, "--model", "m.json", "--batch", "0"); code != 2 || !strings.Contains(stderr, "--batch") {
+		t.Errorf("batch 0: %d %s", code, stderr)
+	}
+	manifest := writeTinyModelSet(t)
+	t.Setenv("HPA_ORT_PROVIDER", "cuda")
+	// The provider comes from the environment; a CPU build refuses it clearly, a GPU build runs (and
+	// exits 1 for the incomplete sample).
+	code, stderr := runHPA(t, "label", in, "--model", manifest, "--out", t.TempDir())
+	if !(code == 2 && strings.Contains(stderr, `execution provider "cuda" unavailable`)) && code != 1 {
+		t.Errorf("cuda from env: %d %s", code, stderr)
+	}
+}

@@ -1,0 +1,318 @@
+package inference
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/hpa-plates/hpa/internal/pipeline"
+	"github.com/hpa-plates/hpa/internal/s3events"
+)
+
+// objRef is one channel object as an event described it.
+type objRef struct {
+	Key       string `json:"key"`
+	ETag      string `json:"etag,omitempty"`
+	Size      int64  `json:"size"`
+	Sequencer string `json:"sequencer,omitempty"`
+}
+
+// sampleRec is the KV value of a sample: which channels have been seen.
+type sampleRec struct {
+	Plate     string     `json:"plate"`
+	ID        string     `json:"id"`
+	Channels  [4]*objRef `json:"channels"`
+	FirstSeen int64      `json:"first_seen"` // unix nanoseconds of the first channel event
+	Reported  bool       `json:"reported,omitempty"`
+	// Labeled is "<model digest>/<content hash>" of the last label written, so replays of old
+	// events do not publish the sample again.
+	Labeled string `json:"labeled,omitempty"`
+}
+
+func (r *sampleRec) complete() bool {
+	for _, c := range r.Channels {
+		if c == nil {
+			return false
+		}
+	}
+	return true
+}
+
+func (r *sampleRec) missing() []string {
+	var m []string
+	for c, o := range r.Channels {
+		if o == nil {
+			m = append(m, pipeline.ChannelNames[c])
+		}
+	}
+	return m
+}
+
+// contentHash identifies the four objects (keys, ETags, sizes) of a complete sample.
+func (r *sampleRec) contentHash() string {
+	h := sha256.New()
+	for _, c := range r.Channels {
+		if c != nil {
+			fmt.Fprintf(h, "%s\x00%s\x00%d\n", c.Key, c.ETag, c.Size)
+		}
+	}
+	return hex.EncodeToString(h.Sum(nil))[:16]
+}
+
+// readyMsg is the body of a sample-ready message.
+type readyMsg struct {
+	Plate   string    `json:"plate"`
+	ID      string    `json:"id"`
+	Objects [4]objRef `json:"objects"` // red, green, blue, yellow
+	Content string    `json:"content"` // contentHash
+}
+
+// eventError is a transient failure while handling an event (KV or publish): retried.
+type eventError struct {
+	Op  string
+	Err error
+}
+
+func (e *eventError) Error() string { return "event " + e.Op + ": " + e.Err.Error() }
+func (e *eventError) Unwrap() error { return e.Err }
+
+// currentDigest is the serving model digest, "v" before any model is loaded.
+func (s *Service) currentDigest() string {
+	if info, _, ok := s.model.info(); ok {
+		return info.ManifestDigest
+	}
+	return "v"
+}
+
+// runAssembler consumes S3 events until ctx is done, then drains.
+func (s *Service) runAssembler(ctx context.Context) error {
+	cons, err := s.js.Consumer(ctx, s.cfg.EventsStream, s.cfg.EventsConsumer)
+	if err != nil {
+		return fmt.Errorf("events consumer: %w", err)
+	}
+	work := make(chan jetstream.Msg, s.cfg.EventWorkers*4)
+	var wg sync.WaitGroup
+	opCtx := context.WithoutCancel(ctx)
+	for i := 0; i < s.cfg.EventWorkers; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for msg := range work {
+				s.handleEvent(opCtx, msg)
+			}
+		}()
+	}
+	it, err := cons.Messages(jetstream.PullMaxMessages(s.cfg.EventWorkers * 8))
+	if err != nil {
+		close(work)
+		wg.Wait()
+		return fmt.Errorf("events consumer: %w", err)
+	}
+	stop := context.AfterFunc(ctx, it.Drain)
+	defer stop()
+	for {
+		msg, err := it.Next()
+		if err != nil {
+			if errors.Is(err, jetstream.ErrMsgIteratorClosed) {
+				break
+			}
+			s.log.Warn("events consumer", "err", err)
+			continue
+		}
+		work <- msg
+	}
+	close(work)
+	wg.Wait()
+	return nil
+}
+
+// handleEvent applies one notification message and acknowledges it, or hands it back.
+func (s *Service) handleEvent(ctx context.Context, msg jetstream.Msg) {
+	evs, err := s3events.Parse(msg.Data())
+	if err != nil {
+		s.m.events.WithLabelValues("bad").Inc()
+		s.m.errors.WithLabelValues("event").Inc()
+		s.log.Warn("unparsable S3 event", "subject", msg.Subject(), "err", err)
+		s.deadLetter(ctx, "", "", "event", err.Error(), "", msg.Data())
+		_ = msg.TermWithReason("unparsable S3 event")
+		return
+	}
+	for _, ev := range evs {
+		if err := s.applyEvent(ctx, ev); err != nil {
+			var ke *KeyError
+			if errors.As(err, &ke) {
+				s.m.events.WithLabelValues("bad").Inc()
+				s.m.errors.WithLabelValues("key").Inc()
+				s.log.Warn("refused object key", "bucket", ev.Bucket, "err", err)
+				s.deadLetter(ctx, "", "", "key", err.Error(), ev.Key, msg.Data())
+				continue
+			}
+			s.m.errors.WithLabelValues("nats").Inc()
+			s.retryLater(msg, err)
+			return
+		}
+	}
+	_ = msg.Ack()
+}
+
+// retryLater naks msg with exponential backoff; past MaxDeliver the server stops redelivering,
+// so the last attempt is dead-lettered instead.
+func (s *Service) retryLater(msg jetstream.Msg, cause error) {
+	n := uint64(1)
+	if md, err := msg.Metadata(); err == nil {
+		n = md.NumDelivered
+	}
+	if n >= uint64(s.cfg.MaxDeliver) {
+		s.log.Error("giving up after max deliveries", "subject", msg.Subject(), "deliveries", n, "err", cause)
+		s.deadLetter(context.Background(), "", "", "retries", cause.Error(), "", msg.Data())
+		_ = msg.TermWithReason("max deliveries")
+		return
+	}
+	s.m.redeliveries.Inc()
+	s.log.Warn("transient failure, redelivering", "subject", msg.Subject(), "deliveries", n, "err", cause)
+	_ = msg.NakWithDelay(s.backoff(n))
+}
+
+func (s *Service) backoff(n uint64) time.Duration {
+	d := s.cfg.Backoff
+	for i := uint64(1); i < n && d < 30*time.Second; i++ {
+		d *= 2
+	}
+	return min(d, 30*time.Second)
+}
+
+// applyEvent records one object event; the event completing a sample publishes it as ready.
+func (s *Service) applyEvent(ctx context.Context, ev s3events.ObjectEvent) error {
+	if !ev.IsCreate() || (s.cfg.Bucket != "" && ev.Bucket != s.cfg.Bucket) {
+		s.m.events.WithLabelValues("ignored").Inc()
+		return nil
+	}
+	sk, ok, err := s.keys.Map(ev.Key)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		s.m.events.WithLabelValues("ignored").Inc()
+		return nil
+	}
+	ref := objRef{Key: ev.Key, ETag: ev.ETag, Size: ev.Size, Sequencer: ev.Sequencer}
+	key := kvKey(sk.Plate, sk.ID)
+	for attempt := 0; ; attempt++ {
+		if attempt == 100 {
+			return &eventError{"kv", fmt.Errorf("sample %s/%s: too many concurrent updates", sk.Plate, sk.ID)}
+		}
+		var rec sampleRec
+		var rev uint64
+		e, err := s.samples.Get(ctx, key)
+		switch {
+		case err == nil:
+			rev = e.Revision()
+			if json.Unmarshal(e.Value(), &rec) != nil || rec.Plate != sk.Plate || rec.ID != sk.ID {
+				rec = sampleRec{}
+			}
+		case errors.Is(err, jetstream.ErrKeyNotFound):
+		default:
+			return &eventError{"kv get", err}
+		}
+		if rec.ID == "" {
+			rec = sampleRec{Plate: sk.Plate, ID: sk.ID, FirstSeen: time.Now().UnixNano()}
+		}
+		cur := rec.Channels[sk.Channel]
+		changed := cur == nil || (cur.ETag != ref.ETag && !(ref.Sequencer != "" && cur.Sequencer != "" &&
+			s3events.CompareSequencer(ref.Sequencer, cur.Sequencer) < 0))
+		if changed {
+			rec.Channels[sk.Channel] = &ref
+			b, _ := json.Marshal(&rec)
+			if rev == 0 {
+				_, err = s.samples.Create(ctx, key, b)
+			} else {
+				_, err = s.samples.Update(ctx, key, b, rev)
+			}
+			if err != nil {
+				if errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+					continue // another replica updated the sample: read again
+				}
+				return &eventError{"kv update", err}
+			}
+			s.m.events.WithLabelValues("channel").Inc()
+		} else {
+			s.m.events.WithLabelValues("duplicate").Inc()
+		}
+		if !rec.complete() {
+			return nil
+		}
+		digest := s.currentDigest()
+		content := rec.contentHash()
+		if rec.Labeled == digest+"/"+content {
+			return nil // already labeled by this model with these objects (a replayed event)
+		}
+		return s.publishReady(ctx, &rec, digest, content)
+	}
+}
+
+func (s *Service) publishReady(ctx context.Context, rec *sampleRec, digest, content string) error {
+	rm := readyMsg{Plate: rec.Plate, ID: rec.ID, Content: content}
+	for c, o := range rec.Channels {
+		rm.Objects[c] = *o
+	}
+	b, _ := json.Marshal(&rm)
+	m := nats.NewMsg(s.cfg.ReadySubject + "." + subjectToken(rec.Plate))
+	m.Data = b
+	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	ack, err := s.js.PublishMsg(pctx, m, jetstream.WithMsgID(rec.Plate+"/"+rec.ID+"/"+digest+"/"+content))
+	if err != nil {
+		return &eventError{"publish ready", err}
+	}
+	if !ack.Duplicate {
+		s.m.ready.Inc()
+	}
+	return nil
+}
+
+// deadLetter publishes a dead-letter entry; failures are logged (the error record, when there is
+// one, is already in S3).
+func (s *Service) deadLetter(ctx context.Context, plate, id, kind, reason, object string, original []byte) {
+	body, _ := json.Marshal(map[string]any{
+		"plate": plate, "sample_id": id, "kind": kind, "reason": reason, "object": object,
+		"original": json.RawMessage(validJSONOrString(original)),
+	})
+	tok := "_"
+	if plate != "" {
+		tok = subjectToken(plate)
+	}
+	m := nats.NewMsg(s.cfg.DLQSubject + "." + tok)
+	m.Data = body
+	m.Header.Set("Hpa-Error-Kind", kind)
+	m.Header.Set("Hpa-Error-Reason", strings.ToValidUTF8(firstLine(reason), "?"))
+	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if _, err := s.js.PublishMsg(pctx, m); err != nil {
+		s.m.errors.WithLabelValues("nats").Inc()
+		s.log.Error("dead-letter publish failed", "plate", plate, "sample", id, "err", err)
+	}
+}
+
+func firstLine(s string) string {
+	if i := strings.IndexAny(s, "\r\n"); i >= 0 {
+		return s[:i]
+	}
+	return s
+}
+
+func validJSONOrString(b []byte) []byte {
+	if len(b) > 0 && json.Valid(b) {
+		return b
+	}
+	q, _ := json.Marshal(string(b))
+	return q
+}

@@ -1,0 +1,217 @@
+package inference
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/hpa-plates/hpa/internal/pipeline"
+)
+
+// csvBuilder keeps <LabelsPrefix><plate>/submission.csv (Kaggle "Id,Predicted") equal to the
+// plate's labels under concurrent replicas:
+//
+//   - every label write increments the plate's generation in the plates KV bucket (CAS), after
+//     the label is in S3;
+//   - a builder takes the plate's lock (KV Create in a bucket with a TTL, so a crashed holder
+//     does not block forever), reads the generation g, lists and reads the labels, writes the
+//     CSV, records built = g, releases the lock;
+//   - a replica drops a plate from its to-do set only once it saw built >= generation, and retries
+//     plates whose lock was busy. Every label counted in g was in S3 before g was read, so the
+//     listing after it includes the label: the last build covers every label.
+type csvBuilder struct {
+	s     *Service
+	mu    sync.Mutex
+	dirty map[string]bool
+	kick  chan struct{}
+}
+
+type plateGen struct {
+	Plate string `json:"plate"`
+	Gen   uint64 `json:"gen"`
+	Built uint64 `json:"built"`
+}
+
+func newCSVBuilder(s *Service) *csvBuilder {
+	return &csvBuilder{s: s, dirty: map[string]bool{}, kick: make(chan struct{}, 1)}
+}
+
+func (s *Service) csvKey(plate string) string { return s.cfg.LabelsPrefix + plate + "/submission.csv" }
+
+// labelWritten bumps the plate generation and schedules a build.
+func (b *csvBuilder) labelWritten(ctx context.Context, plate string) error {
+	if err := b.update(ctx, plate, func(p *plateGen) { p.Gen++ }); err != nil {
+		return err
+	}
+	b.mu.Lock()
+	b.dirty[plate] = true
+	b.mu.Unlock()
+	return nil
+}
+
+// update applies f to the plate's record with compare-and-set.
+func (b *csvBuilder) update(ctx context.Context, plate string, f func(*plateGen)) error {
+	key := plateKey(plate)
+	for range 200 {
+		p := plateGen{Plate: plate}
+		var rev uint64
+		e, err := b.s.plates.Get(ctx, key)
+		switch {
+		case err == nil:
+			rev = e.Revision()
+			if json.Unmarshal(e.Value(), &p) != nil {
+				p = plateGen{Plate: plate}
+			}
+		case errors.Is(err, jetstream.ErrKeyNotFound):
+		default:
+			return err
+		}
+		f(&p)
+		v, _ := json.Marshal(&p)
+		if rev == 0 {
+			_, err = b.s.plates.Create(ctx, key, v)
+		} else {
+			_, err = b.s.plates.Update(ctx, key, v, rev)
+		}
+		if err == nil {
+			return nil
+		}
+		if !errors.Is(err, jetstream.ErrKeyExists) && !errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+			return err
+		}
+	}
+	return fmt.Errorf("plate %s: too many concurrent generation updates", plate)
+}
+
+func (b *csvBuilder) get(ctx context.Context, plate string) (plateGen, error) {
+	p := plateGen{Plate: plate}
+	e, err := b.s.plates.Get(ctx, plateKey(plate))
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return p, nil
+	}
+	if err != nil {
+		return p, err
+	}
+	return p, json.Unmarshal(e.Value(), &p)
+}
+
+// run builds dirty plates every CSVInterval until ctx is done, then once more.
+func (b *csvBuilder) run(ctx context.Context) {
+	t := time.NewTicker(b.s.cfg.CSVInterval)
+	defer t.Stop()
+	opCtx := context.WithoutCancel(ctx)
+	for {
+		select {
+		case <-ctx.Done():
+			b.flush(opCtx)
+			return
+		case <-t.C:
+		case <-b.kick:
+		}
+		b.flush(opCtx)
+	}
+}
+
+// flush tries to build every dirty plate; plates still behind stay dirty.
+func (b *csvBuilder) flush(ctx context.Context) {
+	b.mu.Lock()
+	plates := make([]string, 0, len(b.dirty))
+	for p := range b.dirty {
+		plates = append(plates, p)
+	}
+	b.mu.Unlock()
+	for _, plate := range plates {
+		done, err := b.build(ctx, plate)
+		if err != nil {
+			b.s.m.errors.WithLabelValues("csv").Inc()
+			b.s.log.Warn("plate CSV build failed; will retry", "plate", plate, "err", err)
+			continue
+		}
+		if done {
+			b.mu.Lock()
+			delete(b.dirty, plate)
+			b.mu.Unlock()
+		}
+	}
+}
+
+// build brings the plate's CSV up to date when it can take the lock. done means built >= gen
+// was observed (nothing left to do for this replica).
+func (b *csvBuilder) build(ctx context.Context, plate string) (done bool, err error) {
+	for {
+		p, err := b.get(ctx, plate)
+		if err != nil {
+			return false, err
+		}
+		if p.Built >= p.Gen {
+			return true, nil
+		}
+		lockKey := plateKey(plate)
+		rev, err := b.s.locks.Create(ctx, lockKey, []byte(fmt.Sprintf("%p", b)))
+		if errors.Is(err, jetstream.ErrKeyExists) {
+			return false, nil // someone else is building; check again next round
+		}
+		if err != nil {
+			return false, err
+		}
+		err = b.buildLocked(ctx, plate)
+		_ = b.s.locks.Delete(ctx, lockKey, jetstream.LastRevision(rev))
+		if err != nil {
+			return false, err
+		}
+	}
+}
+
+func (b *csvBuilder) buildLocked(ctx context.Context, plate string) error {
+	p, err := b.get(ctx, plate)
+	if err != nil {
+		return err
+	}
+	g := p.Gen
+	prefix := b.s.cfg.LabelsPrefix + plate + "/"
+	keys, err := b.s.store.List(ctx, prefix)
+	if err != nil {
+		return err
+	}
+	var rows []pipeline.SubmissionRow
+	for _, k := range keys {
+		rest := k[len(prefix):]
+		if strings.Contains(rest, "/") || !strings.HasSuffix(rest, ".json") || strings.HasSuffix(rest, ".error.json") {
+			continue
+		}
+		data, err := b.s.store.Get(ctx, k, 8<<20)
+		if err != nil {
+			var oe *ObjectError
+			if errors.As(err, &oe) && oe.NotFound {
+				continue
+			}
+			return err
+		}
+		l, err := pipeline.ParseLabel(data)
+		if err != nil {
+			b.s.log.Warn("skipping unreadable label in plate CSV", "key", k, "err", err)
+			continue
+		}
+		rows = append(rows, pipeline.SubmissionRow{ID: l.SampleID, Predicted: l.PredictedIDs()})
+	}
+	var buf bytes.Buffer
+	if err := pipeline.WriteSubmission(&buf, rows); err != nil {
+		return err
+	}
+	if err := b.s.store.Put(ctx, b.s.csvKey(plate), buf.Bytes(), "text/csv"); err != nil {
+		return err
+	}
+	b.s.m.csvBuilds.Inc()
+	return b.update(ctx, plate, func(p *plateGen) {
+		if g > p.Built {
+			p.Built = g
+		}
+	})
+}

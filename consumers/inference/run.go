@@ -1,0 +1,231 @@
+package inference
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/hpa-plates/hpa/internal/pipeline"
+)
+
+// Run sets up the streams, buckets and consumers, then works until ctx is done. On cancellation
+// it stops taking new messages, finishes the ones it holds (labels written and acknowledged,
+// events applied), brings plate CSVs up to date and returns nil. The model set is loaded by
+// Load before or while Run runs; messages that arrive before a model is loaded are retried later.
+func (s *Service) Run(ctx context.Context) error {
+	s.mu.Lock()
+	if s.running {
+		s.mu.Unlock()
+		return errors.New("inference: Run called twice")
+	}
+	s.running = true
+	s.mu.Unlock()
+	if err := s.Setup(ctx); err != nil {
+		return err
+	}
+	s.csv = newCSVBuilder(s)
+
+	sub, err := s.nc.Subscribe(s.cfg.PromotedSubject, func(m *nats.Msg) {
+		loc := strings.TrimSpace(promotedLocation(m.Data))
+		if loc == "" {
+			s.log.Warn("empty model promotion ignored", "subject", m.Subject)
+			return
+		}
+		s.log.Info("model promotion received", "location", loc)
+		_ = s.Load(context.WithoutCancel(ctx), loc)
+	})
+	if err != nil {
+		return fmt.Errorf("subscribe %s: %w", s.cfg.PromotedSubject, err)
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+
+	var wg sync.WaitGroup
+	errs := make(chan error, 2)
+	wg.Add(2)
+	go func() { defer wg.Done(); errs <- s.runAssembler(ctx) }()
+	hbCtx, hbStop := context.WithCancel(context.WithoutCancel(ctx))
+	go func() { defer wg.Done(); errs <- s.runLabeler(ctx) }()
+	go s.heartbeat(hbCtx)
+	csvDone := make(chan struct{})
+	go func() { defer close(csvDone); s.csv.run(ctx) }()
+	go s.sweep(ctx)
+	if s.cfg.ModelPointer != "" {
+		go s.pollPointer(ctx)
+	}
+	wg.Wait()
+	hbStop()
+	<-csvDone
+	close(errs)
+	var first error
+	for e := range errs {
+		if e != nil && first == nil {
+			first = e
+		}
+	}
+	return first
+}
+
+// promotedLocation accepts a bare location or JSON {"location": "..."} / {"manifest": "..."}.
+func promotedLocation(b []byte) string {
+	var v struct {
+		Location string `json:"location"`
+		Manifest string `json:"manifest"`
+	}
+	if json.Unmarshal(b, &v) == nil {
+		if v.Location != "" {
+			return v.Location
+		}
+		return v.Manifest
+	}
+	return string(b)
+}
+
+// pollPointer reloads when the model pointer object names a different location.
+func (s *Service) pollPointer(ctx context.Context) {
+	t := time.NewTicker(s.cfg.PointerPoll)
+	defer t.Stop()
+	for {
+		s.checkPointer(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func (s *Service) checkPointer(ctx context.Context) {
+	data, err := s.store.Get(ctx, s.cfg.ModelPointer, 1<<16)
+	if err != nil {
+		var oe *ObjectError
+		if !errors.As(err, &oe) || !oe.NotFound {
+			s.log.Warn("model pointer unreadable", "key", s.cfg.ModelPointer, "err", err)
+		}
+		return
+	}
+	loc := strings.TrimSpace(promotedLocation(data))
+	s.mu.Lock()
+	changed := loc != "" && loc != s.pointer
+	s.mu.Unlock()
+	if !changed {
+		return
+	}
+	if _, cur, ok := s.model.info(); ok && cur == loc {
+		s.mu.Lock()
+		s.pointer = loc
+		s.mu.Unlock()
+		return
+	}
+	s.log.Info("model pointer changed", "key", s.cfg.ModelPointer, "location", loc)
+	// Remember the location even when the load fails: the failure is reported once, and a
+	// later change of the pointer is tried again.
+	_ = s.Load(ctx, loc)
+	s.mu.Lock()
+	s.pointer = loc
+	s.mu.Unlock()
+}
+
+// sweep reports incomplete samples older than IncompleteAge (once each: a CAS-set flag in the
+// sample's KV entry makes one replica report it) and re-queues plates whose CSV is behind.
+func (s *Service) sweep(ctx context.Context) {
+	t := time.NewTicker(s.cfg.SweepInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if err := s.SweepOnce(ctx, time.Now()); err != nil && ctx.Err() == nil {
+			s.log.Warn("incomplete-sample sweep failed", "err", err)
+		}
+	}
+}
+
+// SweepOnce runs one sweep as of now (exported for tests and tools).
+func (s *Service) SweepOnce(ctx context.Context, now time.Time) error {
+	lister, err := s.samples.ListKeys(ctx)
+	if err != nil {
+		return err
+	}
+	var keys []string
+	for k := range lister.Keys() {
+		keys = append(keys, k)
+	}
+	for _, k := range keys {
+		if err := s.reportIfStale(ctx, k, now); err != nil {
+			return err
+		}
+	}
+	pl, err := s.plates.ListKeys(ctx)
+	if err != nil {
+		return err
+	}
+	for k := range pl.Keys() {
+		e, err := s.plates.Get(ctx, k)
+		if err != nil {
+			continue
+		}
+		var p plateGen
+		if json.Unmarshal(e.Value(), &p) == nil && p.Built < p.Gen && p.Plate != "" {
+			s.csv.mu.Lock()
+			s.csv.dirty[p.Plate] = true
+			s.csv.mu.Unlock()
+		}
+	}
+	return nil
+}
+
+func (s *Service) reportIfStale(ctx context.Context, key string, now time.Time) error {
+	for range 10 {
+		e, err := s.samples.Get(ctx, key)
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		var rec sampleRec
+		if json.Unmarshal(e.Value(), &rec) != nil || rec.ID == "" {
+			return nil
+		}
+		if rec.complete() || rec.Reported || now.Sub(time.Unix(0, rec.FirstSeen)) < s.cfg.IncompleteAge {
+			return nil
+		}
+		rec.Reported = true
+		b, _ := json.Marshal(&rec)
+		if _, err := s.samples.Update(ctx, key, b, e.Revision()); err != nil {
+			if errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+				continue
+			}
+			return err
+		}
+		missing := rec.missing()
+		reason := fmt.Sprintf("sample %s has no %s channel after %s (first channel seen %s)", rec.ID,
+			strings.Join(missing, ", "), s.cfg.IncompleteAge, time.Unix(0, rec.FirstSeen).UTC().Format(time.RFC3339))
+		s.m.incomplete.Inc()
+		s.m.errors.WithLabelValues(string(pipeline.KindMissingChannel)).Inc()
+		s.log.Warn("incomplete sample", "plate", rec.Plate, "sample", rec.ID, "missing", missing)
+		var infoPtr *pipeline.ModelInfo
+		if info, _, ok := s.model.info(); ok {
+			infoPtr = &info.ModelInfo
+		}
+		er := pipeline.ErrorRecord{Schema: pipeline.ErrorSchema, SampleID: rec.ID, Kind: string(pipeline.KindMissingChannel),
+			Reason: reason, Model: infoPtr}
+		if doc, err := pipeline.MarshalError(er); err == nil {
+			if err := s.store.Put(ctx, s.errorKey(rec.Plate, rec.ID), doc, "application/json"); err != nil {
+				s.log.Warn("incomplete-sample record not written", "plate", rec.Plate, "sample", rec.ID, "err", err)
+			}
+		}
+		s.deadLetter(ctx, rec.Plate, rec.ID, string(pipeline.KindMissingChannel), reason, "", nil)
+		return nil
+	}
+	return nil
+}

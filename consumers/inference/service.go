@@ -1,0 +1,373 @@
+// Package inference is the event-driven labeling consumer: S3 object-created events on NATS
+// JetStream are assembled into complete 4-channel samples, labeled in dynamic batches by a model
+// set, and written back to S3 as label JSON.
+//
+// Flow, per replica (any number of replicas share the work through durable consumers):
+//
+//  1. Intake (assembler): a durable pull consumer on the S3-events stream (limits retention, so
+//     events can be replayed) parses each notification (AWS or MinIO format), ignores non-create
+//     events and keys outside the upload prefix, maps the key to (plate, sample id, channel) and
+//     records the channel in a JetStream KV bucket (one key per sample, compare-and-set updates).
+//     The event that completes a sample publishes a sample-ready message on
+//     <ReadySubject>.<plate token> with Nats-Msg-Id = plate/id/<model digest>/<content hash>,
+//     so the ready stream holds each complete sample once per model version and content, whatever
+//     replica saw which event and however often events were redelivered.
+//  2. Labeling: a durable pull consumer on the ready stream (work-queue retention) feeds
+//     fetch+decode workers (GetObject of the 4 channels, pipeline.DecodeChannel), a batcher with
+//     Triton's dynamic-batching semantics (a batch leaves when it has MaxBatch samples or its
+//     oldest sample waited MaxBatchDelay), one inference goroutine (the model never waits on
+//     I/O: the next batch is assembled while the current one runs) and write workers that put the
+//     label JSON, publish <LabelsSubject>.<plate token> and only then acknowledge the message.
+//     In-flight messages get InProgress heartbeats; MaxAckPending bounds the outstanding work.
+//  3. Output: labels at <LabelsPrefix><plate>/<id>.json, identical bytes for identical inputs and
+//     model; an existing label with the same manifest digest and sources is not rewritten. A
+//     per-plate Kaggle CSV <LabelsPrefix><plate>/submission.csv is rebuilt from the labels by one
+//     replica at a time (a KV lock with TTL; a per-plate generation counter guarantees the last
+//     build saw every label).
+//  4. Failures: poison input (missing object, corrupt or non-image data, channels of different
+//     sizes, oversized objects) gets an hpa.error/v1 record at <LabelsPrefix><plate>/<id>.error.json
+//     and a dead-letter message on <DLQSubject>.<plate token>, then Term. Transient S3/NATS/model
+//     failures are retried with backoff (NakWithDelay) up to MaxDeliver, then dead-lettered.
+//     Incomplete samples older than IncompleteAge are reported once (log, metric, error record).
+//  5. Hot reload: a message on PromotedSubject (body: the model location) or a changed model
+//     pointer object in S3 loads the new set beside the old; batches switch between batches; a
+//     failed load keeps the old set and is reported.
+//
+// This package imports NATS but no ONNX runtime: the model comes in through a ModelLoader.
+package inference
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/hpa-plates/hpa/internal/pipeline"
+)
+
+// Config configures a Service. Zero fields take the defaults of DefaultConfig.
+type Config struct {
+	// Bucket, when set, makes events of other buckets be ignored.
+	Bucket string
+	// UploadPrefix is where channel images are uploaded ("incoming/").
+	UploadPrefix string
+	// KeyPattern maps a key below UploadPrefix to plate, id and channel (DefaultKeyPattern).
+	KeyPattern string
+	// LabelsPrefix is where labels, error records and plate CSVs go ("labels/").
+	LabelsPrefix string
+
+	// EventsStream is the stream S3 events are published to; created (limits retention) on
+	// EventsSubjects when missing, used as it is otherwise.
+	EventsStream   string
+	EventsSubjects []string
+	// EventsFilter filters the events consumer (empty: the whole stream).
+	EventsFilter string
+	ReadyStream  string
+	ReadySubject string // prefix; messages go to <ReadySubject>.<plate token>
+	DLQStream    string
+	DLQSubject   string
+	// LabelsSubject is the prefix of the label-written events (<LabelsSubject>.<plate token>).
+	LabelsSubject string
+	// PromotedSubject carries model promotions (body: the new model location).
+	PromotedSubject string
+	// EventsConsumer and LabelConsumer are the durable consumer names shared by all replicas.
+	EventsConsumer string
+	LabelConsumer  string
+	// SamplesBucket, PlatesBucket and LocksBucket are the KV buckets.
+	SamplesBucket string
+	PlatesBucket  string
+	LocksBucket   string
+
+	MaxBatch      int
+	MaxBatchDelay time.Duration
+	FetchWorkers  int
+	WriteWorkers  int
+	EventWorkers  int
+	MaxAckPending int
+	AckWait       time.Duration
+	MaxDeliver    int
+	// Backoff is the first redelivery delay after a transient failure; it doubles per delivery.
+	Backoff       time.Duration
+	DedupWindow   time.Duration
+	IncompleteAge time.Duration
+	SweepInterval time.Duration
+	CSVInterval   time.Duration
+	LockTTL       time.Duration
+	// ModelPointer, when set, is an object whose content is the model location to serve; it is
+	// polled every PointerPoll and a change triggers a reload.
+	ModelPointer string
+	PointerPoll  time.Duration
+
+	MaxObjectBytes int64
+	Decode         pipeline.DecodeOptions
+	Logger         *slog.Logger
+}
+
+// DefaultConfig returns the defaults (the values config.yaml documents).
+func DefaultConfig() Config {
+	return Config{
+		UploadPrefix: "incoming/", LabelsPrefix: "labels/", KeyPattern: DefaultKeyPattern,
+		EventsStream: "S3_EVENTS", EventsSubjects: []string{"s3.events.>"},
+		ReadyStream: "HPA_READY", ReadySubject: "hpa.ready", DLQStream: "HPA_DLQ", DLQSubject: "hpa.dlq",
+		LabelsSubject: "hpa.labels", PromotedSubject: "hpa.models.promoted",
+		EventsConsumer: "hpa-assembler", LabelConsumer: "hpa-labeler",
+		SamplesBucket: "hpa_samples", PlatesBucket: "hpa_plates", LocksBucket: "hpa_locks",
+		MaxBatch: 8, MaxBatchDelay: 20 * time.Millisecond, FetchWorkers: 4, WriteWorkers: 4, EventWorkers: 16,
+		MaxAckPending: 256, AckWait: 30 * time.Second, MaxDeliver: 8, Backoff: 250 * time.Millisecond,
+		DedupWindow: 2 * time.Minute, IncompleteAge: 10 * time.Minute, SweepInterval: time.Minute,
+		CSVInterval: time.Second, LockTTL: time.Minute, PointerPoll: 10 * time.Second,
+		MaxObjectBytes: 256 << 20,
+	}
+}
+
+func (c *Config) fill() error {
+	d := DefaultConfig()
+	str := func(p *string, def string) {
+		if *p == "" {
+			*p = def
+		}
+	}
+	str(&c.UploadPrefix, d.UploadPrefix)
+	str(&c.LabelsPrefix, d.LabelsPrefix)
+	str(&c.KeyPattern, d.KeyPattern)
+	str(&c.EventsStream, d.EventsStream)
+	str(&c.ReadyStream, d.ReadyStream)
+	str(&c.ReadySubject, d.ReadySubject)
+	str(&c.DLQStream, d.DLQStream)
+	str(&c.DLQSubject, d.DLQSubject)
+	str(&c.LabelsSubject, d.LabelsSubject)
+	str(&c.PromotedSubject, d.PromotedSubject)
+	str(&c.EventsConsumer, d.EventsConsumer)
+	str(&c.LabelConsumer, d.LabelConsumer)
+	str(&c.SamplesBucket, d.SamplesBucket)
+	str(&c.PlatesBucket, d.PlatesBucket)
+	str(&c.LocksBucket, d.LocksBucket)
+	if len(c.EventsSubjects) == 0 {
+		c.EventsSubjects = d.EventsSubjects
+	}
+	num := func(p *int, def int) {
+		if *p == 0 {
+			*p = def
+		}
+	}
+	num(&c.MaxBatch, d.MaxBatch)
+	num(&c.FetchWorkers, d.FetchWorkers)
+	num(&c.WriteWorkers, d.WriteWorkers)
+	num(&c.EventWorkers, d.EventWorkers)
+	num(&c.MaxAckPending, d.MaxAckPending)
+	num(&c.MaxDeliver, d.MaxDeliver)
+	dur := func(p *time.Duration, def time.Duration) {
+		if *p == 0 {
+			*p = def
+		}
+	}
+	dur(&c.MaxBatchDelay, d.MaxBatchDelay)
+	dur(&c.AckWait, d.AckWait)
+	dur(&c.Backoff, d.Backoff)
+	dur(&c.DedupWindow, d.DedupWindow)
+	dur(&c.IncompleteAge, d.IncompleteAge)
+	dur(&c.SweepInterval, d.SweepInterval)
+	dur(&c.CSVInterval, d.CSVInterval)
+	dur(&c.LockTTL, d.LockTTL)
+	dur(&c.PointerPoll, d.PointerPoll)
+	if c.MaxObjectBytes == 0 {
+		c.MaxObjectBytes = d.MaxObjectBytes
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	switch {
+	case c.MaxBatch < 0 || c.FetchWorkers < 0 || c.WriteWorkers < 0 || c.EventWorkers < 0 || c.MaxAckPending < 0:
+		return &ConfigError{"max_batch, workers and max_ack_pending must be positive"}
+	case c.MaxDeliver < 2:
+		return &ConfigError{fmt.Sprintf("max_deliver %d: need at least 2 so transient failures can be retried", c.MaxDeliver)}
+	case c.MaxBatchDelay < 0 || c.AckWait < time.Second || c.Backoff < 0:
+		return &ConfigError{"max_batch_delay must be >= 0, ack_wait >= 1s, backoff >= 0"}
+	case !strings.HasSuffix(c.LabelsPrefix, "/"):
+		return &ConfigError{fmt.Sprintf("labels prefix %q must end with '/'", c.LabelsPrefix)}
+	case c.UploadPrefix != "" && !strings.HasSuffix(c.UploadPrefix, "/"):
+		return &ConfigError{fmt.Sprintf("upload prefix %q must end with '/'", c.UploadPrefix)}
+	case strings.HasPrefix(c.LabelsPrefix, c.UploadPrefix) || strings.HasPrefix(c.UploadPrefix, c.LabelsPrefix):
+		return &ConfigError{fmt.Sprintf("upload prefix %q and labels prefix %q overlap", c.UploadPrefix, c.LabelsPrefix)}
+	}
+	return c.Decode.Validate()
+}
+
+// ConfigError reports an unusable Config.
+type ConfigError struct{ Reason string }
+
+func (e *ConfigError) Error() string { return "inference config: " + e.Reason }
+
+// Service is one consumer replica.
+type Service struct {
+	cfg    Config
+	nc     *nats.Conn
+	js     jetstream.JetStream
+	store  ObjectStore
+	loader ModelLoader
+	keys   *KeyMapper
+	log    *slog.Logger
+	m      *metrics
+	model  modelHolder
+
+	samples jetstream.KeyValue
+	plates  jetstream.KeyValue
+	locks   jetstream.KeyValue
+
+	inflight inflightSet
+	csv      *csvBuilder
+
+	mu       sync.Mutex
+	pointer  string // last model location read from the pointer object
+	running  bool
+	reloadMu sync.Mutex
+}
+
+// New creates a replica. It checks the configuration; Run sets up streams and starts work.
+func New(nc *nats.Conn, store ObjectStore, loader ModelLoader, cfg Config) (*Service, error) {
+	if nc == nil || store == nil {
+		return nil, &ConfigError{"a NATS connection and an object store are required"}
+	}
+	if err := cfg.fill(); err != nil {
+		return nil, err
+	}
+	km, err := NewKeyMapper(cfg.UploadPrefix, cfg.KeyPattern)
+	if err != nil {
+		return nil, err
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, fmt.Errorf("jetstream: %w", err)
+	}
+	s := &Service{cfg: cfg, nc: nc, js: js, store: store, loader: loader, keys: km, log: cfg.Logger, m: newMetrics()}
+	s.inflight.m = map[*inflight]struct{}{}
+	return s, nil
+}
+
+// Load loads the model set at location beside the serving one and swaps it in between batches.
+// On failure the serving set stays and the error is returned (and counted).
+func (s *Service) Load(ctx context.Context, location string) error {
+	s.reloadMu.Lock()
+	defer s.reloadMu.Unlock()
+	old, _, hadOld := s.model.info()
+	info, _, err := s.model.load(ctx, s.loader, location)
+	if err != nil {
+		s.m.reloads.WithLabelValues("failed").Inc()
+		s.m.errors.WithLabelValues("model").Inc()
+		s.log.Error("model load failed; keeping the serving set", "location", location, "err", err,
+			"serving", old.ManifestDigest)
+		return err
+	}
+	if hadOld {
+		s.m.modelInfo.DeleteLabelValues(old.Name, old.Version, old.ManifestDigest)
+	}
+	s.m.modelInfo.WithLabelValues(info.Name, info.Version, info.ManifestDigest).Set(1)
+	s.m.reloads.WithLabelValues("ok").Inc()
+	s.log.Info("model set loaded", "location", location, "name", info.Name, "version", info.Version,
+		"digest", info.ManifestDigest, "members", info.Members, "tta_views", info.TTAViews)
+	return nil
+}
+
+// Model returns the serving model set's info; ok is false before the first successful Load.
+func (s *Service) Model() (info ModelInfo, ok bool) {
+	info, _, ok = s.model.info()
+	return info, ok
+}
+
+// Ready reports whether the replica can label: a model is loaded and NATS is connected.
+func (s *Service) Ready() error {
+	if _, _, ok := s.model.info(); !ok {
+		return errors.New("no model loaded")
+	}
+	if !s.nc.IsConnected() {
+		return errors.New("NATS not connected")
+	}
+	return nil
+}
+
+// Handler serves /metrics (Prometheus), /healthz (the process is up) and /readyz (model loaded
+// and NATS connected).
+func (s *Service) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", s.m.handler())
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {
+		if err := s.Ready(); err != nil {
+			http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = w.Write([]byte("ready\n"))
+	})
+	return mux
+}
+
+// Setup creates what is missing: the events stream (limits retention), the ready stream
+// (work queue, duplicate window), the dead-letter stream, the KV buckets and the durable
+// consumers. Existing streams are used as they are. It is idempotent and safe to run from
+// several replicas at once.
+func (s *Service) Setup(ctx context.Context) error {
+	c := s.cfg
+	ensure := func(sc jetstream.StreamConfig) error {
+		if _, err := s.js.Stream(ctx, sc.Name); err == nil {
+			return nil
+		} else if !errors.Is(err, jetstream.ErrStreamNotFound) {
+			return fmt.Errorf("stream %s: %w", sc.Name, err)
+		}
+		if _, err := s.js.CreateStream(ctx, sc); err != nil && !errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+			return fmt.Errorf("create stream %s: %w", sc.Name, err)
+		}
+		return nil
+	}
+	if err := ensure(jetstream.StreamConfig{Name: c.EventsStream, Subjects: c.EventsSubjects,
+		Retention: jetstream.LimitsPolicy, Storage: jetstream.FileStorage}); err != nil {
+		return err
+	}
+	if err := ensure(jetstream.StreamConfig{Name: c.ReadyStream, Subjects: []string{c.ReadySubject + ".>"},
+		Retention: jetstream.WorkQueuePolicy, Storage: jetstream.FileStorage, Duplicates: c.DedupWindow}); err != nil {
+		return err
+	}
+	if err := ensure(jetstream.StreamConfig{Name: c.DLQStream, Subjects: []string{c.DLQSubject + ".>"},
+		Retention: jetstream.LimitsPolicy, Storage: jetstream.FileStorage}); err != nil {
+		return err
+	}
+	var err error
+	kv := func(cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
+		b, err := s.js.CreateOrUpdateKeyValue(ctx, cfg)
+		if err != nil {
+			return nil, fmt.Errorf("kv bucket %s: %w", cfg.Bucket, err)
+		}
+		return b, nil
+	}
+	if s.samples, err = kv(jetstream.KeyValueConfig{Bucket: c.SamplesBucket, Description: "hpa sample channel presence"}); err != nil {
+		return err
+	}
+	if s.plates, err = kv(jetstream.KeyValueConfig{Bucket: c.PlatesBucket, Description: "hpa plate CSV generations"}); err != nil {
+		return err
+	}
+	if s.locks, err = kv(jetstream.KeyValueConfig{Bucket: c.LocksBucket, Description: "hpa plate CSV builder locks", TTL: c.LockTTL}); err != nil {
+		return err
+	}
+	if _, err := s.js.CreateOrUpdateConsumer(ctx, c.EventsStream, jetstream.ConsumerConfig{
+		Durable: c.EventsConsumer, AckPolicy: jetstream.AckExplicitPolicy, AckWait: c.AckWait,
+		MaxDeliver: c.MaxDeliver, MaxAckPending: c.MaxAckPending * 16, FilterSubject: c.EventsFilter,
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+	}); err != nil {
+		return fmt.Errorf("consumer %s on %s: %w", c.EventsConsumer, c.EventsStream, err)
+	}
+	if _, err := s.js.CreateOrUpdateConsumer(ctx, c.ReadyStream, jetstream.ConsumerConfig{
+		Durable: c.LabelConsumer, AckPolicy: jetstream.AckExplicitPolicy, AckWait: c.AckWait,
+		MaxDeliver: c.MaxDeliver, MaxAckPending: c.MaxAckPending,
+	}); err != nil {
+		return fmt.Errorf("consumer %s on %s: %w", c.LabelConsumer, c.ReadyStream, err)
+	}
+	return nil
+}

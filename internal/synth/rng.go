@@ -90,5 +90,13 @@ func (r *rng) norm() float64 {
 	return math.Sqrt(-2*math.Log(u)) * math.Cos(2*math.Pi*v)
 }
 
+// fastNorm is an approximately standard normal deviate (Irwin-Hall sum of four 16-bit uniforms,
+// tails cut at +-3.46), for per-pixel noise.
+func (r *rng) fastNorm() float64 {
+	x := r.uint64()
+	s := (x & 0xffff) + (x >> 16 & 0xffff) + (x >> 32 & 0xffff) + (x >> 48)
+	return (float64(s)/65536 - 2) * math.Sqrt(3)
+}
+
 // chance is true with probability p.
 func (r *rng) chance(p float64) bool { return r.float() < p }

@@ -34,7 +34,7 @@ func hpaRealDir(t testing.TB) string {
 	return real
 }
 
-func realLabels(t testing.TB) [][]int {
+func realHPALabels(t testing.TB) [][]int {
 	t.Helper()
 	ex, err := ReadLabelsFile(filepath.Join(hpaRealDir(t), "train.csv"))
 	if err != nil {
@@ -49,7 +49,7 @@ func realLabels(t testing.TB) [][]int {
 // TestStratifiedKFoldRealBalance: on the real HPA label matrix every class count in every fold is
 // within 1 of its ideal share, and so is every fold size.
 func TestStratifiedKFoldRealBalance(t *testing.T) {
-	labels := realLabels(t)
+	labels := realHPALabels(t)
 	for _, tc := range []struct {
 		k    int
 		seed uint64
@@ -211,7 +211,7 @@ func TestFoldBalanceWrite(t *testing.T) {
 // BenchmarkStratifiedKFoldReal times the whole split (stratification + repair) of the 31,072 x 28
 // HPA label matrix and reports the largest remaining deviation from the ideal share.
 func BenchmarkStratifiedKFoldReal(b *testing.B) {
-	labels := realLabels(b)
+	labels := realHPALabels(b)
 	var folds []int
 	for i := 0; b.Loop(); i++ {
 		var err error

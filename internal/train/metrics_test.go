@@ -7,7 +7,7 @@ import (
 	"testing"
 )
 
-func near(a, b float64) bool { return math.Abs(a-b) < 1e-9 }
+func feq(a, b float64) bool { return math.Abs(a-b) < 1e-9 }
 
 // TestScoreHand: 4 samples x 3 classes, counted by hand.
 //
@@ -31,11 +31,11 @@ func TestScoreHand(t *testing.T) {
 			t.Errorf("class %d: got %+v want %+v", k, s.PerClass[k], w)
 		}
 	}
-	if !near(s.MacroF1, 0.5) || !near(s.MacroPrecision, 0.5) || !near(s.MacroRecall, 0.5) {
+	if !feq(s.MacroF1, 0.5) || !feq(s.MacroPrecision, 0.5) || !feq(s.MacroRecall, 0.5) {
 		t.Errorf("macro: %+v", s)
 	}
 	// micro: TP4 FP1 FN1 -> 8/10
-	if !near(s.MicroF1, 0.8) {
+	if !feq(s.MicroF1, 0.8) {
 		t.Errorf("micro F1 %v", s.MicroF1)
 	}
 	// predictions without positives: precision 0, F1 0; positives without predictions: recall 0
@@ -52,7 +52,7 @@ func TestScoreThresholdsStrict(t *testing.T) {
 		t.Fatal(err)
 	}
 	// class 0: 0.5 is not > 0.5 -> TP1 FN1 -> 2/3; class 1: 0.9 > 0.2 only -> TP1 -> 1
-	if !near(s.PerClass[0].F1, 2.0/3) || !near(s.PerClass[1].F1, 1) {
+	if !feq(s.PerClass[0].F1, 2.0/3) || !feq(s.PerClass[1].F1, 1) {
 		t.Errorf("%+v", s.PerClass)
 	}
 }

@@ -48,7 +48,7 @@ func realPlanes(t testing.TB, suffix string, n int) ([]GrayPlane, []string) {
 }
 
 // perturb brightens the plane by add and adds uniform noise of +-noise, clamped to 0..255.
-func perturb(p GrayPlane, add, noise int, seed uint64) GrayPlane {
+func perturbPlane(p GrayPlane, add, noise int, seed uint64) GrayPlane {
 	rng := rand.New(rand.NewPCG(seed, 1))
 	q := GrayPlane{W: p.W, H: p.H, Pix: make([]uint8, len(p.Pix))}
 	for i, v := range p.Pix {
@@ -61,7 +61,7 @@ func perturb(p GrayPlane, add, noise int, seed uint64) GrayPlane {
 	return q
 }
 
-func mustHash(t testing.TB, p GrayPlane) uint64 {
+func mustPHash(t testing.TB, p GrayPlane) uint64 {
 	t.Helper()
 	h, err := PHash(p)
 	if err != nil {
@@ -74,8 +74,8 @@ func TestPHashRealNearDuplicates(t *testing.T) {
 	for _, ch := range []string{"_green.png", "_blue.png", "_red.png"} {
 		planes, names := realPlanes(t, ch, 12)
 		for i, p := range planes {
-			h := mustHash(t, p)
-			q := mustHash(t, perturb(p, 12, 8, uint64(i)))
+			h := mustPHash(t, p)
+			q := mustPHash(t, perturbPlane(p, 12, 8, uint64(i)))
 			if d := Hamming(h, q); d > 4 {
 				t.Errorf("%s: brightened+noised copy is %d bits away", filepath.Base(names[i]), d)
 			}
@@ -87,7 +87,7 @@ func TestPHashRealDistinctImagesFar(t *testing.T) {
 	planes, names := realPlanes(t, ".png", 200)
 	hashes := make([]uint64, len(planes))
 	for i, p := range planes {
-		hashes[i] = mustHash(t, p)
+		hashes[i] = mustPHash(t, p)
 	}
 	minD, hist := 64, make([]int, 65)
 	for i := range hashes {
@@ -118,8 +118,8 @@ func TestPHashBrightnessInvariantAndErrors(t *testing.T) {
 			p.Pix[y*p.W+x] = uint8((x*x/40 + y*3 + (x*y)%17) % 200)
 		}
 	}
-	h := mustHash(t, p)
-	if h2 := mustHash(t, perturb(p, 40, 0, 0)); h2 != h {
+	h := mustPHash(t, p)
+	if h2 := mustPHash(t, perturbPlane(p, 40, 0, 0)); h2 != h {
 		t.Errorf("a brightness offset changed the hash: %016x vs %016x", h, h2)
 	}
 	// a different pattern is far away
@@ -127,12 +127,12 @@ func TestPHashBrightnessInvariantAndErrors(t *testing.T) {
 	for i := range q.Pix {
 		q.Pix[i] = uint8((i / 100 * 7) % 256)
 	}
-	if d := Hamming(h, mustHash(t, q)); d < 10 {
+	if d := Hamming(h, mustPHash(t, q)); d < 10 {
 		t.Errorf("different patterns only %d bits apart", d)
 	}
 	// small images work (repeated pixels)
 	small := GrayPlane{W: 5, H: 3, Pix: []uint8{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 200}}
-	mustHash(t, small)
+	mustPHash(t, small)
 	for _, bad := range []GrayPlane{{W: 0, H: 5}, {W: 4, H: 4, Pix: make([]uint8, 15)}} {
 		_, err := PHash(bad)
 		var he *HashError
@@ -147,21 +147,21 @@ func TestGroupByHashHand(t *testing.T) {
 	// maxHamming 1: 0-1-3 chain (3 is 2 bits from 0 but 1 from 1), the duplicate 0 joins;
 	// ^0 and ^1 are 1 bit apart; 0xF0 is 4 bits from 0.
 	want := []int{0, 0, 0, 1, 0, 2, 1}
-	if got := GroupByHash(hashes, 1); !equalInts(got, want) {
+	if got := GroupByHash(hashes, 1); !sameInts(got, want) {
 		t.Errorf("maxHamming 1: got %v want %v", got, want)
 	}
-	if got := GroupByHash(hashes, 0); !equalInts(got, []int{0, 1, 2, 3, 0, 4, 5}) {
+	if got := GroupByHash(hashes, 0); !sameInts(got, []int{0, 1, 2, 3, 0, 4, 5}) {
 		t.Errorf("maxHamming 0: got %v", got)
 	}
-	if got := GroupByHash(hashes, -1); !equalInts(got, []int{0, 1, 2, 3, 4, 5, 6}) {
+	if got := GroupByHash(hashes, -1); !sameInts(got, []int{0, 1, 2, 3, 4, 5, 6}) {
 		t.Errorf("maxHamming -1: got %v", got)
 	}
-	if got := GroupByHash(hashes, 4); !equalInts(got, []int{0, 0, 0, 1, 0, 0, 1}) {
+	if got := GroupByHash(hashes, 4); !sameInts(got, []int{0, 0, 0, 1, 0, 0, 1}) {
 		t.Errorf("maxHamming 4: got %v", got)
 	}
 }
 
-func equalInts(a, b []int) bool {
+func sameInts(a, b []int) bool {
 	if len(a) != len(b) {
 		return false
 	}
@@ -174,7 +174,7 @@ func equalInts(a, b []int) bool {
 }
 
 // bruteGroups is the reference: all pairs, union-find by relabeling.
-func bruteGroups(hashes []uint64, h int) []int {
+func bruteHashGroups(hashes []uint64, h int) []int {
 	n := len(hashes)
 	g := make([]int, n)
 	for i := range g {
@@ -221,13 +221,13 @@ func TestGroupByHashMatchesBruteForce(t *testing.T) {
 		}
 	}
 	for _, h := range []int{0, 1, 2, 3, 5, 8, 12, 20} {
-		if got, want := GroupByHash(hashes, h), bruteGroups(hashes, h); !equalInts(got, want) {
+		if got, want := GroupByHash(hashes, h), bruteHashGroups(hashes, h); !sameInts(got, want) {
 			t.Errorf("maxHamming %d: multi-index grouping differs from brute force", h)
 		}
 	}
 }
 
-func writeGrayPNG(t testing.TB, path string, p GrayPlane) {
+func writeTestGrayPNG(t testing.TB, path string, p GrayPlane) {
 	t.Helper()
 	img := &image.Gray{Pix: p.Pix, Stride: p.W, Rect: image.Rect(0, 0, p.W, p.H)}
 	f, err := os.Create(path)
@@ -243,7 +243,7 @@ func writeGrayPNG(t testing.TB, path string, p GrayPlane) {
 }
 
 // synthPlane is a 64x64 pattern of a few bright blobs, different per seed.
-func synthPlane(seed uint64) GrayPlane {
+func blobPlane(seed uint64) GrayPlane {
 	rng := rand.New(rand.NewPCG(seed, 99))
 	p := GrayPlane{W: 64, H: 64, Pix: make([]uint8, 64*64)}
 	type blob struct{ x, y, r, v int }
@@ -270,11 +270,11 @@ func TestSampleHashes(t *testing.T) {
 	ids := []string{"s0", "s1", "s2", "s3", "s4", "s5"}
 	for i, id := range ids {
 		for c, ch := range []string{"green", "blue"} {
-			p := synthPlane(uint64(10*i + c))
+			p := blobPlane(uint64(10*i + c))
 			if id == "s4" { // near-duplicate of s1
-				p = perturb(synthPlane(uint64(10*1+c)), 5, 3, uint64(c))
+				p = perturbPlane(blobPlane(uint64(10*1+c)), 5, 3, uint64(c))
 			}
-			writeGrayPNG(t, filepath.Join(dir, id+"_"+ch+".png"), p)
+			writeTestGrayPNG(t, filepath.Join(dir, id+"_"+ch+".png"), p)
 		}
 	}
 	hashes, err := SampleHashes(dir, ids, DefaultHashChannels, 3)
@@ -298,8 +298,8 @@ func TestSampleHashes(t *testing.T) {
 	if !errors.As(err, &he) || !strings.Contains(err.Error(), "nope_green.png") {
 		t.Errorf("missing file: %v", err)
 	}
-	writeGrayPNG(t, filepath.Join(dir, "odd_green.png"), synthPlane(1))
-	writeGrayPNG(t, filepath.Join(dir, "odd_blue.png"), GrayPlane{W: 32, H: 32, Pix: make([]uint8, 1024)})
+	writeTestGrayPNG(t, filepath.Join(dir, "odd_green.png"), blobPlane(1))
+	writeTestGrayPNG(t, filepath.Join(dir, "odd_blue.png"), GrayPlane{W: 32, H: 32, Pix: make([]uint8, 1024)})
 	if _, err = SampleHashes(dir, []string{"odd"}, DefaultHashChannels, 1); err == nil || !strings.Contains(err.Error(), "odd_blue.png: 32x32") {
 		t.Errorf("size mismatch: %v", err)
 	}

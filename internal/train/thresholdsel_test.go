@@ -2,6 +2,7 @@ package train
 
 import (
 	"errors"
+	"math"
 	"math/rand/v2"
 	"strings"
 	"testing"
@@ -29,27 +30,27 @@ func TestSelectThresholdsHand(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if sel.Uniform != 0.2 || !near(sel.UniformResult.Scores.MacroF1, (0.8+6.0/7)/2) {
+	if sel.Uniform != 0.2 || !feq(sel.UniformResult.Scores.MacroF1, (0.8+6.0/7)/2) {
 		t.Errorf("uniform %v macro %v", sel.Uniform, sel.UniformResult.Scores.MacroF1)
 	}
-	if sel.BestPerClass[0] != 0.5 || sel.BestPerClass[1] != 0.2 || !near(sel.Weights[0], 0.5) || !near(sel.Weights[1], 0.6) {
+	if sel.BestPerClass[0] != 0.5 || sel.BestPerClass[1] != 0.2 || !feq(sel.Weights[0], 0.5) || !feq(sel.Weights[1], 0.6) {
 		t.Errorf("best %v weights %v", sel.BestPerClass, sel.Weights)
 	}
 	pc := sel.PerClassResult
-	if !near(pc.Thresholds[0], 0.35) || !near(pc.Thresholds[1], 0.2) || !near(pc.Scores.MacroF1, (1+6.0/7)/2) {
+	if !feq(pc.Thresholds[0], 0.35) || !feq(pc.Thresholds[1], 0.2) || !feq(pc.Scores.MacroF1, (1+6.0/7)/2) {
 		t.Errorf("per_class %v macro %v", pc.Thresholds, pc.Scores.MacroF1)
 	}
-	if !near(pc.Scores.PerClass[0].F1, 1) || !near(pc.Scores.PerClass[1].F1, 6.0/7) {
+	if !feq(pc.Scores.PerClass[0].F1, 1) || !feq(pc.Scores.PerClass[1].F1, 6.0/7) {
 		t.Errorf("per_class per-class F1 %+v", pc.Scores.PerClass)
 	}
 	rr := sel.RateResult
-	if !near(rr.Thresholds[0], 0.45) || !near(rr.Thresholds[1], 0.35) || !near(rr.Scores.MacroF1, (1+2.0/3)/2) {
+	if !feq(rr.Thresholds[0], 0.45) || !feq(rr.Thresholds[1], 0.35) || !feq(rr.Scores.MacroF1, (1+2.0/3)/2) {
 		t.Errorf("rate %v macro %v", rr.Thresholds, rr.Scores.MacroF1)
 	}
-	if !near(sel.Rates[0], 0.5) || !near(sel.Rates[1], 0.75) {
+	if !feq(sel.Rates[0], 0.5) || !feq(sel.Rates[1], 0.75) {
 		t.Errorf("rates %v", sel.Rates)
 	}
-	if sel.Mode != PolicyPerClass || len(sel.PerClass) != 2 || !near(sel.PerClass[0], 0.35) {
+	if sel.Mode != PolicyPerClass || len(sel.PerClass) != 2 || !feq(sel.PerClass[0], 0.35) {
 		t.Errorf("chosen %s %v (%s)", sel.Mode, sel.PerClass, sel.Rule)
 	}
 	if !strings.Contains(sel.Rule, "-> per_class") {
@@ -68,7 +69,7 @@ func TestSelectThresholdsShrinkageAndRule(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !near(sel.PerClassResult.Thresholds[0], 0.2) || sel.Mode != PolicyUniform || sel.PerClass != nil {
+	if !feq(sel.PerClassResult.Thresholds[0], 0.2) || sel.Mode != PolicyUniform || sel.PerClass != nil {
 		t.Errorf("k=1e12: %v mode %s", sel.PerClassResult.Thresholds, sel.Mode)
 	}
 	// k=0: no shrinkage.
@@ -83,12 +84,12 @@ func TestSelectThresholdsShrinkageAndRule(t *testing.T) {
 	}
 	// Rate wins when given rates that match the truth better than the grid can.
 	sel, _ = SelectThresholds(probs, truth, ThresholdOptions{Grid: []float64{0.75}, ShrinkK: 2, Rates: []float64{0.5, 0.75}})
-	if sel.Mode != PolicyRate || !near(sel.PerClass[1], 0.35) {
+	if sel.Mode != PolicyRate || !feq(sel.PerClass[1], 0.35) {
 		t.Errorf("grid {0.75}: chose %s %v (%s)", sel.Mode, sel.PerClass, sel.Rule)
 	}
 	// Explicit rates: class 1 at rate 0 -> threshold between 1 and the max (0.8) = 0.9.
 	sel, _ = SelectThresholds(probs, truth, ThresholdOptions{Grid: grid, Rates: []float64{1, 0}})
-	if !near(sel.RateResult.Thresholds[0], 0.05) || !near(sel.RateResult.Thresholds[1], 0.9) {
+	if !feq(sel.RateResult.Thresholds[0], 0.05) || !feq(sel.RateResult.Thresholds[1], 0.9) {
 		t.Errorf("rates {1,0}: %v", sel.RateResult.Thresholds)
 	}
 }
@@ -126,11 +127,11 @@ func TestSelectThresholdsSweepMatchesDirect(t *testing.T) {
 	for _, g := range DefaultGrid() {
 		th := []float64{g, g, g, g, g, g}
 		s, _ := ScoreThresholds(probs, truth, th)
-		if s.MacroF1 > best+1e-12 || (near(s.MacroF1, best) && abs(g-0.5) < abs(bestT-0.5)) {
+		if s.MacroF1 > best+1e-12 || (feq(s.MacroF1, best) && math.Abs(g-0.5) < math.Abs(bestT-0.5)) {
 			best, bestT = s.MacroF1, g
 		}
 	}
-	if sel.Uniform != bestT || !near(sel.UniformResult.Scores.MacroF1, best) {
+	if sel.Uniform != bestT || !feq(sel.UniformResult.Scores.MacroF1, best) {
 		t.Errorf("sweep: %v (%v), direct: %v (%v)", sel.Uniform, sel.UniformResult.Scores.MacroF1, bestT, best)
 	}
 	// Rate matching reproduces the truth's positive counts (continuous probabilities: no ties).
@@ -148,13 +149,6 @@ func TestSelectThresholdsSweepMatchesDirect(t *testing.T) {
 			t.Errorf("class %d: rate threshold predicts %d, truth has %d", k, got, want)
 		}
 	}
-}
-
-func abs(x float64) float64 {
-	if x < 0 {
-		return -x
-	}
-	return x
 }
 
 // randomOOF makes noisy probabilities: positives centered higher than negatives, class rates 2..40%.

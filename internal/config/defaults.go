@@ -9,4 +9,7 @@ func SetDefaults(v *viper.Viper) {
 	// Logging.
 	v.SetDefault("log.level", "info")
 	v.SetDefault("log.format", "text")
+	// libtorch training backend (internal/model/torch).
+	v.SetDefault("torch.library", ".cache/hpatorch/libhpatorch.so")
+	v.SetDefault("torch.threads", 0)
 }

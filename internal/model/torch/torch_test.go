@@ -11,6 +11,8 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/spf13/viper"
+
 	"github.com/hpa-plates/hpa/internal/model"
 )
 
@@ -40,13 +42,36 @@ func TestOpenErrors(t *testing.T) {
 }
 
 func TestAllocatorLinked(t *testing.T) {
-	maps, err := os.ReadFile("/proc/self/maps")
+	has, err := AllocatorMapped()
 	if err != nil {
 		t.Skip("no /proc/self/maps:", err)
 	}
-	has := strings.Contains(string(maps), "libtcmalloc_minimal")
 	if want := Allocator == "tcmalloc"; has != want {
 		t.Fatalf("Allocator=%s but tcmalloc mapped=%v", Allocator, has)
+	}
+}
+
+func TestOpenConfigured(t *testing.T) {
+	p := libPath(t)
+	v := viper.New()
+	v.Set(KeyLibrary, filepath.Join(t.TempDir(), "missing.so"))
+	var le *LibraryError
+	if _, err := OpenConfigured(v); !errors.As(err, &le) {
+		t.Fatalf("missing library: %v", err)
+	}
+	openLib(t) // skips when the shim is not built
+	v.Set(KeyLibrary, p)
+	v.Set(KeyThreads, -1)
+	if _, err := OpenConfigured(v); err == nil {
+		t.Error("negative threads accepted")
+	}
+	v.Set(KeyThreads, 1)
+	l, err := OpenConfigured(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l.NumThreads() != 1 {
+		t.Errorf("threads %d", l.NumThreads())
 	}
 }
 

@@ -1,0 +1,70 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/hpa-plates/hpa/internal/model/torch"
+)
+
+func runTorchCLI(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	root := newRoot()
+	var out bytes.Buffer
+	root.SetOut(&out)
+	root.SetErr(&out)
+	root.SetArgs(args)
+	err := root.Execute()
+	return out.String(), err
+}
+
+// torchShim is the shim built by scripts/setup.sh: skip without it unless CI is set.
+func torchShim(t *testing.T) string {
+	t.Helper()
+	p, err := filepath.Abs(filepath.Join("..", "..", torch.DefaultLibrary))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(p); err != nil && os.Getenv("CI") == "" {
+		t.Skipf("training shim %s not built (run scripts/setup.sh); CI unset, so skipping", p)
+	}
+	return p
+}
+
+func TestTorchMissingLibrary(t *testing.T) {
+	missing := filepath.Join(t.TempDir(), "libhpatorch.so")
+	_, err := runTorchCLI(t, "torch", "info", "--library", missing)
+	if err == nil || !strings.Contains(err.Error(), missing) || !strings.Contains(err.Error(), "scripts/setup.sh") {
+		t.Fatalf("want an error naming %s and scripts/setup.sh, got %v", missing, err)
+	}
+	t.Setenv("HPA_TORCH_LIBRARY", missing+".env")
+	if _, err := runTorchCLI(t, "torch", "info"); err == nil || !strings.Contains(err.Error(), missing+".env") {
+		t.Fatalf("HPA_TORCH_LIBRARY not used: %v", err)
+	}
+}
+
+func TestTorchInfoAndCheck(t *testing.T) {
+	lib := torchShim(t)
+	out, err := runTorchCLI(t, "torch", "info", "--library", lib, "--threads", "1")
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	for _, want := range []string{"hpatorch 1", "allocator: tcmalloc (tcmalloc mapped: true)", "threads:   1"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("info output lacks %q:\n%s", want, out)
+		}
+	}
+	out, err = runTorchCLI(t, "torch", "check", "--library", lib, "--threads", "1", "--size", "64", "--batch", "2", "--steps", "2")
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	if !strings.Contains(out, "step 2: loss ") || !strings.Contains(out, "ms/step after warm-up") {
+		t.Errorf("check output:\n%s", out)
+	}
+	if _, err := runTorchCLI(t, "torch", "check", "--library", lib, "--arch", "resnet9000"); err == nil || !strings.Contains(err.Error(), "resnet9000") {
+		t.Errorf("unknown arch: %v", err)
+	}
+}

@@ -24,6 +24,9 @@ func decodeJPEG(data []byte, name string, ch Channel, opt DecodeOptions) (Plane,
 	src := (*C.uchar)(unsafe.Pointer(&data[0]))
 	var w, ht, subsamp, cs C.int
 	if C.tjDecompressHeader3(h, src, C.ulong(len(data)), &w, &ht, &subsamp, &cs) != 0 {
+		if jpegHeaderCut(data) {
+			return Plane{}, inputErr(name, KindTruncated, "JPEG ends inside its header (%d bytes)", len(data))
+		}
 		return Plane{}, jpegErr(name, h, "header")
 	}
 	if err := opt.checkDims(name, int64(w), int64(ht)); err != nil {
@@ -60,4 +63,41 @@ func jpegErr(name string, h C.tjhandle, stage string) error {
 		return inputErr(name, KindUnsupported, "JPEG %s: %s", stage, msg)
 	}
 	return inputErr(name, KindCorrupt, "JPEG %s: %s", stage, msg)
+}
+
+// jpegHeaderCut walks the marker segments from SOI up to SOS and reports whether the data ends
+// before the scan starts (a segment running past the end, or no SOS at all), which tells a
+// truncated file from a corrupt one when libjpeg fails on the header.
+func jpegHeaderCut(data []byte) bool {
+	pos := 2
+	for {
+		for pos < len(data) && data[pos] == 0xFF && pos+1 < len(data) && data[pos+1] == 0xFF {
+			pos++ // fill bytes
+		}
+		if pos+2 > len(data) {
+			return true
+		}
+		if data[pos] != 0xFF {
+			return false // not a marker: corrupt, not cut
+		}
+		m := data[pos+1]
+		if m == 0x01 || m >= 0xD0 && m <= 0xD8 {
+			pos += 2
+			continue
+		}
+		if m == 0xD9 {
+			return false
+		}
+		if pos+4 > len(data) {
+			return true
+		}
+		n := int(data[pos+2])<<8 | int(data[pos+3])
+		if pos+2+n > len(data) {
+			return true
+		}
+		if m == 0xDA {
+			return false
+		}
+		pos += 2 + n
+	}
 }

@@ -19,3 +19,8 @@ test: setup
 
 bench: setup
 	$(GO) test -run '^$$' -bench . -benchtime 3x ./...
+
+# Regenerate the ONNX protobuf Go types (internal/model/onnx/onnxpb) from the committed onnx.proto.
+.PHONY: gen-onnxpb
+gen-onnxpb:
+	scripts/gen-onnxpb.sh

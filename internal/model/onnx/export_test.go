@@ -454,3 +454,51 @@ func BenchmarkTinyORTvsReference(b *testing.B) {
 	b.ReportMetric(refTotal/float64(b.N)/1e6, "ref-ms/sample")
 	b.ReportMetric(refTotal/ortTotal, "speedup-x")
 }
+
+// BenchmarkSeresnext50ORT: the full-size export in ONNX Runtime (1 thread), one 256 px sample;
+// fails on non-finite logits.
+func BenchmarkSeresnext50ORT(b *testing.B) {
+	spec, err := model.Preset("seresnext50_32x4d")
+	if err != nil {
+		b.Fatal(err)
+	}
+	const size = 256
+	var buf bytes.Buffer
+	if err := Export(&buf, spec, model.InitWeights(spec, 0), ExportOptions{InputSize: size}); err != nil {
+		b.Fatal(err)
+	}
+	initORT(b)
+	opts, err := ort.NewSessionOptions()
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer opts.Destroy()
+	opts.SetIntraOpNumThreads(1)
+	sess, err := ort.NewDynamicAdvancedSessionWithONNXData(buf.Bytes(), []string{"input"}, []string{"logits"}, opts)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer sess.Destroy()
+	r := rand.New(rand.NewPCG(1, 2))
+	in := make([]float32, spec.InChans*size*size)
+	for i := range in {
+		in[i] = float32(r.NormFloat64())
+	}
+	it, _ := ort.NewTensor(ort.NewShape(1, int64(spec.InChans), size, size), in)
+	defer it.Destroy()
+	ot, _ := ort.NewEmptyTensor[float32](ort.NewShape(1, int64(spec.NumClasses)))
+	defer ot.Destroy()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if err := sess.Run([]ort.Value{it}, []ort.Value{ot}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.StopTimer()
+	for c, v := range ot.GetData() {
+		if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
+			b.Fatalf("logit %d = %g", c, v)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Milliseconds())/float64(b.N), "ms/sample")
+}

@@ -131,3 +131,88 @@ func LabelMatrix(ex []Example) [][]int {
 	}
 	return out
 }
+
+// WriteFolds writes the fold file: a header `Id,fold`, then one row per example.
+func WriteFolds(w io.Writer, ex []Example, folds []int) error {
+	if len(ex) != len(folds) {
+		return &FoldError{Example: -1, Reason: fmt.Sprintf("%d folds for %d examples", len(folds), len(ex))}
+	}
+	cw := csv.NewWriter(w)
+	if err := cw.Write([]string{"Id", "fold"}); err != nil {
+		return err
+	}
+	for i, e := range ex {
+		if err := cw.Write([]string{e.ID, strconv.Itoa(folds[i])}); err != nil {
+			return err
+		}
+	}
+	cw.Flush()
+	return cw.Error()
+}
+
+// ReadFolds reads a fold file written by WriteFolds (`Id,fold`) into a map Id -> fold. Malformed
+// rows, negative folds and repeated Ids are *LabelsError with the line number.
+func ReadFolds(r io.Reader) (map[string]int, error) {
+	cr := csv.NewReader(r)
+	cr.FieldsPerRecord = -1
+	out := make(map[string]int)
+	header := true
+	for {
+		rec, err := cr.Read()
+		if err == io.EOF {
+			break
+		}
+		line, _ := cr.FieldPos(0)
+		if err != nil {
+			var pe *csv.ParseError
+			if errors.As(err, &pe) {
+				return nil, &LabelsError{Line: pe.Line, Reason: pe.Err.Error()}
+			}
+			return nil, &LabelsError{Line: line, Reason: err.Error()}
+		}
+		if header {
+			header = false
+			if len(rec) != 2 || strings.TrimPrefix(strings.TrimSpace(rec[0]), "\ufeff") != "Id" || strings.TrimSpace(rec[1]) != "fold" {
+				return nil, &LabelsError{Line: line, Reason: fmt.Sprintf("header must be Id,fold, got %q", strings.Join(rec, ","))}
+			}
+			continue
+		}
+		if len(rec) != 2 {
+			return nil, &LabelsError{Line: line, Reason: fmt.Sprintf("want 2 fields (Id,fold), got %d", len(rec))}
+		}
+		id := strings.TrimSpace(rec[0])
+		if id == "" {
+			return nil, &LabelsError{Line: line, Reason: "empty Id"}
+		}
+		f, err := strconv.Atoi(strings.TrimSpace(rec[1]))
+		if err != nil || f < 0 {
+			return nil, &LabelsError{Line: line, Reason: fmt.Sprintf("Id %s: fold %q is not a non-negative integer", id, rec[1])}
+		}
+		if _, dup := out[id]; dup {
+			return nil, &LabelsError{Line: line, Reason: fmt.Sprintf("Id %s repeated", id)}
+		}
+		out[id] = f
+	}
+	if header {
+		return nil, &LabelsError{Reason: "empty file: no Id,fold header"}
+	}
+	return out, nil
+}
+
+// ReadFoldsFile reads a fold file by path; errors name the file.
+func ReadFoldsFile(path string) (map[string]int, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, &LabelsError{File: path, Reason: err.Error()}
+	}
+	defer f.Close()
+	m, err := ReadFolds(f)
+	if err != nil {
+		var le *LabelsError
+		if errors.As(err, &le) {
+			le.File = path
+		}
+		return nil, err
+	}
+	return m, nil
+}

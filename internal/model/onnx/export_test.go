@@ -502,3 +502,27 @@ func BenchmarkSeresnext50ORT(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.Elapsed().Milliseconds())/float64(b.N), "ms/sample")
 }
+
+// Every accepted opset yields a model ONNX Runtime loads and that computes the same logits.
+func TestExportOpsetsLoadInORT(t *testing.T) {
+	spec := tiny(t, model.StemMaxPool)
+	w := perturbed(spec, 21)
+	in := testInput(spec, 1, 3)
+	var base []float32
+	for _, opset := range []int{13, 15, 17, 19, 21} {
+		var buf bytes.Buffer
+		if err := Export(&buf, spec, w, ExportOptions{InputSize: testSize, Opset: opset}); err != nil {
+			t.Fatal(err)
+		}
+		got := runORT(t, buf.Bytes(), spec, in, 1)
+		if base == nil {
+			base = got
+			continue
+		}
+		for c := range got {
+			if math.Abs(float64(got[c]-base[c])) > 1e-5 {
+				t.Fatalf("opset %d class %d: %g vs opset 13 %g", opset, c, got[c], base[c])
+			}
+		}
+	}
+}

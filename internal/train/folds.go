@@ -502,6 +502,9 @@ func ComputeFoldBalance(labels [][]int, folds []int, k, numClasses int) (*FoldBa
 	if len(folds) != len(labels) {
 		return nil, &FoldError{Example: -1, Reason: fmt.Sprintf("%d folds for %d examples", len(folds), len(labels))}
 	}
+	if k < 1 || numClasses < 0 {
+		return nil, &FoldError{Example: -1, Reason: fmt.Sprintf("bad shape: %d folds, %d classes", k, numClasses)}
+	}
 	b := &FoldBalance{K: k, Sizes: make([]int, k), Counts: make([][]int, k), Totals: make([]int, numClasses)}
 	for f := range k {
 		b.Counts[f] = make([]int, numClasses)

@@ -188,6 +188,9 @@ func TestStratifiedKFoldErrors(t *testing.T) {
 	if _, err := ComputeFoldBalance(labels, []int{0, 1, 2, 0, 1}, 2, 2); err == nil {
 		t.Error("fold id outside 0..k-1 must be an error")
 	}
+	if _, err := ComputeFoldBalance(labels, []int{0, 0, 0, 0, 0}, -1, 2); err == nil {
+		t.Error("negative k must be an error")
+	}
 }
 
 func TestFoldBalanceWrite(t *testing.T) {

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/hpa-plates/hpa/internal/config"
 	"github.com/hpa-plates/hpa/internal/model"
 	"github.com/hpa-plates/hpa/internal/model/onnx"
 	"github.com/hpa-plates/hpa/internal/pipeline"
@@ -261,5 +262,39 @@ func TestLabelBadUsage(t *testing.T) {
 	code, stderr := runHPA(t, "label", in, "--model", manifest, "--out", t.TempDir())
 	if !(code == 2 && strings.Contains(stderr, `execution provider "cuda" unavailable`)) && code != 1 {
 		t.Errorf("cuda from env: %d %s", code, stderr)
+	}
+}
+
+func TestLabelConfigFileAndEnv(t *testing.T) {
+	old := cfg
+	cfg = config.New()
+	defer func() { cfg = old }()
+	manifest := writeTinyModelSet(t)
+	in := t.TempDir()
+	for c, ch := range pipeline.ChannelNames {
+		writePNG(t, filepath.Join(in, "x_"+ch+".png"), 64, int64(c))
+	}
+	out := filepath.Join(t.TempDir(), "from-config")
+	conf := filepath.Join(t.TempDir(), "hpa.yaml")
+	yaml := fmt.Sprintf("label:\n  model: %s\n  out: %s\n  batch: 0\n", manifest, out)
+	if err := os.WriteFile(conf, []byte(yaml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// batch 0 from the file is refused ...
+	if code, stderr := runHPA(t, "--config", conf, "label", in); code != 2 || !strings.Contains(stderr, "--batch must be at least 1") {
+		t.Fatalf("batch 0 from config: %d %s", code, stderr)
+	}
+	// ... the environment beats the file ...
+	t.Setenv("HPA_LABEL_BATCH", "3")
+	if code, stderr := runHPA(t, "--config", conf, "label", in); code != 0 {
+		t.Fatalf("config + env: %d %s", code, stderr)
+	}
+	if _, err := os.Stat(filepath.Join(out, "x.json")); err != nil {
+		t.Errorf("label not written to the configured out dir: %v", err)
+	}
+	// ... and a flag beats the environment.
+	t.Setenv("HPA_LABEL_BATCH", "0")
+	if code, stderr := runHPA(t, "--config", conf, "label", in, "--batch", "1"); code != 0 {
+		t.Errorf("flag over env: %d %s", code, stderr)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/hpa-plates/hpa/internal/model"
 	"github.com/hpa-plates/hpa/internal/model/onnx"
@@ -363,6 +364,44 @@ func benchEnsemble(b *testing.B, preset string, size, members, batch int) {
 		}
 	}
 	b.ReportMetric(float64(b.N*batch)/b.Elapsed().Seconds(), "samples/s")
+	b.ReportMetric(float64(b.N*batch*8*members)/b.Elapsed().Seconds(), "images/s")
+}
+
+// BenchmarkTTAFolding compares 8 views folded into one batch (what Predict does) with the same 8
+// views run one ONNX Runtime call each; speedup_x is the ratio of the two times.
+func BenchmarkTTAFolding(b *testing.B) {
+	path, m := writeSet(b, "seresnext_tiny", 128, 8, 1)
+	e8, err := Load(path, Options{MaxBatch: 1})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer e8.Close()
+	m1 := *m
+	m1.TTAViews = 1
+	e1, err := New(&m1, filepath.Dir(path), Options{MaxBatch: 1})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer e1.Close()
+	views := allViews(randImage("fold", 128, 1))
+	var folded, separate time.Duration
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		t0 := time.Now()
+		if _, err := e8.Predict(views[:1]); err != nil {
+			b.Fatal(err)
+		}
+		t1 := time.Now()
+		for _, v := range views {
+			if _, err := e1.Predict([]pipeline.Image4{v}); err != nil {
+				b.Fatal(err)
+			}
+		}
+		folded += t1.Sub(t0)
+		separate += time.Since(t1)
+	}
+	b.ReportMetric(float64(separate)/float64(folded), "speedup_x")
+	b.ReportMetric(float64(b.N)/folded.Seconds(), "folded_samples/s")
 }
 
 // 3 members x 8 views, 4 samples per run.

@@ -412,3 +412,10 @@ func (c *chunkReader) readTrailers() *APIError {
 	}
 	return nil
 }
+
+// sumFor computes the base64 checksum of data with a named algorithm (tests and diagnostics).
+func (*payload) sumFor(alg string, data []byte) string {
+	h := checksumAlgorithms[alg]()
+	h.Write(data)
+	return base64.StdEncoding.EncodeToString(h.Sum(nil))
+}

@@ -51,14 +51,19 @@ func closeServer(t *testing.T, s *Server) {
 	}
 }
 
-// newClient is an aws-sdk-go-v2 S3 client for endpoint, path-style, with the given keys.
+// newClient is an aws-sdk-go-v2 S3 client for endpoint, path-style, with the given keys and the
+// SDK's documented defaults for checksums (what config.LoadDefaultConfig resolves when nothing is
+// configured: calculate and validate when supported). Built without LoadDefaultConfig so that
+// AWS_* variables of the machine running the tests cannot change it.
 func newClient(endpoint, ak, sk string, mods ...func(*s3.Options)) *s3.Client {
 	return s3.New(s3.Options{
-		Region:       "us-east-1",
-		BaseEndpoint: aws.String(endpoint),
-		UsePathStyle: true,
-		Credentials:  credentials.NewStaticCredentialsProvider(ak, sk, ""),
-		HTTPClient:   &http.Client{Timeout: 60 * time.Second},
+		Region:                     "us-east-1",
+		BaseEndpoint:               aws.String(endpoint),
+		UsePathStyle:               true,
+		Credentials:                credentials.NewStaticCredentialsProvider(ak, sk, ""),
+		HTTPClient:                 &http.Client{Timeout: 60 * time.Second},
+		RequestChecksumCalculation: aws.RequestChecksumCalculationWhenSupported,
+		ResponseChecksumValidation: aws.ResponseChecksumValidationWhenSupported,
 	}, mods...)
 }
 

@@ -54,8 +54,8 @@ type Ensemble struct {
 
 	mu       sync.Mutex
 	sessions []*onnx.DynamicAdvancedSession
-	input    []float32 // maxBatch * views * C * S * S
-	output   []float32 // maxBatch * views * classes
+	input    []float32 // up to maxBatch * views * C * S * S, grown on demand
+	output   []float32 // up to maxBatch * views * classes
 	sample   []float32 // C * S * S
 }
 
@@ -125,8 +125,6 @@ func New(m *model.Manifest, dir string, opt Options) (*Ensemble, error) {
 	}
 	c, sz := len(order), m.InputSize
 	e.sample = make([]float32, c*sz*sz)
-	e.input = make([]float32, e.maxBatch*e.views*c*sz*sz)
-	e.output = make([]float32, e.maxBatch*e.views*m.Arch.NumClasses)
 	return e, nil
 }
 
@@ -178,7 +176,7 @@ func (e *Ensemble) Close() error {
 		}
 	}
 	e.sessions = nil
-	e.input, e.output = nil, nil
+	e.input, e.output, e.sample = nil, nil, nil
 	return first
 }
 
@@ -205,6 +203,11 @@ func (e *Ensemble) runChunk(chunk []pipeline.Image4, out [][]float64, offset int
 	m := e.manifest
 	c, sz, classes := len(e.order), m.InputSize, m.Arch.NumClasses
 	per := c * sz * sz
+	rows := len(chunk) * e.views
+	if len(e.input) < rows*per {
+		e.input = make([]float32, rows*per)
+		e.output = make([]float32, rows*classes)
+	}
 	for i, img := range chunk {
 		if err := pipeline.ToCHW(img, sz, e.order, e.norm, e.sample); err != nil {
 			return &SampleError{offset + i, img.ID, err}
@@ -214,7 +217,6 @@ func (e *Ensemble) runChunk(chunk []pipeline.Image4, out [][]float64, offset int
 			return &SampleError{offset + i, img.ID, err}
 		}
 	}
-	rows := len(chunk) * e.views
 	in, err := onnx.NewTensor(onnx.NewShape(int64(rows), int64(c), int64(sz), int64(sz)), e.input)
 	if err != nil {
 		return fmt.Errorf("ort: input tensor: %w", err)

@@ -3,6 +3,8 @@ package train
 import (
 	"math"
 	"math/rand/v2"
+
+	"github.com/hpa-plates/hpa/internal/pipeline"
 )
 
 // Augment is the training augmentation of the reference recipe, applied to one C x S x S float32
@@ -60,7 +62,10 @@ func (a Augment) Apply(x []float32, c, s int, r *rand.Rand, tmp []float32) {
 		ud = r.IntN(2) == 1
 	}
 	if k != 0 || lr || ud {
-		Dihedral(tmp, x, c, s, k, lr, ud)
+		// LR flip, then UD flip, then k quarter turns, as one view of the dihedral group of the TTA
+		// code (view v >= 4 is v%4 quarter turns after an LR flip; UD flip = rot180 after LR flip).
+		v := (k+2*b2i(ud))%4 + 4*b2i(lr != ud)
+		_ = pipeline.ApplyView(tmp, x, c, s, v)
 		copy(x, tmp)
 	}
 	plane := s * s
@@ -99,38 +104,6 @@ func (a Augment) Apply(x []float32, c, s int, r *rand.Rand, tmp []float32) {
 				for xx := x0; xx < x0+w; xx++ {
 					row[xx] = 0
 				}
-			}
-		}
-	}
-}
-
-// Dihedral writes into dst the transform of src (c x s x s): optional LR flip, then optional UD flip,
-// then k counter-clockwise quarter turns. dst and src must not overlap.
-func Dihedral(dst, src []float32, c, s, k int, lr, ud bool) {
-	plane := s * s
-	for ch := 0; ch < c; ch++ {
-		in, out := src[ch*plane:(ch+1)*plane], dst[ch*plane:(ch+1)*plane]
-		for y := 0; y < s; y++ {
-			for x := 0; x < s; x++ {
-				sx, sy := x, y
-				if lr {
-					sx = s - 1 - sx
-				}
-				if ud {
-					sy = s - 1 - sy
-				}
-				var dx, dy int
-				switch k & 3 {
-				case 0:
-					dx, dy = sx, sy
-				case 1: // counter-clockwise: (x, y) -> (y, s-1-x)
-					dx, dy = sy, s-1-sx
-				case 2:
-					dx, dy = s-1-sx, s-1-sy
-				case 3:
-					dx, dy = s-1-sy, sx
-				}
-				out[dy*s+dx] = in[y*s+x]
 			}
 		}
 	}
@@ -187,4 +160,11 @@ func bilinear(p []float32, s int, fx, fy float64) float32 {
 	top := p[y0*s+x0]*(1-ax) + p[y0*s+x1]*ax
 	bot := p[y1*s+x0]*(1-ax) + p[y1*s+x1]*ax
 	return top*(1-ay) + bot*ay
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }

@@ -15,48 +15,35 @@ func ramp(c, s int) []float32 {
 	return x
 }
 
-func TestDihedralGroup(t *testing.T) {
-	const c, s = 2, 5
-	src := ramp(c, s)
+func TestAugmentFlipsCoverDihedralGroup(t *testing.T) {
+	// With rot90 and both flips on, the spatial part reaches all 8 symmetries of the square.
+	const c, s = 1, 5
 	seen := map[string]bool{}
-	dst := make([]float32, len(src))
-	for k := 0; k < 4; k++ {
-		for _, lr := range []bool{false, true} {
-			Dihedral(dst, src, c, s, k, lr, false)
-			seen[string(f32bytes(dst))] = true
-		}
+	for e := 0; e < 200; e++ {
+		x := ramp(c, s)
+		Augment{Rot90: true, FlipLR: true, FlipUD: true}.Apply(x, c, s, AugmentRNG(9, e, 0), nil)
+		seen[string(f32bytes(x))] = true
 	}
 	if len(seen) != 8 {
-		t.Fatalf("%d distinct views, want 8", len(seen))
+		t.Fatalf("%d distinct outcomes, want 8", len(seen))
 	}
-	// rot90 four times is the identity; LR+UD flip equals rot180.
-	a, b := slices.Clone(src), make([]float32, len(src))
-	for range 4 {
-		Dihedral(b, a, c, s, 1, false, false)
-		a, b = b, a
+	// UD flip alone mirrors rows.
+	x := ramp(c, s)
+	orig := slices.Clone(x)
+	for e := 0; ; e++ {
+		copy(x, orig)
+		Augment{FlipUD: true}.Apply(x, c, s, AugmentRNG(9, e, 0), nil)
+		if !slices.Equal(x, orig) {
+			break
+		}
 	}
-	if !slices.Equal(a, src) {
-		t.Error("rot90^4 != identity")
+	for y := 0; y < s; y++ {
+		for xx := 0; xx < s; xx++ {
+			if x[y*s+xx] != orig[(s-1-y)*s+xx] {
+				t.Fatalf("UD flip wrong at %d,%d", y, xx)
+			}
+		}
 	}
-	Dihedral(a, src, c, s, 0, true, true)
-	Dihedral(b, src, c, s, 2, false, false)
-	if !slices.Equal(a, b) {
-		t.Error("LR+UD != rot180")
-	}
-	// A counter-clockwise quarter turn moves the top-right pixel to the top-left.
-	Dihedral(a, src, 1, s, 1, false, false)
-	if a[0] != src[s-1] {
-		t.Errorf("rot90 direction: got %v want %v", a[0], src[s-1])
-	}
-}
-
-func f32bytes(x []float32) []byte {
-	b := make([]byte, 0, 4*len(x))
-	for _, v := range x {
-		u := math.Float32bits(v)
-		b = append(b, byte(u), byte(u>>8), byte(u>>16), byte(u>>24))
-	}
-	return b
 }
 
 func TestAugmentDeterministicAndBounded(t *testing.T) {
@@ -141,4 +128,13 @@ func TestAugmentOpsIndividually(t *testing.T) {
 	if zeros == 0 {
 		t.Error("expand left no canvas")
 	}
+}
+
+func f32bytes(x []float32) []byte {
+	b := make([]byte, 0, 4*len(x))
+	for _, v := range x {
+		u := math.Float32bits(v)
+		b = append(b, byte(u), byte(u>>8), byte(u>>16), byte(u>>24))
+	}
+	return b
 }

@@ -1,0 +1,202 @@
+package train
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"time"
+
+	"github.com/hpa-plates/hpa/internal/model"
+	"github.com/hpa-plates/hpa/internal/pipeline"
+)
+
+// finish turns the per-fold checkpoints into the model set: out-of-fold ensemble predictions,
+// thresholds chosen on them, the manifest, the report and the curves.
+func (t *trainer) finish(folds []*checkpoint, trained []int, skipped []string) (*Result, error) {
+	k := t.cfg.Arch.NumClasses
+	var probs [][]float64
+	var labels [][]int
+	var members []model.Member
+	memberF1 := map[string]float64{}
+	var deviceSeconds float64
+	type memberOOF struct {
+		name  string
+		probs [][]float64
+		truth [][]int
+	}
+	var singles []memberOOF
+	for _, f := range trained {
+		ck := folds[f]
+		deviceSeconds += ck.Seconds
+		members = append(members, ck.Members...)
+		_, val := t.split(f)
+		for r, ex := range val {
+			p := make([]float64, k)
+			for _, snap := range ck.SnapshotOOF {
+				for c := range p {
+					p[c] += snap[r][c] / float64(len(ck.SnapshotOOF))
+				}
+			}
+			probs = append(probs, p)
+			labels = append(labels, t.data.labels[ex])
+		}
+		for si, snap := range ck.SnapshotOOF {
+			truth := make([][]int, len(val))
+			for r, ex := range val {
+				truth[r] = t.data.labels[ex]
+			}
+			singles = append(singles, memberOOF{ck.Members[si].File, snap, truth})
+		}
+	}
+	if len(probs) == 0 {
+		return nil, fmt.Errorf("train: no out-of-fold predictions (no fold was trained)")
+	}
+	truth, err := TruthFromLabels(labels, k)
+	if err != nil {
+		return nil, err
+	}
+	opt := DefaultThresholdOptions()
+	if t.cfg.ShrinkK > 0 {
+		opt.ShrinkK = t.cfg.ShrinkK
+	}
+	// Rate matching reproduces the class rates of the whole label file.
+	opt.Rates, err = pipeline.ClassRates(t.data.labels, k)
+	if err != nil {
+		return nil, err
+	}
+	sel, err := SelectThresholds(probs, truth, opt)
+	if err != nil {
+		return nil, err
+	}
+	chosen := sel.UniformResult
+	for _, p := range sel.Policies() {
+		if p.Mode == sel.Mode {
+			chosen = p
+		}
+	}
+	for _, m := range singles {
+		tr, err := TruthFromLabels(m.truth, k)
+		if err != nil {
+			return nil, err
+		}
+		sc, err := ScoreThresholds(m.probs, tr, chosen.Thresholds)
+		if err != nil {
+			return nil, err
+		}
+		memberF1[m.name] = sc.MacroF1
+	}
+	// Attach each member's single OOF macro-F1 to its manifest entry.
+	for i := range members {
+		members[i].Metrics = map[string]float64{"oof_macro_f1": memberF1[members[i].File]}
+	}
+
+	mf := &model.Manifest{
+		Schema: model.ManifestSchema, Name: t.cfg.Name, Version: t.cfg.Version, ParentVersion: t.cfg.ParentVersion,
+		Arch: t.cfg.Arch, InputSize: t.cfg.Size, ChannelOrder: slices.Clone(pipeline.ChannelNames[:t.cfg.Arch.InChans]),
+		Normalization: t.cfg.Normalization, ClassNames: slices.Clone(pipeline.ClassNames[:]),
+		InputName: "input", OutputName: "logits", TTAViews: t.cfg.TTAViews,
+		Thresholds: model.Thresholds{Mode: sel.Mode, Uniform: sel.Uniform, PerClass: sel.PerClass},
+		Members:    members, Report: "report.md",
+		Metrics: map[string]float64{
+			"oof_macro_f1":           chosen.Scores.MacroF1,
+			"oof_macro_f1_uniform":   sel.UniformResult.Scores.MacroF1,
+			"oof_macro_f1_per_class": sel.PerClassResult.Scores.MacroF1,
+			"oof_macro_f1_rate":      sel.RateResult.Scores.MacroF1,
+			"oof_samples":            float64(len(probs)),
+		},
+	}
+	rep := &Report{
+		Name: t.cfg.Name, Version: t.cfg.Version, Arch: t.cfg.Arch.Name, Params: t.cfg.Arch.ParamCount(), Size: t.cfg.Size,
+		Samples: len(t.data.ids), Skipped: skipped, Folds: t.cfg.Folds, TrainedFolds: trained, Cycles: t.cfg.Cycles,
+		EpochsPerCycle: t.cfg.EpochsPerCycle, BatchSize: t.cfg.BatchSize, Members: len(members),
+		WallSeconds: time.Since(t.start).Seconds(), DeviceSeconds: deviceSeconds, PricePerHour: t.cfg.PricePerHour,
+		Cost: deviceSeconds / 3600 * t.cfg.PricePerHour, Policy: sel.Mode, MacroF1: chosen.Scores.MacroF1,
+		PolicyScores: map[string]float64{
+			"uniform": sel.UniformResult.Scores.MacroF1, "per_class": sel.PerClassResult.Scores.MacroF1, "rate": sel.RateResult.Scores.MacroF1,
+		},
+		MemberMacroF1: memberF1,
+		Warnings:      t.rareClassWarnings(),
+	}
+	rep.Warnings = append(rep.Warnings, "threshold rule: "+sel.Rule)
+	for c := 0; c < k; c++ {
+		cs := chosen.Scores.PerClass[c]
+		rep.PerClass = append(rep.PerClass, ClassRow{ID: c, Name: pipeline.ClassNames[c], Positives: cs.Support,
+			Threshold: chosen.Thresholds[c], Precision: cs.Precision, Recall: cs.Recall, F1: cs.F1})
+	}
+	if err := rep.Write(t.cfg.OutDir); err != nil {
+		return nil, err
+	}
+	if err := t.writeCurves(folds, trained); err != nil {
+		return nil, err
+	}
+	path, err := model.WriteManifest(t.cfg.OutDir, mf)
+	if err != nil {
+		return nil, err
+	}
+	return &Result{ManifestPath: path, Manifest: mf, Report: rep, Skipped: skipped}, nil
+}
+
+// rareClassWarnings names the classes with fewer examples than folds and the folds that lack them.
+func (t *trainer) rareClassWarnings() []string {
+	k := t.cfg.Arch.NumClasses
+	count := make([]int, k)
+	inFold := make([][]int, k)
+	for c := range inFold {
+		inFold[c] = make([]int, t.cfg.Folds)
+	}
+	for i, ls := range t.data.labels {
+		for _, c := range ls {
+			count[c]++
+			inFold[c][t.folds[i]]++
+		}
+	}
+	var w []string
+	for c := 0; c < k; c++ {
+		if count[c] >= t.cfg.Folds {
+			continue
+		}
+		var lacking []int
+		for f, n := range inFold[c] {
+			if n == 0 {
+				lacking = append(lacking, f)
+			}
+		}
+		w = append(w, fmt.Sprintf("class %d (%s) has %d examples, fewer than %d folds; folds without it: %v",
+			c, pipeline.ClassNames[c], count[c], t.cfg.Folds, lacking))
+	}
+	return w
+}
+
+func (t *trainer) writeCurves(folds []*checkpoint, trained []int) error {
+	var loss []Series
+	var lr Series
+	for _, f := range trained {
+		ck := folds[f]
+		xs := make([]float64, len(ck.Losses))
+		ys := make([]float64, len(ck.Losses))
+		win := max(1, len(ck.Losses)/50)
+		var acc float64
+		for i, l := range ck.Losses {
+			xs[i] = float64(i)
+			acc += l
+			if i >= win {
+				acc -= ck.Losses[i-win]
+			}
+			ys[i] = acc / float64(min(i+1, win))
+		}
+		loss = append(loss, Series{Name: fmt.Sprintf("fold %d", f), X: xs, Y: ys})
+		if lr.X == nil {
+			lr = Series{Name: "lr", X: xs, Y: slices.Clone(ck.LRs)}
+		}
+	}
+	f, err := os.Create(filepath.Join(t.cfg.OutDir, "curves.png"))
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return PlotPNG(f, []Panel{
+		{Title: "training loss (moving average)", XLab: "step", LogY: true, Lines: loss},
+		{Title: "learning rate", XLab: "step", Lines: []Series{lr}},
+	}, 800, 260)
+}

@@ -1,0 +1,118 @@
+package train
+
+import (
+	"bytes"
+	"encoding/csv"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// Report is the training report: what the run cost and how good its members are, written as
+// report.json (machine-readable), report.md (a person's summary) and curves.png (loss and LR).
+type Report struct {
+	Name           string             `json:"name"`
+	Version        string             `json:"version"`
+	Arch           string             `json:"arch"`
+	Params         int                `json:"params"`
+	Size           int                `json:"size"`
+	Samples        int                `json:"samples"`
+	Skipped        []string           `json:"skipped,omitempty"`
+	Folds          int                `json:"folds"`
+	TrainedFolds   []int              `json:"trained_folds"`
+	Cycles         int                `json:"cycles"`
+	EpochsPerCycle int                `json:"epochs_per_cycle"`
+	BatchSize      int                `json:"batch_size"`
+	Members        int                `json:"members"`
+	WallSeconds    float64            `json:"wall_seconds"`
+	DeviceSeconds  float64            `json:"device_seconds"`
+	PricePerHour   float64            `json:"price_per_device_hour"`
+	Cost           float64            `json:"cost"`
+	Policy         string             `json:"threshold_policy"`
+	MacroF1        float64            `json:"oof_macro_f1"`
+	PolicyScores   map[string]float64 `json:"oof_macro_f1_by_policy"`
+	PerClass       []ClassRow         `json:"per_class"`
+	MemberMacroF1  map[string]float64 `json:"member_oof_macro_f1"` // single members with TTA, uniform threshold
+	Warnings       []string           `json:"warnings,omitempty"`
+}
+
+// ClassRow is one line of the per-class table.
+type ClassRow struct {
+	ID        int     `json:"class_id"`
+	Name      string  `json:"name"`
+	Positives int     `json:"positives"`
+	Threshold float64 `json:"threshold"`
+	Precision float64 `json:"precision"`
+	Recall    float64 `json:"recall"`
+	F1        float64 `json:"f1"`
+}
+
+// Write saves report.json and report.md into dir.
+func (r *Report) Write(dir string) error {
+	b, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "report.json"), append(b, '\n'), 0o644); err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(dir, "report.md"), []byte(r.Markdown()), 0o644)
+}
+
+// Markdown renders the report for people.
+func (r *Report) Markdown() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "# Training report: %s %s\n\n", r.Name, r.Version)
+	fmt.Fprintf(&b, "- architecture: %s (%d parameters), input %d px\n", r.Arch, r.Params, r.Size)
+	fmt.Fprintf(&b, "- data: %d samples, %d folds (trained: %v), %d cycles x %d epochs, batch %d\n",
+		r.Samples, r.Folds, r.TrainedFolds, r.Cycles, r.EpochsPerCycle, r.BatchSize)
+	fmt.Fprintf(&b, "- members: %d\n", r.Members)
+	fmt.Fprintf(&b, "- wall time: %.1f s; device time: %.1f s (%.4f device-hours)", r.WallSeconds, r.DeviceSeconds, r.DeviceSeconds/3600)
+	if r.PricePerHour > 0 {
+		fmt.Fprintf(&b, "; cost: %.4f at %.2f per device-hour", r.Cost, r.PricePerHour)
+	}
+	b.WriteString("\n")
+	fmt.Fprintf(&b, "- out-of-fold macro-F1 (ensemble, TTA, policy %q): **%.4f**\n", r.Policy, r.MacroF1)
+	for _, k := range sortedKeys(r.PolicyScores) {
+		fmt.Fprintf(&b, "  - %s: %.4f\n", k, r.PolicyScores[k])
+	}
+	if len(r.MemberMacroF1) > 0 {
+		b.WriteString("- single members (OOF, TTA, uniform threshold):\n")
+		for _, k := range sortedKeys(r.MemberMacroF1) {
+			fmt.Fprintf(&b, "  - %s: %.4f\n", k, r.MemberMacroF1[k])
+		}
+	}
+	for _, w := range r.Warnings {
+		fmt.Fprintf(&b, "- warning: %s\n", w)
+	}
+	if len(r.Skipped) > 0 {
+		fmt.Fprintf(&b, "- skipped %d samples with missing images\n", len(r.Skipped))
+	}
+	b.WriteString("\n![loss and learning rate](curves.png)\n\n")
+	b.WriteString("| id | class | positives | threshold | precision | recall | F1 |\n|---:|---|---:|---:|---:|---:|---:|\n")
+	for _, c := range r.PerClass {
+		fmt.Fprintf(&b, "| %d | %s | %d | %.3f | %.3f | %.3f | %.3f |\n", c.ID, c.Name, c.Positives, c.Threshold, c.Precision, c.Recall, c.F1)
+	}
+	return b.String()
+}
+
+func sortedKeys(m map[string]float64) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	for i := 1; i < len(keys); i++ {
+		for j := i; j > 0 && keys[j] < keys[j-1]; j-- {
+			keys[j], keys[j-1] = keys[j-1], keys[j]
+		}
+	}
+	return keys
+}
+
+func parseCSV(b []byte) ([][]string, error) {
+	r := csv.NewReader(bytes.NewReader(b))
+	r.FieldsPerRecord = -1
+	return r.ReadAll()
+}

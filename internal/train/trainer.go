@@ -1,0 +1,251 @@
+package train
+
+import (
+	"context"
+	"encoding/gob"
+	"errors"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/hpa-plates/hpa/internal/model"
+	"github.com/hpa-plates/hpa/internal/pipeline"
+)
+
+// Backend is one model being trained on one device (the libtorch shim implements it). Inputs are
+// normalized NCHW float32 batches of square images; targets are n x classes multi-hot.
+type Backend interface {
+	// TrainStep runs forward + loss + backward + one optimizer step at the given learning rate and
+	// returns the mean loss of the batch before the step.
+	TrainStep(x []float32, n, size int, targets []float32, lr float64) (float64, error)
+	// Predict returns eval-mode logits, n x classes.
+	Predict(x []float32, n, size int) ([]float32, error)
+	Weights() (model.Weights, error)
+	SetWeights(model.Weights) error
+	// OptimizerState / SetOptimizerState move the momentum buffers (by parameter name) so a resumed
+	// run continues exactly.
+	OptimizerState() (map[string][]float32, error)
+	SetOptimizerState(map[string][]float32) error
+	Close() error
+}
+
+// BackendFactory creates the backend of one fold: the architecture initialized from seed (then
+// overwritten by init weights when the config names a pretrained file).
+type BackendFactory func(spec model.Spec, seed int64) (Backend, error)
+
+// Config is one training run. Defaults (DefaultConfig) are the reference Kaggle recipe.
+type Config struct {
+	DataDir string // train.csv + images (in DataDir/train/ or DataDir itself)
+	OutDir  string // the model-set directory: manifest.json, members/, report, checkpoints
+	Arch    model.Spec
+	Size    int // input size in pixels (square)
+
+	Folds          int // K
+	TrainFolds     []int // which folds to train (nil = all); the rest are skipped (quick runs)
+	FoldsFile      string // optional Id,fold CSV overriding the stratified split
+	Cycles         int     // C snapshots per fold
+	EpochsPerCycle int     // E
+	BatchSize      int
+	LR, LRMin      float64
+	Momentum       float64
+	WeightDecay    float64
+	Nesterov       bool
+	Loss           string  // bce | focal | softf1
+	FocalGamma     float64 // focal loss exponent
+	Sampler        string  // balanced | random
+	Balance        BalanceConfig
+	Augment        Augment
+	TTAViews       int // views for out-of-fold predictions
+	Seed           int64
+	Workers        int // decode + augment workers
+	Prefetch       int // batches prepared ahead of the device
+	Normalization  model.Normalization
+	Decode         pipeline.DecodeOptions
+	SkipMissing    bool    // samples with missing images are skipped (listed) instead of fatal
+	PricePerHour   float64 // device-hour price for the report's cost line
+	ShrinkK        float64 // per-class threshold shrinkage strength
+	Name, Version  string  // model-set name and version for the manifest
+	ParentVersion  string
+}
+
+// DefaultConfig returns the reference recipe for an architecture: SGD Nesterov lr 0.1 momentum 0.9
+// wd 1e-4, 4 cycles x 20 epochs of cyclic cosine, 5 folds, balanced batches, full augmentation.
+func DefaultConfig(arch model.Spec) Config {
+	return Config{
+		Arch: arch, Size: 512, Folds: 5, Cycles: 4, EpochsPerCycle: 20, BatchSize: 32,
+		LR: 0.1, LRMin: 0, Momentum: 0.9, WeightDecay: 1e-4, Nesterov: true,
+		Loss: "bce", FocalGamma: 2, Sampler: "balanced", Balance: DefaultBalance(), Augment: DefaultAugment(),
+		TTAViews: 8, Seed: 1, Workers: 2, Prefetch: 2, Normalization: model.DefaultNormalization(arch.InChans),
+		ShrinkK: 10, Name: "hpa", Version: "v1",
+	}
+}
+
+// Validate reports unusable settings.
+func (c *Config) Validate() error {
+	switch {
+	case c.DataDir == "" || c.OutDir == "":
+		return errors.New("train: data and out directories are required")
+	case c.Size < 32:
+		return fmt.Errorf("train: size %d too small (>= 32)", c.Size)
+	case c.Folds < 2:
+		return fmt.Errorf("train: folds must be >= 2, not %d", c.Folds)
+	case c.Cycles < 1 || c.EpochsPerCycle < 1 || c.BatchSize < 2:
+		return errors.New("train: cycles, epochs >= 1 and batch size >= 2 required")
+	case c.Sampler != "balanced" && c.Sampler != "random":
+		return fmt.Errorf("train: sampler %q: balanced or random", c.Sampler)
+	case c.Loss != "bce" && c.Loss != "focal" && c.Loss != "softf1":
+		return fmt.Errorf("train: loss %q: bce, focal or softf1", c.Loss)
+	}
+	if _, err := pipeline.ViewSet(c.TTAViews); err != nil {
+		return err
+	}
+	for _, f := range c.TrainFolds {
+		if f < 0 || f >= c.Folds {
+			return fmt.Errorf("train: fold %d out of range 0..%d", f, c.Folds-1)
+		}
+	}
+	return c.Arch.Validate()
+}
+
+// Progress is what the trainer reports after every optimizer step.
+type Progress struct {
+	Fold, Folds       int
+	Cycle, Cycles     int
+	Epoch, Epochs     int // epoch within the cycle
+	Batch, Batches    int
+	Step, TotalSteps  int // within the fold
+	Loss, LR          float64
+	Elapsed, ETA      time.Duration // for the whole run
+	Phase             string        // "train" | "oof" | "export"
+}
+
+// checkpoint is what is saved at the end of every epoch (and of a fold).
+type checkpoint struct {
+	Fold      int
+	NextStep  int // global step within the fold to run next
+	Weights   map[string][]float32
+	Optimizer map[string][]float32
+	Losses    []float64 // per step
+	LRs       []float64
+	// Snapshot OOF probabilities (validation rows of this fold, in fold order), per finished cycle.
+	SnapshotOOF [][][]float64
+	Members     []model.Member
+	Seconds     float64 // device-seconds spent on this fold so far
+	Done        bool
+}
+
+func saveGob(path string, v any) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	tmp := path + ".tmp"
+	f, err := os.Create(tmp)
+	if err != nil {
+		return err
+	}
+	if err := gob.NewEncoder(f).Encode(v); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+func loadGob(path string, v any) (bool, error) {
+	f, err := os.Open(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	defer f.Close()
+	if err := gob.NewDecoder(f).Decode(v); err != nil {
+		return false, fmt.Errorf("checkpoint %s: %w", path, err)
+	}
+	return true, nil
+}
+
+// batchPrep is one prepared minibatch.
+type batchPrep struct {
+	x       []float32
+	targets []float32
+	n       int
+	err     error
+}
+
+// loader prepares the batches of one epoch with parallel decode + augment workers, Prefetch batches
+// ahead of the consumer, in order.
+func (t *trainer) loader(ctx context.Context, batches [][]int, epoch int) <-chan batchPrep {
+	out := make(chan batchPrep, max(1, t.cfg.Prefetch))
+	go func() {
+		defer close(out)
+		c, s := t.cfg.Arch.InChans, t.cfg.Size
+		per := c * s * s
+		for _, b := range batches {
+			p := batchPrep{x: make([]float32, len(b)*per), targets: make([]float32, len(b)*t.cfg.Arch.NumClasses), n: len(b)}
+			var wg sync.WaitGroup
+			var mu sync.Mutex
+			jobs := make(chan int)
+			for range max(1, t.cfg.Workers) {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					tmp := make([]float32, per)
+					for j := range jobs {
+						ex := b[j]
+						dst := p.x[j*per : (j+1)*per]
+						if err := t.data.fill(dst, ex); err != nil {
+							mu.Lock()
+							p.err = err
+							mu.Unlock()
+							continue
+						}
+						t.cfg.Augment.Apply(dst, c, s, AugmentRNG(uint64(t.cfg.Seed), epoch, ex), tmp)
+						normalize(dst, c, s, t.cfg.Normalization)
+						for _, k := range t.data.labels[ex] {
+							p.targets[j*t.cfg.Arch.NumClasses+k] = 1
+						}
+					}
+				}()
+			}
+			for j := range b {
+				jobs <- j
+			}
+			close(jobs)
+			wg.Wait()
+			select {
+			case out <- p:
+			case <-ctx.Done():
+				return
+			}
+			if p.err != nil {
+				return
+			}
+		}
+	}()
+	return out
+}
+
+// normalize maps [0,1] intensities to model input in place: (x - mean[c]) / std[c].
+func normalize(x []float32, c, s int, n model.Normalization) {
+	plane := s * s
+	for ch := 0; ch < c; ch++ {
+		m, sd := n.Mean[ch], n.Std[ch]
+		p := x[ch*plane : (ch+1)*plane]
+		for i, v := range p {
+			p[i] = (v - m) / sd
+		}
+	}
+}
+
+func sigmoid(x float32) float64 { return 1 / (1 + math.Exp(-float64(x))) }

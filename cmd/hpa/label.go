@@ -108,7 +108,7 @@ func runLabel(cmd *cobra.Command, v *viper.Viper, dir string) error {
 	}
 	info := ens.Info()
 	w := &labelWriter{out: out, info: info, th: th, stderr: stderr}
-	if isTerminal(stderr) {
+	if labelIsTerminal(stderr) {
 		w.clear = "\r\x1b[K"
 	}
 	var stats labelStats
@@ -127,8 +127,8 @@ func runLabel(cmd *cobra.Command, v *viper.Viper, dir string) error {
 		stats.incomplete++
 	}
 
-	prog := newProgress(stderr, len(complete))
-	for b := range loadBatches(complete, batch, workers) {
+	prog := newLabelProgress(stderr, len(complete))
+	for b := range labelLoadBatches(complete, batch, workers) {
 		var imgs []pipeline.Image4
 		var srcs [][]pipeline.Source
 		for _, s := range b {
@@ -196,24 +196,24 @@ func runLabel(cmd *cobra.Command, v *viper.Viper, dir string) error {
 	return nil
 }
 
-// loaded is one decoded sample (or the reason it could not be).
-type loaded struct {
+// labelLoaded is one decoded sample (or the reason it could not be).
+type labelLoaded struct {
 	id      string
 	img     pipeline.Image4
 	sources []pipeline.Source
 	err     error
 }
 
-// loadBatches decodes the samples batch by batch, in order, with workers goroutines per batch, one
+// labelLoadBatches decodes the samples batch by batch, in order, with workers goroutines per batch, one
 // batch ahead of the consumer. Batches are consecutive runs of the (sorted) sample list, so the
 // same input always gives the same batches.
-func loadBatches(samples []pipeline.SampleFiles, size, workers int) <-chan []loaded {
-	ch := make(chan []loaded, 1)
+func labelLoadBatches(samples []pipeline.SampleFiles, size, workers int) <-chan []labelLoaded {
+	ch := make(chan []labelLoaded, 1)
 	go func() {
 		defer close(ch)
 		for start := 0; start < len(samples); start += size {
 			part := samples[start:min(start+size, len(samples))]
-			res := make([]loaded, len(part))
+			res := make([]labelLoaded, len(part))
 			jobs := make(chan int)
 			var wg sync.WaitGroup
 			for g := 0; g < min(workers, len(part)); g++ {
@@ -221,7 +221,7 @@ func loadBatches(samples []pipeline.SampleFiles, size, workers int) <-chan []loa
 				go func() {
 					defer wg.Done()
 					for i := range jobs {
-						res[i] = loadOne(part[i])
+						res[i] = labelLoadOne(part[i])
 					}
 				}()
 			}
@@ -236,8 +236,8 @@ func loadBatches(samples []pipeline.SampleFiles, size, workers int) <-chan []loa
 	return ch
 }
 
-func loadOne(s pipeline.SampleFiles) loaded {
-	l := loaded{id: s.ID}
+func labelLoadOne(s pipeline.SampleFiles) labelLoaded {
+	l := labelLoaded{id: s.ID}
 	for c, f := range s.Files {
 		src, err := pipeline.DescribeSource(pipeline.Channel(c), f)
 		if err != nil {
@@ -269,11 +269,11 @@ func (w *labelWriter) writeLabel(id string, sources []pipeline.Source, probs []f
 	if err != nil {
 		return err
 	}
-	if err := writeFileAtomic(filepath.Join(w.out, id+".json"), b); err != nil {
+	if err := labelWriteFile(filepath.Join(w.out, id+".json"), b); err != nil {
 		return err
 	}
 	// A stale error document from an earlier run would contradict the label.
-	if err := removeIfExists(filepath.Join(w.out, id+".error.json")); err != nil {
+	if err := labelRemoveStale(filepath.Join(w.out, id+".error.json")); err != nil {
 		return err
 	}
 	w.rows = append(w.rows, pipeline.SubmissionRow{ID: id, Predicted: l.PredictedIDs()})
@@ -296,10 +296,10 @@ func (w *labelWriter) writeError(rec pipeline.ErrorRecord) error {
 	if err != nil {
 		return err
 	}
-	if err := writeFileAtomic(filepath.Join(w.out, rec.SampleID+".error.json"), b); err != nil {
+	if err := labelWriteFile(filepath.Join(w.out, rec.SampleID+".error.json"), b); err != nil {
 		return err
 	}
-	return removeIfExists(filepath.Join(w.out, rec.SampleID+".json"))
+	return labelRemoveStale(filepath.Join(w.out, rec.SampleID+".json"))
 }
 
 func (w *labelWriter) writeSubmission(path string) error {
@@ -312,10 +312,10 @@ func (w *labelWriter) writeSubmission(path string) error {
 			return fmt.Errorf("label: submission: %w", err)
 		}
 	}
-	return writeFileAtomic(path, buf.Bytes())
+	return labelWriteFile(path, buf.Bytes())
 }
 
-func writeFileAtomic(path string, b []byte) error {
+func labelWriteFile(path string, b []byte) error {
 	tmp := path + ".tmp"
 	if err := os.WriteFile(tmp, b, 0o644); err != nil {
 		return fmt.Errorf("label: write %s: %w", path, err)
@@ -327,16 +327,16 @@ func writeFileAtomic(path string, b []byte) error {
 	return nil
 }
 
-func removeIfExists(path string) error {
+func labelRemoveStale(path string) error {
 	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("label: remove stale %s: %w", path, err)
 	}
 	return nil
 }
 
-// progress shows count, rate and ETA on stderr: one self-overwriting line on a terminal, plain lines
+// labelProgress shows count, rate and ETA on stderr: one self-overwriting line on a terminal, plain lines
 // (at most one every two seconds, plus the last) otherwise.
-type progress struct {
+type labelProgress struct {
 	w          io.Writer
 	tty        bool
 	total      int
@@ -346,11 +346,11 @@ type progress struct {
 	printedAny bool
 }
 
-func newProgress(w io.Writer, total int) *progress {
-	return &progress{w: w, tty: isTerminal(w), total: total, start: time.Now()}
+func newLabelProgress(w io.Writer, total int) *labelProgress {
+	return &labelProgress{w: w, tty: labelIsTerminal(w), total: total, start: time.Now()}
 }
 
-func isTerminal(w io.Writer) bool {
+func labelIsTerminal(w io.Writer) bool {
 	f, ok := w.(*os.File)
 	if !ok {
 		return false
@@ -359,7 +359,7 @@ func isTerminal(w io.Writer) bool {
 	return err == nil && st.Mode()&os.ModeCharDevice != 0
 }
 
-func (p *progress) line() string {
+func (p *labelProgress) line() string {
 	el := time.Since(p.start).Seconds()
 	rate := 0.0
 	if el > 0 {
@@ -372,7 +372,7 @@ func (p *progress) line() string {
 	return fmt.Sprintf("label: %d/%d samples, %.2f samples/s, ETA %s", p.done, p.total, rate, eta)
 }
 
-func (p *progress) add(n int) {
+func (p *labelProgress) add(n int) {
 	p.done += n
 	now := time.Now()
 	if p.tty {
@@ -386,7 +386,7 @@ func (p *progress) add(n int) {
 	}
 }
 
-func (p *progress) finish() {
+func (p *labelProgress) finish() {
 	if p.tty && p.printedAny {
 		fmt.Fprintln(p.w)
 	}

@@ -19,9 +19,9 @@ import (
 	"github.com/hpa-plates/hpa/internal/pipeline"
 )
 
-// writeTinyModelSet exports two randomly initialized seresnext_tiny members at 64 px with 8-view TTA
+// labelModelSet exports two randomly initialized seresnext_tiny members at 64 px with 8-view TTA
 // and returns the manifest path.
-func writeTinyModelSet(t *testing.T) string {
+func labelModelSet(t *testing.T) string {
 	t.Helper()
 	spec, err := model.Preset("seresnext_tiny")
 	if err != nil {
@@ -59,7 +59,7 @@ func writeTinyModelSet(t *testing.T) string {
 	return path
 }
 
-func writePNG(t *testing.T, path string, size int, seed int64) {
+func labelWritePNG(t *testing.T, path string, size int, seed int64) {
 	t.Helper()
 	r := rand.New(rand.NewSource(seed))
 	img := image.NewGray(image.Rect(0, 0, size, size))
@@ -75,8 +75,8 @@ func writePNG(t *testing.T, path string, size int, seed int64) {
 	}
 }
 
-// runHPA runs the CLI in-process and returns its exit status and stderr.
-func runHPA(t *testing.T, args ...string) (int, string) {
+// labelRun runs the CLI in-process and returns its exit status and stderr.
+func labelRun(t *testing.T, args ...string) (int, string) {
 	t.Helper()
 	root := newRoot()
 	var stdout, stderr bytes.Buffer
@@ -90,7 +90,7 @@ func runHPA(t *testing.T, args ...string) (int, string) {
 	return 0, stderr.String()
 }
 
-func readDir(t *testing.T, dir string) map[string][]byte {
+func labelReadDir(t *testing.T, dir string) map[string][]byte {
 	t.Helper()
 	ents, err := os.ReadDir(dir)
 	if err != nil {
@@ -108,17 +108,17 @@ func readDir(t *testing.T, dir string) map[string][]byte {
 }
 
 func TestLabelEndToEnd(t *testing.T) {
-	manifest := writeTinyModelSet(t)
+	manifest := labelModelSet(t)
 	in := t.TempDir()
 	good := []string{"s1", "s2", "s3", "s4", "s5"}
 	for i, id := range good {
 		for c, ch := range pipeline.ChannelNames {
-			writePNG(t, filepath.Join(in, id+"_"+ch+".png"), 64+32*(i%2), int64(10*i+c)) // 64 and 96 px
+			labelWritePNG(t, filepath.Join(in, id+"_"+ch+".png"), 64+32*(i%2), int64(10*i+c)) // 64 and 96 px
 		}
 	}
 	// A sample with a truncated green PNG.
 	for c, ch := range pipeline.ChannelNames {
-		writePNG(t, filepath.Join(in, "bad_"+ch+".png"), 64, int64(100+c))
+		labelWritePNG(t, filepath.Join(in, "bad_"+ch+".png"), 64, int64(100+c))
 	}
 	b, err := os.ReadFile(filepath.Join(in, "bad_green.png"))
 	if err != nil {
@@ -129,12 +129,12 @@ func TestLabelEndToEnd(t *testing.T) {
 	}
 	// A sample without its yellow channel.
 	for _, ch := range []string{"red", "green", "blue"} {
-		writePNG(t, filepath.Join(in, "part_"+ch+".png"), 64, 200)
+		labelWritePNG(t, filepath.Join(in, "part_"+ch+".png"), 64, 200)
 	}
 
 	out := filepath.Join(t.TempDir(), "out")
 	args := []string{"label", in, "--model", manifest, "--out", out, "--batch", "2", "--threads", "2", "--provider", "cpu"}
-	code, stderr := runHPA(t, args...)
+	code, stderr := labelRun(t, args...)
 	if code != 1 {
 		t.Fatalf("exit status %d, want 1; stderr:\n%s", code, stderr)
 	}
@@ -144,7 +144,7 @@ func TestLabelEndToEnd(t *testing.T) {
 			t.Errorf("stderr lacks %q:\n%s", want, stderr)
 		}
 	}
-	first := readDir(t, out)
+	first := labelReadDir(t, out)
 	wantFiles := []string{"bad.error.json", "part.error.json", "s1.json", "s2.json", "s3.json", "s4.json", "s5.json", "submission.csv"}
 	var names []string
 	for n := range first {
@@ -198,11 +198,11 @@ func TestLabelEndToEnd(t *testing.T) {
 	}
 
 	// Twice: byte-identical outputs.
-	code, _ = runHPA(t, args...)
+	code, _ = labelRun(t, args...)
 	if code != 1 {
 		t.Fatalf("second run: exit status %d", code)
 	}
-	second := readDir(t, out)
+	second := labelReadDir(t, out)
 	for n, b := range first {
 		if !bytes.Equal(b, second[n]) {
 			t.Errorf("%s differs between runs", n)
@@ -211,7 +211,7 @@ func TestLabelEndToEnd(t *testing.T) {
 
 	// Fix the bad sample, drop the incomplete one: exit 0, the stale error document is gone.
 	for c, ch := range pipeline.ChannelNames {
-		writePNG(t, filepath.Join(in, "bad_"+ch+".png"), 64, int64(100+c))
+		labelWritePNG(t, filepath.Join(in, "bad_"+ch+".png"), 64, int64(100+c))
 	}
 	for _, ch := range []string{"red", "green", "blue"} {
 		if err := os.Remove(filepath.Join(in, "part_"+ch+".png")); err != nil {
@@ -219,7 +219,7 @@ func TestLabelEndToEnd(t *testing.T) {
 		}
 	}
 	csvPath := filepath.Join(t.TempDir(), "sub", "kaggle.csv")
-	code, stderr = runHPA(t, "label", in, "--model", manifest, "--out", out, "--csv", csvPath, "--batch", "4")
+	code, stderr = labelRun(t, "label", in, "--model", manifest, "--out", out, "--csv", csvPath, "--batch", "4")
 	if code != 0 {
 		t.Fatalf("clean run: exit status %d\n%s", code, stderr)
 	}
@@ -234,7 +234,7 @@ func TestLabelEndToEnd(t *testing.T) {
 		t.Errorf("csv %q %v", rows, err)
 	}
 	// Batch size does not change the labels (same bytes for an unchanged sample).
-	again := readDir(t, out)
+	again := labelReadDir(t, out)
 	if !bytes.Equal(again["s3.json"], first["s3.json"]) {
 		t.Error("s3.json changed with the batch size")
 	}
@@ -242,24 +242,24 @@ func TestLabelEndToEnd(t *testing.T) {
 
 func TestLabelBadUsage(t *testing.T) {
 	in := t.TempDir()
-	if code, stderr := runHPA(t, "label", in, "--model", "x.json"); code != 2 || !strings.Contains(stderr, "no channel images") {
+	if code, stderr := labelRun(t, "label", in, "--model", "x.json"); code != 2 || !strings.Contains(stderr, "no channel images") {
 		t.Errorf("empty dir: %d %s", code, stderr)
 	}
-	writePNG(t, filepath.Join(in, "a_red.png"), 64, 1)
-	if code, stderr := runHPA(t, "label", in); code != 2 || !strings.Contains(stderr, "--model") {
+	labelWritePNG(t, filepath.Join(in, "a_red.png"), 64, 1)
+	if code, stderr := labelRun(t, "label", in); code != 2 || !strings.Contains(stderr, "--model") {
 		t.Errorf("no model: %d %s", code, stderr)
 	}
-	if code, stderr := runHPA(t, "label", in, "--model", filepath.Join(in, "missing.json")); code != 2 || !strings.Contains(stderr, "missing.json") {
+	if code, stderr := labelRun(t, "label", in, "--model", filepath.Join(in, "missing.json")); code != 2 || !strings.Contains(stderr, "missing.json") {
 		t.Errorf("missing manifest: %d %s", code, stderr)
 	}
-	if code, stderr := runHPA(t, "label", in, "--model", "m.json", "--batch", "0"); code != 2 || !strings.Contains(stderr, "--batch") {
+	if code, stderr := labelRun(t, "label", in, "--model", "m.json", "--batch", "0"); code != 2 || !strings.Contains(stderr, "--batch") {
 		t.Errorf("batch 0: %d %s", code, stderr)
 	}
-	manifest := writeTinyModelSet(t)
+	manifest := labelModelSet(t)
 	t.Setenv("HPA_ORT_PROVIDER", "cuda")
 	// The provider comes from the environment; a CPU build refuses it clearly, a GPU build runs (and
 	// exits 1 for the incomplete sample).
-	code, stderr := runHPA(t, "label", in, "--model", manifest, "--out", t.TempDir())
+	code, stderr := labelRun(t, "label", in, "--model", manifest, "--out", t.TempDir())
 	if !(code == 2 && strings.Contains(stderr, `execution provider "cuda" unavailable`)) && code != 1 {
 		t.Errorf("cuda from env: %d %s", code, stderr)
 	}
@@ -269,10 +269,10 @@ func TestLabelConfigFileAndEnv(t *testing.T) {
 	old := cfg
 	cfg = config.New()
 	defer func() { cfg = old }()
-	manifest := writeTinyModelSet(t)
+	manifest := labelModelSet(t)
 	in := t.TempDir()
 	for c, ch := range pipeline.ChannelNames {
-		writePNG(t, filepath.Join(in, "x_"+ch+".png"), 64, int64(c))
+		labelWritePNG(t, filepath.Join(in, "x_"+ch+".png"), 64, int64(c))
 	}
 	out := filepath.Join(t.TempDir(), "from-config")
 	conf := filepath.Join(t.TempDir(), "hpa.yaml")
@@ -281,12 +281,12 @@ func TestLabelConfigFileAndEnv(t *testing.T) {
 		t.Fatal(err)
 	}
 	// batch 0 from the file is refused ...
-	if code, stderr := runHPA(t, "--config", conf, "label", in); code != 2 || !strings.Contains(stderr, "--batch must be at least 1") {
+	if code, stderr := labelRun(t, "--config", conf, "label", in); code != 2 || !strings.Contains(stderr, "--batch must be at least 1") {
 		t.Fatalf("batch 0 from config: %d %s", code, stderr)
 	}
 	// ... the environment beats the file ...
 	t.Setenv("HPA_LABEL_BATCH", "3")
-	if code, stderr := runHPA(t, "--config", conf, "label", in); code != 0 {
+	if code, stderr := labelRun(t, "--config", conf, "label", in); code != 0 {
 		t.Fatalf("config + env: %d %s", code, stderr)
 	}
 	if _, err := os.Stat(filepath.Join(out, "x.json")); err != nil {
@@ -294,7 +294,69 @@ func TestLabelConfigFileAndEnv(t *testing.T) {
 	}
 	// ... and a flag beats the environment.
 	t.Setenv("HPA_LABEL_BATCH", "0")
-	if code, stderr := runHPA(t, "--config", conf, "label", in, "--batch", "1"); code != 0 {
+	if code, stderr := labelRun(t, "--config", conf, "label", in, "--batch", "1"); code != 0 {
 		t.Errorf("flag over env: %d %s", code, stderr)
+	}
+}
+
+// labelRealDir is ../shared/hpa-real beside the repository root (the directory holding go.mod).
+func labelRealDir(t *testing.T) string {
+	t.Helper()
+	dir, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			break
+		}
+		if filepath.Dir(dir) == dir {
+			t.Fatal("no go.mod above the test directory")
+		}
+		dir = filepath.Dir(dir)
+	}
+	real := filepath.Join(dir, "..", "shared", "hpa-real")
+	if _, err := os.Stat(real); err != nil {
+		t.Skipf("real HPA data not found: %v", err)
+	}
+	return real
+}
+
+// TestLabelRealImages labels a sample assembled from four real 512 px HPA channel images (the
+// shared sample holds one channel per id), resized to the model's 64 px input.
+func TestLabelRealImages(t *testing.T) {
+	src := filepath.Join(labelRealDir(t), "test_sample")
+	ents, err := os.ReadDir(src)
+	if err != nil || len(ents) < 4 {
+		t.Fatalf("%s: %v", src, err)
+	}
+	in := t.TempDir()
+	for c, ch := range pipeline.ChannelNames {
+		b, err := os.ReadFile(filepath.Join(src, ents[c].Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(in, "real_"+ch+".png"), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	out := t.TempDir()
+	code, stderr := labelRun(t, "label", in, "--model", labelModelSet(t), "--out", out)
+	if code != 0 {
+		t.Fatalf("exit status %d\n%s", code, stderr)
+	}
+	b, err := os.ReadFile(filepath.Join(out, "real.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := pipeline.ParseLabel(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for c, s := range l.Sources {
+		want, err := pipeline.DescribeSource(pipeline.Channel(c), filepath.Join(src, ents[c].Name()))
+		if err != nil || s.SHA256 != want.SHA256 || s.Size != want.Size {
+			t.Errorf("source %d: %+v, want the digest of %s", c, s, ents[c].Name())
+		}
 	}
 }

@@ -33,7 +33,6 @@ func multipartETag(parts ...[]byte) string {
 	return hex.EncodeToString(h.Sum(nil)) + "-" + strconv.Itoa(len(parts))
 }
 
-
 func TestMultipartUpload(t *testing.T) {
 	s := startServer(t, Options{Buckets: []string{"b01"}})
 	c := newClient(s.Endpoint(), testAK, testSK)

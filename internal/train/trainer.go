@@ -53,7 +53,7 @@ type Config struct {
 	Momentum       float64
 	WeightDecay    float64
 	Nesterov       bool
-	Loss           string  // bce | focal | softf1
+	Loss           string  // bce | focal | soft_f1
 	FocalGamma     float64 // focal loss exponent
 	Sampler        string  // balanced | random
 	Balance        BalanceConfig
@@ -96,8 +96,8 @@ func (c *Config) Validate() error {
 		return errors.New("train: cycles, epochs >= 1 and batch size >= 2 required")
 	case c.Sampler != "balanced" && c.Sampler != "random":
 		return fmt.Errorf("train: sampler %q: balanced or random", c.Sampler)
-	case c.Loss != "bce" && c.Loss != "focal" && c.Loss != "softf1":
-		return fmt.Errorf("train: loss %q: bce, focal or softf1", c.Loss)
+	case c.Loss != "bce" && c.Loss != "focal" && c.Loss != "soft_f1":
+		return fmt.Errorf("train: loss %q: bce, focal or soft_f1", c.Loss)
 	}
 	if _, err := pipeline.ViewSet(c.TTAViews); err != nil {
 		return err

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/spf13/viper"
+
 	"github.com/hpa-plates/hpa/internal/model"
 	"github.com/hpa-plates/hpa/internal/model/onnx"
 	"github.com/hpa-plates/hpa/internal/pipeline"
@@ -411,4 +413,25 @@ func BenchmarkEnsembleTiny128(b *testing.B) { benchEnsemble(b, "seresnext_tiny",
 // The production architecture: 1 member, batch 1, 8 views at 512 px.
 func BenchmarkEnsembleSEResNeXt50At512(b *testing.B) {
 	benchEnsemble(b, "seresnext50_32x4d", 512, 1, 1)
+}
+
+func TestOptionsFromConfig(t *testing.T) {
+	v := viper.New()
+	v.Set("ort.library", "/opt/ort/libonnxruntime.so")
+	v.Set("ort.provider", "cuda")
+	v.Set("ort.device_id", 1)
+	v.Set("ort.intra_threads", 6)
+	v.Set("ort.inter_threads", 2)
+	got := OptionsFrom(v)
+	want := Options{Library: "/opt/ort/libonnxruntime.so", Provider: "cuda", DeviceID: 1, IntraThreads: 6, InterThreads: 2}
+	if got != want {
+		t.Errorf("OptionsFrom = %+v, want %+v", got, want)
+	}
+	if p, err := ResolveLibrary(""); err != nil || !filepath.IsAbs(p) || filepath.Base(p) != "libonnxruntime.so" {
+		t.Errorf("default library resolves to %q, %v", p, err)
+	}
+	var le *LibraryError
+	if _, err := ResolveLibrary(t.TempDir()); !errors.As(err, &le) {
+		t.Errorf("a directory as library: %v", err)
+	}
 }

@@ -128,7 +128,9 @@ func runLabel(cmd *cobra.Command, v *viper.Viper, dir string) error {
 	}
 
 	prog := newLabelProgress(stderr, len(complete))
-	for b := range labelLoadBatches(complete, batch, workers) {
+	done := make(chan struct{})
+	defer close(done) // stops the loader if we return early
+	for b := range labelLoadBatches(done, complete, batch, workers) {
 		var imgs []pipeline.Image4
 		var srcs [][]pipeline.Source
 		for _, s := range b {
@@ -206,8 +208,8 @@ type labelLoaded struct {
 
 // labelLoadBatches decodes the samples batch by batch, in order, with workers goroutines per batch, one
 // batch ahead of the consumer. Batches are consecutive runs of the (sorted) sample list, so the
-// same input always gives the same batches.
-func labelLoadBatches(samples []pipeline.SampleFiles, size, workers int) <-chan []labelLoaded {
+// same input always gives the same batches. Closing done stops it.
+func labelLoadBatches(done <-chan struct{}, samples []pipeline.SampleFiles, size, workers int) <-chan []labelLoaded {
 	ch := make(chan []labelLoaded, 1)
 	go func() {
 		defer close(ch)
@@ -230,7 +232,11 @@ func labelLoadBatches(samples []pipeline.SampleFiles, size, workers int) <-chan 
 			}
 			close(jobs)
 			wg.Wait()
-			ch <- res
+			select {
+			case ch <- res:
+			case <-done:
+				return
+			}
 		}
 	}()
 	return ch

@@ -386,3 +386,22 @@ func TestLabelProgress(t *testing.T) {
 		t.Errorf("terminal progress %q", s)
 	}
 }
+
+func TestLabelOutputWriteFailure(t *testing.T) {
+	in := t.TempDir()
+	for _, id := range []string{"a", "b", "c"} {
+		for c, ch := range pipeline.ChannelNames {
+			labelWritePNG(t, filepath.Join(in, id+"_"+ch+".png"), 64, int64(c))
+		}
+	}
+	out := t.TempDir()
+	// A directory where the label's temporary file must go: the write fails, the run stops with
+	// status 2 naming the file, and the loader goroutine is released.
+	if err := os.Mkdir(filepath.Join(out, "a.json.tmp"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	code, stderr := labelRun(t, "label", in, "--model", labelModelSet(t), "--out", out, "--batch", "1")
+	if code != 2 || !strings.Contains(stderr, "a.json") {
+		t.Errorf("exit %d:\n%s", code, stderr)
+	}
+}

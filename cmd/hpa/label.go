@@ -31,7 +31,7 @@ func newLabelCmd(v *viper.Viper) *cobra.Command {
 		Long: `Label every complete sample ({Id}_{red,green,blue,yellow}.{png,tif,jpg}) in DIR with the
 ensemble described by the model manifest. Writes OUT/<id>.json (label JSON, schema hpa.label/v1) per
 labeled sample, OUT/<id>.error.json (schema hpa.error/v1) per failed or incomplete sample and a Kaggle
-submission CSV (Id,Predicted) of the labeled samples. Exit status 1 when any sample failed or was
+submission CSV (Id,Predicted; labeled samples only, sorted by Id). Exit status 1 when any sample failed or was
 incomplete, 0 when all were labeled.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {

@@ -99,3 +99,20 @@ func ToCHW(img Image4, size int, order []Channel, norm Norm, dst []float32) erro
 	}
 	return nil
 }
+
+// ApplyFloat normalizes a C x S x S tensor of intensities already scaled to [0,1] (p/255, e.g. after
+// training augmentations) in place: x = (x - Mean[c]) / Std[c], the same mapping as ToCHW.
+func (n Norm) ApplyFloat(x []float32, c, s int) error {
+	if len(n.Mean) < c || len(n.Std) < c || len(x) != c*s*s {
+		return &PreprocessError{"", fmt.Sprintf("normalization of %d channels for a %d-value tensor of %d x %d x %d", len(n.Mean), len(x), c, s, s)}
+	}
+	plane := s * s
+	for ch := 0; ch < c; ch++ {
+		m, sd := n.Mean[ch], n.Std[ch]
+		p := x[ch*plane : (ch+1)*plane]
+		for i, v := range p {
+			p[i] = (v - m) / sd
+		}
+	}
+	return nil
+}

@@ -182,3 +182,38 @@ func BenchmarkToCHW512(b *testing.B) {
 		}
 	}
 }
+
+func TestNormApplyFloatMatchesToCHW(t *testing.T) {
+	const s = 4
+	img := Image4{ID: "x", W: s, H: s}
+	for c := range img.Planes {
+		pix := make([]uint8, s*s)
+		for i := range pix {
+			pix[i] = uint8(i*17 + c*40)
+		}
+		img.Planes[c] = Plane{W: s, H: s, Pix: pix}
+	}
+	order := []Channel{Red, Green, Blue, Yellow}
+	norm := Norm{Mean: []float32{0.1, 0.2, 0.3, 0.4}, Std: []float32{0.5, 0.25, 0.2, 0.1}}
+	want := make([]float32, CHWSize(order, s))
+	if err := ToCHW(img, s, order, norm, want); err != nil {
+		t.Fatal(err)
+	}
+	got := make([]float32, len(want))
+	for c, ch := range order {
+		for i, p := range img.Planes[ch].Pix {
+			got[c*s*s+i] = float32(p) / 255
+		}
+	}
+	if err := norm.ApplyFloat(got, 4, s); err != nil {
+		t.Fatal(err)
+	}
+	for i := range got {
+		if d := got[i] - want[i]; d > 1e-5 || d < -1e-5 {
+			t.Fatalf("value %d: %v vs ToCHW %v", i, got[i], want[i])
+		}
+	}
+	if err := norm.ApplyFloat(got[:5], 4, s); err == nil {
+		t.Error("wrong size must fail")
+	}
+}

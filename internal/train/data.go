@@ -150,19 +150,3 @@ func (d *dataset) fill(dst []float32, i int) error {
 	}
 	return nil
 }
-
-func channelOrder(names []string) ([]pipeline.Channel, error) {
-	out := make([]pipeline.Channel, len(names))
-	for i, n := range names {
-		found := false
-		for c, cn := range pipeline.ChannelNames {
-			if cn == n {
-				out[i], found = pipeline.Channel(c), true
-			}
-		}
-		if !found {
-			return nil, fmt.Errorf("unknown channel %q (red, green, blue, yellow)", n)
-		}
-	}
-	return out, nil
-}

@@ -30,6 +30,7 @@ type trainer struct {
 	newModel BackendFactory
 	export   Exporter
 	progress func(Progress)
+	norm     pipeline.Norm
 	start    time.Time
 	// run-wide step accounting for the ETA
 	stepsDone, stepsTotal int
@@ -45,7 +46,7 @@ func Run(ctx context.Context, cfg Config, newModel BackendFactory, export Export
 	if progress == nil {
 		progress = func(Progress) {}
 	}
-	order, err := channelOrder(pipeline.ChannelNames[:cfg.Arch.InChans])
+	order, err := pipeline.ParseChannelOrder(pipeline.ChannelNames[:cfg.Arch.InChans])
 	if err != nil {
 		return nil, err
 	}
@@ -55,7 +56,8 @@ func Run(ctx context.Context, cfg Config, newModel BackendFactory, export Export
 	if err != nil {
 		return nil, err
 	}
-	t := &trainer{cfg: cfg, data: data, newModel: newModel, export: export, progress: progress, start: time.Now()}
+	t := &trainer{cfg: cfg, data: data, newModel: newModel, export: export, progress: progress, start: time.Now(),
+		norm: pipeline.Norm{Mean: cfg.Normalization.Mean, Std: cfg.Normalization.Std}}
 	if t.folds, err = t.assignFolds(); err != nil {
 		return nil, err
 	}
@@ -349,7 +351,9 @@ func (t *trainer) predictTTA(m Backend, idx []int) ([][]float64, error) {
 			if err := t.data.fill(src, idx[start+j]); err != nil {
 				return nil, err
 			}
-			normalize(src, c, s, t.cfg.Normalization)
+			if err := t.norm.ApplyFloat(src, c, s); err != nil {
+				return nil, err
+			}
 			if err := pipeline.WriteViews(x[j*v*per:], src, c, s, v); err != nil {
 				return nil, err
 			}

@@ -43,11 +43,11 @@ type Config struct {
 	Arch    model.Spec
 	Size    int // input size in pixels (square)
 
-	Folds          int // K
-	TrainFolds     []int // which folds to train (nil = all); the rest are skipped (quick runs)
+	Folds          int    // K
+	TrainFolds     []int  // which folds to train (nil = all); the rest are skipped (quick runs)
 	FoldsFile      string // optional Id,fold CSV overriding the stratified split
-	Cycles         int     // C snapshots per fold
-	EpochsPerCycle int     // E
+	Cycles         int    // C snapshots per fold
+	EpochsPerCycle int    // E
 	BatchSize      int
 	LR, LRMin      float64
 	Momentum       float64
@@ -99,6 +99,9 @@ func (c *Config) Validate() error {
 	case c.Loss != "bce" && c.Loss != "focal" && c.Loss != "soft_f1":
 		return fmt.Errorf("train: loss %q: bce, focal or soft_f1", c.Loss)
 	}
+	if len(c.Normalization.Mean) != c.Arch.InChans || len(c.Normalization.Std) != c.Arch.InChans {
+		return fmt.Errorf("train: normalization needs %d means and stds", c.Arch.InChans)
+	}
 	if _, err := pipeline.ViewSet(c.TTAViews); err != nil {
 		return err
 	}
@@ -112,14 +115,14 @@ func (c *Config) Validate() error {
 
 // Progress is what the trainer reports after every optimizer step.
 type Progress struct {
-	Fold, Folds       int
-	Cycle, Cycles     int
-	Epoch, Epochs     int // epoch within the cycle
-	Batch, Batches    int
-	Step, TotalSteps  int // within the fold
-	Loss, LR          float64
-	Elapsed, ETA      time.Duration // for the whole run
-	Phase             string        // "train" | "oof" | "export"
+	Fold, Folds      int
+	Cycle, Cycles    int
+	Epoch, Epochs    int // epoch within the cycle
+	Batch, Batches   int
+	Step, TotalSteps int // within the fold
+	Loss, LR         float64
+	Elapsed, ETA     time.Duration // for the whole run
+	Phase            string        // "train" | "oof" | "export"
 }
 
 // checkpoint is what is saved at the end of every epoch (and of a fold).
@@ -211,7 +214,7 @@ func (t *trainer) loader(ctx context.Context, batches [][]int, epoch int) <-chan
 							continue
 						}
 						t.cfg.Augment.Apply(dst, c, s, AugmentRNG(uint64(t.cfg.Seed), epoch, ex), tmp)
-						normalize(dst, c, s, t.cfg.Normalization)
+						_ = t.norm.ApplyFloat(dst, c, s)
 						for _, k := range t.data.labels[ex] {
 							p.targets[j*t.cfg.Arch.NumClasses+k] = 1
 						}
@@ -234,18 +237,6 @@ func (t *trainer) loader(ctx context.Context, batches [][]int, epoch int) <-chan
 		}
 	}()
 	return out
-}
-
-// normalize maps [0,1] intensities to model input in place: (x - mean[c]) / std[c].
-func normalize(x []float32, c, s int, n model.Normalization) {
-	plane := s * s
-	for ch := 0; ch < c; ch++ {
-		m, sd := n.Mean[ch], n.Std[ch]
-		p := x[ch*plane : (ch+1)*plane]
-		for i, v := range p {
-			p[i] = (v - m) / sd
-		}
-	}
 }
 
 func sigmoid(x float32) float64 { return 1 / (1 + math.Exp(-float64(x))) }

@@ -238,6 +238,9 @@ func (s *scene) layout() {
 	for tries := 0; len(s.cells) < want && tries < 300; tries++ {
 		R := cellR()
 		c := pt{r.uniform(-0.05*n, 1.05*n), r.uniform(-0.05*n, 1.05*n)}
+		if len(s.cells) < 2 {
+			c = inner(0.2) // at least two cells well inside the field
+		}
 		if s.fits(c, R, spacing) {
 			s.cells = append(s.cells, s.newCell(c, R, false))
 		}

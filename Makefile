@@ -24,3 +24,9 @@ bench: setup
 .PHONY: gen-onnxpb
 gen-onnxpb:
 	scripts/gen-onnxpb.sh
+
+# A synthetic HPA dataset in the competition format (hpa-data/synth, git-ignored). SYNTH_ARGS overrides.
+.PHONY: synth
+SYNTH_ARGS ?= --out hpa-data/synth --samples 200 --size 512 --seed 1
+synth: build
+	bin/hpa synth $(SYNTH_ARGS)

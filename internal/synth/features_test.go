@@ -201,7 +201,7 @@ func greenFeatures(ch [4]*image.Gray) []float64 {
 // nearest-centroid classifier on these features, trained and tested on separate renders, is far
 // above chance (1/28).
 func TestClassPatternsDiffer(t *testing.T) {
-	const k, size = 12, 96
+	const k, size = 10, 80
 	nf := len(featureNames)
 	feats := make([][][]float64, pipeline.NumClasses) // class -> sample -> feature
 	for c := range pipeline.NumClasses {

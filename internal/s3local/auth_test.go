@@ -377,3 +377,27 @@ func TestSDKPlainHTTPChecksums(t *testing.T) {
 		t.Fatalf("GET checksum %v", out.ChecksumCRC32)
 	}
 }
+
+// The AWS documentation's Signature Version 2 example (GET /photos/puppy.jpg of bucket johnsmith),
+// addressed path-style.
+func TestSigV2Vector(t *testing.T) {
+	s, err := New(Options{Dir: t.TempDir(), AccessKey: awsExampleAK, SecretKey: awsExampleSK,
+		Now: func() time.Time { return time.Date(2007, 3, 27, 19, 40, 0, 0, time.UTC) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close(context.Background())
+	for _, tc := range []struct {
+		sig  string
+		code string
+	}{{"bWq2s1WEIj+Ydj0vQ697zp+IXMU=", "NoSuchBucket"}, {"cWq2s1WEIj+Ydj0vQ697zp+IXMU=", "SignatureDoesNotMatch"}} {
+		r := httptest.NewRequest(http.MethodGet, "/johnsmith/photos/puppy.jpg", nil)
+		r.Header.Set("Date", "Tue, 27 Mar 2007 19:36:42 +0000")
+		r.Header.Set("Authorization", "AWS "+awsExampleAK+":"+tc.sig)
+		w := httptest.NewRecorder()
+		s.ServeHTTP(w, r)
+		if !strings.Contains(w.Body.String(), "<Code>"+tc.code+"</Code>") {
+			t.Fatalf("signature %s: %d %s", tc.sig, w.Code, w.Body)
+		}
+	}
+}

@@ -187,6 +187,10 @@ func (s *Server) authenticate(r *http.Request) (*auth, *APIError) {
 		return s.authHeader(r, authz)
 	case q.Get(queryAlgorithm) != "":
 		return s.authPresigned(r, q)
+	case strings.HasPrefix(authz, "AWS "):
+		return s.authV2Header(r, authz)
+	case q.Get("AWSAccessKeyId") != "" && q.Get("Signature") != "":
+		return s.authV2Query(r, q)
 	case authz != "":
 		return nil, errInvalidArgument("unsupported Authorization scheme (only %s is accepted)", sigV4Algorithm)
 	}
@@ -237,7 +241,7 @@ func (s *Server) authHeader(r *http.Request, authz string) (*auth, *APIError) {
 	if amzDate != "" {
 		t, err = time.Parse(amzDateLayout, amzDate)
 	} else if d := r.Header.Get("Date"); d != "" {
-		t, err = http.ParseTime(d)
+		t, err = parseHTTPDate(d)
 		amzDate = t.UTC().Format(amzDateLayout)
 	} else {
 		return nil, errAccessDenied("AWS authentication requires a valid Date or x-amz-date header")

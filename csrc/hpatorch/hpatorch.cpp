@@ -264,8 +264,9 @@ torch::Tensor input_tensor(hpat_model *m, const float *x, int64_t n, int64_t c, 
     throw std::invalid_argument("input has " + std::to_string(c) + " channels, model expects " +
                                 std::to_string(m->in_chans));
   }
-  auto t = torch::from_blob(const_cast<float *>(x), {n, c, h, w}, torch::kFloat32);
-  return t.to(m->device, /*non_blocking=*/false, /*copy=*/true);
+  // Always a copy: the result must not alias the caller's buffer.
+  return torch::from_blob(const_cast<float *>(x), {n, c, h, w}, torch::kFloat32)
+      .to(torch::TensorOptions().device(m->device).dtype(torch::kFloat32), /*non_blocking=*/false, /*copy=*/true);
 }
 
 void copy_out(const torch::Tensor &t, float *dst) {
@@ -273,20 +274,35 @@ void copy_out(const torch::Tensor &t, float *dst) {
   std::memcpy(dst, c.data_ptr<float>(), c.numel() * sizeof(float));
 }
 
-// Autocast scope for CUDA (bfloat16: no gradient scaling needed).
+// Autocast scope for CUDA (bfloat16: no gradient scaling needed). PyTorch 2.4 replaced the
+// CUDA-only calls by per-device-type ones.
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4)
+#define HPAT_AUTOCAST_ON()                                          \
+  do {                                                              \
+    at::autocast::set_autocast_dtype(at::kCUDA, at::kBFloat16);     \
+    at::autocast::set_autocast_enabled(at::kCUDA, true);            \
+  } while (0)
+#define HPAT_AUTOCAST_OFF() at::autocast::set_autocast_enabled(at::kCUDA, false)
+#else
+#define HPAT_AUTOCAST_ON()                                  \
+  do {                                                      \
+    at::autocast::set_autocast_gpu_dtype(at::kBFloat16);    \
+    at::autocast::set_enabled(true);                        \
+  } while (0)
+#define HPAT_AUTOCAST_OFF() at::autocast::set_enabled(false)
+#endif
 struct AutocastScope {
   bool on;
   explicit AutocastScope(bool enable) : on(enable) {
     if (on) {
-      at::autocast::set_autocast_gpu_dtype(at::kBFloat16);
-      at::autocast::set_enabled(true);
+      HPAT_AUTOCAST_ON();
       at::autocast::increment_nesting();
     }
   }
   ~AutocastScope() {
     if (on) {
       if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
-      at::autocast::set_enabled(false);
+      HPAT_AUTOCAST_OFF();
     }
   }
 };
@@ -505,7 +521,8 @@ int hpat_train_step(hpat_model *m, hpat_sgd *o, const float *x, int64_t n, int64
       return fail("train_step: unknown loss kind " + std::to_string(loss_kind) + " (0 bce, 1 focal, 2 soft-f1)");
     }
     auto in = input_tensor(m, x, n, c, h, w);
-    auto y = torch::from_blob(const_cast<float *>(targets), {n, m->num_classes}, torch::kFloat32).to(m->device);
+    auto y = torch::from_blob(const_cast<float *>(targets), {n, m->num_classes}, torch::kFloat32)
+                 .to(torch::TensorOptions().device(m->device).dtype(torch::kFloat32), false, /*copy=*/true);
     m->net->train(true);
     o->opt->zero_grad();
     torch::Tensor logits;

@@ -282,3 +282,53 @@ func TestCompareSequencer(t *testing.T) {
 		}
 	}
 }
+
+// FuzzParse: Parse never panics, and what it accepts has buckets, keys and names.
+func FuzzParse(f *testing.F) {
+	for _, name := range []string{"aws_put.json", "minio_nats_put.json", "minio_delete.json", "aws_test_event.json"} {
+		b, err := os.ReadFile(filepath.Join("testdata", name))
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	f.Add([]byte(recordJSON(`"a%zz"`, "")))
+	f.Add([]byte(`{"Type":"Notification","Message":"{\"Records\":[]}"}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		evs, err := Parse(data)
+		if err != nil {
+			var pe *ParseError
+			if !errors.As(err, &pe) {
+				t.Fatalf("untyped error %T: %v", err, err)
+			}
+			return
+		}
+		for _, e := range evs {
+			if e.Bucket == "" || e.Key == "" || e.EventName == "" || e.Size < 0 {
+				t.Fatalf("accepted incomplete event %+v", e)
+			}
+			// Re-encoding and parsing again gives the same key.
+			out, err := Encode(EncodeOptions{}, e)
+			if err != nil {
+				t.Fatal(err)
+			}
+			back, err := Parse(out)
+			if err != nil || back[0].Key != e.Key || back[0].Bucket != e.Bucket {
+				t.Fatalf("round trip of %+v: %v %v", e, back, err)
+			}
+		}
+	})
+}
+
+func BenchmarkParseMinIO(b *testing.B) {
+	data, err := os.ReadFile(filepath.Join("testdata", "minio_nats_put.json"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.SetBytes(int64(len(data)))
+	for i := 0; i < b.N; i++ {
+		if _, err := Parse(data); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -12,6 +12,7 @@ import (
 	"net/http/httptest"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -348,7 +349,19 @@ func TestSDKUnsignedTrailerOverTLS(t *testing.T) {
 // Over plain HTTP the SDK signs the SHA-256 of the body and sends a CRC32 header; GetObject with
 // checksum mode gets the stored checksum back and the SDK validates it.
 func TestSDKPlainHTTPChecksums(t *testing.T) {
-	s := startServer(t, Options{Buckets: []string{"b01"}})
+	var mu sync.Mutex
+	var sent []http.Header
+	record := func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.Method == http.MethodPut {
+				mu.Lock()
+				sent = append(sent, r.Header.Clone())
+				mu.Unlock()
+			}
+			next.ServeHTTP(w, r)
+		})
+	}
+	s := startServer(t, Options{Buckets: []string{"b01"}, Middleware: record})
 	var hdr string
 	c := newClient(s.Endpoint(), testAK, testSK)
 	ctx := ctxT(t)
@@ -359,6 +372,14 @@ func TestSDKPlainHTTPChecksums(t *testing.T) {
 	}
 	if put.ChecksumCRC32 == nil {
 		t.Fatal("no CRC32 echoed")
+	}
+	// What the current SDK sends over plain HTTP: the body's SHA-256 (signed), a CRC32 header,
+	// no aws-chunked framing.
+	mu.Lock()
+	h := sent[0]
+	mu.Unlock()
+	if h.Get("X-Amz-Content-Sha256") != sha256Hex(string(data)) || h.Get("X-Amz-Checksum-Crc32") == "" || h.Get("Content-Encoding") != "" {
+		t.Fatalf("SDK PutObject over http sent sha256=%q crc32=%q encoding=%q", h.Get("X-Amz-Content-Sha256"), h.Get("X-Amz-Checksum-Crc32"), h.Get("Content-Encoding"))
 	}
 	m, _ := s.store.head("b01", "k")
 	hdr = m.Checksums["crc32"]

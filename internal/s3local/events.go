@@ -154,13 +154,27 @@ func (s *Server) deliver(ctx context.Context, in *intent) error {
 // RepublishPending tries to deliver every pending intent once (Start does it, then a background
 // loop repeats it every RetryInterval). It returns how many remain pending and the first error.
 func (s *Server) RepublishPending(ctx context.Context) (int, error) {
+	return s.republish(ctx, false)
+}
+
+// republish delivers the idle pending intents, oldest first; with stopOnError it gives up at the
+// first failure (the bus is likely down) and leaves the rest to the background loop.
+func (s *Server) republish(ctx context.Context, stopOnError bool) (int, error) {
 	if s.opts.Publisher == nil {
-		return 0, nil
+		return s.journal.len(), nil
 	}
 	var first error
-	for _, in := range s.journal.claim() {
-		if err := s.deliver(ctx, in); err != nil && first == nil {
+	claimed := s.journal.claim()
+	for i, in := range claimed {
+		err := s.deliver(ctx, in)
+		if err != nil && first == nil {
 			first = err
+		}
+		if err != nil && stopOnError {
+			for _, rest := range claimed[i+1:] {
+				s.journal.release(rest)
+			}
+			break
 		}
 	}
 	return s.journal.len(), first

@@ -343,3 +343,31 @@ func TestJetStreamOutage(t *testing.T) {
 		t.Fatalf("messages after outage: %d", len(msgs))
 	}
 }
+
+// With the bus still down, Start tries one pending event and leaves the rest to the background
+// loop instead of waiting a publish timeout per event.
+func TestStartWithBusDown(t *testing.T) {
+	dir := t.TempDir()
+	pub := &flakyPublisher{}
+	pub.down.Store(true)
+	s1 := startServer(t, Options{Dir: dir, Buckets: []string{"plates"}, Publisher: pub, RetryInterval: time.Hour})
+	c := newClient(s1.Endpoint(), testAK, testSK, noRetry)
+	for _, k := range []string{"a", "b", "c"} {
+		if _, err := c.PutObject(ctxT(t), &s3.PutObjectInput{Bucket: aws.String("plates"), Key: aws.String(k), Body: strings.NewReader(k)}); apiCode(err) != "ServiceUnavailable" {
+			t.Fatalf("%s: %v", k, err)
+		}
+	}
+	closeServer(t, s1)
+	before := pub.calls.Load()
+	s2 := startServer(t, Options{Dir: dir, Publisher: pub, RetryInterval: time.Hour})
+	if got := pub.calls.Load() - before; got != 1 {
+		t.Fatalf("Start made %d publish attempts, want 1", got)
+	}
+	if s2.PendingEvents() != 3 {
+		t.Fatalf("pending %d", s2.PendingEvents())
+	}
+	// The next round (the background loop's job) tries them all again.
+	if n, err := s2.RepublishPending(ctxT(t)); n != 3 || !errors.Is(err, errBusDown) {
+		t.Fatalf("republish with the bus down: %d %v", n, err)
+	}
+}

@@ -191,7 +191,7 @@ func (s *Server) Start() error {
 			s.logf("serve: %v", err)
 		}
 	}()
-	if _, err := s.RepublishPending(s.baseCtx); err != nil {
+	if _, err := s.republish(s.baseCtx, true); err != nil {
 		s.logf("republishing pending events at start: %v (will retry)", err)
 	}
 	go s.retryLoop()

@@ -361,6 +361,7 @@ func (c *chunkReader) readTrailers() *APIError {
 	c.trailers = map[string]string{}
 	var signedPart bytes.Buffer
 	trailerSig := ""
+	signedTrailer := c.signed && c.trailer
 	for {
 		line, err := c.br.ReadString('\n')
 		if err != nil && err != io.EOF {
@@ -368,6 +369,12 @@ func (c *chunkReader) readTrailers() *APIError {
 		}
 		line = strings.TrimRight(line, "\r\n")
 		if line == "" {
+			// A blank line ends the trailers. minio-go ends each trailer with "\n" and puts "\r\n"
+			// before x-amz-trailer-signature, so with signed trailers only the blank line after
+			// the signature is the end.
+			if signedTrailer && trailerSig == "" && len(c.trailers) > 0 && err == nil {
+				continue
+			}
 			break
 		}
 		name, val, ok := strings.Cut(line, ":")

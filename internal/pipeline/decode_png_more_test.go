@@ -192,6 +192,31 @@ func TestDecodeBadInput(t *testing.T) {
 	}
 }
 
+// TestTrailingIDATDataLikeImagePNG: junk after the end of the zlib stream inside the IDAT data
+// is ignored by image/png; the fast path does the same and gives the same pixels.
+func TestTrailingIDATDataLikeImagePNG(t *testing.T) {
+	raw := []byte{0, 1, 2, 3, 4, 1, 5, 5, 5, 5, 2, 1, 1, 1, 1, 4, 9, 8, 7, 6}
+	var zb bytes.Buffer
+	zw := zlib.NewWriter(&zb)
+	zw.Write(raw)
+	zw.Close()
+	data := append([]byte(nil), sigPNG...)
+	data = pngChunk(data, "IHDR", ihdr(4, 4, 8, 0, 0))
+	data = pngChunk(data, "IDAT", append(zb.Bytes(), 1, 2, 3))
+	data = pngChunk(data, "IEND", nil)
+	ref, err := png.Decode(bytes.NewReader(data))
+	if err != nil {
+		t.Fatalf("image/png: %v", err)
+	}
+	got, err := DecodeChannel(data, "t.png", Red, DecodeOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got.Pix, ref.(*image.Gray).Pix) {
+		t.Fatalf("got %v want %v", got.Pix, ref.(*image.Gray).Pix)
+	}
+}
+
 // TestDecodeBombNoAllocation shows the 100000x100000 header is refused before any pixel
 // buffer (10 GB) is allocated.
 func TestDecodeBombNoAllocation(t *testing.T) {

@@ -66,7 +66,17 @@ log "onnxruntime: $CACHE/libonnxruntime.so"
 # importable PyTorch install that ships headers (the CUDA build on GPU nodes). Rebuilt only when the
 # shim's source hash changes. The hpa binary dlopens it (config torch.library) and links tcmalloc
 # itself (internal/model/torch), so libtorch runs with the fast allocator. Skipped with --no-torch.
+# Debian's libtorch calls the system libblas.so.3 (1x1 convolutions, Linear); the default is the
+# reference BLAS, several times slower than OpenBLAS. The OpenMP build shares libtorch's libgomp
+# thread pool; installing it makes it the libblas.so.3 alternative.
 if [ "$WITH_TORCH" = 1 ]; then
+  if [ -z "${HPA_TORCH_PREFIX:-}" ] &&
+    ! dpkg-query -W -f='${Status}' libopenblas0-openmp 2>/dev/null | grep -q "install ok installed"; then
+    log "installing libopenblas0-openmp (BLAS for libtorch)"
+    SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends libopenblas0-openmp >/dev/null ||
+      { $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends libopenblas0-openmp >/dev/null; }
+  fi
   csrc/hpatorch/build.sh "$CACHE/hpatorch"
   log "libtorch shim: $CACHE/hpatorch/libhpatorch.so"
 fi

@@ -90,9 +90,6 @@ func (s *Server) serve(rq *request) *APIError {
 	}
 	for _, sub := range unsupportedSubresources {
 		if rq.has(sub) {
-			if sub == "versioning" {
-				break
-			}
 			return errNotImplemented("the ?" + sub + " sub-resource")
 		}
 	}
@@ -311,10 +308,33 @@ func (s *Server) putObject(rq *request) *APIError {
 	return nil
 }
 
+// writePrecondition implements conditional writes (If-None-Match: * creates only; If-Match: etag
+// replaces only that version), checked atomically with the commit.
+func writePrecondition(h http.Header) func(old *objectMeta) *APIError {
+	ifNone, ifMatch := h.Get("If-None-Match"), h.Get("If-Match")
+	if ifNone == "" && ifMatch == "" {
+		return nil
+	}
+	return func(old *objectMeta) *APIError {
+		failed := apiErr("PreconditionFailed", http.StatusPreconditionFailed, "At least one of the pre-conditions you specified did not hold")
+		if ifNone != "" && old != nil && etagMatches(ifNone, old.ETag) {
+			return failed
+		}
+		if ifMatch != "" && (old == nil || !etagMatches(ifMatch, old.ETag)) {
+			if old == nil {
+				return errNoSuchKey("", "")
+			}
+			return failed
+		}
+		return nil
+	}
+}
+
 // commitObject makes a staged object visible and announces it: intent, commit, publish, clear.
 func (s *Server) commitObject(rq *request, m *objectMeta, staged, eventName string) *APIError {
+	precond := writePrecondition(rq.r.Header)
 	if s.opts.Publisher == nil {
-		if e := s.store.commit(rq.bucket, m, staged); e != nil {
+		if e := s.store.commit(rq.bucket, m, staged, precond); e != nil {
 			os.Remove(staged)
 			return e.at(rq.bucket, rq.key)
 		}
@@ -329,7 +349,7 @@ func (s *Server) commitObject(rq *request, m *objectMeta, staged, eventName stri
 		os.Remove(staged)
 		return errInternal(err).at(rq.bucket, rq.key)
 	}
-	if e := s.store.commit(rq.bucket, m, staged); e != nil {
+	if e := s.store.commit(rq.bucket, m, staged, precond); e != nil {
 		os.Remove(staged)
 		_ = s.journal.done(in)
 		return e.at(rq.bucket, rq.key)

@@ -346,3 +346,42 @@ func TestListObjects(t *testing.T) {
 		t.Fatal("DeleteObjects left objects")
 	}
 }
+
+// Conditional writes: If-None-Match "*" creates only, If-Match replaces only the given version;
+// a refused write publishes no event.
+func TestConditionalWrites(t *testing.T) {
+	b := startBus(t, t.TempDir(), 0)
+	s := startServer(t, Options{Buckets: []string{"b01"}, Publisher: JetStreamPublisher{b.js}})
+	c := newClient(s.Endpoint(), testAK, testSK, noRetry)
+	ctx := ctxT(t)
+	put := func(body string, mod func(*s3.PutObjectInput)) (*s3.PutObjectOutput, error) {
+		in := &s3.PutObjectInput{Bucket: aws.String("b01"), Key: aws.String("labels/S1.json"), Body: strings.NewReader(body)}
+		mod(in)
+		return c.PutObject(ctx, in)
+	}
+	first, err := put("v1", func(in *s3.PutObjectInput) { in.IfNoneMatch = aws.String("*") })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := put("v2", func(in *s3.PutObjectInput) { in.IfNoneMatch = aws.String("*") }); apiCode(err) != "PreconditionFailed" {
+		t.Fatalf("second create-only write: %v", err)
+	}
+	if _, err := put("v2", func(in *s3.PutObjectInput) { in.IfMatch = aws.String(`"0123"`) }); apiCode(err) != "PreconditionFailed" {
+		t.Fatalf("If-Match with a stale etag: %v", err)
+	}
+	if _, err := put("v2", func(in *s3.PutObjectInput) { in.IfMatch = first.ETag }); err != nil {
+		t.Fatal(err)
+	}
+	out, err := c.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String("b01"), Key: aws.String("labels/S1.json")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := io.ReadAll(out.Body)
+	out.Body.Close()
+	if string(got) != "v2" {
+		t.Fatalf("content %q", got)
+	}
+	if n := len(b.messages(t)); n != 2 || s.PendingEvents() != 0 {
+		t.Fatalf("%d events (want 2: the two successful writes), %d pending", n, s.PendingEvents())
+	}
+}

@@ -108,7 +108,7 @@ func TestCorruptStoreIsReported(t *testing.T) {
 	if e != nil {
 		t.Fatal(e)
 	}
-	if e := s.store.commit("plates", m, staged); e != nil {
+	if e := s.store.commit("plates", m, staged, nil); e != nil {
 		t.Fatal(e)
 	}
 	meta, _ := s.store.objPaths("plates", "k", m.Version)

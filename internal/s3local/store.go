@@ -324,7 +324,9 @@ func (s *store) stage(r io.Reader) (path string, n int64, err error) {
 }
 
 // commit makes a staged file the content of m.Key in bucket: version file, then the sidecar.
-func (s *store) commit(bucket string, m *objectMeta, staged string) *APIError {
+// precond, when not nil, is checked against the current object (nil when absent) atomically
+// with the commit; its error aborts the commit.
+func (s *store) commit(bucket string, m *objectMeta, staged string, precond func(old *objectMeta) *APIError) *APIError {
 	metaPath, dataPath := s.objPaths(bucket, m.Key, m.Version)
 	raw, err := json.Marshal(m)
 	if err != nil {
@@ -342,6 +344,12 @@ func (s *store) commit(bucket string, m *objectMeta, staged string) *APIError {
 	if !ok {
 		os.Remove(dataPath)
 		return errNoSuchBucket(bucket)
+	}
+	if precond != nil {
+		if e := precond(b.objects[m.Key]); e != nil {
+			os.Remove(dataPath)
+			return e
+		}
 	}
 	if err := writeFileAtomic(metaPath, raw); err != nil {
 		os.Remove(dataPath)

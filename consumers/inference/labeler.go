@@ -71,7 +71,9 @@ type transientError struct {
 func (e *transientError) Error() string { return e.Op + ": " + e.Err.Error() }
 func (e *transientError) Unwrap() error { return e.Err }
 
-func (s *Service) labelKey(plate, id string) string { return s.cfg.LabelsPrefix + plate + "/" + id + ".json" }
+func (s *Service) labelKey(plate, id string) string {
+	return s.cfg.LabelsPrefix + plate + "/" + id + ".json"
+}
 func (s *Service) errorKey(plate, id string) string {
 	return s.cfg.LabelsPrefix + plate + "/" + id + ".error.json"
 }
@@ -506,4 +508,3 @@ func (s *Service) heartbeat(ctx context.Context) {
 		}
 	}
 }
-

@@ -196,3 +196,33 @@ func TestDecodeConcurrent(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestScanDirReal: the real sample directory holds one channel per Id, so every Id is incomplete
+// with three channels missing, and the list is sorted.
+func TestScanDirReal(t *testing.T) {
+	dir := filepath.Join(hpaRealDir(t), "train_sample")
+	complete, incomplete, err := ScanDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(complete) != 0 || len(incomplete) != 200 {
+		t.Fatalf("%d complete, %d incomplete; want 0 and 200", len(complete), len(incomplete))
+	}
+	for i, inc := range incomplete {
+		if i > 0 && incomplete[i-1].ID >= inc.ID {
+			t.Fatalf("not sorted at %d", i)
+		}
+		if len(inc.Missing) != 3 || len(inc.Present) != 1 {
+			t.Fatalf("%s: missing %v present %v", inc.ID, inc.Missing, inc.Present)
+		}
+		id, ch, _, ok := ParseName(filepath.Base(inc.Present[0]))
+		if !ok || id != inc.ID {
+			t.Fatalf("present file %s does not belong to %s", inc.Present[0], inc.ID)
+		}
+		for _, m := range inc.Missing {
+			if m == ch {
+				t.Fatalf("%s: present channel %s listed as missing", inc.ID, ch)
+			}
+		}
+	}
+}

@@ -30,3 +30,10 @@ gen-onnxpb:
 SYNTH_ARGS ?= --out hpa-data/synth --samples 200 --size 512 --seed 1
 synth: build
 	bin/hpa synth $(SYNTH_ARGS)
+
+# Fuzz the channel decoders (PNG/TIFF/JPEG, internal/pipeline) for FUZZTIME; crashers land in
+# internal/pipeline/testdata/fuzz. The short minimize time keeps the large real seeds from stalling it.
+.PHONY: fuzz-decode
+FUZZTIME ?= 30s
+fuzz-decode:
+	$(GO) test ./internal/pipeline -run '^$$' -fuzz FuzzDecodeChannel -fuzztime $(FUZZTIME) -fuzzminimizetime 2s

@@ -33,6 +33,11 @@ type Options struct {
 	MaxStore int64
 	// MaxMemory caps JetStream memory storage in bytes; 0 lets the server pick.
 	MaxMemory int64
+	// SyncAlways fsyncs the JetStream store on every write, so an acknowledged message survives
+	// a power loss, not only a process crash; slower. Off: the server syncs every SyncInterval.
+	SyncAlways bool
+	// SyncInterval is the store's periodic fsync interval; 0 keeps the server default (2 min).
+	SyncInterval time.Duration
 	// ServerName names the server (appears in logs and JetStream metadata); empty: "hpa-embedded".
 	ServerName string
 	// Log sends the server's own log lines to stderr; off by default.
@@ -113,6 +118,8 @@ func Start(o Options) (*Server, error) {
 		StoreDir:           o.DataDir,
 		JetStreamMaxStore:  o.MaxStore,
 		JetStreamMaxMemory: o.MaxMemory,
+		SyncAlways:         o.SyncAlways,
+		SyncInterval:       o.SyncInterval,
 		NoSigs:             true,
 		NoLog:              !o.Log,
 		// No HTTP monitoring, no cluster: a single local node.

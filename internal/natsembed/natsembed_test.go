@@ -68,11 +68,14 @@ func TestStartPublishRestartKeepsStream(t *testing.T) {
 		t.Fatalf("no file store under DataDir: %v", err)
 	}
 
-	s2, err := Start(Options{DataDir: dir, JetStream: true})
+	s2, err := Start(Options{DataDir: dir, JetStream: true, SyncAlways: true})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer s2.Shutdown()
+	if jc := s2.NATS().JetStreamConfig(); jc == nil || !jc.SyncAlways || jc.StoreDir == "" {
+		t.Fatalf("JetStream config after restart: %+v", jc)
+	}
 	nc2, err := nats.Connect(s2.ClientURL())
 	if err != nil {
 		t.Fatal(err)

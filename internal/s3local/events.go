@@ -109,7 +109,7 @@ func (s *Server) newIntent(bucket string, m *objectMeta, eventName, reqID, sourc
 		EventName: eventName, EventTime: m.LastModified, Region: s.opts.Region,
 	}
 	data, err := s3events.Encode(s3events.EncodeOptions{
-		Region: s.opts.Region, PrincipalID: s.opts.AccessKey, SourceIP: sourceIP, RequestID: reqID,
+		Region: s.opts.Region, PrincipalID: "s3local", SourceIP: sourceIP, RequestID: reqID,
 		HostID: s.hostID, ConfigurationID: "s3local",
 	}, ev)
 	if err != nil {

@@ -229,7 +229,7 @@ type owner struct {
 	DisplayName string `xml:"DisplayName"`
 }
 
-func (s *Server) owner() owner { return owner{ID: s.opts.AccessKey, DisplayName: s.opts.AccessKey} }
+func (s *Server) owner() owner { return owner{ID: "s3local", DisplayName: "s3local"} }
 
 func (s *Server) listBuckets(rq *request) *APIError {
 	type bucket struct {

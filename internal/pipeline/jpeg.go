@@ -7,6 +7,7 @@ package pipeline
 import "C"
 
 import (
+	"fmt"
 	"strings"
 	"unsafe"
 )
@@ -18,7 +19,8 @@ import (
 func decodeJPEG(data []byte, name string, ch Channel, opt DecodeOptions) (Plane, error) {
 	h := C.tjInitDecompress()
 	if h == nil {
-		return Plane{}, inputErr(name, KindIO, "TurboJPEG: cannot create a decompressor")
+		// Not the input's fault: a plain error, so callers can treat it as transient.
+		return Plane{}, fmt.Errorf("pipeline: decoding %s: TurboJPEG cannot create a decompressor", name)
 	}
 	defer C.tjDestroy(h)
 	src := (*C.uchar)(unsafe.Pointer(&data[0]))

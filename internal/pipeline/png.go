@@ -14,6 +14,7 @@ import (
 	"compress/zlib"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"hash/crc32"
 	"image"
 	"image/png"
@@ -171,7 +172,8 @@ func decodePNGFast(hdr *pngHeader, name string) (Plane, error) {
 	buf := make([]byte, need)
 	d := getDecompressor()
 	if d == nil {
-		return Plane{}, inputErr(name, KindIO, "libdeflate: out of memory allocating a decompressor")
+		// Not the input's fault: a plain error, so callers can treat it as transient.
+		return Plane{}, fmt.Errorf("pipeline: decoding %s: libdeflate cannot allocate a decompressor", name)
 	}
 	res := C.libdeflate_zlib_decompress(d, unsafe.Pointer(&z[0]), C.size_t(len(z)),
 		unsafe.Pointer(&buf[0]), C.size_t(len(buf)), nil)

@@ -50,6 +50,7 @@ func init() {
 		f.Bool("nats-embedded", false, "run an embedded NATS JetStream server for the events")
 		f.String("nats-dir", "hpa-data/nats", "JetStream store of the embedded server")
 		f.Int("nats-port", 4222, "client port of the embedded server (0: a free port)")
+		f.Bool("nats-sync-always", false, "embedded server fsyncs every message (acked events survive power loss; slower)")
 		f.String("subject-prefix", s3local.DefaultEventSubjectPrefix, "events go to <prefix>.<bucket>")
 		f.String("stream", "S3_EVENTS", "JetStream stream capturing <prefix>.> (created when missing)")
 		f.Duration("publish-timeout", 10*time.Second, "wait at most this long for JetStream's ack of an event")
@@ -68,7 +69,8 @@ func runS3Local(ctx context.Context, v *viper.Viper, out io.Writer, ready chan<-
 	}
 	var pub s3local.Publisher
 	if embedded {
-		ns, err := natsembed.Start(natsembed.Options{DataDir: v.GetString("s3local.nats_dir"), Port: v.GetInt("s3local.nats_port"), JetStream: true})
+		ns, err := natsembed.Start(natsembed.Options{DataDir: v.GetString("s3local.nats_dir"), Port: v.GetInt("s3local.nats_port"),
+			JetStream: true, SyncAlways: v.GetBool("s3local.nats_sync_always")})
 		if err != nil {
 			return err
 		}

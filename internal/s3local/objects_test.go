@@ -7,9 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
@@ -383,5 +385,71 @@ func TestConditionalWrites(t *testing.T) {
 	}
 	if n := len(b.messages(t)); n != 2 || s.PendingEvents() != 0 {
 		t.Fatalf("%d events (want 2: the two successful writes), %d pending", n, s.PendingEvents())
+	}
+}
+
+func TestConditionalReadsAndMisc(t *testing.T) {
+	s := startServer(t, Options{Buckets: []string{"b01"}})
+	c := newClient(s.Endpoint(), testAK, testSK, noRetry)
+	ctx := ctxT(t)
+	put, err := c.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String("b01"), Key: aws.String("k"), Body: strings.NewReader("data"),
+		ContentDisposition: aws.String("inline"), CacheControl: aws.String("no-cache")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// If-None-Match with the current ETag: 304 (the SDK reports it as an error with status 304).
+	_, err = c.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String("b01"), Key: aws.String("k"), IfNoneMatch: put.ETag})
+	var re interface{ HTTPStatusCode() int }
+	if !errors.As(err, &re) || re.HTTPStatusCode() != 304 {
+		t.Fatalf("If-None-Match: %v", err)
+	}
+	if _, err := c.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String("b01"), Key: aws.String("k"), IfMatch: aws.String(`"nope"`)}); apiCode(err) != "PreconditionFailed" {
+		t.Fatalf("If-Match: %v", err)
+	}
+	h, _ := c.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String("b01"), Key: aws.String("k")})
+	later := h.LastModified.Add(time.Hour)
+	_, err = c.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String("b01"), Key: aws.String("k"), IfModifiedSince: &later})
+	if !errors.As(err, &re) || re.HTTPStatusCode() != 304 {
+		t.Fatalf("If-Modified-Since: %v", err)
+	}
+	earlier := h.LastModified.Add(-time.Hour)
+	if _, err := c.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String("b01"), Key: aws.String("k"), IfUnmodifiedSince: &earlier}); apiCode(err) != "PreconditionFailed" {
+		t.Fatalf("If-Unmodified-Since: %v", err)
+	}
+	// Stored headers and response-* overrides.
+	out, err := c.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String("b01"), Key: aws.String("k"), ResponseContentType: aws.String("text/x-override")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out.Body.Close()
+	if *out.ContentType != "text/x-override" || *out.ContentDisposition != "inline" || *out.CacheControl != "no-cache" {
+		t.Fatalf("headers %v %v %v", *out.ContentType, *out.ContentDisposition, *out.CacheControl)
+	}
+	// Versioning is reported as never enabled; unsupported sub-resources answer NotImplemented.
+	v, err := c.GetBucketVersioning(ctx, &s3.GetBucketVersioningInput{Bucket: aws.String("b01")})
+	if err != nil || v.Status != "" {
+		t.Fatalf("versioning %v %v", v, err)
+	}
+	if _, err := c.GetBucketPolicy(ctx, &s3.GetBucketPolicyInput{Bucket: aws.String("b01")}); apiCode(err) != "NotImplemented" {
+		t.Fatalf("policy: %v", err)
+	}
+	if _, err := c.GetObjectTagging(ctx, &s3.GetObjectTaggingInput{Bucket: aws.String("b01"), Key: aws.String("k")}); apiCode(err) != "NotImplemented" {
+		t.Fatalf("tagging: %v", err)
+	}
+	// A failed HEAD has no body; a wrong method on the service answers MethodNotAllowed.
+	if _, err := c.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String("b01"), Key: aws.String("missing")}); !errors.As(err, &re) || re.HTTPStatusCode() != 404 {
+		t.Fatalf("head missing: %v", err)
+	}
+	r, _ := http.NewRequest(http.MethodDelete, s.Endpoint()+"/", nil)
+	r.Host = r.URL.Host
+	signRequest(r, emptySHA256, time.Now())
+	resp, err := http.DefaultClient.Do(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 405 || !strings.Contains(string(body), "MethodNotAllowed") {
+		t.Fatalf("DELETE /: %d %s", resp.StatusCode, body)
 	}
 }

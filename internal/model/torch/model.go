@@ -64,13 +64,23 @@ func (l *Lib) NewModel(spec model.Spec, device string, seed uint64) (*Model, err
 	if err != nil {
 		return nil, fmt.Errorf("torch: new model: %w", err)
 	}
+	return l.newModelFlat(spec, flat, device, seed)
+}
+
+// newModelFlat builds from an already flattened spec (the shim validates it again).
+func (l *Lib) newModelFlat(spec model.Spec, flat []int64, device string, seed uint64) (*Model, error) {
 	cdev := C.CString(device)
 	defer C.free(unsafe.Pointer(cdev))
+	var fp *C.int64_t
+	if len(flat) > 0 {
+		fp = (*C.int64_t)(unsafe.Pointer(&flat[0]))
+	}
 	var e *C.char
-	p := C.hdl_model_new(l.c, (*C.int64_t)(unsafe.Pointer(&flat[0])), C.int64_t(len(flat)), cdev, C.uint64_t(seed), &e)
+	p := C.hdl_model_new(l.c, fp, C.int64_t(len(flat)), cdev, C.uint64_t(seed), &e)
 	if p == nil {
 		return nil, cErr("new model "+spec.Name+" on "+device, e)
 	}
+	var err error
 	m := &Model{lib: l, spec: spec, device: device, p: p}
 	lc := l.c
 	m.cleanup = runtime.AddCleanup(m, func(p *C.hpat_model) { C.hdl_model_free(lc, p) }, p)

@@ -147,6 +147,41 @@ func TestNewModelErrors(t *testing.T) {
 	}
 }
 
+// The shim validates the flattened spec itself: malformed ones are errors, not crashes.
+func TestShimRejectsMalformedSpec(t *testing.T) {
+	l := openLib(t)
+	s := preset(t, "seresnext_tiny", model.StemMaxPool)
+	good, err := flattenSpec(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mutate := func(f func([]int64) []int64) []int64 { return f(append([]int64(nil), good...)) }
+	cases := map[string][]int64{
+		"empty":         nil,
+		"short header":  good[:3],
+		"length":        good[:len(good)-1],
+		"zero channels": mutate(func(v []int64) []int64 { v[0] = 0; return v }),
+		"stem kind":     mutate(func(v []int64) []int64 { v[2] = 5; return v }),
+		"groups":        mutate(func(v []int64) []int64 { v[6+6] = 7; return v }), // width 64 % 7
+		"stage order":   mutate(func(v []int64) []int64 { v[6+9] = 3; return v }), // second block claims stage 3
+	}
+	for name, flat := range cases {
+		m, err := l.newModelFlat(s, flat, "cpu", 1)
+		var te *Error
+		if !errors.As(err, &te) || !strings.Contains(err.Error(), "spec") {
+			t.Errorf("%s: want a spec error, got %v", name, err)
+		}
+		if m != nil {
+			m.Close()
+		}
+	}
+	m, err := l.newModelFlat(s, good, "cpu", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.Close()
+}
+
 func TestWeightsRoundTrip(t *testing.T) {
 	l := openLib(t)
 	s := preset(t, "seresnext_tiny", model.StemConv)

@@ -169,8 +169,8 @@ func (s *scene) layout() {
 	if dense {
 		spacing = 0.78
 	}
-	meanR := n * r.uniform(0.13, 0.19)
-	want := r.irange(3, 7)
+	meanR := n * r.uniform(0.15, 0.21)
+	want := r.irange(2, 6)
 	if dense {
 		want += 2
 	}
@@ -369,7 +369,7 @@ func (s *scene) organelles(ci int) {
 		for range r.irange(1, 3) {
 			a := r.uniform(0, 2*math.Pi)
 			p := ce.n.add(polar(r.uniform(0, 0.5)*ce.nucRadiusAt(a), a))
-			ce.nucleoli = append(ce.nucleoli, blob{p, math.Max(r.uniform(0.13, 0.2)*ce.nb, 0.6)})
+			ce.nucleoli = append(ce.nucleoli, blob{p, math.Max(r.uniform(0.17, 0.25)*ce.nb, 0.8)})
 		}
 	}
 	// Microtubules: from around the nucleus (or the spindle poles) outwards to the cell border.

@@ -6,6 +6,7 @@ import (
 	"image/png"
 	"os"
 	"path/filepath"
+	"runtime"
 	"testing"
 )
 
@@ -138,6 +139,12 @@ func TestFastPNGFiltersAndSizes(t *testing.T) {
 	}
 }
 
+func TestPaethExhaustive(t *testing.T) {
+	if n := paethSelfTest(); n != 0 {
+		t.Fatalf("fast Paeth predictor differs from the reference on %d of 2^24 inputs", n)
+	}
+}
+
 func TestScale16(t *testing.T) {
 	for _, c := range []struct {
 		in   uint16
@@ -210,5 +217,27 @@ func BenchmarkDecodePNG512(b *testing.B) {
 			ts += nowNanos() - t1
 		}
 		b.ReportMetric(float64(ts)/float64(tf), "x_vs_imagepng")
+	})
+	// ratio_cpu is the same on the CPU time of the (locked) thread, i.e. per core, unaffected by
+	// waiting for a core on a shared machine. Linux only.
+	b.Run("ratio_cpu", func(b *testing.B) {
+		if _, ok := threadCPUNanos(); !ok {
+			b.Skip("no per-thread CPU clock on this platform")
+		}
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		var tf, ts int64
+		for b.Loop() {
+			t0, _ := threadCPUNanos()
+			fast()
+			t1, _ := threadCPUNanos()
+			std()
+			t2, _ := threadCPUNanos()
+			tf += t1 - t0
+			ts += t2 - t1
+		}
+		b.ReportMetric(float64(ts)/float64(tf), "x_vs_imagepng")
+		b.ReportMetric(float64(tf)/float64(b.N*len(datas))/1e6, "fast_cpu_ms/image")
+		b.ReportMetric(float64(ts)/float64(b.N*len(datas))/1e6, "imagepng_cpu_ms/image")
 	})
 }

@@ -260,3 +260,7 @@ func planeFromImage(img image.Image, ch Channel, yellowFrom string) Plane {
 	}
 	return pickChannel(rgb, w, h, ch, yellowFrom)
 }
+
+// paethSelfTest returns how many of the 2^24 (a, b, c) inputs the fast 1-byte Paeth predictor of
+// the C unfilter gets wrong (it must be 0); for tests.
+func paethSelfTest() int { return int(C.hpa_paeth_selftest()) }

@@ -16,6 +16,31 @@ static inline uint8_t paeth(int a, int b, int c) {
 	return (uint8_t)a;
 }
 
+/* paeth1 is the same predictor restated as thresholds on a alone, so that on the serial
+ * dependency chain through a (the left neighbour) only compares and selects remain:
+ * a is chosen iff a lies outside the open interval between b and 3c-2b; otherwise b is chosen
+ * iff (b-c)*(2a+b-3c) >= 0, else c. (Derived from |b-c| <= |a-c|, |b-c| <= |a+b-2c| and
+ * |a-c| <= |a+b-2c|; hpa_paeth_selftest checks all 2^24 inputs against paeth.) */
+static inline int paeth1(int a, int b, int c) {
+	int t = 3 * c - 2 * b;
+	int lo = b < t ? b : t, hi = b < t ? t : b;
+	int ge = b >= c;
+	int m = 3 * c - b + (ge ^ 1);
+	int x = ge ? b : c, y = ge ? c : b;
+	int r = (2 * a >= m) ? x : y;
+	int outside = (a <= lo) | (a >= hi);
+	return outside ? a : r;
+}
+
+long hpa_paeth_selftest(void) {
+	long bad = 0;
+	for (int a = 0; a < 256; a++)
+		for (int b = 0; b < 256; b++)
+			for (int c = 0; c < 256; c++)
+				if (paeth1(a, b, c) != paeth(a, b, c)) bad++;
+	return bad;
+}
+
 /* One row. src (filtered) lies at dst + y + 1 inside the same buffer, so every write to dst[x]
  * lands on a byte of src that has already been read (dst+x < src+x). prev is the previous
  * unfiltered row (it ends where dst begins) or NULL for the first row. */
@@ -87,7 +112,7 @@ static inline int unfilter_row(uint8_t *dst, const uint8_t *src, const uint8_t *
 			int a = (uint8_t)(src[0] + prev[0]);
 			dst[0] = (uint8_t)a;
 			for (x = 1; x < n; x++) {
-				a = (uint8_t)(src[x] + paeth(a, prev[x], prev[x - 1]));
+				a = (uint8_t)(src[x] + paeth1(a, prev[x], prev[x - 1]));
 				dst[x] = (uint8_t)a;
 			}
 			return 0;

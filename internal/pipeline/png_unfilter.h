@@ -14,4 +14,8 @@ long hpa_png_unfilter(uint8_t *buf, size_t buflen, size_t rows, size_t rowbytes,
  * buf[i] = (v*255 + 32767) / 65535. Returns -1 if buflen < 2*n, else 0. */
 int hpa_scale16(uint8_t *buf, size_t buflen, size_t n);
 
+/* hpa_paeth_selftest compares the fast 1-byte Paeth predictor with the reference one on all
+ * 2^24 (a, b, c) and returns the number of mismatches (0). For tests. */
+long hpa_paeth_selftest(void);
+
 #endif

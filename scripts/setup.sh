@@ -80,3 +80,20 @@ if [ "$WITH_TORCH" = 1 ]; then
   csrc/hpatorch/build.sh "$CACHE/hpatorch"
   log "libtorch shim: $CACHE/hpatorch/libhpatorch.so"
 fi
+
+# ---- MinIO server binary (only for the MinIO integration test) -----------------------------
+# internal/testenv/minio runs a real MinIO (native NATS JetStream bucket notifications) for
+# consumers/inference's integration test; nothing else needs it. Built from source with this Go
+# into $CACHE/bin/minio (~8 min on 2 cores cold, seconds with a warm Go build cache), only when
+# it is missing or reports another module version. HPA_SKIP_MINIO=1 skips it (the test then
+# skips itself, or fails when env CI is set); HPA_MINIO_VERSION picks another version.
+MINIO_VER=${HPA_MINIO_VERSION:-v0.0.0-20260212201848-7aac2a2c5b7c}
+if [ "${HPA_SKIP_MINIO:-0}" != 1 ]; then
+  have=$(go version -m "$CACHE/bin/minio" 2>/dev/null | awk '$1 == "mod" && $2 == "github.com/minio/minio" {print $3}')
+  if [ "$have" != "$MINIO_VER" ]; then
+    log "building minio@$MINIO_VER into $CACHE/bin (once; several minutes cold)"
+    mkdir -p "$CACHE/bin"
+    GOBIN=$CACHE/bin go install "github.com/minio/minio@$MINIO_VER"
+  fi
+  log "minio: $CACHE/bin/minio ($MINIO_VER)"
+fi

@@ -31,8 +31,9 @@ type sampleRec struct {
 	Plate     string     `json:"plate"`
 	ID        string     `json:"id"`
 	Channels  [4]*objRef `json:"channels"`
-	FirstSeen int64      `json:"first_seen"` // unix nanoseconds of the first channel event
-	Reported  bool       `json:"reported,omitempty"`
+	FirstSeen int64      `json:"first_seen"`         // unix nanoseconds of the first channel event
+	Reported  bool       `json:"reported,omitempty"` // reported incomplete (error record written)
+	Failed    bool       `json:"failed,omitempty"`   // an error record was written for this content
 	// Labeled is "<model digest>/<content hash>" of the last label written, so replays of old
 	// events do not publish the sample again.
 	Labeled string `json:"labeled,omitempty"`

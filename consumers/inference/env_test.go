@@ -124,7 +124,7 @@ func loaderOf(models map[string]*fakeModel) ModelLoader {
 
 // testEnv is a real embedded JetStream plus a real in-process S3 server publishing events.
 type testEnv struct {
-	t      *testing.T
+	t      testing.TB
 	ns     *natsembed.Server
 	nc     *nats.Conn
 	js     jetstream.JetStream
@@ -133,7 +133,7 @@ type testEnv struct {
 	labels *labelWatch
 }
 
-func newEnv(t *testing.T, middleware func(http.Handler) http.Handler) *testEnv {
+func newEnv(t testing.TB, middleware func(http.Handler) http.Handler) *testEnv {
 	t.Helper()
 	dir := t.TempDir()
 	ns, err := natsembed.Start(natsembed.Options{DataDir: filepath.Join(dir, "nats"), JetStream: true})
@@ -275,13 +275,13 @@ type labelWatch struct {
 	digest map[string]string
 }
 
-func watchLabels(t *testing.T, nc *nats.Conn) *labelWatch {
+func watchLabels(t testing.TB, nc *nats.Conn) *labelWatch {
 	w := &labelWatch{counts: map[string]int{}, digest: map[string]string{}}
 	sub, err := nc.Subscribe("hpa.labels.>", func(m *nats.Msg) {
 		var ev struct {
 			P string `json:"plate"`
-			S               string `json:"sample_id"`
-			D               string `json:"manifest_digest"`
+			S string `json:"sample_id"`
+			D string `json:"manifest_digest"`
 		}
 		if json.Unmarshal(m.Data, &ev) != nil {
 			return
@@ -309,7 +309,7 @@ func (w *labelWatch) snapshot() map[string]int {
 }
 
 // waitFor polls cond until it holds or the timeout passes.
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for !cond() {
@@ -411,7 +411,7 @@ func roundAll(p []float64) []float64 {
 }
 
 // counter reads a counter (summed over label values matching match) from a service's registry.
-func counter(t *testing.T, s *Service, name string, match map[string]string) float64 {
+func counter(t testing.TB, s *Service, name string, match map[string]string) float64 {
 	t.Helper()
 	mfs, err := s.m.reg.Gather()
 	if err != nil {
@@ -494,4 +494,3 @@ func repoRoot(t testing.TB) string {
 		dir = parent
 	}
 }
-

@@ -95,7 +95,9 @@ func (s *Service) runLabeler(ctx context.Context) error {
 
 	fetchCh := make(chan *inflight, s.cfg.FetchWorkers)
 	batchCh := make(chan *job, s.cfg.MaxBatch*2)
-	inferCh := make(chan []*job, 1)
+	// Unbuffered: while the model is busy the batcher keeps its due batch growing up to MaxBatch,
+	// and hands it over the moment the model is free (no I/O between batches).
+	inferCh := make(chan []*job)
 	writeCh := make(chan *job, s.cfg.MaxBatch*2)
 
 	var fetchWG, writeWG sync.WaitGroup
@@ -383,18 +385,31 @@ func (s *Service) write(ctx context.Context, j *job) {
 		return
 	}
 	key := s.labelKey(r.Plate, r.ID)
-	unchanged := false
-	if old, err := s.store.Get(ctx, key, 8<<20); err == nil {
-		if bytes.Equal(old, b) {
-			unchanged = true
-		} else if ol, err := pipeline.ParseLabel(old); err == nil && ol.Model.ManifestDigest == label.Model.ManifestDigest &&
-			slices.Equal(ol.Sources, label.Sources) {
-			unchanged = true
+	marker := label.Model.ManifestDigest + "/" + r.Content
+	// The sample's KV entry says whether this digest already labeled this content (fast path,
+	// no S3 round trip). When it cannot say for sure (a redelivery: maybe a crash between the
+	// PUT and the KV update; a ready message whose content is not the entry's), the existing
+	// label object decides.
+	rec, _ := s.sampleState(ctx, r.Plate, r.ID)
+	n := uint64(1)
+	if md, err := j.fl.msg.Metadata(); err == nil {
+		n = md.NumDelivered
+	}
+	unchanged := rec != nil && rec.Labeled == marker
+	sure := unchanged || (rec != nil && n == 1 && rec.complete() && rec.contentHash() == r.Content)
+	if !sure {
+		if old, err := s.store.Get(ctx, key, 8<<20); err == nil {
+			if bytes.Equal(old, b) {
+				unchanged = true
+			} else if ol, err := pipeline.ParseLabel(old); err == nil && ol.Model.ManifestDigest == label.Model.ManifestDigest &&
+				slices.Equal(ol.Sources, label.Sources) {
+				unchanged = true
+			}
+		} else if oe := (*ObjectError)(nil); !errors.As(err, &oe) || !oe.NotFound {
+			s.m.errors.WithLabelValues("s3").Inc()
+			s.transient(ctx, j.fl, &transientError{"get " + key, err})
+			return
 		}
-	} else if oe := (*ObjectError)(nil); !errors.As(err, &oe) || !oe.NotFound {
-		s.m.errors.WithLabelValues("s3").Inc()
-		s.transient(ctx, j.fl, &transientError{"get " + key, err})
-		return
 	}
 	if unchanged {
 		s.m.unchanged.Inc()
@@ -405,8 +420,11 @@ func (s *Service) write(ctx context.Context, j *job) {
 			return
 		}
 		s.m.labeled.Inc()
-		if err := s.store.Delete(ctx, s.errorKey(r.Plate, r.ID)); err != nil {
-			s.log.Warn("could not remove an old error record", "plate", r.Plate, "sample", r.ID, "err", err)
+		if rec == nil || rec.Failed || rec.Reported {
+			// An error record may be left from an earlier failure of this sample.
+			if err := s.store.Delete(ctx, s.errorKey(r.Plate, r.ID)); err != nil {
+				s.log.Warn("could not remove an old error record", "plate", r.Plate, "sample", r.ID, "err", err)
+			}
 		}
 		ev, _ := json.Marshal(map[string]any{"plate": r.Plate, "sample_id": r.ID, "key": key,
 			"manifest_digest": label.Model.ManifestDigest, "predicted": label.PredictedIDs()})
@@ -419,7 +437,7 @@ func (s *Service) write(ctx context.Context, j *job) {
 		s.transient(ctx, j.fl, &transientError{"plate generation", err})
 		return
 	}
-	s.markLabeled(ctx, r.Plate, r.ID, label.Model.ManifestDigest+"/"+r.Content, r.Content)
+	s.markSample(ctx, r.Plate, r.ID, r.Content, func(rec *sampleRec) { rec.Labeled, rec.Failed = marker, false })
 	s.inflight.remove(j.fl)
 	actx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	if err := j.fl.msg.DoubleAck(actx); err != nil {
@@ -431,22 +449,37 @@ func (s *Service) write(ctx context.Context, j *job) {
 		"latency", time.Since(j.fl.start))
 }
 
-// markLabeled records in the sample's KV entry that it was labeled by this digest and content,
-// so replayed events do not publish it again. Best effort: a failure only costs a relabel check.
-func (s *Service) markLabeled(ctx context.Context, plate, id, marker, content string) {
+// sampleState reads a sample's KV entry (nil when absent or unreadable).
+func (s *Service) sampleState(ctx context.Context, plate, id string) (*sampleRec, uint64) {
+	e, err := s.samples.Get(ctx, kvKey(plate, id))
+	if err != nil {
+		return nil, 0
+	}
+	var rec sampleRec
+	if json.Unmarshal(e.Value(), &rec) != nil || rec.Plate != plate || rec.ID != id {
+		return nil, 0
+	}
+	return &rec, e.Revision()
+}
+
+// markSample applies f to the sample's KV entry if it still describes content (compare-and-set;
+// best effort: a failure only costs an extra check later). Labeled records that the label of a
+// digest and content is written, so replayed events do not publish the sample again; Failed
+// that an error record may exist.
+func (s *Service) markSample(ctx context.Context, plate, id, content string, f func(*sampleRec)) {
 	key := kvKey(plate, id)
 	for range 10 {
-		e, err := s.samples.Get(ctx, key)
-		if err != nil {
+		rec, rev := s.sampleState(ctx, plate, id)
+		if rec == nil || !rec.complete() || rec.contentHash() != content {
 			return
 		}
-		var rec sampleRec
-		if json.Unmarshal(e.Value(), &rec) != nil || !rec.complete() || rec.contentHash() != content || rec.Labeled == marker {
+		before, _ := json.Marshal(rec)
+		f(rec)
+		b, _ := json.Marshal(rec)
+		if bytes.Equal(before, b) {
 			return
 		}
-		rec.Labeled = marker
-		b, _ := json.Marshal(&rec)
-		if _, err := s.samples.Update(ctx, key, b, e.Revision()); err == nil || !(errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch)) {
+		if _, err := s.samples.Update(ctx, key, b, rev); err == nil || !(errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch)) {
 			return
 		}
 	}
@@ -487,6 +520,7 @@ func (s *Service) fail(ctx context.Context, j *job) {
 			}
 		}
 	}
+	s.markSample(ctx, r.Plate, r.ID, r.Content, func(sr *sampleRec) { sr.Failed = true })
 	s.deadLetter(ctx, r.Plate, r.ID, rec.Kind, rec.Reason, rec.Object, j.fl.msg.Data())
 	s.inflight.remove(j.fl)
 	_ = j.fl.msg.TermWithReason(rec.Kind)

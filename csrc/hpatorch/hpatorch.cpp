@@ -13,7 +13,9 @@
 #include <memory>
 #include <mutex>
 #include <stdexcept>
+#include <sstream>
 #include <string>
+#include <type_traits>
 #include <unordered_map>
 #include <vector>
 
@@ -504,6 +506,73 @@ int hpat_sgd_set_lr(hpat_sgd *o, double lr) {
     if (o == nullptr) return fail("sgd_set_lr: NULL optimizer");
     if (!(lr > 0)) return fail("sgd_set_lr: lr must be positive");
     for (auto &g : o->opt->param_groups()) static_cast<torch::optim::SGDOptions &>(g.options()).lr(lr);
+    return 0;
+  });
+}
+
+}  // extern "C"
+
+namespace {
+// The optimizer state is keyed by the parameter's TensorImpl: a std::string of the pointer in
+// libtorch 1.x, the pointer itself in 2.x. Compute whichever key this libtorch uses.
+template <typename Map>
+typename Map::key_type state_key(const Map &, const torch::Tensor &p) {
+  using K = typename Map::key_type;
+  if constexpr (std::is_same_v<K, std::string>) {
+    std::ostringstream s;
+    s << static_cast<void *>(p.unsafeGetTensorImpl());
+    return s.str();
+  } else {
+    return static_cast<K>(static_cast<void *>(p.unsafeGetTensorImpl()));
+  }
+}
+
+Entry *param_entry(hpat_sgd *o, const char *name) {
+  Entry *e = lookup(o->model, name);
+  if (e->kind != 0) throw std::invalid_argument(e->name + " is a buffer, not a trainable parameter");
+  return e;
+}
+}  // namespace
+
+extern "C" {
+
+int hpat_sgd_get_momentum(hpat_sgd *o, const char *name, float *dst, int64_t nbytes) {
+  return guard(-1, [&] {
+    if (o == nullptr || dst == nullptr) return fail("sgd_get_momentum: NULL argument");
+    Entry *e = param_entry(o, name);
+    auto &state = o->opt->state();
+    auto it = state.find(state_key(state, e->t));
+    if (it == state.end()) return 0;
+    auto buf = static_cast<torch::optim::SGDParamState &>(*it->second).momentum_buffer();
+    if (!buf.defined()) return 0;
+    auto c = buf.detach().to(torch::kCPU, torch::kFloat32).contiguous();
+    int64_t want = c.numel() * 4;
+    if (nbytes != want) {
+      return fail("sgd_get_momentum " + e->name + ": buffer has " + std::to_string(nbytes) + " bytes, need " +
+                  std::to_string(want));
+    }
+    std::memcpy(dst, c.data_ptr(), want);
+    return 1;
+  });
+}
+
+int hpat_sgd_set_momentum(hpat_sgd *o, const char *name, const float *src, int64_t nbytes) {
+  return guard(-1, [&] {
+    if (o == nullptr || src == nullptr) return fail("sgd_set_momentum: NULL argument");
+    Entry *e = param_entry(o, name);
+    int64_t want = e->t.numel() * 4;
+    if (nbytes != want) {
+      return fail("sgd_set_momentum " + e->name + ": buffer has " + std::to_string(nbytes) + " bytes, need " +
+                  std::to_string(want));
+    }
+    torch::NoGradGuard ng;
+    auto buf = torch::from_blob(const_cast<float *>(src), e->t.sizes(), torch::kFloat32)
+                   .to(e->t.options(), false, /*copy=*/true);
+    auto &state = o->opt->state();
+    auto key = state_key(state, e->t);
+    auto st = std::make_unique<torch::optim::SGDParamState>();
+    st->momentum_buffer(buf);
+    state[key] = std::move(st);
     return 0;
   });
 }

@@ -28,7 +28,7 @@ extern "C" {
 #pragma GCC visibility push(default) /* the library is built with -fvisibility=hidden */
 #endif
 
-#define HPAT_ABI_VERSION 1
+#define HPAT_ABI_VERSION 2
 #define HPAT_SPEC_HEADER 6
 #define HPAT_SPEC_BLOCK 9
 #define HPAT_MAX_DIMS 8
@@ -69,6 +69,11 @@ int hpat_model_forward(hpat_model *m, const float *x, int64_t n, int64_t c, int6
 hpat_sgd *hpat_sgd_new(hpat_model *m, double lr, double momentum, double weight_decay, int nesterov);
 void hpat_sgd_free(hpat_sgd *o);
 int hpat_sgd_set_lr(hpat_sgd *o, double lr);
+/* Momentum buffer of parameter `name` (checkpointing, so a resumed run continues exactly).
+ * get: copies exactly nbytes (numel*4) into dst and returns 1, or returns 0 when the optimizer has no
+ * buffer for it yet (before its first step), or -1 on error. set: installs a copy as the buffer. */
+int hpat_sgd_get_momentum(hpat_sgd *o, const char *name, float *dst, int64_t nbytes);
+int hpat_sgd_set_momentum(hpat_sgd *o, const char *name, const float *src, int64_t nbytes);
 
 /* One optimization step in training mode. targets: n*num_classes in [0,1]. loss_kind: enum hpat_loss;
  * gamma: focal exponent. amp != 0: bfloat16 autocast (cuda only). loss_out: the mean loss before the

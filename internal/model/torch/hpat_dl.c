@@ -27,7 +27,7 @@ char *hdl_open(const char *path, hpat_lib *L) {
 	SYM(manual_seed); SYM(cuda_available); SYM(cuda_device_count); SYM(model_new); SYM(model_free);
 	SYM(model_num_tensors); SYM(model_tensor_name); SYM(model_tensor_info); SYM(model_num_classes);
 	SYM(model_get_tensor); SYM(model_set_tensor); SYM(model_forward); SYM(sgd_new); SYM(sgd_free);
-	SYM(sgd_set_lr); SYM(train_step);
+	SYM(sgd_set_lr); SYM(sgd_get_momentum); SYM(sgd_set_momentum); SYM(train_step);
 #undef SYM
 	return NULL;
 }
@@ -85,6 +85,16 @@ hpat_sgd *hdl_sgd_new(hpat_lib *L, hpat_model *m, double lr, double mom, double 
 void hdl_sgd_free(hpat_lib *L, hpat_sgd *o) { L->sgd_free(o); }
 int hdl_sgd_set_lr(hpat_lib *L, hpat_sgd *o, double lr, char **err) {
 	int rc = L->sgd_set_lr(o, lr);
+	if (rc) *err = hdl_err(L);
+	return rc;
+}
+int hdl_sgd_get_momentum(hpat_lib *L, hpat_sgd *o, const char *name, float *dst, int64_t nb, char **err) {
+	int rc = L->sgd_get_momentum(o, name, dst, nb);
+	if (rc < 0) *err = hdl_err(L);
+	return rc;
+}
+int hdl_sgd_set_momentum(hpat_lib *L, hpat_sgd *o, const char *name, const float *src, int64_t nb, char **err) {
+	int rc = L->sgd_set_momentum(o, name, src, nb);
 	if (rc) *err = hdl_err(L);
 	return rc;
 }

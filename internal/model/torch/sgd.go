@@ -11,6 +11,9 @@ import (
 	"math"
 	"runtime"
 	"sync"
+	"unsafe"
+
+	"github.com/hpa-plates/hpa/internal/model"
 )
 
 // LossKind selects the training loss (HPAT_LOSS_* in csrc/hpatorch/hpatorch.h).
@@ -182,4 +185,74 @@ func (m *Model) TrainStep(opt *SGD, x []float32, n, h, w int, targets []float32,
 	}
 	res.Loss = float32(loss)
 	return res, nil
+}
+
+// MomentumBuffers returns the optimizer's momentum buffer of every trainable parameter that has one
+// (none before the first step), by timm name: with the weights, what a checkpoint must hold for a
+// resumed run to continue exactly.
+func (s *SGD) MomentumBuffers() (map[string][]float32, error) {
+	m := s.model
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if m.p == nil || s.p == nil {
+		return nil, ErrClosed
+	}
+	out := map[string][]float32{}
+	for _, t := range m.tensors {
+		if t.Kind != model.Param {
+			continue
+		}
+		buf := make([]float32, t.Size())
+		name := C.CString(t.Name)
+		var e *C.char
+		rc := C.hdl_sgd_get_momentum(m.lib.c, s.p, name, (*C.float)(&buf[0]), C.int64_t(4*len(buf)), &e)
+		C.free(unsafe.Pointer(name))
+		switch {
+		case rc < 0:
+			return nil, cErr("sgd momentum "+t.Name, e)
+		case rc == 1:
+			out[t.Name] = buf
+		}
+	}
+	return out, nil
+}
+
+// SetMomentumBuffers installs momentum buffers (as MomentumBuffers returned them). Every name must
+// be a trainable parameter with a buffer of its size; parameters not in the map keep their state.
+func (s *SGD) SetMomentumBuffers(bufs map[string][]float32) error {
+	m := s.model
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if m.p == nil || s.p == nil {
+		return ErrClosed
+	}
+	size := map[string]int{}
+	for _, t := range m.tensors {
+		if t.Kind == model.Param {
+			size[t.Name] = t.Size()
+		}
+	}
+	for n, b := range bufs {
+		want, ok := size[n]
+		if !ok {
+			return &InputError{Op: "set momentum", Reason: fmt.Sprintf("%q is not a trainable parameter", n)}
+		}
+		if len(b) != want {
+			return &InputError{Op: "set momentum", Reason: fmt.Sprintf("%s has %d values, want %d", n, len(b), want)}
+		}
+	}
+	for n, b := range bufs {
+		name := C.CString(n)
+		var e *C.char
+		rc := C.hdl_sgd_set_momentum(m.lib.c, s.p, name, (*C.float)(&b[0]), C.int64_t(4*len(b)), &e)
+		C.free(unsafe.Pointer(name))
+		if rc != 0 {
+			return cErr("set momentum "+n, e)
+		}
+	}
+	return nil
 }

@@ -1,6 +1,7 @@
 package torch
 
 import (
+	"fmt"
 	"errors"
 	"math"
 	"math/rand/v2"
@@ -77,7 +78,7 @@ func TestOpenConfigured(t *testing.T) {
 
 func TestVersionAndDevices(t *testing.T) {
 	l := openLib(t)
-	if v := l.Version(); !strings.HasPrefix(v, "hpatorch 1 (libtorch ") {
+	if v := l.Version(); !strings.HasPrefix(v, fmt.Sprintf("hpatorch %d (libtorch ", ABIVersion)) {
 		t.Errorf("version %q", v)
 	}
 	if l.NumThreads() != 1 {

@@ -1,0 +1,223 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cast"
+	"github.com/spf13/cobra"
+	"github.com/spf13/viper"
+
+	"github.com/hpa-plates/hpa/internal/config"
+	"github.com/hpa-plates/hpa/internal/model"
+	"github.com/hpa-plates/hpa/internal/model/onnx"
+	"github.com/hpa-plates/hpa/internal/model/torch"
+	"github.com/hpa-plates/hpa/internal/train"
+)
+
+func init() {
+	subcommands = append(subcommands, newTrainCmd)
+}
+
+func newTrainCmd(v *viper.Viper) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "train --data DIR|s3://BUCKET/PREFIX --out DIR|s3://BUCKET/PREFIX",
+		Short: "Train a K-fold x snapshot SE-ResNeXt ensemble (the reference Kaggle recipe) and write a model set",
+		Long: `Trains K folds x C cyclic-cosine snapshots on libtorch (CPU or CUDA), exports every snapshot as an
+ONNX member, chooses thresholds on the out-of-fold predictions (with TTA) and writes the model set that
+'hpa label --model' and the inference service load: manifest.json, members/, report.md/.json, curves.png.
+
+The data is an HPA-format directory: train.csv (Id,Target) and the {Id}_{red,green,blue,yellow}.png
+images in DIR/train/ or DIR. Killed and restarted with the same --out, training resumes from the last
+finished epoch and continues exactly as an uninterrupted run would.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			return runTrain(ctx, v, cmd.ErrOrStderr(), cmd.OutOrStdout())
+		},
+	}
+	f := cmd.Flags()
+	f.String("data", "", "training data: a directory or s3://bucket/prefix with train.csv and the images")
+	f.String("out", "", "output model-set directory or s3://bucket/prefix")
+	f.String("arch", "seresnext50_32x4d", "architecture preset ("+strings.Join(model.PresetNames(), ", ")+")")
+	f.String("stem", "", "stem after the 7x7 conv: maxpool or conv (default: the preset's)")
+	f.Int("size", 512, "square input size in pixels")
+	f.Int("folds", 5, "number of folds K")
+	f.IntSlice("train-folds", nil, "train only these folds (default: all)")
+	f.String("folds-file", "", "Id,fold CSV to use instead of the stratified split (see 'hpa folds')")
+	f.Int("cycles", 4, "cosine cycles C (one snapshot member per cycle)")
+	f.Int("epochs", 20, "epochs per cycle E")
+	f.Int("batch", 32, "minibatch size")
+	f.Float64("lr", 0.1, "peak learning rate of each cycle")
+	f.Float64("lr-min", 0, "learning rate at the end of each cycle")
+	f.Float64("momentum", 0.9, "SGD momentum")
+	f.Float64("weight-decay", 1e-4, "SGD weight decay")
+	f.Bool("nesterov", true, "Nesterov momentum")
+	f.String("loss", "bce", "loss: bce | focal | soft_f1")
+	f.Float64("focal-gamma", 2, "focal loss exponent")
+	f.String("sampler", "balanced", "minibatch sampler: balanced (minor/middle/major class groups) | random")
+	f.Int("tta-views", 8, "TTA views for out-of-fold predictions and the manifest (1, 2, 4, 8)")
+	f.Int64("seed", 1, "seed of folds, init, sampling and augmentation")
+	f.Int("workers", 2, "decode + augment workers")
+	f.Int("prefetch", 2, "batches prepared ahead of the device")
+	f.String("device", "cpu", "cpu | cuda | cuda:N")
+	f.Bool("amp", false, "bfloat16 autocast (cuda only)")
+	f.String("pretrained", "", "timm-named safetensors checkpoint to start from (3-channel stems are adapted)")
+	f.Bool("skip-missing", false, "train without samples whose images are missing (listed) instead of failing")
+	f.Float64("price-per-hour", 0, "device-hour price for the report's cost line")
+	f.String("name", "hpa", "model-set name (manifest)")
+	f.String("version", "", "model-set version (default: a timestamp-free digest of the run's settings)")
+	f.String("parent-version", "", "version of the model set this one replaces")
+	config.BindFlags(v, cmd, "train", nil)
+	return cmd
+}
+
+func trainConfigFrom(v *viper.Viper) (train.Config, error) {
+	spec, err := model.Preset(v.GetString("train.arch"))
+	if err != nil {
+		return train.Config{}, err
+	}
+	if s := v.GetString("train.stem"); s != "" {
+		spec.Stem = model.Stem(s)
+	}
+	c := train.DefaultConfig(spec)
+	c.DataDir, c.OutDir = v.GetString("train.data"), v.GetString("train.out")
+	c.Size = v.GetInt("train.size")
+	c.Folds = v.GetInt("train.folds")
+	c.TrainFolds = v.GetIntSlice("train.train_folds")
+	c.FoldsFile = v.GetString("train.folds_file")
+	c.Cycles, c.EpochsPerCycle, c.BatchSize = v.GetInt("train.cycles"), v.GetInt("train.epochs"), v.GetInt("train.batch")
+	c.LR, c.LRMin = v.GetFloat64("train.lr"), v.GetFloat64("train.lr_min")
+	c.Momentum, c.WeightDecay, c.Nesterov = v.GetFloat64("train.momentum"), v.GetFloat64("train.weight_decay"), v.GetBool("train.nesterov")
+	c.Loss, c.FocalGamma = v.GetString("train.loss"), v.GetFloat64("train.focal_gamma")
+	c.Sampler = v.GetString("train.sampler")
+	c.TTAViews = v.GetInt("train.tta_views")
+	c.Seed = v.GetInt64("train.seed")
+	c.Workers, c.Prefetch = v.GetInt("train.workers"), v.GetInt("train.prefetch")
+	c.SkipMissing = v.GetBool("train.skip_missing")
+	c.PricePerHour = v.GetFloat64("train.price_per_hour")
+	c.Name, c.Version, c.ParentVersion = v.GetString("train.name"), v.GetString("train.version"), v.GetString("train.parent_version")
+	a := &c.Augment
+	a.Brightness = v.GetFloat64("train.augment.brightness")
+	a.Contrast = v.GetFloat64("train.augment.contrast")
+	a.Expand = v.GetFloat64("train.augment.expand")
+	a.Rot90 = v.GetBool("train.augment.rot90")
+	a.FlipLR = v.GetBool("train.augment.flip_lr")
+	a.FlipUD = v.GetBool("train.augment.flip_ud")
+	a.EraseProb = v.GetFloat64("train.augment.erase_prob")
+	a.RotateDeg = v.GetFloat64("train.augment.rotate_deg")
+	b := &c.Balance
+	b.MinorBelow, b.MajorFrom = v.GetFloat64("train.balance.minor_below"), v.GetFloat64("train.balance.major_from")
+	shares, err := cast.ToFloat64SliceE(v.Get("train.balance.shares"))
+	if err != nil || len(shares) != 3 {
+		return c, fmt.Errorf("train.balance.shares needs 3 values (minor, middle, major), got %v", shares)
+	}
+	copy(b.Shares[:], shares)
+	c.ShrinkK = v.GetFloat64("train.threshold_shrink_k")
+	if c.Version == "" {
+		c.Version = fmt.Sprintf("%s-%dpx-k%d-c%dx%d-s%d", spec.Name, c.Size, c.Folds, c.Cycles, c.EpochsPerCycle, c.Seed)
+	}
+	return c, nil
+}
+
+func runTrain(ctx context.Context, v *viper.Viper, stderr, stdout io.Writer) error {
+	c, err := trainConfigFrom(v)
+	if err != nil {
+		return err
+	}
+	if c.DataDir == "" || c.OutDir == "" {
+		return fmt.Errorf("train: --data and --out are required")
+	}
+	remote, err := stageTrainIO(ctx, v, &c, stderr)
+	if err != nil {
+		return err
+	}
+	lib, err := torch.OpenConfigured(v)
+	if err != nil {
+		return err
+	}
+	device := v.GetString("train.device")
+	newModel := func(spec model.Spec, seed int64) (train.Backend, error) {
+		return torch.NewBackend(lib, spec, device, uint64(seed), torch.BackendOptions{
+			LR: c.LR, Momentum: c.Momentum, WeightDecay: c.WeightDecay, Nesterov: c.Nesterov,
+			Loss: c.Loss, FocalGamma: c.FocalGamma, AMP: v.GetBool("train.amp"),
+			Pretrained: v.GetString("train.pretrained"),
+		})
+	}
+	export := func(path string, spec model.Spec, w model.Weights, size int) error {
+		return onnx.ExportFile(path, spec, w, onnx.ExportOptions{InputSize: size, InputName: "input", OutputName: "logits", Opset: 17})
+	}
+	prog := newTrainProgress(stderr)
+	res, err := train.Run(ctx, c, newModel, export, prog.update)
+	prog.done()
+	if err != nil {
+		return err
+	}
+	for _, s := range res.Skipped {
+		fmt.Fprintln(stderr, "skipped:", s)
+	}
+	if remote != nil {
+		if err := remote.upload(ctx, stderr); err != nil {
+			return err
+		}
+	}
+	r := res.Report
+	fmt.Fprintf(stdout, "model set: %s (%d members)\nout-of-fold macro-F1: %.4f (thresholds: %s)\nwall %.1fs, device %.1fs",
+		res.ManifestPath, r.Members, r.MacroF1, r.Policy, r.WallSeconds, r.DeviceSeconds)
+	if r.PricePerHour > 0 {
+		fmt.Fprintf(stdout, ", cost %.4f", r.Cost)
+	}
+	fmt.Fprintln(stdout)
+	return nil
+}
+
+// trainProgress renders fold / cycle / epoch / batch, loss and ETA on one line (terminal) or a line
+// every few seconds (logs).
+type trainProgress struct {
+	w    io.Writer
+	tty  bool
+	last time.Time
+	wide bool
+}
+
+func newTrainProgress(w io.Writer) *trainProgress {
+	return &trainProgress{w: w, tty: labelIsTerminal(w)}
+}
+
+func (p *trainProgress) update(pr train.Progress) {
+	now := time.Now()
+	if !p.tty && now.Sub(p.last) < 5*time.Second && pr.Phase == "train" && pr.Batch != pr.Batches-1 {
+		return
+	}
+	p.last = now
+	var line string
+	switch pr.Phase {
+	case "train":
+		pct := 100 * float64(pr.Step+1) / float64(max(1, pr.TotalSteps))
+		line = fmt.Sprintf("fold %d/%d  cycle %d/%d  epoch %d/%d  batch %d/%d  %5.1f%%  loss %.4f  lr %.4f  elapsed %s  ETA %s",
+			pr.Fold+1, pr.Folds, pr.Cycle+1, pr.Cycles, pr.Epoch+1, pr.Epochs, pr.Batch+1, pr.Batches, pct, pr.Loss, pr.LR,
+			pr.Elapsed.Round(time.Second), pr.ETA.Round(time.Second))
+	default:
+		line = fmt.Sprintf("fold %d/%d  cycle %d/%d  %s", pr.Fold+1, pr.Folds, pr.Cycle+1, pr.Cycles, map[string]string{
+			"export": "exporting snapshot member", "oof": "out-of-fold predictions (TTA)"}[pr.Phase])
+	}
+	if p.tty {
+		fmt.Fprintf(p.w, "\r\033[K%s", line)
+		p.wide = true
+	} else {
+		fmt.Fprintln(p.w, line)
+	}
+}
+
+func (p *trainProgress) done() {
+	if p.tty && p.wide {
+		fmt.Fprintln(p.w)
+	}
+}

@@ -1,0 +1,71 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"path/filepath"
+
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/spf13/viper"
+
+	"github.com/hpa-plates/hpa/internal/s3client"
+	"github.com/hpa-plates/hpa/internal/train"
+)
+
+// trainRemote is an s3:// output of `hpa train`: training writes to a local directory that is
+// uploaded when the run finishes.
+type trainRemote struct {
+	client *s3.Client
+	out    s3client.URL
+	local  string
+}
+
+// stageTrainIO downloads s3:// training data into the cache and points the output at a local
+// directory mirroring an s3:// destination (pre-filled with what is already there, so a restarted
+// run resumes). Local paths pass through untouched.
+func stageTrainIO(ctx context.Context, v *viper.Viper, c *train.Config, log io.Writer) (*trainRemote, error) {
+	if !s3client.IsURL(c.DataDir) && !s3client.IsURL(c.OutDir) {
+		return nil, nil
+	}
+	client, err := s3client.New(ctx, s3client.FromViper(v))
+	if err != nil {
+		return nil, err
+	}
+	cache := v.GetString("cache_dir")
+	if s3client.IsURL(c.DataDir) {
+		u, err := s3client.ParseURL(c.DataDir)
+		if err != nil {
+			return nil, err
+		}
+		local := filepath.Join(cache, "train-data", u.Bucket, filepath.FromSlash(u.Prefix))
+		n, err := s3client.Download(ctx, client, u, local)
+		if err != nil {
+			return nil, err
+		}
+		fmt.Fprintf(log, "data: %d objects from %s in %s\n", n, u, local)
+		c.DataDir = local
+	}
+	if !s3client.IsURL(c.OutDir) {
+		return nil, nil
+	}
+	u, err := s3client.ParseURL(c.OutDir)
+	if err != nil {
+		return nil, err
+	}
+	local := filepath.Join(cache, "train-out", u.Bucket, filepath.FromSlash(u.Prefix))
+	if _, err := s3client.Download(ctx, client, u, local); err != nil {
+		return nil, err
+	}
+	c.OutDir = local
+	return &trainRemote{client: client, out: u, local: local}, nil
+}
+
+func (r *trainRemote) upload(ctx context.Context, log io.Writer) error {
+	n, err := s3client.Upload(ctx, r.client, r.local, r.out)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(log, "uploaded %d files to %s\n", n, r.out)
+	return nil
+}

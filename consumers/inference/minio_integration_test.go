@@ -1,0 +1,524 @@
+package inference_test
+
+// Integration test against a real MinIO server (internal/testenv/minio) with its native NATS
+// JetStream bucket notifications: MinIO -> JetStream -> the inference consumer -> labels in MinIO.
+// It needs the MinIO binary scripts/setup.sh builds; without it the test skips (fails in CI).
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"fmt"
+	"image"
+	"image/png"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net/url"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/hpa-plates/hpa/consumers/inference"
+	"github.com/hpa-plates/hpa/internal/natsembed"
+	"github.com/hpa-plates/hpa/internal/pipeline"
+	"github.com/hpa-plates/hpa/internal/s3events"
+	"github.com/hpa-plates/hpa/internal/testenv/minio"
+)
+
+// digestModel is a deterministic stand-in for the ensemble: class k's probability is byte k of
+// the SHA-256 of the decoded pixels (and size) divided by 255, so a label is right only when every
+// pixel of all four channels came through MinIO and the decoder intact and in the right channel.
+type digestModel struct {
+	mu      sync.Mutex
+	samples map[string]int // sample id -> times predicted
+}
+
+var digestInfo = inference.ModelInfo{
+	ModelInfo: pipeline.ModelInfo{Name: "minio-digest", Version: "1", ManifestDigest: "sha256:minio-digest",
+		Members: 1, TTAViews: 1, Arch: "digest"},
+	Thresholds: pipeline.UniformThresholds(0.5, pipeline.NumClasses),
+}
+
+func digestProbs(img pipeline.Image4) []float64 {
+	h := sha256.New()
+	fmt.Fprintf(h, "%dx%d", img.W, img.H)
+	for _, p := range img.Planes {
+		h.Write(p.Pix)
+	}
+	sum := h.Sum(nil)
+	out := make([]float64, pipeline.NumClasses)
+	for k := range out {
+		out[k] = float64(sum[k]) / 255
+	}
+	return out
+}
+
+func (m *digestModel) Predict(ctx context.Context, batch []pipeline.Image4) ([][]float64, error) {
+	out := make([][]float64, len(batch))
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for i, img := range batch {
+		out[i] = digestProbs(img)
+		m.samples[img.ID]++
+	}
+	return out, nil
+}
+
+func (m *digestModel) Model() inference.ModelInfo { return digestInfo }
+func (m *digestModel) Close() error               { return nil }
+
+// minioSample is one sample to upload: its object keys by channel and their content.
+type minioSample struct {
+	plate, id string
+	data      [4][]byte
+	bad       bool // a channel is corrupt: an error record is expected, no label
+}
+
+func (s minioSample) key(c int) string {
+	return "incoming/" + s.plate + "/" + s.id + "_" + pipeline.ChannelNames[c] + ".png"
+}
+
+// want returns the label bytes the service must write: the label schema built independently
+// from the uploaded bytes and the model function.
+func (s minioSample) want(t *testing.T) []byte {
+	t.Helper()
+	img := pipeline.Image4{ID: s.id}
+	srcs := make([]pipeline.Source, 4)
+	for c, b := range s.data {
+		p, err := pipeline.DecodeChannel(b, s.id, pipeline.Channel(c), pipeline.DecodeOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		img.Planes[c], img.W, img.H = p, p.W, p.H
+		srcs[c] = pipeline.SourceOf(pipeline.Channel(c), filepath.Base(s.key(c)), b)
+	}
+	l, err := pipeline.NewLabel(s.id, srcs, digestInfo.ModelInfo, digestInfo.Thresholds, digestProbs(img))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := pipeline.MarshalLabel(l)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func grayPNG(t *testing.T, size int, seed uint64) []byte {
+	t.Helper()
+	r := rand.New(rand.NewPCG(seed, 0x5eed))
+	img := image.NewGray(image.Rect(0, 0, size, size))
+	for i := range img.Pix {
+		img.Pix[i] = uint8(r.IntN(256))
+	}
+	var buf bytes.Buffer
+	if err := png.Encode(&buf, img); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+// realHPAChannels returns one real 512x512 HPA channel image per channel (of different Ids: the
+// shared sample has one channel per Id) from ../shared/hpa-real/train_sample beside the repo.
+func realHPAChannels(t *testing.T) [4][]byte {
+	t.Helper()
+	dir, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			break
+		}
+		if filepath.Dir(dir) == dir {
+			t.Fatal("go.mod not found")
+		}
+		dir = filepath.Dir(dir)
+	}
+	sample := filepath.Join(dir, "..", "shared", "hpa-real", "train_sample")
+	var out [4][]byte
+	for c, ch := range pipeline.ChannelNames {
+		m, err := filepath.Glob(filepath.Join(sample, "*_"+ch+".png"))
+		if err != nil || len(m) == 0 {
+			t.Fatalf("no real HPA %s channel under %s (%v)", ch, sample, err)
+		}
+		sort.Strings(m)
+		if out[c], err = os.ReadFile(m[0]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return out
+}
+
+// TestMinIONativeNotifications runs the consumer against a real MinIO: samples uploaded with
+// aws-sdk-go-v2 in shuffled channel order, plates with a space, a '+' and non-ASCII in the name,
+// one sample of real HPA images, one with a corrupt channel. Every good sample gets exactly the
+// label bytes computed independently, exactly once; the corrupt one an error record and a dead
+// letter; the plate CSVs list the labeled samples; the events MinIO put on the stream are its
+// native format (eventVersion 2.0, URL-encoded keys, no Nats-Msg-Id) and parse with s3events.
+func TestMinIONativeNotifications(t *testing.T) {
+	const bucket, subject = "hpa", "s3.events.minio"
+	ctx := context.Background()
+	ns, err := natsembed.Start(natsembed.Options{DataDir: filepath.Join(t.TempDir(), "nats"), JetStream: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(ns.Shutdown)
+	nc, err := nats.Connect(ns.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := inference.DefaultConfig()
+	// MinIO's JetStream publisher needs the stream before it starts; the service uses it as is.
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: cfg.EventsStream, Subjects: cfg.EventsSubjects,
+		Retention: jetstream.LimitsPolicy, Storage: jetstream.FileStorage}); err != nil {
+		t.Fatal(err)
+	}
+	srv := minio.Start(t, ns.ClientURL(), subject)
+	srv.CreateBucket(t, bucket)
+	srv.NotifyNATS(t, bucket, cfg.UploadPrefix, "s3:ObjectCreated:*")
+
+	s3c := inference.NewS3Client(aws.Config{Region: srv.Region,
+		Credentials: credentials.NewStaticCredentialsProvider(srv.AccessKey, srv.SecretKey, "")},
+		inference.S3Options{Endpoint: srv.Endpoint, PathStyle: true})
+	store := &inference.S3Store{Client: s3c, Bucket: bucket}
+
+	cfg.Bucket = bucket
+	cfg.MaxBatch = 4
+	cfg.MaxBatchDelay = 5 * time.Millisecond
+	cfg.FetchWorkers, cfg.WriteWorkers, cfg.EventWorkers = 2, 2, 4
+	cfg.AckWait = 5 * time.Second
+	cfg.Backoff = 20 * time.Millisecond
+	cfg.CSVInterval = 50 * time.Millisecond
+	cfg.SweepInterval = time.Hour
+	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	if testing.Verbose() && os.Getenv("HPA_TEST_LOG") != "" {
+		cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	model := &digestModel{samples: map[string]int{}}
+	svc, err := inference.New(nc, store, func(ctx context.Context, loc string) (inference.Predictor, io.Closer, error) {
+		if loc != "digest" {
+			return nil, nil, fmt.Errorf("no model set at %q", loc)
+		}
+		return model, model, nil
+	}, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := svc.Load(ctx, "digest"); err != nil {
+		t.Fatal(err)
+	}
+	runCtx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- svc.Run(runCtx) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("Run: %v", err)
+			}
+		case <-time.After(30 * time.Second):
+			t.Error("Run did not return within 30s of cancel")
+		}
+	})
+
+	// Label events, counted per plate/sample.
+	var evMu sync.Mutex
+	labelEvents := map[string]int{}
+	sub, err := nc.Subscribe(cfg.LabelsSubject+".>", func(m *nats.Msg) {
+		var ev struct {
+			Plate    string `json:"plate"`
+			SampleID string `json:"sample_id"`
+		}
+		if json.Unmarshal(m.Data, &ev) == nil {
+			evMu.Lock()
+			labelEvents[ev.Plate+"/"+ev.SampleID]++
+			evMu.Unlock()
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sub.Unsubscribe() })
+	waitUntil(t, 10*time.Second, "service consumers", func() bool {
+		_, err := js.Consumer(ctx, cfg.ReadyStream, cfg.LabelConsumer)
+		return err == nil
+	})
+
+	// The samples: two plates with awkward names, 64 px synthetic ones, a real HPA one, a corrupt one.
+	plates := []string{"plate 1", "run+2 é"}
+	var samples []minioSample
+	for i := range 6 {
+		s := minioSample{plate: plates[i%2], id: fmt.Sprintf("s%02d", i)}
+		for c := range s.data {
+			s.data[c] = grayPNG(t, 64, uint64(i*4+c+1))
+		}
+		samples = append(samples, s)
+	}
+	samples = append(samples, minioSample{plate: "plate 1", id: "real0", data: realHPAChannels(t)})
+	broken := minioSample{plate: "plate 1", id: "broken", bad: true}
+	for c := range broken.data {
+		broken.data[c] = grayPNG(t, 64, uint64(100+c))
+	}
+	broken.data[pipeline.Green] = append([]byte("\x89PNG\r\n\x1a\n"), bytes.Repeat([]byte{0x42}, 200)...)
+	samples = append(samples, broken)
+
+	type upload struct {
+		key  string
+		data []byte
+	}
+	var uploads []upload
+	for _, s := range samples {
+		for c := range s.data {
+			uploads = append(uploads, upload{s.key(c), s.data[c]})
+		}
+	}
+	rand.New(rand.NewPCG(42, 4)).Shuffle(len(uploads), func(i, j int) { uploads[i], uploads[j] = uploads[j], uploads[i] })
+	// Three concurrent uploaders, like several microscopes writing to one bucket.
+	var wg sync.WaitGroup
+	errs := make(chan error, len(uploads))
+	for w := range 3 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w; i < len(uploads); i += 3 {
+				if err := store.Put(ctx, uploads[i].key, uploads[i].data, "image/png"); err != nil {
+					errs <- err
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+
+	// Every good sample gets exactly the expected label bytes; the broken one an error record.
+	predicted := map[string][]int{}
+	for _, s := range samples {
+		if s.bad {
+			continue
+		}
+		key := cfg.LabelsPrefix + s.plate + "/" + s.id + ".json"
+		var got []byte
+		waitUntil(t, 30*time.Second, "label "+key, func() bool {
+			got, err = store.Get(ctx, key, 0)
+			return err == nil
+		})
+		if want := s.want(t); !bytes.Equal(got, want) {
+			t.Errorf("%s:\n got %s\nwant %s", key, got, want)
+		}
+		l, err := pipeline.ParseLabel(got)
+		if err != nil {
+			t.Fatalf("%s: %v", key, err)
+		}
+		predicted[s.plate+"/"+s.id] = l.PredictedIDs()
+	}
+	errKey := cfg.LabelsPrefix + broken.plate + "/" + broken.id + ".error.json"
+	var rec pipeline.ErrorRecord
+	waitUntil(t, 30*time.Second, "error record "+errKey, func() bool {
+		b, err := store.Get(ctx, errKey, 0)
+		if err != nil {
+			return false
+		}
+		rec, err = pipeline.ParseError(b)
+		if err != nil {
+			t.Fatalf("%s: %v", errKey, err)
+		}
+		return true
+	})
+	if rec.SampleID != broken.id || rec.Object != broken.key(int(pipeline.Green)) || rec.Kind == "" || rec.Reason == "" ||
+		rec.Model == nil || rec.Model.ManifestDigest != digestInfo.ManifestDigest {
+		t.Errorf("error record %+v", rec)
+	}
+	if _, err := store.Get(ctx, cfg.LabelsPrefix+broken.plate+"/"+broken.id+".json", 0); err == nil {
+		t.Error("the corrupt sample got a label")
+	}
+
+	// The dead letter of the corrupt sample.
+	waitUntil(t, 10*time.Second, "dead letter", func() bool {
+		for _, m := range streamMessages(t, js, cfg.DLQStream) {
+			var body struct {
+				SampleID string `json:"sample_id"`
+			}
+			if json.Unmarshal(m.Data, &body) == nil && body.SampleID == broken.id {
+				return true
+			}
+		}
+		return false
+	})
+
+	// Exactly once: the work drains and each good sample was predicted and announced once.
+	waitUntil(t, 10*time.Second, "ready stream drained", func() bool {
+		st, err := js.Stream(ctx, cfg.ReadyStream)
+		if err != nil {
+			return false
+		}
+		info, err := st.Info(ctx)
+		return err == nil && info.State.Msgs == 0
+	})
+	evMu.Lock()
+	for _, s := range samples {
+		if n := labelEvents[s.plate+"/"+s.id]; (n != 1 && !s.bad) || (n != 0 && s.bad) {
+			t.Errorf("%s/%s: %d label events", s.plate, s.id, n)
+		}
+	}
+	evMu.Unlock()
+	model.mu.Lock()
+	for _, s := range samples {
+		if n := model.samples[s.id]; !s.bad && n != 1 {
+			t.Errorf("%s predicted %d times", s.id, n)
+		}
+	}
+	model.mu.Unlock()
+
+	// Plate CSVs (rebuilt from the labels listed in MinIO) name every labeled sample.
+	for _, plate := range plates {
+		key := cfg.LabelsPrefix + plate + "/submission.csv"
+		var want []string
+		for _, s := range samples {
+			if s.plate == plate && !s.bad {
+				want = append(want, s.id)
+			}
+		}
+		sort.Strings(want)
+		var rows []pipeline.SubmissionRow
+		var last []byte
+		waitUntil(t, 10*time.Second, "CSV "+key, func() bool {
+			b, err := store.Get(ctx, key, 0)
+			if err != nil {
+				last = []byte(err.Error())
+				return false
+			}
+			last = b
+			if rows, err = pipeline.ReadSubmission(bytes.NewReader(b)); err != nil {
+				t.Fatalf("%s: %v", key, err)
+			}
+			var ids []string
+			for _, r := range rows {
+				ids = append(ids, r.ID)
+			}
+			sort.Strings(ids)
+			return slices.Equal(ids, want)
+		}, func() string { return fmt.Sprintf("want ids %v, last read:\n%s", want, last) })
+		for _, r := range rows {
+			if w := predicted[plate+"/"+r.ID]; fmt.Sprint(r.Predicted) != fmt.Sprint(w) {
+				t.Errorf("%s: %s predicted %v, label says %v", key, r.ID, r.Predicted, w)
+			}
+		}
+	}
+
+	// The events MinIO published: one per upload, in its native format.
+	msgs := streamMessages(t, js, cfg.EventsStream)
+	if len(msgs) != len(uploads) {
+		t.Errorf("%d events on %s for %d uploads", len(msgs), cfg.EventsStream, len(uploads))
+	}
+	seen := map[string]bool{}
+	for _, m := range msgs {
+		if m.Subject != subject {
+			t.Errorf("event on subject %q", m.Subject)
+		}
+		if id := m.Header.Get(jetstream.MsgIDHeader); id != "" {
+			t.Errorf("unexpected Nats-Msg-Id %q", id)
+		}
+		var raw struct {
+			EventName string
+			Key       string
+			Records   []struct {
+				EventVersion string `json:"eventVersion"`
+				S3           struct {
+					Object struct {
+						Key string `json:"key"`
+					} `json:"object"`
+				} `json:"s3"`
+			}
+		}
+		if err := json.Unmarshal(m.Data, &raw); err != nil || len(raw.Records) != 1 {
+			t.Fatalf("event %s: %v", m.Data, err)
+		}
+		evs, err := s3events.Parse(m.Data)
+		if err != nil || len(evs) != 1 {
+			t.Fatalf("s3events.Parse(%s): %v", m.Data, err)
+		}
+		ev := evs[0]
+		if !ev.IsCreate() || ev.Bucket != bucket || ev.Source != "minio:s3" {
+			t.Errorf("event %+v", ev)
+		}
+		r := raw.Records[0]
+		if dec, err := url.QueryUnescape(r.S3.Object.Key); err != nil || dec != ev.Key || r.EventVersion != "2.0" ||
+			strings.ContainsAny(r.S3.Object.Key, " /") || raw.Key != bucket+"/"+ev.Key {
+			t.Errorf("event not in MinIO's native format: version %q, key %q, wrapper key %q (decoded %q)",
+				r.EventVersion, r.S3.Object.Key, raw.Key, ev.Key)
+		}
+		seen[ev.Key] = true
+	}
+	for _, u := range uploads {
+		if !seen[u.key] {
+			t.Errorf("no event for %s", u.key)
+		}
+	}
+	// Spot-check the raw encodings of a space, a '+' and a non-ASCII letter.
+	var all []byte
+	for _, m := range msgs {
+		all = append(all, m.Data...)
+	}
+	for _, want := range []string{`"key":"incoming%2Fplate+1%2Fs00_blue.png"`, `"key":"incoming%2Frun%2B2+%C3%A9%2Fs01_red.png"`} {
+		if !bytes.Contains(all, []byte(want)) {
+			t.Errorf("no event with %s", want)
+		}
+	}
+}
+
+// streamMessages reads every message of a stream.
+func streamMessages(t *testing.T, js jetstream.JetStream, stream string) []*jetstream.RawStreamMsg {
+	t.Helper()
+	ctx := context.Background()
+	st, err := js.Stream(ctx, stream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := st.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []*jetstream.RawStreamMsg
+	for seq := info.State.FirstSeq; info.State.Msgs > 0 && seq <= info.State.LastSeq; seq++ {
+		if m, err := st.GetMsg(ctx, seq); err == nil {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+func waitUntil(t *testing.T, timeout time.Duration, what string, cond func() bool, detail ...func() string) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			var more string
+			for _, d := range detail {
+				more += "\n" + d()
+			}
+			t.Fatalf("timed out after %s waiting for %s%s", timeout, what, more)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

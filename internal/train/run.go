@@ -249,6 +249,10 @@ func (t *trainer) trainFold(ctx context.Context, f int) (*checkpoint, error) {
 		ectx, cancel := context.WithCancel(ctx)
 		prep := t.loader(ectx, batches, epoch)
 		for bi := 0; bi < spe; bi++ {
+			if err := ctx.Err(); err != nil {
+				cancel()
+				return nil, err
+			}
 			p, ok := <-prep
 			if !ok {
 				cancel()

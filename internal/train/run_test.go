@@ -1,0 +1,229 @@
+package train
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/hpa-plates/hpa/internal/model"
+	"github.com/hpa-plates/hpa/internal/model/onnx"
+	"github.com/hpa-plates/hpa/internal/model/torch"
+	"github.com/hpa-plates/hpa/internal/synth"
+)
+
+func repoRoot(t testing.TB) string {
+	t.Helper()
+	dir, _ := os.Getwd()
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir
+		}
+		up := filepath.Dir(dir)
+		if up == dir {
+			t.Fatal("no go.mod above the test")
+		}
+		dir = up
+	}
+}
+
+var (
+	libOnce sync.Once
+	lib     *torch.Lib
+	libErr  error
+)
+
+// torchLib opens the training shim; missing, the test is skipped outside CI and fails in CI.
+func torchLib(t testing.TB) *torch.Lib {
+	t.Helper()
+	p := os.Getenv("HPA_TORCH_LIBRARY")
+	if p == "" {
+		p = filepath.Join(repoRoot(t), torch.DefaultLibrary)
+	}
+	if _, err := os.Stat(p); err != nil && os.Getenv("CI") == "" {
+		t.Skipf("training shim %s not built (run scripts/setup.sh)", p)
+	}
+	libOnce.Do(func() {
+		lib, libErr = torch.Open(p)
+		if libErr == nil {
+			libErr = lib.SetNumThreads(1)
+		}
+	})
+	if libErr != nil {
+		t.Fatal(libErr)
+	}
+	return lib
+}
+
+func synthData(t testing.TB, n, size int, seed int64) string {
+	t.Helper()
+	dir := t.TempDir()
+	if _, err := synth.Generate(context.Background(), synth.Options{Out: dir, Samples: n, Size: size, Seed: seed, Workers: 2}); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+func tinyConfig(t testing.TB, data, out string) Config {
+	spec, err := model.Preset("seresnext_tiny")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := DefaultConfig(spec)
+	c.DataDir, c.OutDir = data, out
+	c.Size, c.Folds, c.Cycles, c.EpochsPerCycle, c.BatchSize = 32, 2, 2, 2, 8
+	c.TTAViews = 2
+	c.Name, c.Version = "test", "v0"
+	return c
+}
+
+func backends(t testing.TB) (BackendFactory, Exporter) {
+	l := torchLib(t)
+	newModel := func(spec model.Spec, seed int64) (Backend, error) {
+		return torch.NewBackend(l, spec, "cpu", uint64(seed), torch.BackendOptions{LR: 0.1, Momentum: 0.9, WeightDecay: 1e-4, Nesterov: true, Loss: "bce"})
+	}
+	export := func(path string, spec model.Spec, w model.Weights, size int) error {
+		return onnx.ExportFile(path, spec, w, onnx.ExportOptions{InputSize: size, InputName: "input", OutputName: "logits", Opset: 17})
+	}
+	return newModel, export
+}
+
+func readCkpt(t testing.TB, out string, f int) *checkpoint {
+	ck := &checkpoint{}
+	ok, err := loadGob(filepath.Join(out, "checkpoints", "fold"+string(rune('0'+f))+".ckpt"), ck)
+	if err != nil || !ok {
+		t.Fatalf("checkpoint fold %d: %v %v", f, ok, err)
+	}
+	return ck
+}
+
+func TestRunWritesModelSet(t *testing.T) {
+	data := synthData(t, 48, 32, 5)
+	out := t.TempDir()
+	newModel, export := backends(t)
+	var steps int
+	res, err := Run(context.Background(), tinyConfig(t, data, out), newModel, export, func(p Progress) {
+		if p.Phase == "train" {
+			steps++
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 2 folds x 2 cycles = 4 members, each file present and matching its sha256.
+	m, err := model.ReadManifest(res.ManifestPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(m.Members) != 4 {
+		t.Fatalf("%d members", len(m.Members))
+	}
+	for _, mem := range m.Members {
+		sum, err := model.FileSHA256(filepath.Join(out, mem.File))
+		if err != nil || sum != mem.SHA256 {
+			t.Errorf("member %s: %v", mem.File, err)
+		}
+		info, err := onnx.InfoFile(filepath.Join(out, mem.File))
+		if err != nil || info.ParamCount != int64(m.Arch.ParamCount()) {
+			t.Errorf("member %s info: %+v %v", mem.File, info, err)
+		}
+	}
+	// 24 training samples per fold / batch 8 = 3 steps per epoch, x 4 epochs x 2 folds.
+	if steps != 24 {
+		t.Errorf("%d train steps, want 24", steps)
+	}
+	if m.TTAViews != 2 || m.InputSize != 32 || m.Metrics["oof_samples"] != 48 {
+		t.Errorf("manifest %+v", m)
+	}
+	for _, f := range []string{"report.md", "report.json", "curves.png", "folds.csv"} {
+		if _, err := os.Stat(filepath.Join(out, f)); err != nil {
+			t.Error(err)
+		}
+	}
+	if md, _ := os.ReadFile(filepath.Join(out, "report.md")); !strings.Contains(string(md), "| 0 | Nucleoplasm |") {
+		t.Errorf("report lacks the per-class table:\n%s", md)
+	}
+	// Loss curve: the last epoch's mean is below the first step's loss.
+	ck := readCkpt(t, out, 0)
+	if len(ck.Losses) != 12 || ck.Losses[len(ck.Losses)-1] >= ck.Losses[0] {
+		t.Errorf("fold 0 losses %v", ck.Losses)
+	}
+}
+
+// Killed mid-run (context cancelled in the middle of an epoch) and started again on the same output,
+// training resumes from the last epoch checkpoint and produces exactly the losses and members of an
+// uninterrupted run.
+func TestRunResumesExactly(t *testing.T) {
+	data := synthData(t, 40, 32, 9)
+	newModel, export := backends(t)
+	ref := t.TempDir()
+	cfg := tinyConfig(t, data, ref)
+	cfg.Folds, cfg.TrainFolds = 2, []int{0}
+	if _, err := Run(context.Background(), cfg, newModel, export, nil); err != nil {
+		t.Fatal(err)
+	}
+	out := t.TempDir()
+	cfg.OutDir = out
+	ctx, cancel := context.WithCancel(context.Background())
+	_, err := Run(ctx, cfg, newModel, export, func(p Progress) {
+		if p.Phase == "train" && p.Step == 4 { // first step of epoch 3 of 4 (20 samples / batch 8 = 2 steps per epoch)
+			cancel()
+		}
+	})
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("interrupted run: %v", err)
+	}
+	partial := readCkpt(t, out, 0)
+	if partial.Done || partial.NextStep != 4 {
+		t.Fatalf("partial checkpoint at step %d done=%v", partial.NextStep, partial.Done)
+	}
+	res, err := Run(context.Background(), cfg, newModel, export, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b := readCkpt(t, ref, 0), readCkpt(t, out, 0)
+	if !slices.Equal(a.Losses, b.Losses) {
+		t.Fatalf("resumed losses differ:\n%v\n%v", a.Losses, b.Losses)
+	}
+	for i := range a.Members {
+		if a.Members[i].SHA256 != b.Members[i].SHA256 {
+			t.Errorf("member %s differs after resume", a.Members[i].File)
+		}
+	}
+	if len(res.Manifest.Members) != 2 {
+		t.Errorf("%d members", len(res.Manifest.Members))
+	}
+}
+
+func TestRunBadData(t *testing.T) {
+	data := synthData(t, 12, 32, 2)
+	newModel, export := backends(t)
+	// Remove one channel of one sample: fatal by default, skipped (and listed) with SkipMissing.
+	imgs, _ := filepath.Glob(filepath.Join(data, "train", "*_yellow.png"))
+	os.Remove(imgs[0])
+	id := strings.TrimSuffix(filepath.Base(imgs[0]), "_yellow.png")
+	cfg := tinyConfig(t, data, t.TempDir())
+	cfg.Cycles, cfg.EpochsPerCycle, cfg.BatchSize = 1, 1, 4
+	_, err := Run(context.Background(), cfg, newModel, export, nil)
+	var miss *MissingImagesError
+	if !errors.As(err, &miss) || len(miss.Missing) != 1 || !strings.Contains(miss.Missing[0], id) || !strings.Contains(err.Error(), "yellow") {
+		t.Fatalf("want a missing-images error naming %s yellow, got %v", id, err)
+	}
+	cfg.SkipMissing = true
+	res, err := Run(context.Background(), cfg, newModel, export, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Skipped) != 1 || res.Report.Samples != 11 {
+		t.Errorf("skipped %v samples %d", res.Skipped, res.Report.Samples)
+	}
+	// An unknown class id in train.csv names the line.
+	os.WriteFile(filepath.Join(data, "train.csv"), []byte("Id,Target\n"+id+",3 31\n"), 0o644)
+	if _, err := Run(context.Background(), cfg, newModel, export, nil); err == nil || !strings.Contains(err.Error(), ":2:") {
+		t.Errorf("unknown class id: %v", err)
+	}
+}

@@ -169,6 +169,10 @@ func NewS3Client(cfg aws.Config, o S3Options) *s3.Client {
 			so.Region = o.Region
 		}
 		so.UsePathStyle = o.PathStyle
+		// Objects are hashed (sha256 in the label's sources) by the consumer itself; validating
+		// response checksums only where required also keeps the SDK from logging about objects
+		// stored without one.
+		so.ResponseChecksumValidation = aws.ResponseChecksumValidationWhenRequired
 		if o.HTTPClient != nil {
 			so.HTTPClient = o.HTTPClient
 		}

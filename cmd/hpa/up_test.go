@@ -1,0 +1,300 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"image"
+	"image/png"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+
+	"github.com/hpa-plates/hpa/consumers/inference"
+	"github.com/hpa-plates/hpa/internal/config"
+	"github.com/hpa-plates/hpa/internal/model"
+	"github.com/hpa-plates/hpa/internal/pipeline"
+)
+
+// syncBuffer is a goroutine-safe output sink.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func upPNG(size int, seed uint64) []byte {
+	r := rand.New(rand.NewPCG(seed, 11))
+	img := image.NewGray(image.Rect(0, 0, size, size))
+	for i := range img.Pix {
+		img.Pix[i] = uint8(r.IntN(256))
+	}
+	var buf bytes.Buffer
+	_ = png.Encode(&buf, img)
+	return buf.Bytes()
+}
+
+type upRun struct {
+	ep     Endpoints
+	store  *inference.S3Store
+	cancel context.CancelFunc
+	done   chan error
+	out    *syncBuffer
+}
+
+// startUp runs `hpa up` in-process on dataDir with free ports.
+func startUp(t *testing.T, dataDir, manifest string) *upRun {
+	t.Helper()
+	v := config.New()
+	o := upOptions{DataDir: dataDir, Model: manifest, S3Addr: "127.0.0.1:0", MetricsAddr: "127.0.0.1:0", Bucket: "plates", Region: "us-east-1"}
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &upRun{cancel: cancel, done: make(chan error, 1), out: &syncBuffer{}}
+	ready := make(chan Endpoints, 1)
+	go func() { r.done <- runUp(ctx, v, o, r.out, r.out, ready) }()
+	select {
+	case r.ep = <-ready:
+	case err := <-r.done:
+		t.Fatalf("up: %v\n%s", err, r.out.String())
+	case <-time.After(60 * time.Second):
+		t.Fatal("up did not become ready")
+	}
+	t.Cleanup(func() { r.stop(t) })
+	cfg := aws.Config{Region: r.ep.Region, Credentials: credentials.NewStaticCredentialsProvider(r.ep.AccessKey, r.ep.SecretKey, "")}
+	r.store = &inference.S3Store{Client: inference.NewS3Client(cfg, inference.S3Options{Endpoint: r.ep.S3Endpoint, PathStyle: true}), Bucket: r.ep.Bucket}
+	return r
+}
+
+func (r *upRun) stop(t *testing.T) {
+	if r.cancel == nil {
+		return
+	}
+	r.cancel()
+	r.cancel = nil
+	select {
+	case err := <-r.done:
+		if err != nil {
+			t.Errorf("up returned %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Error("up did not stop within 30s")
+	}
+}
+
+func (r *upRun) upload(t *testing.T, plate, id string, seed uint64) {
+	t.Helper()
+	for c, ch := range pipeline.ChannelNames {
+		if err := r.store.Put(context.Background(), r.ep.UploadPrefix+plate+"/"+id+"_"+ch+".png", upPNG(64, seed*4+uint64(c)), "image/png"); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func (r *upRun) waitLabel(t *testing.T, plate, id string) []byte {
+	t.Helper()
+	deadline := time.Now().Add(90 * time.Second)
+	for {
+		b, err := r.store.Get(context.Background(), r.ep.LabelsPrefix+plate+"/"+id+".json", 0)
+		if err == nil {
+			return b
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no label for %s/%s: %v\n%s", plate, id, err, r.out.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// `hpa up` labels uploads with the real ONNX Runtime ensemble, writes endpoints.json, serves
+// metrics, stops cleanly, and resumes on the same data directory.
+func TestUpLabelsAndResumes(t *testing.T) {
+	manifest := labelModelSet(t)
+	m, err := model.ReadManifest(manifest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	digest, err := m.Digest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dataDir := t.TempDir()
+	r := startUp(t, dataDir, manifest)
+
+	b, err := os.ReadFile(filepath.Join(dataDir, "endpoints.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var keys map[string]string
+	if err := json.Unmarshal(b, &keys); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{"s3_endpoint", "region", "bucket", "access_key", "secret_key", "upload_prefix", "labels_prefix", "nats_url", "metrics_url"} {
+		if keys[k] == "" {
+			t.Errorf("endpoints.json lacks %s", k)
+		}
+	}
+	r.upload(t, "plate A", "s1", 1)
+	r.upload(t, "plate A", "s2", 2)
+	labels := map[string][]byte{}
+	for _, id := range []string{"s1", "s2"} {
+		labels[id] = r.waitLabel(t, "plate A", id)
+		l, err := pipeline.ParseLabel(labels[id])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if l.Model.ManifestDigest != digest || l.Model.Members != 2 || l.Model.TTAViews != 8 || l.SampleID != id {
+			t.Errorf("label %s: %+v", id, l.Model)
+		}
+	}
+	resp, err := http.Get(r.ep.MetricsURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mb, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(mb), "hpa_inference_samples_labeled_total 2") {
+		t.Errorf("metrics:\n%.1500s", mb)
+	}
+	ready, err := http.Get(strings.TrimSuffix(r.ep.MetricsURL, "/metrics") + "/readyz")
+	if err != nil || ready.StatusCode != 200 {
+		t.Errorf("readyz: %v %v", err, ready)
+	}
+	r.stop(t)
+	if !strings.Contains(r.out.String(), "hpa up: stopped") {
+		t.Errorf("no clean stop:\n%s", r.out.String())
+	}
+
+	// Restart on the same data directory: same credentials, old labels kept, new uploads labeled.
+	r2 := startUp(t, dataDir, manifest)
+	if r2.ep.AccessKey != r.ep.AccessKey || r2.ep.SecretKey != r.ep.SecretKey {
+		t.Error("credentials changed across restarts")
+	}
+	r2.upload(t, "plate A", "s3", 3)
+	r2.waitLabel(t, "plate A", "s3")
+	for id, want := range labels {
+		got, err := r2.store.Get(context.Background(), r2.ep.LabelsPrefix+"plate A/"+id+".json", 0)
+		if err != nil || !bytes.Equal(got, want) {
+			t.Errorf("label %s changed across restart (%v)", id, err)
+		}
+	}
+	// The plate CSV lists all three samples.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		b, err := r2.store.Get(context.Background(), r2.ep.LabelsPrefix+"plate A/submission.csv", 0)
+		if err == nil {
+			rows, err := pipeline.ReadSubmission(bytes.NewReader(b))
+			if err == nil && len(rows) == 3 {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("plate CSV incomplete: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if strings.Contains(r2.out.String(), "level=") && strings.Contains(strings.SplitN(r2.out.String(), "endpoints", 2)[1], r2.ep.SecretKey) {
+		t.Error("secret key in the logs")
+	}
+}
+
+// `hpa inference` joins a running service as a second replica over plain NATS + S3 URLs.
+func TestInferenceCommandReplica(t *testing.T) {
+	manifest := labelModelSet(t)
+	r := startUp(t, t.TempDir(), manifest)
+	ctx, cancel := context.WithCancel(context.Background())
+	root := newRoot()
+	logs := &syncBuffer{}
+	root.SetOut(logs)
+	root.SetErr(logs)
+	root.SetArgs([]string{"inference", "--nats-url", r.ep.NATSURL, "--s3-endpoint", r.ep.S3Endpoint, "--s3-path-style",
+		"--bucket", r.ep.Bucket, "--s3-access-key", r.ep.AccessKey, "--s3-secret-key", r.ep.SecretKey,
+		"--model", filepath.Dir(manifest), "--metrics-addr", "", "--batch", "2"})
+	done := make(chan error, 1)
+	go func() { done <- root.ExecuteContext(ctx) }()
+	deadline := time.Now().Add(30 * time.Second)
+	for !strings.Contains(logs.String(), "inference consumer running") {
+		select {
+		case err := <-done:
+			t.Fatalf("inference exited: %v\n%s", err, logs.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("inference did not start:\n%s", logs.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	for i := range 6 {
+		r.upload(t, "p", fmt.Sprintf("x%d", i), uint64(10+i))
+	}
+	for i := range 6 {
+		r.waitLabel(t, "p", fmt.Sprintf("x%d", i))
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("inference: %v\n%s", err, logs.String())
+	}
+	if strings.Contains(logs.String(), r.ep.SecretKey) {
+		t.Error("secret key logged")
+	}
+}
+
+func TestInferenceCommandErrors(t *testing.T) {
+	cases := [][]string{
+		{"inference", "--batch", "0", "--nats-url", "nats://127.0.0.1:1"},
+		{"inference", "--nats-url", "nats://user:hunter2@127.0.0.1:1", "--bucket", "b"},
+		{"inference", "--nats-url", "nats://127.0.0.1:1", "--nats-tls-cert", "x.pem"},
+	}
+	for _, args := range cases {
+		out, err := runCLI(t, args...)
+		if err == nil {
+			t.Errorf("%v: no error", args)
+			continue
+		}
+		if strings.Contains(err.Error()+out, "hunter2") {
+			t.Errorf("%v: password in the error: %v", args, err)
+		}
+	}
+}
+
+// `hpa demo` uploads a synthetic plate through the S3 API and prints its labels and macro-F1.
+func TestDemo(t *testing.T) {
+	manifest := labelModelSet(t)
+	out, err := runCLI(t, "demo", "--data-dir", t.TempDir(), "--model", manifest, "--samples", "3", "--size", "64", "--timeout", "2m")
+	if err != nil {
+		t.Fatalf("demo: %v\n%s", err, out)
+	}
+	if !strings.Contains(out, "macro-F1") || !strings.Contains(out, "sample  ") || !strings.Contains(out, "hpa up: stopped") {
+		t.Fatalf("demo output:\n%s", out)
+	}
+	if n := strings.Count(out, "\n"); n < 8 {
+		t.Errorf("short demo output:\n%s", out)
+	}
+}
+
+func TestMacroF1(t *testing.T) {
+	f1, n := macroF1([]demoResult{{Truth: []int{0, 2}, Predicted: []int{0}}, {Truth: []int{2}, Predicted: []int{2, 5}}})
+	// class 0: tp1 -> 1; class 2: tp1 fn1 -> 2/3; class 5: fp1 -> 0.
+	if n != 3 || f1 < 0.5555 || f1 > 0.5556 {
+		t.Errorf("macro-F1 %v over %d", f1, n)
+	}
+}

@@ -87,7 +87,7 @@ var inferenceFlagKeys = map[string]string{
 	"nats-url": "nats.url", "nats-user": "nats.user", "nats-password": "nats.password", "nats-token": "nats.token",
 	"nats-nkey": "nats.nkey", "nats-creds": "nats.creds", "nats-tls-ca": "nats.tls_ca", "nats-tls-cert": "nats.tls_cert",
 	"nats-tls-key": "nats.tls_key",
-	"s3-endpoint": "s3.endpoint", "s3-region": "s3.region", "s3-path-style": "s3.path_style", "bucket": "s3.bucket",
+	"s3-endpoint":  "s3.endpoint", "s3-region": "s3.region", "s3-path-style": "s3.path_style", "bucket": "s3.bucket",
 	"s3-access-key": "s3.access_key", "s3-secret-key": "s3.secret_key",
 }
 
@@ -407,4 +407,3 @@ func serveMetrics(addr string, h http.Handler, log *slog.Logger) (func(), string
 		_ = srv.Shutdown(ctx)
 	}, ln.Addr().String(), nil
 }
-

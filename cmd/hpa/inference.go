@@ -215,6 +215,11 @@ func inferenceConfig(v *viper.Viper, log *slog.Logger) (inference.Config, error)
 			return c, fmt.Errorf("inference: %s must be at least 1, not %d", key, val)
 		}
 	}
+	dec, err := pipeline.DecodeOptionsFromConfig(v)
+	if err != nil {
+		return c, fmt.Errorf("inference: %w", err)
+	}
+	c.Decode = dec
 	c.Logger = log
 	return c, nil
 }

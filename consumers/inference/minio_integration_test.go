@@ -9,11 +9,14 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"image"
 	"image/png"
 	"io"
 	"log/slog"
+	"maps"
+	"math"
 	"math/rand/v2"
 	"net/url"
 	"os"
@@ -31,6 +34,9 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/hpa-plates/hpa/consumers/inference"
+	"github.com/hpa-plates/hpa/internal/model"
+	"github.com/hpa-plates/hpa/internal/model/onnx"
+	"github.com/hpa-plates/hpa/internal/model/ort"
 	"github.com/hpa-plates/hpa/internal/natsembed"
 	"github.com/hpa-plates/hpa/internal/pipeline"
 	"github.com/hpa-plates/hpa/internal/s3events"
@@ -168,99 +174,14 @@ func realHPAChannels(t *testing.T) [4][]byte {
 // letter; the plate CSVs list the labeled samples; the events MinIO put on the stream are its
 // native format (eventVersion 2.0, URL-encoded keys, no Nats-Msg-Id) and parse with s3events.
 func TestMinIONativeNotifications(t *testing.T) {
-	const bucket, subject = "hpa", "s3.events.minio"
-	ctx := context.Background()
-	ns, err := natsembed.Start(natsembed.Options{DataDir: filepath.Join(t.TempDir(), "nats"), JetStream: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(ns.Shutdown)
-	nc, err := nats.Connect(ns.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := inference.DefaultConfig()
-	// MinIO's JetStream publisher needs the stream before it starts; the service uses it as is.
-	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: cfg.EventsStream, Subjects: cfg.EventsSubjects,
-		Retention: jetstream.LimitsPolicy, Storage: jetstream.FileStorage}); err != nil {
-		t.Fatal(err)
-	}
-	srv := minio.Start(t, ns.ClientURL(), subject)
-	srv.CreateBucket(t, bucket)
-	srv.NotifyNATS(t, bucket, cfg.UploadPrefix, "s3:ObjectCreated:*")
-
-	s3c := inference.NewS3Client(aws.Config{Region: srv.Region,
-		Credentials: credentials.NewStaticCredentialsProvider(srv.AccessKey, srv.SecretKey, "")},
-		inference.S3Options{Endpoint: srv.Endpoint, PathStyle: true})
-	store := &inference.S3Store{Client: s3c, Bucket: bucket}
-
-	cfg.Bucket = bucket
-	cfg.MaxBatch = 4
-	cfg.MaxBatchDelay = 5 * time.Millisecond
-	cfg.FetchWorkers, cfg.WriteWorkers, cfg.EventWorkers = 2, 2, 4
-	cfg.AckWait = 5 * time.Second
-	cfg.Backoff = 20 * time.Millisecond
-	cfg.CSVInterval = 50 * time.Millisecond
-	cfg.SweepInterval = time.Hour
-	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
-	if testing.Verbose() && os.Getenv("HPA_TEST_LOG") != "" {
-		cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	}
 	model := &digestModel{samples: map[string]int{}}
-	svc, err := inference.New(nc, store, func(ctx context.Context, loc string) (inference.Predictor, io.Closer, error) {
+	e := startMinIOService(t, func(ctx context.Context, loc string) (inference.Predictor, io.Closer, error) {
 		if loc != "digest" {
 			return nil, nil, fmt.Errorf("no model set at %q", loc)
 		}
 		return model, model, nil
-	}, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := svc.Load(ctx, "digest"); err != nil {
-		t.Fatal(err)
-	}
-	runCtx, cancel := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- svc.Run(runCtx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("Run: %v", err)
-			}
-		case <-time.After(30 * time.Second):
-			t.Error("Run did not return within 30s of cancel")
-		}
-	})
-
-	// Label events, counted per plate/sample.
-	var evMu sync.Mutex
-	labelEvents := map[string]int{}
-	sub, err := nc.Subscribe(cfg.LabelsSubject+".>", func(m *nats.Msg) {
-		var ev struct {
-			Plate    string `json:"plate"`
-			SampleID string `json:"sample_id"`
-		}
-		if json.Unmarshal(m.Data, &ev) == nil {
-			evMu.Lock()
-			labelEvents[ev.Plate+"/"+ev.SampleID]++
-			evMu.Unlock()
-		}
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = sub.Unsubscribe() })
-	waitUntil(t, 10*time.Second, "service consumers", func() bool {
-		_, err := js.Consumer(ctx, cfg.ReadyStream, cfg.LabelConsumer)
-		return err == nil
-	})
+	}, "digest")
+	ctx, cfg, store, js, bucket, subject := context.Background(), e.cfg, e.store, e.js, e.bucket, e.subject
 
 	// The samples: two plates with awkward names, 64 px synthetic ones, a real HPA one, a corrupt one.
 	plates := []string{"plate 1", "run+2 é"}
@@ -280,36 +201,7 @@ func TestMinIONativeNotifications(t *testing.T) {
 	broken.data[pipeline.Green] = append([]byte("\x89PNG\r\n\x1a\n"), bytes.Repeat([]byte{0x42}, 200)...)
 	samples = append(samples, broken)
 
-	type upload struct {
-		key  string
-		data []byte
-	}
-	var uploads []upload
-	for _, s := range samples {
-		for c := range s.data {
-			uploads = append(uploads, upload{s.key(c), s.data[c]})
-		}
-	}
-	rand.New(rand.NewPCG(42, 4)).Shuffle(len(uploads), func(i, j int) { uploads[i], uploads[j] = uploads[j], uploads[i] })
-	// Three concurrent uploaders, like several microscopes writing to one bucket.
-	var wg sync.WaitGroup
-	errs := make(chan error, len(uploads))
-	for w := range 3 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := w; i < len(uploads); i += 3 {
-				if err := store.Put(ctx, uploads[i].key, uploads[i].data, "image/png"); err != nil {
-					errs <- err
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Fatal(err)
-	}
+	e.upload(t, samples)
 
 	// Every good sample gets exactly the expected label bytes; the broken one an error record.
 	predicted := map[string][]int{}
@@ -320,6 +212,7 @@ func TestMinIONativeNotifications(t *testing.T) {
 		key := cfg.LabelsPrefix + s.plate + "/" + s.id + ".json"
 		var got []byte
 		waitUntil(t, 30*time.Second, "label "+key, func() bool {
+			var err error
 			got, err = store.Get(ctx, key, 0)
 			return err == nil
 		})
@@ -375,13 +268,12 @@ func TestMinIONativeNotifications(t *testing.T) {
 		info, err := st.Info(ctx)
 		return err == nil && info.State.Msgs == 0
 	})
-	evMu.Lock()
+	events := e.labelEvents()
 	for _, s := range samples {
-		if n := labelEvents[s.plate+"/"+s.id]; (n != 1 && !s.bad) || (n != 0 && s.bad) {
+		if n := events[s.plate+"/"+s.id]; (n != 1 && !s.bad) || (n != 0 && s.bad) {
 			t.Errorf("%s/%s: %d label events", s.plate, s.id, n)
 		}
 	}
-	evMu.Unlock()
 	model.mu.Lock()
 	for _, s := range samples {
 		if n := model.samples[s.id]; !s.bad && n != 1 {
@@ -428,8 +320,8 @@ func TestMinIONativeNotifications(t *testing.T) {
 
 	// The events MinIO published: one per upload, in its native format.
 	msgs := streamMessages(t, js, cfg.EventsStream)
-	if len(msgs) != len(uploads) {
-		t.Errorf("%d events on %s for %d uploads", len(msgs), cfg.EventsStream, len(uploads))
+	if len(msgs) != 4*len(samples) {
+		t.Errorf("%d events on %s for %d uploads", len(msgs), cfg.EventsStream, 4*len(samples))
 	}
 	seen := map[string]bool{}
 	for _, m := range msgs {
@@ -470,9 +362,11 @@ func TestMinIONativeNotifications(t *testing.T) {
 		}
 		seen[ev.Key] = true
 	}
-	for _, u := range uploads {
-		if !seen[u.key] {
-			t.Errorf("no event for %s", u.key)
+	for _, s := range samples {
+		for c := range s.data {
+			if !seen[s.key(c)] {
+				t.Errorf("no event for %s", s.key(c))
+			}
 		}
 	}
 	// Spot-check the raw encodings of a space, a '+' and a non-ASCII letter.
@@ -484,6 +378,151 @@ func TestMinIONativeNotifications(t *testing.T) {
 		if !bytes.Contains(all, []byte(want)) {
 			t.Errorf("no event with %s", want)
 		}
+	}
+}
+
+// minioService is an embedded JetStream, a real MinIO notifying it natively, and one consumer
+// replica reading and writing the MinIO bucket.
+type minioService struct {
+	bucket, subject string
+	cfg             inference.Config
+	js              jetstream.JetStream
+	srv             *minio.Server
+	store           *inference.S3Store
+	svc             *inference.Service
+
+	mu     sync.Mutex
+	events map[string]int // label events per plate/sample
+}
+
+// startMinIOService sets everything up, loads the model at location and runs the consumer until
+// the test ends.
+func startMinIOService(t *testing.T, loader inference.ModelLoader, location string) *minioService {
+	t.Helper()
+	e := &minioService{bucket: "hpa", subject: "s3.events.minio", events: map[string]int{}}
+	ctx := context.Background()
+	ns, err := natsembed.Start(natsembed.Options{DataDir: filepath.Join(t.TempDir(), "nats"), JetStream: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(ns.Shutdown)
+	nc, err := nats.Connect(ns.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	if e.js, err = jetstream.New(nc); err != nil {
+		t.Fatal(err)
+	}
+	cfg := inference.DefaultConfig()
+	// MinIO's JetStream publisher needs the stream before it starts; the service uses it as is.
+	if _, err := e.js.CreateStream(ctx, jetstream.StreamConfig{Name: cfg.EventsStream, Subjects: cfg.EventsSubjects,
+		Retention: jetstream.LimitsPolicy, Storage: jetstream.FileStorage}); err != nil {
+		t.Fatal(err)
+	}
+	e.srv = minio.Start(t, ns.ClientURL(), e.subject)
+	e.srv.CreateBucket(t, e.bucket)
+	e.srv.NotifyNATS(t, e.bucket, cfg.UploadPrefix, "s3:ObjectCreated:*")
+
+	s3c := inference.NewS3Client(aws.Config{Region: e.srv.Region,
+		Credentials: credentials.NewStaticCredentialsProvider(e.srv.AccessKey, e.srv.SecretKey, "")},
+		inference.S3Options{Endpoint: e.srv.Endpoint, PathStyle: true})
+	e.store = &inference.S3Store{Client: s3c, Bucket: e.bucket}
+
+	cfg.Bucket = e.bucket
+	cfg.MaxBatch = 4
+	cfg.MaxBatchDelay = 5 * time.Millisecond
+	cfg.FetchWorkers, cfg.WriteWorkers, cfg.EventWorkers = 2, 2, 4
+	cfg.AckWait = 5 * time.Second
+	cfg.Backoff = 20 * time.Millisecond
+	cfg.CSVInterval = 50 * time.Millisecond
+	cfg.SweepInterval = time.Hour
+	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	if testing.Verbose() && os.Getenv("HPA_TEST_LOG") != "" {
+		cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	e.cfg = cfg
+	if e.svc, err = inference.New(nc, e.store, loader, cfg); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.svc.Load(ctx, location); err != nil {
+		t.Fatal(err)
+	}
+	runCtx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- e.svc.Run(runCtx) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("Run: %v", err)
+			}
+		case <-time.After(30 * time.Second):
+			t.Error("Run did not return within 30s of cancel")
+		}
+	})
+	sub, err := nc.Subscribe(cfg.LabelsSubject+".>", func(m *nats.Msg) {
+		var ev struct {
+			Plate    string `json:"plate"`
+			SampleID string `json:"sample_id"`
+		}
+		if json.Unmarshal(m.Data, &ev) == nil {
+			e.mu.Lock()
+			e.events[ev.Plate+"/"+ev.SampleID]++
+			e.mu.Unlock()
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sub.Unsubscribe() })
+	waitUntil(t, 10*time.Second, "service consumers", func() bool {
+		_, err := e.js.Consumer(ctx, cfg.ReadyStream, cfg.LabelConsumer)
+		return err == nil
+	})
+	return e
+}
+
+// labelEvents returns the label events seen so far per plate/sample.
+func (e *minioService) labelEvents() map[string]int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return maps.Clone(e.events)
+}
+
+// upload puts every channel of the samples into MinIO through the S3 API, in shuffled order,
+// from three concurrent uploaders (like several microscopes writing to one bucket).
+func (e *minioService) upload(t *testing.T, samples []minioSample) {
+	t.Helper()
+	type upload struct {
+		key  string
+		data []byte
+	}
+	var uploads []upload
+	for _, s := range samples {
+		for c := range s.data {
+			uploads = append(uploads, upload{s.key(c), s.data[c]})
+		}
+	}
+	rand.New(rand.NewPCG(42, uint64(len(uploads)))).Shuffle(len(uploads), func(i, j int) { uploads[i], uploads[j] = uploads[j], uploads[i] })
+	var wg sync.WaitGroup
+	errs := make(chan error, len(uploads))
+	for w := range 3 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w; i < len(uploads); i += 3 {
+				if err := e.store.Put(context.Background(), uploads[i].key, uploads[i].data, "image/png"); err != nil {
+					errs <- err
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
 	}
 }
 
@@ -520,5 +559,148 @@ func waitUntil(t *testing.T, timeout time.Duration, what string, cond func() boo
 			t.Fatalf("timed out after %s waiting for %s%s", timeout, what, more)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// ortPredictor runs the real ONNX Runtime ensemble as the consumer's model.
+type ortPredictor struct {
+	ens  *ort.Ensemble
+	info inference.ModelInfo
+}
+
+func (p *ortPredictor) Predict(ctx context.Context, batch []pipeline.Image4) ([][]float64, error) {
+	return p.ens.Predict(batch)
+}
+
+func (p *ortPredictor) Model() inference.ModelInfo { return p.info }
+
+// tinyModelSet exports two randomly initialized seresnext_tiny members at size px with 8 TTA
+// views and returns the manifest path.
+func tinyModelSet(t *testing.T, size int) string {
+	t.Helper()
+	spec, err := model.Preset("seresnext_tiny")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	var members []model.Member
+	for i := range 2 {
+		name := filepath.Join(dir, fmt.Sprintf("fold%d.onnx", i))
+		var buf bytes.Buffer
+		if err := onnx.Export(&buf, spec, model.InitWeights(spec, int64(i+1)), onnx.ExportOptions{InputSize: size}); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(name, buf.Bytes(), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		sum, err := model.FileSHA256(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		members = append(members, model.Member{File: filepath.Base(name), SHA256: sum, Fold: i})
+	}
+	path, err := model.WriteManifest(dir, &model.Manifest{
+		Schema: model.ManifestSchema, Name: "minio-ort", Version: "v1", Arch: spec, InputSize: size,
+		ChannelOrder: []string{"red", "green", "blue", "yellow"}, Normalization: model.DefaultNormalization(spec.InChans),
+		ClassNames: pipeline.ClassNames[:], InputName: "input", OutputName: "logits", TTAViews: 8,
+		Thresholds: model.Thresholds{Mode: "uniform", Uniform: 0.5}, Members: members,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// ortOptions keeps ONNX Runtime to the two cores of the test machines.
+var ortOptions = ort.Options{IntraThreads: 2, InterThreads: 1, MaxBatch: 4}
+
+func loadORT(path string) (*ortPredictor, error) {
+	ens, err := ort.Load(path, ortOptions)
+	if err != nil {
+		return nil, err
+	}
+	th, err := ens.Thresholds()
+	if err != nil {
+		_ = ens.Close()
+		return nil, err
+	}
+	return &ortPredictor{ens: ens, info: inference.ModelInfo{ModelInfo: ens.Info(), Thresholds: th}}, nil
+}
+
+// TestMinIOWithONNXRuntime is the same chain with every component real: MinIO and its native
+// notifications, JetStream, the consumer and an ONNX Runtime ensemble (two members, 8 TTA views).
+// Each label's probabilities match the ensemble run directly on the uploaded images.
+func TestMinIOWithONNXRuntime(t *testing.T) {
+	const size = 64
+	manifest := tinyModelSet(t, size)
+	ref, err := loadORT(manifest)
+	if err != nil {
+		var le *ort.LibraryError
+		if errors.As(err, &le) && os.Getenv("CI") == "" {
+			t.Skipf("ONNX Runtime not installed (scripts/setup.sh): %v", err)
+		}
+		t.Fatal(err)
+	}
+	defer ref.ens.Close()
+	e := startMinIOService(t, func(ctx context.Context, loc string) (inference.Predictor, io.Closer, error) {
+		p, err := loadORT(loc)
+		if err != nil {
+			return nil, nil, err
+		}
+		return p, p.ens, nil
+	}, manifest)
+
+	var samples []minioSample
+	for i := range 5 {
+		s := minioSample{plate: "ort plate", id: fmt.Sprintf("o%d", i)}
+		for c := range s.data {
+			s.data[c] = grayPNG(t, size, uint64(1000+i*4+c))
+		}
+		samples = append(samples, s)
+	}
+	e.upload(t, samples)
+	for _, s := range samples {
+		key := e.cfg.LabelsPrefix + s.plate + "/" + s.id + ".json"
+		var got []byte
+		waitUntil(t, 30*time.Second, "label "+key, func() bool {
+			var err error
+			got, err = e.store.Get(context.Background(), key, 0)
+			return err == nil
+		})
+		l, err := pipeline.ParseLabel(got)
+		if err != nil {
+			t.Fatalf("%s: %v", key, err)
+		}
+		if l.Model != ref.info.ModelInfo || l.Model.TTAViews != 8 || l.Model.Members != 2 {
+			t.Errorf("%s: model %+v, want %+v", key, l.Model, ref.info.ModelInfo)
+		}
+		img := pipeline.Image4{ID: s.id, W: size, H: size}
+		for c, b := range s.data {
+			if img.Planes[c], err = pipeline.DecodeChannel(b, s.id, pipeline.Channel(c), pipeline.DecodeOptions{}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		want, err := ref.ens.Predict([]pipeline.Image4{img})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for k, cp := range l.Probabilities {
+			if d := math.Abs(float64(cp.P) - want[0][k]); d > 1e-5 {
+				t.Errorf("%s class %d: p=%v, ensemble says %v", key, k, cp.P, want[0][k])
+			}
+		}
+	}
+	waitUntil(t, 10*time.Second, "ready stream drained", func() bool {
+		st, err := e.js.Stream(context.Background(), e.cfg.ReadyStream)
+		if err != nil {
+			return false
+		}
+		info, err := st.Info(context.Background())
+		return err == nil && info.State.Msgs == 0
+	})
+	for _, s := range samples {
+		if n := e.labelEvents()[s.plate+"/"+s.id]; n != 1 {
+			t.Errorf("%s: %d label events", s.id, n)
+		}
 	}
 }

@@ -142,7 +142,7 @@ func nuclearMembrane(s *scene, g []float32, ci int, e float64) {
 
 func nucleoli(s *scene, g []float32, ci int, e float64) {
 	for _, nl := range s.cells[ci].nucleoli {
-		s.stamp(g, nl.p, nl.s, e, ci, inNuc)
+		s.stamp(g, nl.p, nl.s, 1.6*e, ci, inNuc)
 	}
 }
 
@@ -156,8 +156,8 @@ func fibrillarCenter(s *scene, g []float32, ci int, e float64) {
 }
 
 func nuclearSpeckles(s *scene, g []float32, ci int, e float64) {
-	s.fill(g, ci, inNuc, func(idx int) float64 { return 0.12 * e })
-	s.dots(g, ci, inNuc, s.r.irange(12, 24), 0, 1, 0.6, 1.0, 0.75*e)
+	s.fill(g, ci, inNuc, func(idx int) float64 { return 0.15 * e })
+	s.dots(g, ci, inNuc, s.r.irange(10, 20), 0, 1, 0.6, 1.0, 0.8*e)
 }
 
 func nuclearBodies(s *scene, g []float32, ci int, e float64) {
@@ -165,7 +165,7 @@ func nuclearBodies(s *scene, g []float32, ci int, e float64) {
 	for range s.r.irange(2, 5) {
 		a := s.r.uniform(0, 2*math.Pi)
 		p := ce.n.add(polar(s.r.uniform(0.1, 0.75)*ce.nucRadiusAt(a), a))
-		s.stamp(g, p, s.px(0.8, 0.6), e, ci, inNuc)
+		s.stamp(g, p, s.px(1.0, 0.75), 1.2*e, ci, inNuc)
 	}
 }
 

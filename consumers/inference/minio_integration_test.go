@@ -386,6 +386,7 @@ func TestMinIONativeNotifications(t *testing.T) {
 type minioService struct {
 	bucket, subject string
 	cfg             inference.Config
+	ns              *natsembed.Server
 	js              jetstream.JetStream
 	srv             *minio.Server
 	store           *inference.S3Store
@@ -397,7 +398,8 @@ type minioService struct {
 
 // startMinIOService sets everything up, loads the model at location and runs the consumer until
 // the test ends.
-func startMinIOService(t *testing.T, loader inference.ModelLoader, location string) *minioService {
+// minioOpts, when given, adjusts the MinIO options (NATSURL and Subject are set already).
+func startMinIOService(t *testing.T, loader inference.ModelLoader, location string, minioOpts ...func(*minio.Options)) *minioService {
 	t.Helper()
 	e := &minioService{bucket: "hpa", subject: "s3.events.minio", events: map[string]int{}}
 	ctx := context.Background()
@@ -405,8 +407,9 @@ func startMinIOService(t *testing.T, loader inference.ModelLoader, location stri
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(ns.Shutdown)
-	nc, err := nats.Connect(ns.ClientURL())
+	t.Cleanup(func() { e.ns.Shutdown() })
+	e.ns = ns
+	nc, err := nats.Connect(ns.ClientURL(), nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -420,7 +423,11 @@ func startMinIOService(t *testing.T, loader inference.ModelLoader, location stri
 		Retention: jetstream.LimitsPolicy, Storage: jetstream.FileStorage}); err != nil {
 		t.Fatal(err)
 	}
-	e.srv = minio.Start(t, ns.ClientURL(), e.subject)
+	mo := minio.Options{NATSURL: ns.ClientURL(), Subject: e.subject}
+	for _, f := range minioOpts {
+		f(&mo)
+	}
+	e.srv = minio.StartOptions(t, mo)
 	e.srv.CreateBucket(t, e.bucket)
 	e.srv.NotifyNATS(t, e.bucket, cfg.UploadPrefix, "s3:ObjectCreated:*")
 
@@ -482,6 +489,27 @@ func startMinIOService(t *testing.T, loader inference.ModelLoader, location stri
 		return err == nil
 	})
 	return e
+}
+
+// waitLabels waits for every sample's label and returns them by plate/id.
+func (e *minioService) waitLabels(t *testing.T, samples []minioSample, timeout time.Duration) map[string]pipeline.Label {
+	t.Helper()
+	out := map[string]pipeline.Label{}
+	for _, s := range samples {
+		key := e.cfg.LabelsPrefix + s.plate + "/" + s.id + ".json"
+		var got []byte
+		waitUntil(t, timeout, "label "+key, func() bool {
+			var err error
+			got, err = e.store.Get(context.Background(), key, 0)
+			return err == nil
+		})
+		l, err := pipeline.ParseLabel(got)
+		if err != nil {
+			t.Fatalf("%s: %v", key, err)
+		}
+		out[s.plate+"/"+s.id] = l
+	}
+	return out
 }
 
 // labelEvents returns the label events seen so far per plate/sample.
@@ -703,4 +731,72 @@ func TestMinIOWithONNXRuntime(t *testing.T) {
 			t.Errorf("%s: %d label events", s.id, n)
 		}
 	}
+}
+
+// TestMinIOQueueDirSurvivesNATSOutage: with MinIO's notification queue directory set (the
+// deployment setting for "nothing lost"), objects uploaded while NATS is down are announced once
+// it is back, and every sample is labeled exactly once.
+func TestMinIOQueueDirSurvivesNATSOutage(t *testing.T) {
+	model := &digestModel{samples: map[string]int{}}
+	queue := t.TempDir()
+	e := startMinIOService(t, func(ctx context.Context, loc string) (inference.Predictor, io.Closer, error) {
+		return model, model, nil
+	}, "digest", func(o *minio.Options) { o.QueueDir = queue })
+
+	mk := func(id string, seed uint64) minioSample {
+		s := minioSample{plate: "outage plate", id: id}
+		for c := range s.data {
+			s.data[c] = grayPNG(t, 64, seed*4+uint64(c))
+		}
+		return s
+	}
+	before := []minioSample{mk("a0", 1), mk("a1", 2)}
+	e.upload(t, before)
+	e.waitLabels(t, before, 30*time.Second)
+
+	// NATS goes down; uploads go on (MinIO queues their events on disk).
+	port, dir := e.ns.Port(), e.ns.DataDir()
+	e.ns.Shutdown()
+	during := []minioSample{mk("b0", 3), mk("b1", 4), mk("b2", 5)}
+	e.upload(t, during)
+	queued, err := filepath.Glob(filepath.Join(queue, "*"))
+	if err != nil || len(queued) == 0 {
+		t.Errorf("MinIO queued no events in %s during the outage (%v)", queue, err)
+	}
+	ns, err := natsembed.Start(natsembed.Options{DataDir: dir, JetStream: true, Port: port})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.ns = ns
+
+	got := e.waitLabels(t, during, 30*time.Second)
+	for _, s := range during {
+		if want := s.want(t); !bytes.Equal(mustMarshal(t, got[s.plate+"/"+s.id]), want) {
+			t.Errorf("%s: label differs from the expected one", s.id)
+		}
+	}
+	waitUntil(t, 10*time.Second, "ready stream drained", func() bool {
+		st, err := e.js.Stream(context.Background(), e.cfg.ReadyStream)
+		if err != nil {
+			return false
+		}
+		info, err := st.Info(context.Background())
+		return err == nil && info.State.Msgs == 0
+	})
+	model.mu.Lock()
+	defer model.mu.Unlock()
+	for _, s := range append(before, during...) {
+		if n := model.samples[s.id]; n != 1 {
+			t.Errorf("%s predicted %d times", s.id, n)
+		}
+	}
+}
+
+func mustMarshal(t *testing.T, l pipeline.Label) []byte {
+	t.Helper()
+	b, err := pipeline.MarshalLabel(l)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }

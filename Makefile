@@ -37,3 +37,9 @@ synth: build
 FUZZTIME ?= 30s
 fuzz-decode:
 	$(GO) test ./internal/pipeline -run '^$$' -fuzz FuzzDecodeChannel -fuzztime $(FUZZTIME) -fuzzminimizetime 2s
+
+# Integration tests against a real MinIO server with native NATS JetStream notifications (binary
+# built by scripts/setup.sh into .cache/bin/minio; HPA_MINIO_BIN overrides).
+.PHONY: test-minio
+test-minio: setup
+	$(GO) test -race -count=1 -run 'MinIO|NativeNATS|NoStream|FindBinary|TailBuffer' ./internal/testenv/minio ./consumers/inference

@@ -67,8 +67,11 @@ type Options struct {
 	// NoJetStream publishes with core NATS instead of JetStream (no stream needed, no delivery
 	// guarantee); off by default.
 	NoJetStream bool
-	// QueueDir, when set, makes MinIO persist undelivered events there and retry them (its
-	// MINIO_NOTIFY_NATS_QUEUE_DIR); empty: events are sent directly.
+	// QueueDir, when set, makes MinIO persist events there and retry them until JetStream
+	// acknowledges them (MINIO_NOTIFY_NATS_QUEUE_DIR_PRIMARY). Empty: events are sent directly and
+	// the events of uploads made while NATS is unreachable are lost (checked by
+	// consumers/inference's TestMinIOQueueDirSurvivesNATSOutage) -- production MinIO feeding the
+	// inference service should set a queue dir.
 	QueueDir string
 	// Dir is the data directory (created when missing). Required.
 	Dir string

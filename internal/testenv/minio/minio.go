@@ -42,6 +42,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
+	"github.com/aws/smithy-go"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -52,6 +53,9 @@ const Version = "v0.0.0-20260212201848-7aac2a2c5b7c"
 // QueueARN is the notification target ARN of the NATS target MinIO configures from the
 // MINIO_NOTIFY_NATS_*_PRIMARY environment (target id PRIMARY, empty region).
 const QueueARN = "arn:minio:sqs::PRIMARY:nats"
+
+// notifyWait bounds how long NotifyNATSE waits for MinIO to register its NATS target.
+const notifyWait = 20 * time.Second
 
 // EnvBinary overrides the MinIO binary path.
 const EnvBinary = "HPA_MINIO_BIN"
@@ -435,10 +439,27 @@ func (s *Server) NotifyNATSE(ctx context.Context, bucket, prefix string, events 
 		qc.Filter = &types.NotificationConfigurationFilter{Key: &types.S3KeyFilter{FilterRules: []types.FilterRule{
 			{Name: types.FilterRuleNamePrefix, Value: aws.String(prefix)}}}}
 	}
-	_, err := s.Client().PutBucketNotificationConfiguration(ctx, &s3.PutBucketNotificationConfigurationInput{
+	in := &s3.PutBucketNotificationConfigurationInput{
 		Bucket:                    aws.String(bucket),
 		NotificationConfiguration: &types.NotificationConfiguration{QueueConfigurations: []types.QueueConfiguration{qc}},
-	})
+	}
+	// MinIO registers its notification targets in the background after it reports live: until
+	// then the ARN is "not well-formed" (InvalidArgument). Retry that for a while.
+	cl := s.Client()
+	deadline := time.Now().Add(notifyWait)
+	var err error
+	for {
+		_, err = cl.PutBucketNotificationConfiguration(ctx, in)
+		var ae smithy.APIError
+		if err == nil || !errors.As(err, &ae) || ae.ErrorCode() != "InvalidArgument" || time.Now().After(deadline) {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return &Error{Op: "notify", Reason: "bucket " + bucket, Err: ctx.Err()}
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 	if err != nil {
 		return &Error{Op: "notify", Reason: "bucket " + bucket + " -> " + QueueARN, Err: err, Log: s.Log()}
 	}

@@ -113,6 +113,19 @@ func TestNativeNATSNotifications(t *testing.T) {
 	if m, err := cons.Next(jetstream.FetchContext(nctx)); err == nil {
 		t.Errorf("unexpected second event: %s", m.Data())
 	}
+	// Configuration errors come back at once as *Error naming the bucket.
+	var he *Error
+	t0 := time.Now()
+	if err := srv.NotifyNATSE(ctx, "no-such-bucket", "", "s3:ObjectCreated:*"); !errors.As(err, &he) || he.Op != "notify" ||
+		!strings.Contains(err.Error(), "no-such-bucket") {
+		t.Errorf("notify on a missing bucket: %v", err)
+	}
+	if d := time.Since(t0); d > notifyWait/2 {
+		t.Errorf("a missing bucket was retried for %s", d)
+	}
+	if err := srv.NotifyNATSE(ctx, "plates", ""); !errors.As(err, &he) || he.Op != "notify" {
+		t.Errorf("notify without events: %v", err)
+	}
 	if err := srv.Stop(); err != nil {
 		t.Fatal(err)
 	}

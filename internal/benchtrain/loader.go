@@ -60,6 +60,12 @@ func (e *DataError) Error() string { return fmt.Sprintf("bench train: data %s: %
 // inference decode), pipeline.Resize of each channel in input order to Size, /255, train.Augment
 // with train.AugmentRNG(seed, epoch, example), pipeline.Norm.ApplyFloat, multi-hot targets.
 func MeasureLoader(ctx context.Context, o LoaderOptions) (LoaderResult, error) {
+	return measureLoader(ctx, o, nil)
+}
+
+// measureLoader is MeasureLoader; onBatch, when set, sees every prepared batch (first sample index,
+// inputs, targets) after it is complete.
+func measureLoader(ctx context.Context, o LoaderOptions, onBatch func(epoch, first int, x, y []float32)) (LoaderResult, error) {
 	if o.Size < 32 || o.Batch < 1 || o.Workers < 1 || o.Samples < 0 {
 		return LoaderResult{}, &OptionsError{Reason: fmt.Sprintf("loader: size >= 32, batch >= 1, workers >= 1, samples >= 0 required (got %d, %d, %d, %d)",
 			o.Size, o.Batch, o.Workers, o.Samples)}
@@ -189,6 +195,9 @@ func MeasureLoader(ctx context.Context, o LoaderOptions) (LoaderResult, error) {
 			wg.Wait()
 			if firstErr != nil {
 				return 0, firstErr
+			}
+			if onBatch != nil {
+				onBatch(epoch, b0, x, y)
 			}
 		}
 		return time.Since(start), nil

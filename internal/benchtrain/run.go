@@ -52,7 +52,9 @@ func (r Result) StepRatioCPU() float64 { return ratio(r.Go.MedianCPU(), r.Py.Med
 func (r Result) StepSamplesPerSecond() float64 { return perSecond(r.Opts.Batch, r.Go.MedianWall()) }
 
 // LoaderRatio is the cold (decoding) loader's samples/s over the train step's.
-func (r Result) LoaderRatio() float64 { return divf(r.Loader.ColdPerSecond(), r.StepSamplesPerSecond()) }
+func (r Result) LoaderRatio() float64 {
+	return divf(r.Loader.ColdPerSecond(), r.StepSamplesPerSecond())
+}
 
 // LoaderRatioCached is the same with the loader serving cached planes (epochs after the first).
 func (r Result) LoaderRatioCached() float64 {

@@ -81,7 +81,7 @@ func TestPythonStepsParsesTheReport(t *testing.T) {
 func TestPythonStepsErrors(t *testing.T) {
 	cases := []struct {
 		name, body, kind, want string
-		preload              string
+		preload                string
 	}{
 		{"no torch", `echo "bench_train_step.py: /usr/bin/python3 cannot import torch" >&2; exit 3`, "no_torch", "cannot import torch", ""},
 		{"crash", `echo "Traceback: boom" >&2; exit 1`, "failed", "boom", ""},

@@ -98,7 +98,7 @@ func (s minioSample) key(c int) string {
 
 // want returns the label bytes the service must write: the label schema built independently
 // from the uploaded bytes and the model function.
-func (s minioSample) want(t *testing.T) []byte {
+func (s minioSample) want(t testing.TB) []byte {
 	t.Helper()
 	img := pipeline.Image4{ID: s.id}
 	srcs := make([]pipeline.Source, 4)
@@ -121,7 +121,7 @@ func (s minioSample) want(t *testing.T) []byte {
 	return b
 }
 
-func grayPNG(t *testing.T, size int, seed uint64) []byte {
+func grayPNG(t testing.TB, size int, seed uint64) []byte {
 	t.Helper()
 	r := rand.New(rand.NewPCG(seed, 0x5eed))
 	img := image.NewGray(image.Rect(0, 0, size, size))
@@ -392,16 +392,17 @@ type minioService struct {
 	store           *inference.S3Store
 	svc             *inference.Service
 
-	mu     sync.Mutex
-	events map[string]int // label events per plate/sample
+	mu      sync.Mutex
+	events  map[string]int       // label events per plate/sample
+	firstEv map[string]time.Time // when the first label event of a plate/sample arrived
 }
 
 // startMinIOService sets everything up, loads the model at location and runs the consumer until
 // the test ends.
 // minioOpts, when given, adjusts the MinIO options (NATSURL and Subject are set already).
-func startMinIOService(t *testing.T, loader inference.ModelLoader, location string, minioOpts ...func(*minio.Options)) *minioService {
+func startMinIOService(t testing.TB, loader inference.ModelLoader, location string, minioOpts ...func(*minio.Options)) *minioService {
 	t.Helper()
-	e := &minioService{bucket: "hpa", subject: "s3.events.minio", events: map[string]int{}}
+	e := &minioService{bucket: "hpa", subject: "s3.events.minio", events: map[string]int{}, firstEv: map[string]time.Time{}}
 	ctx := context.Background()
 	ns, err := natsembed.Start(natsembed.Options{DataDir: filepath.Join(t.TempDir(), "nats"), JetStream: true})
 	if err != nil {
@@ -475,8 +476,12 @@ func startMinIOService(t *testing.T, loader inference.ModelLoader, location stri
 			SampleID string `json:"sample_id"`
 		}
 		if json.Unmarshal(m.Data, &ev) == nil {
+			now := time.Now()
+			k := ev.Plate + "/" + ev.SampleID
 			e.mu.Lock()
-			e.events[ev.Plate+"/"+ev.SampleID]++
+			if e.events[k]++; e.events[k] == 1 {
+				e.firstEv[k] = now
+			}
 			e.mu.Unlock()
 		}
 	})
@@ -492,7 +497,7 @@ func startMinIOService(t *testing.T, loader inference.ModelLoader, location stri
 }
 
 // waitLabels waits for every sample's label and returns them by plate/id.
-func (e *minioService) waitLabels(t *testing.T, samples []minioSample, timeout time.Duration) map[string]pipeline.Label {
+func (e *minioService) waitLabels(t testing.TB, samples []minioSample, timeout time.Duration) map[string]pipeline.Label {
 	t.Helper()
 	out := map[string]pipeline.Label{}
 	for _, s := range samples {
@@ -521,7 +526,7 @@ func (e *minioService) labelEvents() map[string]int {
 
 // upload puts every channel of the samples into MinIO through the S3 API, in shuffled order,
 // from three concurrent uploaders (like several microscopes writing to one bucket).
-func (e *minioService) upload(t *testing.T, samples []minioSample) {
+func (e *minioService) upload(t testing.TB, samples []minioSample) {
 	t.Helper()
 	type upload struct {
 		key  string
@@ -575,7 +580,7 @@ func streamMessages(t *testing.T, js jetstream.JetStream, stream string) []*jets
 	return out
 }
 
-func waitUntil(t *testing.T, timeout time.Duration, what string, cond func() bool, detail ...func() string) {
+func waitUntil(t testing.TB, timeout time.Duration, what string, cond func() bool, detail ...func() string) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for !cond() {
@@ -799,4 +804,63 @@ func mustMarshal(t *testing.T, l pipeline.Label) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// BenchmarkMinIOEndToEnd measures the service on a real MinIO: b.N samples (4 x 64 px PNG each)
+// uploaded by 4 concurrent clients; it reports samples/s from the first upload to the last label
+// event and the latency from a sample's last channel PUT to its label event (p50, p95). The model
+// is the cheap digest model, so the numbers are the S3 + NATS + assembly + decode + write path.
+// Run: go test -run '^$' -bench MinIOEndToEnd -benchtime 200x ./consumers/inference
+func BenchmarkMinIOEndToEnd(b *testing.B) {
+	model := &digestModel{samples: map[string]int{}}
+	e := startMinIOService(b, func(ctx context.Context, loc string) (inference.Predictor, io.Closer, error) {
+		return model, model, nil
+	}, "digest")
+	samples := make([]minioSample, b.N)
+	for i := range samples {
+		samples[i] = minioSample{plate: "bench plate", id: fmt.Sprintf("b%05d", i)}
+		for c := range samples[i].data {
+			samples[i].data[c] = grayPNG(b, 64, uint64(i*4+c+7))
+		}
+	}
+	lastPut := make([]time.Time, b.N)
+	b.ResetTimer()
+	start := time.Now()
+	var wg sync.WaitGroup
+	errs := make(chan error, 4)
+	for w := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w; i < b.N; i += 4 {
+				s := samples[i]
+				for _, c := range []int{2, 0, 3, 1} {
+					if err := e.store.Put(context.Background(), s.key(c), s.data[c], "image/png"); err != nil {
+						errs <- err
+						return
+					}
+				}
+				lastPut[i] = time.Now()
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		b.Fatal(err)
+	}
+	waitUntil(b, 5*time.Minute, "all labels", func() bool { return len(e.labelEvents()) >= b.N })
+	elapsed := time.Since(start)
+	b.StopTimer()
+	e.mu.Lock()
+	lat := make([]float64, 0, b.N)
+	for i, s := range samples {
+		lat = append(lat, float64(e.firstEv[s.plate+"/"+s.id].Sub(lastPut[i]).Microseconds())/1000)
+	}
+	e.mu.Unlock()
+	sort.Float64s(lat)
+	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "samples/s")
+	b.ReportMetric(lat[len(lat)/2], "p50-ms")
+	b.ReportMetric(lat[len(lat)*95/100], "p95-ms")
+	b.ReportMetric(0, "ns/op")
 }

@@ -43,3 +43,11 @@ fuzz-decode:
 .PHONY: test-minio
 test-minio: setup
 	$(GO) test -race -count=1 -run 'MinIO|NativeNATS|NoStream|FindBinary|TailBuffer' ./internal/testenv/minio ./consumers/inference
+
+# Training benchmarks of issue 3 section 5 in one command: Go+libtorch vs PyTorch train step (goal
+# ratio <= 1.05) and data-loader vs train-step samples/s (goal >= 1.5). BENCH_TRAIN_ARGS overrides
+# (e.g. --arch seresnext50_32x4d --batch 8); results are recorded in docs/benchmarks.md.
+.PHONY: bench-train
+BENCH_TRAIN_ARGS ?= --arch seresnext_tiny --size 128 --batch 16 --steps 10 --threads 1 --workers 2
+bench-train: setup build
+	bin/hpa bench train $(BENCH_TRAIN_ARGS)

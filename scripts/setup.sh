@@ -97,3 +97,14 @@ if [ "${HPA_SKIP_MINIO:-0}" != 1 ]; then
   fi
   log "minio: $CACHE/bin/minio ($MINIO_VER)"
 fi
+
+# ---- PyTorch baseline of `hpa bench train` (Debian python3-torch) ---------------------------
+# scripts/bench_train_step.py times the same training step in PyTorch on the same libtorch as the
+# shim: Debian's python3-torch (1.13, for /usr/bin/python3) uses the libtorch1.13 of libtorch-dev.
+# Only with the Debian libtorch (not with HPA_TORCH_PREFIX) and not with --no-torch.
+if [ "$WITH_TORCH" = 1 ] && [ -z "${HPA_TORCH_PREFIX:-}" ] && ! /usr/bin/python3 -c 'import torch' 2>/dev/null; then
+  log "installing python3-torch (PyTorch baseline of hpa bench train)"
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends python3-torch >/dev/null ||
+    { $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends python3-torch >/dev/null; }
+fi

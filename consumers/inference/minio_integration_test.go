@@ -40,6 +40,7 @@ import (
 	"github.com/hpa-plates/hpa/internal/natsembed"
 	"github.com/hpa-plates/hpa/internal/pipeline"
 	"github.com/hpa-plates/hpa/internal/s3events"
+	"github.com/hpa-plates/hpa/internal/s3local"
 	"github.com/hpa-plates/hpa/internal/testenv/minio"
 )
 
@@ -402,6 +403,13 @@ type minioService struct {
 // minioOpts, when given, adjusts the MinIO options (NATSURL and Subject are set already).
 func startMinIOService(t testing.TB, loader inference.ModelLoader, location string, minioOpts ...func(*minio.Options)) *minioService {
 	t.Helper()
+	return startS3Service(t, "minio", loader, location, minioOpts...)
+}
+
+// startS3Service is startMinIOService with the S3 server chosen: "minio", or "s3local" (the
+// project's in-process server, for comparisons).
+func startS3Service(t testing.TB, backend string, loader inference.ModelLoader, location string, minioOpts ...func(*minio.Options)) *minioService {
+	t.Helper()
 	e := &minioService{bucket: "hpa", subject: "s3.events.minio", events: map[string]int{}, firstEv: map[string]time.Time{}}
 	ctx := context.Background()
 	ns, err := natsembed.Start(natsembed.Options{DataDir: filepath.Join(t.TempDir(), "nats"), JetStream: true})
@@ -424,17 +432,36 @@ func startMinIOService(t testing.TB, loader inference.ModelLoader, location stri
 		Retention: jetstream.LimitsPolicy, Storage: jetstream.FileStorage}); err != nil {
 		t.Fatal(err)
 	}
-	mo := minio.Options{NATSURL: ns.ClientURL(), Subject: e.subject}
-	for _, f := range minioOpts {
-		f(&mo)
+	var endpoint, region, ak, sk string
+	switch backend {
+	case "minio":
+		mo := minio.Options{NATSURL: ns.ClientURL(), Subject: e.subject}
+		for _, f := range minioOpts {
+			f(&mo)
+		}
+		e.srv = minio.StartOptions(t, mo)
+		e.srv.CreateBucket(t, e.bucket)
+		e.srv.NotifyNATS(t, e.bucket, cfg.UploadPrefix, "s3:ObjectCreated:*")
+		endpoint, region, ak, sk = e.srv.Endpoint, e.srv.Region, e.srv.AccessKey, e.srv.SecretKey
+	case "s3local":
+		region, ak, sk = "us-east-1", "AKIAS3LOCALCOMPARE", "s3local-compare-secret"
+		ls, err := s3local.New(s3local.Options{Dir: filepath.Join(t.TempDir(), "s3"), AccessKey: ak, SecretKey: sk,
+			Buckets: []string{e.bucket}, Publisher: s3local.JetStreamPublisher{JS: e.js},
+			Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := ls.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = ls.Close(context.Background()) })
+		endpoint = ls.Endpoint()
+	default:
+		t.Fatalf("unknown S3 backend %q", backend)
 	}
-	e.srv = minio.StartOptions(t, mo)
-	e.srv.CreateBucket(t, e.bucket)
-	e.srv.NotifyNATS(t, e.bucket, cfg.UploadPrefix, "s3:ObjectCreated:*")
-
-	s3c := inference.NewS3Client(aws.Config{Region: e.srv.Region,
-		Credentials: credentials.NewStaticCredentialsProvider(e.srv.AccessKey, e.srv.SecretKey, "")},
-		inference.S3Options{Endpoint: e.srv.Endpoint, PathStyle: true})
+	s3c := inference.NewS3Client(aws.Config{Region: region,
+		Credentials: credentials.NewStaticCredentialsProvider(ak, sk, "")},
+		inference.S3Options{Endpoint: endpoint, PathStyle: true})
 	e.store = &inference.S3Store{Client: s3c, Bucket: e.bucket}
 
 	cfg.Bucket = e.bucket
@@ -806,14 +833,28 @@ func mustMarshal(t *testing.T, l pipeline.Label) []byte {
 	return b
 }
 
-// BenchmarkMinIOEndToEnd measures the service on a real MinIO: b.N samples (4 x 64 px PNG each)
-// uploaded by 4 concurrent clients; it reports samples/s from the first upload to the last label
-// event and the latency from a sample's last channel PUT to its label event (p50, p95). The model
-// is the cheap digest model, so the numbers are the S3 + NATS + assembly + decode + write path.
+// BenchmarkMinIOEndToEnd measures the service on a real MinIO and, in the same run, on the
+// project's in-process S3 server (internal/s3local): b.N samples (4 x 64 px PNG each) uploaded by
+// 4 concurrent clients per backend. It reports MinIO's samples/s from the first upload to the last
+// label event, the latency from a sample's last channel PUT to its label event (p50, p95), and
+// the throughput ratio MinIO / s3local. The model is the cheap digest model, so the numbers are
+// the S3 + NATS + assembly + decode + write path.
 // Run: go test -run '^$' -bench MinIOEndToEnd -benchtime 200x ./consumers/inference
 func BenchmarkMinIOEndToEnd(b *testing.B) {
+	b.StopTimer()
+	minioRate, p50, p95 := endToEnd(b, "minio")
+	localRate, _, _ := endToEnd(b, "s3local")
+	b.ReportMetric(minioRate, "samples/s")
+	b.ReportMetric(p50, "p50-ms")
+	b.ReportMetric(p95, "p95-ms")
+	b.ReportMetric(localRate, "s3local-samples/s")
+	b.ReportMetric(minioRate/localRate, "minio/s3local")
+	b.ReportMetric(0, "ns/op")
+}
+
+func endToEnd(b *testing.B, backend string) (rate, p50, p95 float64) {
 	model := &digestModel{samples: map[string]int{}}
-	e := startMinIOService(b, func(ctx context.Context, loc string) (inference.Predictor, io.Closer, error) {
+	e := startS3Service(b, backend, func(ctx context.Context, loc string) (inference.Predictor, io.Closer, error) {
 		return model, model, nil
 	}, "digest")
 	samples := make([]minioSample, b.N)
@@ -824,7 +865,7 @@ func BenchmarkMinIOEndToEnd(b *testing.B) {
 		}
 	}
 	lastPut := make([]time.Time, b.N)
-	b.ResetTimer()
+	b.StartTimer()
 	start := time.Now()
 	var wg sync.WaitGroup
 	errs := make(chan error, 4)
@@ -849,7 +890,7 @@ func BenchmarkMinIOEndToEnd(b *testing.B) {
 	for err := range errs {
 		b.Fatal(err)
 	}
-	waitUntil(b, 5*time.Minute, "all labels", func() bool { return len(e.labelEvents()) >= b.N })
+	waitUntil(b, 5*time.Minute, backend+": all labels", func() bool { return len(e.labelEvents()) >= b.N })
 	elapsed := time.Since(start)
 	b.StopTimer()
 	e.mu.Lock()
@@ -859,8 +900,5 @@ func BenchmarkMinIOEndToEnd(b *testing.B) {
 	}
 	e.mu.Unlock()
 	sort.Float64s(lat)
-	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "samples/s")
-	b.ReportMetric(lat[len(lat)/2], "p50-ms")
-	b.ReportMetric(lat[len(lat)*95/100], "p95-ms")
-	b.ReportMetric(0, "ns/op")
+	return float64(b.N) / elapsed.Seconds(), lat[len(lat)/2], lat[len(lat)*95/100]
 }

@@ -190,11 +190,14 @@ type Server struct {
 	Binary  string
 	Version string
 
+	opts   Options
+	env    []string
+	addr   string
 	cmd    *exec.Cmd
 	out    *tailBuffer
 	exited chan struct{}
 	waitEr error
-	stop   sync.Once
+	stop   *sync.Once
 }
 
 // Start starts MinIO for the test with its NATS target publishing to subject through JetStream
@@ -319,34 +322,70 @@ func start(o Options, env []string, version string) (*Server, error) {
 		return nil, &Error{Op: "start", Reason: "no free port", Err: err}
 	}
 	addr := "127.0.0.1:" + strconv.Itoa(ports[0])
-	cmd := exec.Command(o.Binary, "server", o.Dir, "--address", addr,
-		"--console-address", "127.0.0.1:"+strconv.Itoa(ports[1]), "--quiet")
-	cmd.Env = env
-	out := &tailBuffer{max: 64 << 10}
-	cmd.Stdout, cmd.Stderr = out, out
-	setSysProcAttr(cmd)
-	if err := cmd.Start(); err != nil {
-		return nil, &Error{Op: "start", Reason: "exec " + o.Binary, Err: err}
-	}
 	s := &Server{Endpoint: "http://" + addr, AccessKey: o.AccessKey, SecretKey: o.SecretKey, Region: o.Region,
-		Dir: o.Dir, Binary: o.Binary, Version: version, cmd: cmd, out: out, exited: make(chan struct{})}
-	go func() {
-		s.waitEr = cmd.Wait()
-		close(s.exited)
-	}()
-	if err := s.waitLive(o.StartTimeout); err != nil {
-		_ = s.Stop()
-		return nil, &Error{Op: "start", Reason: "minio at " + addr + " did not come up", Err: err, Log: out.String()}
+		Dir: o.Dir, Binary: o.Binary, Version: version, opts: o, env: env, addr: addr, out: &tailBuffer{max: 64 << 10}}
+	if err := s.spawn(); err != nil {
+		return nil, err
 	}
 	return s, nil
+}
+
+// spawn starts the process on s.addr and waits until it is live.
+func (s *Server) spawn() error {
+	// The console listens on a fresh free port each time; only the S3 address is kept.
+	ports, err := freePorts(1)
+	if err != nil {
+		return &Error{Op: "start", Reason: "no free port", Err: err}
+	}
+	cmd := exec.Command(s.Binary, "server", s.Dir, "--address", s.addr,
+		"--console-address", "127.0.0.1:"+strconv.Itoa(ports[0]), "--quiet")
+	cmd.Env = s.env
+	cmd.Stdout, cmd.Stderr = s.out, s.out
+	setSysProcAttr(cmd)
+	if err := cmd.Start(); err != nil {
+		return &Error{Op: "start", Reason: "exec " + s.Binary, Err: err}
+	}
+	exited := make(chan struct{})
+	s.cmd, s.exited, s.stop = cmd, exited, &sync.Once{}
+	go func() {
+		s.waitEr = cmd.Wait()
+		close(exited)
+	}()
+	if err := s.waitLive(s.opts.StartTimeout); err != nil {
+		_ = s.Stop()
+		return &Error{Op: "start", Reason: "minio at " + s.addr + " did not come up", Err: err, Log: s.out.String()}
+	}
+	return nil
+}
+
+// Restart stops the server (SIGTERM, like Stop) and starts it again on the same address, data
+// directory and credentials, so clients and the notification configuration carry on; events
+// MinIO had not delivered stay in its queue dir, when one is set. Not safe to call concurrently
+// with Stop or Restart.
+func (s *Server) Restart() error {
+	if err := s.Stop(); err != nil {
+		return err
+	}
+	var err error
+	for range 20 { // the old listener may linger for a moment
+		if err = s.spawn(); err == nil {
+			return nil
+		}
+		if !strings.Contains(err.Error(), "address already in use") {
+			return err
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return err
 }
 
 func (s *Server) waitLive(timeout time.Duration) error {
 	cl := &http.Client{Timeout: 2 * time.Second}
 	deadline := time.Now().Add(timeout)
+	exited := s.exited
 	for {
 		select {
-		case <-s.exited:
+		case <-exited:
 			return fmt.Errorf("process exited: %v", s.waitEr)
 		default:
 		}
@@ -464,6 +503,52 @@ func (s *Server) NotifyNATSE(ctx context.Context, bucket, prefix string, events 
 		return &Error{Op: "notify", Reason: "bucket " + bucket + " -> " + QueueARN, Err: err, Log: s.Log()}
 	}
 	return nil
+}
+
+// AwaitNotifications waits until MinIO publishes bucket events again: it puts probe objects
+// <probePrefix>hpa-probe-<n> (probePrefix must be inside the notification filter; pick keys
+// the code under test ignores) until the event of one arrives on the NATS subject, then deletes
+// them. It returns how many probes got no event. MinIO reports live before it has loaded the
+// buckets' notification rules: objects written in that window (about 100 ms after a restart
+// here) get no event at all, queue dir or not.
+func (s *Server) AwaitNotifications(ctx context.Context, bucket, probePrefix string, timeout time.Duration) (lost int, err error) {
+	nc, err := nats.Connect(s.opts.NATSURL, nats.Timeout(5*time.Second))
+	if err != nil {
+		return 0, &Error{Op: "notify", Reason: "connect to " + s.opts.NATSURL, Err: err}
+	}
+	defer nc.Close()
+	sub, err := nc.SubscribeSync(s.opts.Subject)
+	if err != nil {
+		return 0, &Error{Op: "notify", Reason: "subscribe " + s.opts.Subject, Err: err}
+	}
+	cl := s.Client()
+	var probes []string
+	defer func() {
+		for _, k := range probes {
+			_, _ = cl.DeleteObject(context.WithoutCancel(ctx), &s3.DeleteObjectInput{Bucket: aws.String(bucket), Key: aws.String(k)})
+		}
+	}()
+	deadline := time.Now().Add(timeout)
+	for n := 0; time.Now().Before(deadline); n++ {
+		key := fmt.Sprintf("%shpa-probe-%d", probePrefix, n)
+		if _, err := cl.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String(bucket), Key: aws.String(key),
+			Body: strings.NewReader("probe")}); err != nil {
+			return n, &Error{Op: "notify", Reason: "probe " + key, Err: err}
+		}
+		probes = append(probes, key)
+		// Any probe's event will do (a late one proves delivery works as well).
+		wait := time.Now().Add(200 * time.Millisecond)
+		for time.Now().Before(wait) {
+			m, err := sub.NextMsg(time.Until(wait))
+			if err != nil {
+				break
+			}
+			if bytes.Contains(m.Data, []byte("hpa-probe-")) && bytes.Contains(m.Data, []byte(`"`+bucket+`/`+probePrefix)) {
+				return n, nil
+			}
+		}
+	}
+	return len(probes), &Error{Op: "notify", Reason: fmt.Sprintf("no event for %d probes under s3://%s/%s within %s", len(probes), bucket, probePrefix, timeout), Log: s.Log()}
 }
 
 // checkStream makes sure a JetStream stream captures subject: MinIO's JetStream publisher gets

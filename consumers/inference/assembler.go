@@ -127,6 +127,7 @@ func (s *Service) runAssembler(ctx context.Context) error {
 				break
 			}
 			s.log.Warn("events consumer", "err", err)
+			time.Sleep(50 * time.Millisecond) // e.g. missed heartbeats while NATS is away
 			continue
 		}
 		work <- msg

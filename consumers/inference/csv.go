@@ -102,20 +102,25 @@ func (b *csvBuilder) get(ctx context.Context, plate string) (plateGen, error) {
 	return p, json.Unmarshal(e.Value(), &p)
 }
 
-// run builds dirty plates every CSVInterval until ctx is done, then once more.
+// run builds dirty plates every CSVInterval until ctx is done, then once more (bounded, so a
+// stop is never held up by an unreachable bus or store).
 func (b *csvBuilder) run(ctx context.Context) {
 	t := time.NewTicker(b.s.cfg.CSVInterval)
 	defer t.Stop()
-	opCtx := context.WithoutCancel(ctx)
+	base := context.WithoutCancel(ctx)
 	for {
 		select {
 		case <-ctx.Done():
-			b.flush(opCtx)
+			fctx, cancel := context.WithTimeout(base, 10*time.Second)
+			b.flush(fctx)
+			cancel()
 			return
 		case <-t.C:
 		case <-b.kick:
 		}
-		b.flush(opCtx)
+		fctx, cancel := context.WithTimeout(ctx, time.Minute)
+		b.flush(fctx)
+		cancel()
 	}
 }
 
@@ -128,6 +133,9 @@ func (b *csvBuilder) flush(ctx context.Context) {
 	}
 	b.mu.Unlock()
 	for _, plate := range plates {
+		if ctx.Err() != nil {
+			return
+		}
 		done, err := b.build(ctx, plate)
 		if err != nil {
 			b.s.m.errors.WithLabelValues("csv").Inc()
@@ -145,7 +153,9 @@ func (b *csvBuilder) flush(ctx context.Context) {
 // build brings the plate's CSV up to date when it can take the lock. done means built >= gen
 // was observed (nothing left to do for this replica).
 func (b *csvBuilder) build(ctx context.Context, plate string) (done bool, err error) {
-	for {
+	// A few rounds at most: labels keep arriving under load; the plate stays dirty and the next
+	// flush continues.
+	for range 3 {
 		p, err := b.get(ctx, plate)
 		if err != nil {
 			return false, err
@@ -162,11 +172,14 @@ func (b *csvBuilder) build(ctx context.Context, plate string) (done bool, err er
 			return false, err
 		}
 		err = b.buildLocked(ctx, plate)
-		_ = b.s.locks.Delete(ctx, lockKey, jetstream.LastRevision(rev))
+		if derr := b.s.locks.Delete(ctx, lockKey, jetstream.LastRevision(rev)); derr != nil {
+			b.s.log.Warn("plate CSV lock not released (expires after the lock TTL)", "plate", plate, "err", derr)
+		}
 		if err != nil {
 			return false, err
 		}
 	}
+	return false, nil
 }
 
 func (b *csvBuilder) buildLocked(ctx context.Context, plate string) error {

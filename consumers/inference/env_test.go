@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -215,7 +216,9 @@ func (e *testEnv) startService(cfg Config, loader ModelLoader, location string) 
 			select {
 			case runErr = <-done:
 			case <-time.After(30 * time.Second):
-				runErr = errors.New("Run did not return within 30s of cancel")
+				buf := make([]byte, 1<<20)
+				n := runtime.Stack(buf, true)
+				runErr = fmt.Errorf("Run did not return within 30s of cancel; goroutines:\n%s", buf[:n])
 			}
 		})
 		return runErr

@@ -147,6 +147,7 @@ func (s *Service) runLabeler(ctx context.Context) error {
 				break
 			}
 			s.log.Warn("label consumer", "err", err)
+			time.Sleep(50 * time.Millisecond) // e.g. missed heartbeats while NATS is away
 			continue
 		}
 		fl := &inflight{msg: msg, start: time.Now()}

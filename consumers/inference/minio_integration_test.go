@@ -18,11 +18,13 @@ import (
 	"maps"
 	"math"
 	"math/rand/v2"
+	"net/http/httptest"
 	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -50,6 +52,11 @@ import (
 type digestModel struct {
 	mu      sync.Mutex
 	samples map[string]int // sample id -> times predicted
+	// gate, when set, holds the first Predict call until it is closed; held reports that the
+	// call is waiting.
+	gate chan struct{}
+	held chan struct{}
+	once sync.Once
 }
 
 var digestInfo = inference.ModelInfo{
@@ -73,6 +80,12 @@ func digestProbs(img pipeline.Image4) []float64 {
 }
 
 func (m *digestModel) Predict(ctx context.Context, batch []pipeline.Image4) ([][]float64, error) {
+	if m.gate != nil {
+		m.once.Do(func() {
+			close(m.held)
+			<-m.gate
+		})
+	}
 	out := make([][]float64, len(batch))
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -400,15 +413,18 @@ type minioService struct {
 
 // startMinIOService sets everything up, loads the model at location and runs the consumer until
 // the test ends.
-// minioOpts, when given, adjusts the MinIO options (NATSURL and Subject are set already).
-func startMinIOService(t testing.TB, loader inference.ModelLoader, location string, minioOpts ...func(*minio.Options)) *minioService {
+// setupOption adjusts the MinIO options (NATSURL and Subject are set already) and the consumer
+// configuration before they are used.
+type setupOption func(*minio.Options, *inference.Config)
+
+func startMinIOService(t testing.TB, loader inference.ModelLoader, location string, opts ...setupOption) *minioService {
 	t.Helper()
-	return startS3Service(t, "minio", loader, location, minioOpts...)
+	return startS3Service(t, "minio", loader, location, opts...)
 }
 
 // startS3Service is startMinIOService with the S3 server chosen: "minio", or "s3local" (the
 // project's in-process server, for comparisons).
-func startS3Service(t testing.TB, backend string, loader inference.ModelLoader, location string, minioOpts ...func(*minio.Options)) *minioService {
+func startS3Service(t testing.TB, backend string, loader inference.ModelLoader, location string, opts ...setupOption) *minioService {
 	t.Helper()
 	e := &minioService{bucket: "hpa", subject: "s3.events.minio", events: map[string]int{}, firstEv: map[string]time.Time{}}
 	ctx := context.Background()
@@ -436,8 +452,8 @@ func startS3Service(t testing.TB, backend string, loader inference.ModelLoader, 
 	switch backend {
 	case "minio":
 		mo := minio.Options{NATSURL: ns.ClientURL(), Subject: e.subject}
-		for _, f := range minioOpts {
-			f(&mo)
+		for _, f := range opts {
+			f(&mo, &inference.Config{})
 		}
 		e.srv = minio.StartOptions(t, mo)
 		e.srv.CreateBucket(t, e.bucket)
@@ -475,6 +491,9 @@ func startS3Service(t testing.TB, backend string, loader inference.ModelLoader, 
 	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	if testing.Verbose() && os.Getenv("HPA_TEST_LOG") != "" {
 		cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	for _, f := range opts {
+		f(&minio.Options{}, &cfg)
 	}
 	e.cfg = cfg
 	if e.svc, err = inference.New(nc, e.store, loader, cfg); err != nil {
@@ -773,7 +792,7 @@ func TestMinIOQueueDirSurvivesNATSOutage(t *testing.T) {
 	queue := t.TempDir()
 	e := startMinIOService(t, func(ctx context.Context, loc string) (inference.Predictor, io.Closer, error) {
 		return model, model, nil
-	}, "digest", func(o *minio.Options) { o.QueueDir = queue })
+	}, "digest", func(o *minio.Options, _ *inference.Config) { o.QueueDir = queue })
 
 	mk := func(id string, seed uint64) minioSample {
 		s := minioSample{plate: "outage plate", id: id}
@@ -822,6 +841,98 @@ func TestMinIOQueueDirSurvivesNATSOutage(t *testing.T) {
 			t.Errorf("%s predicted %d times", s.id, n)
 		}
 	}
+}
+
+// TestMinIORestartMidLoad: MinIO goes down while the consumer holds fetched samples and a batch
+// in the model, stays down for a second while the consumer's fetches and label writes fail, and
+// comes back; every sample, before and after the outage, gets its exact label, transient S3
+// errors were counted, and none is dead-lettered.
+func TestMinIORestartMidLoad(t *testing.T) {
+	model := &digestModel{samples: map[string]int{}, gate: make(chan struct{}), held: make(chan struct{})}
+	e := startMinIOService(t, func(ctx context.Context, loc string) (inference.Predictor, io.Closer, error) {
+		return model, model, nil
+	}, "digest", func(_ *minio.Options, c *inference.Config) {
+		c.Backoff = 100 * time.Millisecond // 8 deliveries span ~13 s, far more than the outage
+	})
+	ctx := context.Background()
+	mk := func(id string, seed uint64) minioSample {
+		s := minioSample{plate: "restart plate", id: id}
+		for c := range s.data {
+			s.data[c] = grayPNG(t, 64, seed*4+uint64(c))
+		}
+		return s
+	}
+	var before, after []minioSample
+	for i := range 12 {
+		before = append(before, mk(fmt.Sprintf("a%02d", i), uint64(10+i)))
+	}
+	for i := range 4 {
+		after = append(after, mk(fmt.Sprintf("b%02d", i), uint64(50+i)))
+	}
+	e.upload(t, before)
+	// Every event of the first batch is on the stream (MinIO sends them asynchronously and drops
+	// those still queued in memory when it stops) and a batch is in the model: MinIO goes down.
+	waitUntil(t, 20*time.Second, "events of the first batch", func() bool {
+		return len(streamMessages(t, e.js, e.cfg.EventsStream)) >= 4*len(before)
+	})
+	select {
+	case <-model.held:
+	case <-time.After(20 * time.Second):
+		t.Fatal("no batch reached the model")
+	}
+	if err := e.srv.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	close(model.gate) // the held batch's label writes now fail, as do the other fetches
+	time.Sleep(time.Second)
+	if n := len(e.labelEvents()); n != 0 {
+		t.Fatalf("%d labels written while MinIO was down", n)
+	}
+	if err := e.srv.Resume(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.srv.AwaitNotifications(ctx, e.bucket, e.cfg.UploadPrefix, 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	e.upload(t, after)
+	all := append(before, after...)
+	got := e.waitLabels(t, all, 30*time.Second)
+	for _, s := range all {
+		if !bytes.Equal(mustMarshal(t, got[s.plate+"/"+s.id]), s.want(t)) {
+			t.Errorf("%s: label differs from the expected one", s.id)
+		}
+	}
+	waitUntil(t, 10*time.Second, "ready stream drained", func() bool {
+		st, err := e.js.Stream(ctx, e.cfg.ReadyStream)
+		if err != nil {
+			return false
+		}
+		info, err := st.Info(ctx)
+		return err == nil && info.State.Msgs == 0
+	})
+	if dl := streamMessages(t, e.js, e.cfg.DLQStream); len(dl) != 0 {
+		t.Errorf("%d dead letters, first: %s", len(dl), dl[0].Data)
+	}
+	if n := metricValue(t, e.svc, `hpa_inference_errors_total{kind="s3"}`); n < 1 {
+		t.Errorf("no S3 errors counted during the outage (%v)", n)
+	}
+}
+
+// metricValue reads one sample (name with labels, as exposed) from the service's /metrics.
+func metricValue(t *testing.T, svc *inference.Service, series string) float64 {
+	t.Helper()
+	rec := httptest.NewRecorder()
+	svc.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	for _, line := range strings.Split(rec.Body.String(), "\n") {
+		if v, ok := strings.CutPrefix(line, series+" "); ok {
+			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			if err != nil {
+				t.Fatalf("metric line %q: %v", line, err)
+			}
+			return f
+		}
+	}
+	return 0
 }
 
 func mustMarshal(t *testing.T, l pipeline.Label) []byte {

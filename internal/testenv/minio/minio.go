@@ -366,6 +366,17 @@ func (s *Server) Restart() error {
 	if err := s.Stop(); err != nil {
 		return err
 	}
+	return s.Resume()
+}
+
+// Resume starts a server stopped with Stop again on the same address, data directory and
+// credentials. Not safe to call concurrently with Stop, Restart or Resume.
+func (s *Server) Resume() error {
+	select {
+	case <-s.exited:
+	default:
+		return &Error{Op: "start", Reason: "minio at " + s.addr + " is still running"}
+	}
 	var err error
 	for range 20 { // the old listener may linger for a moment
 		if err = s.spawn(); err == nil {

@@ -113,6 +113,10 @@ func TestNativeNATSNotifications(t *testing.T) {
 	if m, err := cons.Next(jetstream.FetchContext(nctx)); err == nil {
 		t.Errorf("unexpected second event: %s", m.Data())
 	}
+	var he0 *Error
+	if err := srv.Resume(); !errors.As(err, &he0) || !strings.Contains(err.Error(), "still running") {
+		t.Errorf("Resume of a running server: %v", err)
+	}
 	// After a restart on the same address and data the object is there and notifications go on.
 	t0 := time.Now()
 	if err := srv.Restart(); err != nil {

@@ -214,19 +214,29 @@ func (s *Service) applyEvent(ctx context.Context, ev s3events.ObjectEvent) error
 		}
 		var rec sampleRec
 		var rev uint64
-		e, err := s.samples.Get(ctx, key)
-		switch {
-		case err == nil:
-			rev = e.Revision()
-			if json.Unmarshal(e.Value(), &rec) != nil || rec.Plate != sk.Plate || rec.ID != sk.ID {
-				rec = sampleRec{}
+		known := false
+		if attempt == 0 {
+			// Optimistic first try without a read: the revision this replica last wrote, or a
+			// Create for a sample it has not seen. A stale guess only costs a failed CAS.
+			rec, rev, known = s.recs.get(key)
+			if !known {
+				rec = sampleRec{Plate: sk.Plate, ID: sk.ID, FirstSeen: time.Now().UnixNano()}
 			}
-		case errors.Is(err, jetstream.ErrKeyNotFound):
-		default:
-			return &eventError{"kv get", err}
-		}
-		if rec.ID == "" {
-			rec = sampleRec{Plate: sk.Plate, ID: sk.ID, FirstSeen: time.Now().UnixNano()}
+		} else {
+			e, err := s.samples.Get(ctx, key)
+			switch {
+			case err == nil:
+				rev = e.Revision()
+				if json.Unmarshal(e.Value(), &rec) != nil || rec.Plate != sk.Plate || rec.ID != sk.ID {
+					rec = sampleRec{}
+				}
+			case errors.Is(err, jetstream.ErrKeyNotFound):
+			default:
+				return &eventError{"kv get", err}
+			}
+			if rec.ID == "" {
+				rec = sampleRec{Plate: sk.Plate, ID: sk.ID, FirstSeen: time.Now().UnixNano()}
+			}
 		}
 		cur := rec.Channels[sk.Channel]
 		changed := cur == nil || (cur.ETag != ref.ETag && !(ref.Sequencer != "" && cur.Sequencer != "" &&
@@ -234,18 +244,27 @@ func (s *Service) applyEvent(ctx context.Context, ev s3events.ObjectEvent) error
 		if changed {
 			rec.Channels[sk.Channel] = &ref
 			b, _ := json.Marshal(&rec)
+			var err error
+			var nrev uint64
 			if rev == 0 {
-				_, err = s.samples.Create(ctx, key, b)
+				nrev, err = s.samples.Create(ctx, key, b)
 			} else {
-				_, err = s.samples.Update(ctx, key, b, rev)
+				nrev, err = s.samples.Update(ctx, key, b, rev)
 			}
 			if err != nil {
 				if errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
-					continue // another replica updated the sample: read again
+					s.recs.drop(key)
+					continue // another replica (or an older run) updated the sample: read again
 				}
 				return &eventError{"kv update", err}
 			}
+			s.recs.put(key, rec, nrev)
 			s.m.events.WithLabelValues("channel").Inc()
+		} else if known {
+			// A duplicate judged on the cached entry: confirm on the stored one before relying
+			// on it (the entry may have moved on, e.g. labeled or re-uploaded elsewhere).
+			s.recs.drop(key)
+			continue
 		} else {
 			s.m.events.WithLabelValues("duplicate").Inc()
 		}
@@ -317,4 +336,40 @@ func validJSONOrString(b []byte) []byte {
 	}
 	q, _ := json.Marshal(string(b))
 	return q
+}
+
+// recCache remembers the sample entries this replica wrote last (value and revision), so the next
+// channel event of a sample updates it without reading it first. Bounded: cleared when full.
+type recCache struct {
+	mu sync.Mutex
+	m  map[string]cachedRec
+}
+
+type cachedRec struct {
+	rec sampleRec
+	rev uint64
+}
+
+const recCacheMax = 1 << 17
+
+func (c *recCache) get(key string) (sampleRec, uint64, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.m[key]
+	return e.rec, e.rev, ok
+}
+
+func (c *recCache) put(key string, rec sampleRec, rev uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil || len(c.m) >= recCacheMax {
+		c.m = make(map[string]cachedRec)
+	}
+	c.m[key] = cachedRec{rec, rev}
+}
+
+func (c *recCache) drop(key string) {
+	c.mu.Lock()
+	delete(c.m, key)
+	c.mu.Unlock()
 }

@@ -223,6 +223,7 @@ type Service struct {
 
 	inflight inflightSet
 	csv      *csvBuilder
+	recs     recCache
 
 	mu       sync.Mutex
 	pointer  string // last model location read from the pointer object

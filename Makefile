@@ -51,3 +51,14 @@ test-minio: setup
 BENCH_TRAIN_ARGS ?= --arch seresnext_tiny --size 128 --batch 16 --steps 10 --threads 1 --workers 2
 bench-train: setup build
 	bin/hpa bench train $(BENCH_TRAIN_ARGS)
+
+# Inference service benchmarks of issue 4 section 3 in one command: end-to-end samples/s through
+# NATS + S3 + decode + batching + JSON vs the raw model in the same run (e2e/raw, goal >= 0.90) and
+# sample-ready events/s from S3 events (vs_goal_20k, goal >= 1).
+.PHONY: bench-inference
+bench-inference:
+	$(GO) test -run '^$$' -bench 'EndToEnd|ReadyEvents' -benchtime 3x ./consumers/inference
+
+# The README's main job: start the service, upload a synthetic plate, print its labels and macro-F1.
+demo: setup build
+	bin/hpa demo

@@ -89,7 +89,7 @@ fi
 # skips itself, or fails when env CI is set); HPA_MINIO_VERSION picks another version.
 MINIO_VER=${HPA_MINIO_VERSION:-v0.0.0-20260212201848-7aac2a2c5b7c}
 if [ "${HPA_SKIP_MINIO:-0}" != 1 ]; then
-  have=$(go version -m "$CACHE/bin/minio" 2>/dev/null | awk '$1 == "mod" && $2 == "github.com/minio/minio" {print $3}')
+  have=$(go version -m "$CACHE/bin/minio" 2>/dev/null | awk '$1 == "mod" && $2 == "github.com/minio/minio" {print $3}')  || have=""
   if [ "$have" != "$MINIO_VER" ]; then
     log "building minio@$MINIO_VER into $CACHE/bin (once; several minutes cold)"
     mkdir -p "$CACHE/bin"

@@ -64,7 +64,7 @@ type upRun struct {
 }
 
 // startUp runs `hpa up` in-process on dataDir with free ports.
-func startUp(t *testing.T, dataDir, manifest string) *upRun {
+func startUp(t testing.TB, dataDir, manifest string) *upRun {
 	t.Helper()
 	v := config.New()
 	o := upOptions{DataDir: dataDir, Model: manifest, S3Addr: "127.0.0.1:0", MetricsAddr: "127.0.0.1:0", Bucket: "plates", Region: "us-east-1"}
@@ -85,7 +85,7 @@ func startUp(t *testing.T, dataDir, manifest string) *upRun {
 	return r
 }
 
-func (r *upRun) stop(t *testing.T) {
+func (r *upRun) stop(t testing.TB) {
 	if r.cancel == nil {
 		return
 	}
@@ -101,7 +101,7 @@ func (r *upRun) stop(t *testing.T) {
 	}
 }
 
-func (r *upRun) upload(t *testing.T, plate, id string, seed uint64) {
+func (r *upRun) upload(t testing.TB, plate, id string, seed uint64) {
 	t.Helper()
 	for c, ch := range pipeline.ChannelNames {
 		if err := r.store.Put(context.Background(), r.ep.UploadPrefix+plate+"/"+id+"_"+ch+".png", upPNG(64, seed*4+uint64(c)), "image/png"); err != nil {
@@ -110,7 +110,7 @@ func (r *upRun) upload(t *testing.T, plate, id string, seed uint64) {
 	}
 }
 
-func (r *upRun) waitLabel(t *testing.T, plate, id string) []byte {
+func (r *upRun) waitLabel(t testing.TB, plate, id string) []byte {
 	t.Helper()
 	deadline := time.Now().Add(90 * time.Second)
 	for {

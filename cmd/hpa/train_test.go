@@ -1,0 +1,88 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/hpa-plates/hpa/internal/config"
+	"github.com/hpa-plates/hpa/internal/model"
+	"github.com/hpa-plates/hpa/internal/synth"
+)
+
+// hpa train on a tiny synthetic set writes a model set that hpa label then uses.
+func TestTrainThenLabel(t *testing.T) {
+	lib := torchShim(t)
+	data := t.TempDir()
+	if _, err := synth.Generate(context.Background(), synth.Options{Out: data, Samples: 24, Size: 32, Seed: 4, Workers: 2}); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(t.TempDir(), "set")
+	t.Setenv("HPA_TORCH_LIBRARY", lib)
+	t.Setenv("HPA_TORCH_THREADS", "1")
+	t.Setenv("HPA_TRAIN_AUGMENT_ERASE_PROB", "0.9") // env layer for a non-flag key
+	res, err := runCLI(t, "train", "--data", data, "--out", out, "--arch", "seresnext_tiny", "--size", "32",
+		"--folds", "2", "--cycles", "1", "--epochs", "1", "--batch", "4", "--tta-views", "2", "--price-per-hour", "3.5")
+	if err != nil {
+		t.Fatalf("%v\n%s", err, res)
+	}
+	if !strings.Contains(res, "model set: ") || !strings.Contains(res, "out-of-fold macro-F1") || !strings.Contains(res, "cost ") {
+		t.Errorf("summary:\n%s", res)
+	}
+	m, err := model.ReadManifest(filepath.Join(out, "manifest.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(m.Members) != 2 || m.InputSize != 32 || m.TTAViews != 2 || m.Version != "seresnext_tiny-32px-k2-c1x1-s1" {
+		t.Errorf("manifest: %d members, size %d, views %d, version %s", len(m.Members), m.InputSize, m.TTAViews, m.Version)
+	}
+	var rep struct {
+		Cost float64 `json:"cost"`
+	}
+	b, _ := os.ReadFile(filepath.Join(out, "report.json"))
+	if err := json.Unmarshal(b, &rep); err != nil || rep.Cost <= 0 {
+		t.Errorf("report cost %v %v", rep.Cost, err)
+	}
+	labels := filepath.Join(t.TempDir(), "labels")
+	code, stderr := labelRun(t, "label", filepath.Join(data, "train"), "--model", filepath.Join(out, "manifest.json"), "--out", labels)
+	if code != 0 {
+		t.Fatalf("label exit %d:\n%s", code, stderr)
+	}
+	js, _ := filepath.Glob(filepath.Join(labels, "*.json"))
+	if len(js) != 24 {
+		t.Errorf("%d label files", len(js))
+	}
+}
+
+func TestTrainConfigLayers(t *testing.T) {
+	dir := t.TempDir()
+	cfgFile := filepath.Join(dir, "c.yaml")
+	os.WriteFile(cfgFile, []byte("train:\n  epochs: 7\n  augment:\n    contrast: 0.5\n  balance:\n    shares: [0.6, 0.3, 0.1]\n"), 0o644)
+	t.Setenv("HPA_TRAIN_EPOCHS", "9")
+	t.Setenv("HPA_TRAIN_AUGMENT_ROT90", "false")
+	root := newRoot()
+	cmd, _, err := root.Find([]string{"train"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.ParseFlags([]string{"--cycles", "3"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := config.Load(cfg, cfgFile); err != nil {
+		t.Fatal(err)
+	}
+	c, err := trainConfigFrom(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Cycles != 3 || c.EpochsPerCycle != 9 || c.Augment.Contrast != 0.5 || c.Augment.Rot90 || c.Balance.Shares != [3]float64{0.6, 0.3, 0.1} {
+		t.Errorf("layers: cycles %d (flag 3), epochs %d (env 9), contrast %v (file 0.5), rot90 %v (env false), shares %v (file)",
+			c.Cycles, c.EpochsPerCycle, c.Augment.Contrast, c.Augment.Rot90, c.Balance.Shares)
+	}
+	if c.Augment.FlipLR != true || c.LR != 0.1 {
+		t.Errorf("defaults: flip_lr %v lr %v", c.Augment.FlipLR, c.LR)
+	}
+}

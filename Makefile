@@ -17,6 +17,12 @@ test: setup
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout 25m ./...
 
+# The main job on the embedded default: the whole service on this machine, a synthetic plate uploaded
+# through S3, its labels and macro-F1 (hpa demo). DEMO_ARGS adds flags.
+DEMO_ARGS ?=
+demo: setup build
+	bin/hpa demo $(DEMO_ARGS)
+
 bench: setup
 	$(GO) test -run '^$$' -bench . -benchtime 3x ./...
 

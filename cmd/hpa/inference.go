@@ -62,6 +62,7 @@ func inferenceFlags(f *pflag.FlagSet) {
 	f.Int("max-deliver", d.MaxDeliver, "deliveries of a message before it is dead-lettered")
 	f.Duration("incomplete-age", d.IncompleteAge, "report samples still missing channels after this long")
 	f.Int64("max-object-bytes", d.MaxObjectBytes, "larger channel objects are refused (error record kind too_large)")
+	f.Duration("op-timeout", d.OpTimeout, "time limit of each S3 call (a hung request is retried)")
 	f.String("metrics-addr", "127.0.0.1:9090", "listen address of /metrics, /healthz and /readyz (empty: off)")
 	// NATS connection (nats.*).
 	f.String("nats-url", nats.DefaultURL, "NATS server URL(s), comma-separated")
@@ -206,6 +207,7 @@ func inferenceConfig(v *viper.Viper, log *slog.Logger) (inference.Config, error)
 	dur("inference.max_batch_delay", &c.MaxBatchDelay)
 	dur("inference.ack_wait", &c.AckWait)
 	dur("inference.incomplete_age", &c.IncompleteAge)
+	dur("inference.op_timeout", &c.OpTimeout)
 	if v.IsSet("inference.max_object_bytes") {
 		c.MaxObjectBytes = v.GetInt64("inference.max_object_bytes")
 	}

@@ -483,8 +483,9 @@ func TestHotReload(t *testing.T) {
 	}
 }
 
-// 20% of S3 requests fail (before reaching the store) and some hang briefly: every sample is
-// still labeled, exactly once.
+// 20% of S3 requests fail before reaching the store: 15% with an error, 2% hang for seconds
+// (past the consumer's per-call timeout), 3% answer 503 after a delay. Every sample is still
+// labeled, exactly once.
 func TestFaultyS3(t *testing.T) {
 	var n atomic.Int64
 	var failed atomic.Int64
@@ -497,6 +498,15 @@ func TestFaultyS3(t *testing.T) {
 				failed.Add(1)
 				_, _ = io.Copy(io.Discard, r.Body)
 				http.Error(w, `<?xml version="1.0" encoding="UTF-8"?><Error><Code>InternalError</Code><Message>injected</Message></Error>`, http.StatusInternalServerError)
+				return
+			case x < 17:
+				// Hangs past the consumer's per-call timeout (and the client gives up).
+				failed.Add(1)
+				select {
+				case <-r.Context().Done():
+				case <-time.After(3 * time.Second):
+				}
+				http.Error(w, "hung", http.StatusServiceUnavailable)
 				return
 			case x < 20:
 				failed.Add(1)
@@ -511,6 +521,7 @@ func TestFaultyS3(t *testing.T) {
 	e := newEnv(t, mw)
 	model := newFakeModel("A", 0.6)
 	cfg := testConfig()
+	cfg.OpTimeout = 500 * time.Millisecond
 	models := map[string]*fakeModel{"A": model}
 	e.startService(cfg, loaderOf(models), "A")
 	e.startService(cfg, loaderOf(models), "A")
@@ -602,5 +613,27 @@ func TestHealthEndpoints(t *testing.T) {
 	}
 	if _, err := New(e.nc, e.store, nil, Config{LabelsPrefix: "incoming/x/", UploadPrefix: "incoming/"}); err == nil {
 		t.Error("overlapping prefixes must be refused")
+	}
+}
+
+// A model failure is transient: the batch is retried with backoff and every sample is labeled.
+func TestModelFailureRetried(t *testing.T) {
+	e := newEnv(t, nil)
+	model := newFakeModel("A", 0.25)
+	model.failNext.Store(2)
+	svc, _ := e.startService(testConfig(), loaderOf(map[string]*fakeModel{"A": model}), "A")
+	p := makePlate("pm", 3, 64, 31)
+	for _, k := range p.shuffledKeys(1) {
+		e.put(k, p.files[k])
+	}
+	waitFor(t, 30*time.Second, "labels after model failures", func() bool { return len(e.labels.snapshot()) == len(p.ids) })
+	for _, id := range p.ids {
+		e.checkLabel("pm", id, p.imgs[id], model)
+	}
+	if got := counter(t, svc, "hpa_inference_errors_total", map[string]string{"kind": "inference"}); got < 1 {
+		t.Errorf("model failures not counted: %v", got)
+	}
+	if got := counter(t, svc, "hpa_inference_naks_total", nil); got < 1 {
+		t.Errorf("no redelivery after a model failure: %v", got)
 	}
 }

@@ -106,8 +106,11 @@ type Config struct {
 	PointerPoll  time.Duration
 
 	MaxObjectBytes int64
-	Decode         pipeline.DecodeOptions
-	Logger         *slog.Logger
+	// OpTimeout bounds every object-store call (a hung request fails and is retried instead of
+	// holding a sample, kept alive by heartbeats, forever).
+	OpTimeout time.Duration
+	Decode    pipeline.DecodeOptions
+	Logger    *slog.Logger
 }
 
 // DefaultConfig returns the defaults (the values config.yaml documents).
@@ -123,7 +126,7 @@ func DefaultConfig() Config {
 		MaxAckPending: 256, AckWait: 30 * time.Second, MaxDeliver: 8, Backoff: 250 * time.Millisecond,
 		DedupWindow: 2 * time.Minute, IncompleteAge: 10 * time.Minute, SweepInterval: time.Minute,
 		CSVInterval: time.Second, LockTTL: time.Minute, PointerPoll: 10 * time.Second,
-		MaxObjectBytes: 256 << 20,
+		MaxObjectBytes: 256 << 20, OpTimeout: 30 * time.Second,
 	}
 }
 
@@ -177,6 +180,7 @@ func (c *Config) fill() error {
 	dur(&c.CSVInterval, d.CSVInterval)
 	dur(&c.LockTTL, d.LockTTL)
 	dur(&c.PointerPoll, d.PointerPoll)
+	dur(&c.OpTimeout, d.OpTimeout)
 	if c.MaxObjectBytes == 0 {
 		c.MaxObjectBytes = d.MaxObjectBytes
 	}
@@ -247,7 +251,7 @@ func New(nc *nats.Conn, store ObjectStore, loader ModelLoader, cfg Config) (*Ser
 	if err != nil {
 		return nil, fmt.Errorf("jetstream: %w", err)
 	}
-	s := &Service{cfg: cfg, nc: nc, js: js, store: store, loader: loader, keys: km, log: cfg.Logger, m: newMetrics()}
+	s := &Service{cfg: cfg, nc: nc, js: js, store: timeoutStore{store, cfg.OpTimeout}, loader: loader, keys: km, log: cfg.Logger, m: newMetrics()}
 	s.inflight.m = map[*inflight]struct{}{}
 	return s, nil
 }

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
@@ -177,4 +178,34 @@ func NewS3Client(cfg aws.Config, o S3Options) *s3.Client {
 			so.HTTPClient = o.HTTPClient
 		}
 	})
+}
+
+// timeoutStore bounds each call of an ObjectStore.
+type timeoutStore struct {
+	inner ObjectStore
+	d     time.Duration
+}
+
+func (t timeoutStore) Get(ctx context.Context, key string, max int64) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, t.d)
+	defer cancel()
+	return t.inner.Get(ctx, key, max)
+}
+
+func (t timeoutStore) Put(ctx context.Context, key string, data []byte, contentType string) error {
+	ctx, cancel := context.WithTimeout(ctx, t.d)
+	defer cancel()
+	return t.inner.Put(ctx, key, data, contentType)
+}
+
+func (t timeoutStore) Delete(ctx context.Context, key string) error {
+	ctx, cancel := context.WithTimeout(ctx, t.d)
+	defer cancel()
+	return t.inner.Delete(ctx, key)
+}
+
+func (t timeoutStore) List(ctx context.Context, prefix string) ([]string, error) {
+	ctx, cancel := context.WithTimeout(ctx, t.d*4)
+	defer cancel()
+	return t.inner.List(ctx, prefix)
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -58,7 +59,7 @@ func TestTorchInfoAndCheck(t *testing.T) {
 	if err != nil {
 		t.Fatalf("%v\n%s", err, out)
 	}
-	for _, want := range []string{"hpatorch 1", "allocator: tcmalloc (tcmalloc mapped: true)", "threads:   1"} {
+	for _, want := range []string{fmt.Sprintf("hpatorch %d ", torch.ABIVersion), "allocator: tcmalloc (tcmalloc mapped: true)", "threads:   1"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("info output lacks %q:\n%s", want, out)
 		}

@@ -64,7 +64,3 @@ bench-train: setup build
 .PHONY: bench-inference
 bench-inference:
 	$(GO) test -run '^$$' -bench 'EndToEnd|ReadyEvents' -benchtime 3x ./consumers/inference
-
-# The README's main job: start the service, upload a synthetic plate, print its labels and macro-F1.
-demo: setup build
-	bin/hpa demo

@@ -166,14 +166,22 @@ func TestUpLabelsAndResumes(t *testing.T) {
 			t.Errorf("label %s: %+v", id, l.Model)
 		}
 	}
-	resp, err := http.Get(r.ep.MetricsURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	mb, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if !strings.Contains(string(mb), "hpa_inference_samples_labeled_total 2") {
-		t.Errorf("metrics:\n%.1500s", mb)
+	// The counter moves right after the PUT the test saw: poll.
+	var mb []byte
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		resp, err := http.Get(r.ep.MetricsURL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		mb, _ = io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if strings.Contains(string(mb), "hpa_inference_samples_labeled_total 2") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("metrics never showed 2 labels:\n%s", mb)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 	ready, err := http.Get(strings.TrimSuffix(r.ep.MetricsURL, "/metrics") + "/readyz")
 	if err != nil || ready.StatusCode != 200 {
@@ -296,5 +304,35 @@ func TestMacroF1(t *testing.T) {
 	// class 0: tp1 -> 1; class 2: tp1 fn1 -> 2/3; class 5: fp1 -> 0.
 	if n != 3 || f1 < 0.5555 || f1 > 0.5556 {
 		t.Errorf("macro-F1 %v over %d", f1, n)
+	}
+}
+
+// inference.* keys follow the project's precedence: flags > HPA_* env > config file > defaults.
+func TestInferenceConfigPrecedence(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "c.yaml")
+	if err := os.WriteFile(file, []byte("inference:\n  batch: 5\n  max_batch_delay: 7ms\n  fetch_workers: 3\n  labels_prefix: out/\ns3:\n  bucket: fromfile\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("HPA_INFERENCE_FETCH_WORKERS", "6")
+	v := config.New()
+	cmd := newInferenceCmd(v)
+	if err := cmd.Flags().Parse([]string{"--batch", "9"}); err != nil {
+		t.Fatal(err)
+	}
+	config.BindFlags(v, cmd, "inference", inferenceFlagKeys)
+	if err := config.Load(v, file); err != nil {
+		t.Fatal(err)
+	}
+	c, err := inferenceConfig(v, newLogger(v, io.Discard))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.MaxBatch != 9 || c.FetchWorkers != 6 || c.MaxBatchDelay != 7*time.Millisecond || c.Bucket != "fromfile" ||
+		c.LabelsPrefix != "out/" || c.WriteWorkers != inference.DefaultConfig().WriteWorkers {
+		t.Errorf("config %+v", c)
+	}
+	t.Setenv("HPA_INFERENCE_WRITE_WORKERS", "0")
+	if _, err := inferenceConfig(v, newLogger(v, io.Discard)); err == nil {
+		t.Error("zero write workers accepted")
 	}
 }

@@ -11,33 +11,15 @@ import (
 	"github.com/hpa-plates/hpa/internal/model"
 	"github.com/hpa-plates/hpa/internal/model/torch"
 	"github.com/hpa-plates/hpa/internal/synth"
+	"github.com/hpa-plates/hpa/internal/testutil"
 )
-
-// repoRoot walks up from the package directory to the directory holding go.mod.
-func repoRoot(t testing.TB) string {
-	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir
-		}
-		up := filepath.Dir(dir)
-		if up == dir {
-			t.Fatal("no go.mod above the test directory")
-		}
-		dir = up
-	}
-}
 
 // openLib opens the shim built by scripts/setup.sh; without it the test is skipped unless CI is set.
 func openLib(t testing.TB) *torch.Lib {
 	t.Helper()
 	p := os.Getenv("HPA_TORCH_LIBRARY")
 	if p == "" {
-		p = filepath.Join(repoRoot(t), torch.DefaultLibrary)
+		p = filepath.Join(testutil.RepoRoot(t), torch.DefaultLibrary)
 	}
 	if _, err := os.Stat(p); err != nil && os.Getenv("CI") == "" {
 		t.Skipf("training shim %s not built (run scripts/setup.sh); CI unset, so skipping", p)

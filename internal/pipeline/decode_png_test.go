@@ -8,35 +8,13 @@ import (
 	"path/filepath"
 	"runtime"
 	"testing"
-)
 
-// hpaRealDir returns ../shared/hpa-real relative to the directory holding go.mod.
-func hpaRealDir(t testing.TB) string {
-	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			break
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatal("go.mod not found above the test directory")
-		}
-		dir = parent
-	}
-	real := filepath.Join(dir, "..", "shared", "hpa-real")
-	if _, err := os.Stat(real); err != nil {
-		t.Fatalf("real HPA data not found: %v", err)
-	}
-	return real
-}
+	"github.com/hpa-plates/hpa/internal/testutil"
+)
 
 func realPNGs(t testing.TB) []string {
 	t.Helper()
-	root := hpaRealDir(t)
+	root := testutil.HPAReal(t)
 	var files []string
 	for _, sub := range []string{"train_sample", "test_sample"} {
 		m, err := filepath.Glob(filepath.Join(root, sub, "*.png"))

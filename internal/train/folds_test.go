@@ -4,39 +4,16 @@ import (
 	"errors"
 	"math"
 	"math/rand/v2"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-)
 
-// hpaRealDir finds ../shared/hpa-real beside the repository root (the directory holding go.mod).
-func hpaRealDir(t testing.TB) string {
-	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			break
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatal("go.mod not found above the test directory")
-		}
-		dir = parent
-	}
-	real := filepath.Join(dir, "..", "shared", "hpa-real")
-	if _, err := os.Stat(filepath.Join(real, "train.csv")); err != nil {
-		t.Skipf("real HPA data not present beside the repository: %v", err)
-	}
-	return real
-}
+	"github.com/hpa-plates/hpa/internal/testutil"
+)
 
 func realHPALabels(t testing.TB) [][]int {
 	t.Helper()
-	ex, err := ReadLabelsFile(filepath.Join(hpaRealDir(t), "train.csv"))
+	ex, err := ReadLabelsFile(filepath.Join(testutil.HPAReal(t), "train.csv"))
 	if err != nil {
 		t.Fatal(err)
 	}

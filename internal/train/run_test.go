@@ -14,22 +14,8 @@ import (
 	"github.com/hpa-plates/hpa/internal/model/onnx"
 	"github.com/hpa-plates/hpa/internal/model/torch"
 	"github.com/hpa-plates/hpa/internal/synth"
+	"github.com/hpa-plates/hpa/internal/testutil"
 )
-
-func repoRoot(t testing.TB) string {
-	t.Helper()
-	dir, _ := os.Getwd()
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir
-		}
-		up := filepath.Dir(dir)
-		if up == dir {
-			t.Fatal("no go.mod above the test")
-		}
-		dir = up
-	}
-}
 
 var (
 	libOnce sync.Once
@@ -40,13 +26,7 @@ var (
 // torchLib opens the training shim; missing, the test is skipped outside CI and fails in CI.
 func torchLib(t testing.TB) *torch.Lib {
 	t.Helper()
-	p := os.Getenv("HPA_TORCH_LIBRARY")
-	if p == "" {
-		p = filepath.Join(repoRoot(t), torch.DefaultLibrary)
-	}
-	if _, err := os.Stat(p); err != nil && os.Getenv("CI") == "" {
-		t.Skipf("training shim %s not built (run scripts/setup.sh)", p)
-	}
+	p := testutil.NativeLibrary(t, "HPA_TORCH_LIBRARY", torch.DefaultLibrary)
 	libOnce.Do(func() {
 		lib, libErr = torch.Open(p)
 		if libErr == nil {

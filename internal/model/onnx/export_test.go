@@ -16,27 +16,10 @@ import (
 
 	"github.com/hpa-plates/hpa/internal/model"
 	"github.com/hpa-plates/hpa/internal/model/onnx/onnxpb"
+	"github.com/hpa-plates/hpa/internal/testutil"
 )
 
 const testSize = 64
-
-func repoRoot(t testing.TB) string {
-	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatal("no go.mod above the test directory")
-		}
-		dir = parent
-	}
-}
 
 var (
 	ortOnce sync.Once
@@ -50,7 +33,7 @@ func initORT(t testing.TB) {
 	ortOnce.Do(func() {
 		lib := os.Getenv("HPA_ORT_LIBRARY")
 		if lib == "" {
-			lib = filepath.Join(repoRoot(t), ".cache", "libonnxruntime.so")
+			lib = filepath.Join(testutil.RepoRoot(t), ".cache", "libonnxruntime.so")
 		}
 		if _, err := os.Stat(lib); err != nil {
 			ortErr = errors.New("ONNX Runtime library not found (run scripts/setup.sh or set HPA_ORT_LIBRARY): " + err.Error())

@@ -10,33 +10,15 @@ import (
 	"testing"
 
 	"github.com/hpa-plates/hpa/internal/model"
+	"github.com/hpa-plates/hpa/internal/testutil"
 )
-
-// repoRoot walks up from the package directory to the directory holding go.mod.
-func repoRoot(t testing.TB) string {
-	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir
-		}
-		up := filepath.Dir(dir)
-		if up == dir {
-			t.Fatal("no go.mod above the test directory")
-		}
-		dir = up
-	}
-}
 
 // libPath is HPA_TORCH_LIBRARY or the setup script's default under the repository root.
 func libPath(t testing.TB) string {
 	if p := os.Getenv("HPA_TORCH_LIBRARY"); p != "" {
 		return p
 	}
-	return filepath.Join(repoRoot(t), DefaultLibrary)
+	return filepath.Join(testutil.RepoRoot(t), DefaultLibrary)
 }
 
 var threadsOnce sync.Once

@@ -136,6 +136,7 @@ func runInference(ctx context.Context, v *viper.Viper, logw io.Writer) error {
 	if err != nil {
 		return err
 	}
+	defer svc.Close()
 	if err := svc.Load(ctx, v.GetString("inference.model")); err != nil {
 		return fmt.Errorf("inference: %w", err)
 	}
@@ -329,12 +330,14 @@ func (p *ortPredictor) Model() inference.ModelInfo { return p.info }
 func ortLoader(v *viper.Viper, store *inference.S3Store, log *slog.Logger) inference.ModelLoader {
 	return func(ctx context.Context, location string) (inference.Predictor, io.Closer, error) {
 		path := location
+		cleanup := func() {}
 		if strings.HasPrefix(location, "s3://") {
-			dir, err := downloadModel(ctx, v, store, location)
+			dir, err := downloadModel(ctx, store, location)
 			if err != nil {
 				return nil, nil, err
 			}
 			path = dir
+			cleanup = func() { _ = os.RemoveAll(dir) }
 		}
 		if st, err := os.Stat(path); err == nil && st.IsDir() {
 			path = filepath.Join(path, "manifest.json")
@@ -343,19 +346,27 @@ func ortLoader(v *viper.Viper, store *inference.S3Store, log *slog.Logger) infer
 		opt.MaxBatch = max(v.GetInt("inference.batch"), 1)
 		ens, err := ort.Load(path, opt)
 		if err != nil {
+			cleanup()
 			return nil, nil, err
 		}
 		th, err := ens.Thresholds()
 		if err != nil {
 			_ = ens.Close()
+			cleanup()
 			return nil, nil, err
 		}
-		return &ortPredictor{ens: ens, info: inference.ModelInfo{ModelInfo: ens.Info(), Thresholds: th}}, ens, nil
+		return &ortPredictor{ens: ens, info: inference.ModelInfo{ModelInfo: ens.Info(), Thresholds: th}},
+			closerFunc(func() error { err := ens.Close(); cleanup(); return err }), nil
 	}
 }
 
-// downloadModel copies s3://bucket/prefix/* into a local directory.
-func downloadModel(ctx context.Context, v *viper.Viper, store *inference.S3Store, location string) (string, error) {
+type closerFunc func() error
+
+func (f closerFunc) Close() error { return f() }
+
+// downloadModel copies s3://bucket/prefix/* into a new temporary directory (removed when the
+// model set is closed).
+func downloadModel(ctx context.Context, store *inference.S3Store, location string) (string, error) {
 	rest := strings.TrimPrefix(location, "s3://")
 	bucket, prefix, _ := strings.Cut(rest, "/")
 	if bucket == "" {
@@ -372,22 +383,26 @@ func downloadModel(ctx context.Context, v *viper.Viper, store *inference.S3Store
 	if len(keys) == 0 {
 		return "", fmt.Errorf("model location %s: no objects", location)
 	}
-	dir := filepath.Join(v.GetString("cache_dir"), "models", strings.NewReplacer("/", "_", ":", "_").Replace(rest))
-	for _, k := range keys {
+	dir, err := os.MkdirTemp("", "hpa-model-*")
+	if err != nil {
+		return "", err
+	}
+	for _, o := range keys {
+		k := o.Key
 		rel := strings.TrimPrefix(k, prefix)
 		if rel == "" || strings.Contains(rel, "..") || strings.HasPrefix(rel, "/") {
 			continue
 		}
 		data, err := src.Get(ctx, k, 4<<30)
+		if err == nil {
+			p := filepath.Join(dir, filepath.FromSlash(rel))
+			if err = os.MkdirAll(filepath.Dir(p), 0o755); err == nil {
+				err = os.WriteFile(p, data, 0o644)
+			}
+		}
 		if err != nil {
-			return "", err
-		}
-		p := filepath.Join(dir, filepath.FromSlash(rel))
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			return "", err
-		}
-		if err := os.WriteFile(p, data, 0o644); err != nil {
-			return "", err
+			_ = os.RemoveAll(dir)
+			return "", fmt.Errorf("model location %s: %w", location, err)
 		}
 	}
 	return dir, nil

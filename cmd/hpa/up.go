@@ -201,6 +201,7 @@ func runUp(ctx context.Context, v *viper.Viper, o upOptions, out, logw io.Writer
 	if err != nil {
 		return err
 	}
+	defer svc.Close()
 	if err := svc.Load(ctx, o.Model); err != nil {
 		return fmt.Errorf("up: %w", err)
 	}

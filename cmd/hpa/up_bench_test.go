@@ -17,7 +17,7 @@ import (
 )
 
 // benchModelSet exports a seresnext_tiny ensemble of members x 8 TTA views at size pixels.
-func benchModelSet(b *testing.B, size, members int) string {
+func benchModelSet(b testing.TB, size, members int) string {
 	b.Helper()
 	spec, err := model.Preset("seresnext_tiny")
 	if err != nil {

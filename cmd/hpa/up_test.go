@@ -19,6 +19,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/nats-io/nats.go"
 
 	"github.com/hpa-plates/hpa/consumers/inference"
 	"github.com/hpa-plates/hpa/internal/config"
@@ -334,5 +335,70 @@ func TestInferenceConfigPrecedence(t *testing.T) {
 	t.Setenv("HPA_INFERENCE_WRITE_WORKERS", "0")
 	if _, err := inferenceConfig(v, newLogger(v, io.Discard)); err == nil {
 		t.Error("zero write workers accepted")
+	}
+}
+
+// A model set stored in S3 is promoted on the running service: the consumer downloads it
+// (s3://bucket/prefix), loads it beside the serving set and swaps; later samples carry its digest.
+// A promotion of a missing set keeps the serving one.
+func TestUpPromotionFromS3(t *testing.T) {
+	manifest := labelModelSet(t)
+	r := startUp(t, t.TempDir(), manifest)
+	newSet := benchModelSet(t, 64, 1)
+	m, err := model.ReadManifest(newSet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	digest, _ := m.Digest()
+	ents, err := os.ReadDir(filepath.Dir(newSet))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range ents {
+		b, err := os.ReadFile(filepath.Join(filepath.Dir(newSet), e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := r.store.Put(context.Background(), "models/v2/"+e.Name(), b, "application/octet-stream"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	nc, err := nats.Connect(r.ep.NATSURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	metrics := func() string {
+		resp, err := http.Get(r.ep.MetricsURL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return string(b)
+	}
+	if err := nc.Publish("hpa.models.promoted", []byte(`{"location":"s3://plates/models/missing/"}`)); err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Publish("hpa.models.promoted", []byte("s3://plates/models/v2/")); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for !strings.Contains(metrics(), `digest="`+digest+`"`) {
+		if time.Now().After(deadline) {
+			t.Fatalf("promotion not served:\n%s", r.out.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if !strings.Contains(metrics(), `hpa_inference_model_reloads_total{result="failed"} 1`) {
+		t.Errorf("failed promotion not counted")
+	}
+	r.upload(t, "pp", "after", 5)
+	l, err := pipeline.ParseLabel(r.waitLabel(t, "pp", "after"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l.Model.ManifestDigest != digest || l.Model.Members != 1 {
+		t.Errorf("label after promotion: %+v", l.Model)
 	}
 }

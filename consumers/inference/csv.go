@@ -31,6 +31,16 @@ type csvBuilder struct {
 	mu    sync.Mutex
 	dirty map[string]bool
 	kick  chan struct{}
+	// rows caches the parsed prediction of each label object by key and ETag, so a rebuild
+	// lists the plate and reads only the labels that are new or changed.
+	rowsMu sync.Mutex
+	rows   map[string]cachedRow
+}
+
+type cachedRow struct {
+	etag string
+	row  pipeline.SubmissionRow
+	ok   bool // false: the object is not a readable label (skipped)
 }
 
 type plateGen struct {
@@ -40,7 +50,7 @@ type plateGen struct {
 }
 
 func newCSVBuilder(s *Service) *csvBuilder {
-	return &csvBuilder{s: s, dirty: map[string]bool{}, kick: make(chan struct{}, 1)}
+	return &csvBuilder{s: s, dirty: map[string]bool{}, kick: make(chan struct{}, 1), rows: map[string]cachedRow{}}
 }
 
 func (s *Service) csvKey(plate string) string { return s.cfg.LabelsPrefix + plate + "/submission.csv" }
@@ -189,30 +199,47 @@ func (b *csvBuilder) buildLocked(ctx context.Context, plate string) error {
 	}
 	g := p.Gen
 	prefix := b.s.cfg.LabelsPrefix + plate + "/"
-	keys, err := b.s.store.List(ctx, prefix)
+	objs, err := b.s.store.List(ctx, prefix)
 	if err != nil {
 		return err
 	}
 	var rows []pipeline.SubmissionRow
-	for _, k := range keys {
+	for _, o := range objs {
+		k := o.Key
 		rest := k[len(prefix):]
 		if strings.Contains(rest, "/") || !strings.HasSuffix(rest, ".json") || strings.HasSuffix(rest, ".error.json") {
 			continue
 		}
-		data, err := b.s.store.Get(ctx, k, 8<<20)
-		if err != nil {
-			var oe *ObjectError
-			if errors.As(err, &oe) && oe.NotFound {
-				continue
+		b.rowsMu.Lock()
+		c, hit := b.rows[k]
+		b.rowsMu.Unlock()
+		if !hit || o.ETag == "" || c.etag != o.ETag {
+			data, err := b.s.store.Get(ctx, k, 8<<20)
+			if err != nil {
+				var oe *ObjectError
+				if errors.As(err, &oe) && oe.NotFound {
+					continue
+				}
+				return err
 			}
-			return err
+			c = cachedRow{etag: o.ETag}
+			if l, err := pipeline.ParseLabel(data); err != nil {
+				b.s.log.Warn("skipping unreadable label in plate CSV", "key", k, "err", err)
+			} else {
+				c.row, c.ok = pipeline.SubmissionRow{ID: l.SampleID, Predicted: l.PredictedIDs()}, true
+			}
+			if o.ETag != "" {
+				b.rowsMu.Lock()
+				if len(b.rows) >= 1<<20 {
+					b.rows = map[string]cachedRow{}
+				}
+				b.rows[k] = c
+				b.rowsMu.Unlock()
+			}
 		}
-		l, err := pipeline.ParseLabel(data)
-		if err != nil {
-			b.s.log.Warn("skipping unreadable label in plate CSV", "key", k, "err", err)
-			continue
+		if c.ok {
+			rows = append(rows, c.row)
 		}
-		rows = append(rows, pipeline.SubmissionRow{ID: l.SampleID, Predicted: l.PredictedIDs()})
 	}
 	var buf bytes.Buffer
 	if err := pipeline.WriteSubmission(&buf, rows); err != nil {

@@ -280,6 +280,9 @@ func (s *Service) Load(ctx context.Context, location string) error {
 	return nil
 }
 
+// Close releases the serving model set (after its last batch). Call it after Run returned.
+func (s *Service) Close() error { return s.model.closeAll() }
+
 // Model returns the serving model set's info; ok is false before the first successful Load.
 func (s *Service) Model() (info ModelInfo, ok bool) {
 	info, _, ok = s.model.info()

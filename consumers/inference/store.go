@@ -26,8 +26,15 @@ type ObjectStore interface {
 	Put(ctx context.Context, key string, data []byte, contentType string) error
 	// Delete removes an object; a missing one is not an error.
 	Delete(ctx context.Context, key string) error
-	// List returns the keys below prefix, in lexical order.
-	List(ctx context.Context, prefix string) ([]string, error)
+	// List returns the objects below prefix, in lexical key order.
+	List(ctx context.Context, prefix string) ([]ObjectInfo, error)
+}
+
+// ObjectInfo is one listed object.
+type ObjectInfo struct {
+	Key  string
+	ETag string // without quotes; changes when the content does
+	Size int64
 }
 
 // ObjectError is an object-storage failure naming the bucket and key.
@@ -133,8 +140,8 @@ func (s *S3Store) Delete(ctx context.Context, key string) error {
 }
 
 // List implements ObjectStore.
-func (s *S3Store) List(ctx context.Context, prefix string) ([]string, error) {
-	var keys []string
+func (s *S3Store) List(ctx context.Context, prefix string) ([]ObjectInfo, error) {
+	var keys []ObjectInfo
 	p := s3.NewListObjectsV2Paginator(s.Client, &s3.ListObjectsV2Input{Bucket: aws.String(s.Bucket), Prefix: aws.String(prefix)})
 	for p.HasMorePages() {
 		page, err := p.NextPage(ctx)
@@ -143,7 +150,11 @@ func (s *S3Store) List(ctx context.Context, prefix string) ([]string, error) {
 		}
 		for _, o := range page.Contents {
 			if o.Key != nil {
-				keys = append(keys, *o.Key)
+				oi := ObjectInfo{Key: *o.Key, ETag: strings.Trim(aws.ToString(o.ETag), `"`)}
+				if o.Size != nil {
+					oi.Size = *o.Size
+				}
+				keys = append(keys, oi)
 			}
 		}
 	}
@@ -204,7 +215,7 @@ func (t timeoutStore) Delete(ctx context.Context, key string) error {
 	return t.inner.Delete(ctx, key)
 }
 
-func (t timeoutStore) List(ctx context.Context, prefix string) ([]string, error) {
+func (t timeoutStore) List(ctx context.Context, prefix string) ([]ObjectInfo, error) {
 	ctx, cancel := context.WithTimeout(ctx, t.d*4)
 	defer cancel()
 	return t.inner.List(ctx, prefix)

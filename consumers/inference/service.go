@@ -266,8 +266,12 @@ func (s *Service) Load(ctx context.Context, location string) error {
 	if err != nil {
 		s.m.reloads.WithLabelValues("failed").Inc()
 		s.m.errors.WithLabelValues("model").Inc()
-		s.log.Error("model load failed; keeping the serving set", "location", location, "err", err,
-			"serving", old.ManifestDigest)
+		if hadOld {
+			s.log.Error("model load failed; keeping the serving set", "location", location, "err", err,
+				"serving", old.ManifestDigest)
+		} else {
+			s.log.Error("model load failed", "location", location, "err", err)
+		}
 		return err
 	}
 	if hadOld {

@@ -55,6 +55,7 @@ finished epoch and continues exactly as an uninterrupted run would.`,
 	f.Int("cycles", 4, "cosine cycles C (one snapshot member per cycle)")
 	f.Int("epochs", 20, "epochs per cycle E")
 	f.Int("batch", 32, "minibatch size")
+	f.String("optimizer", "sgd", "optimizer: sgd (the recipe: Nesterov momentum) | adamw (decoupled weight decay)")
 	f.Float64("lr", 0.1, "peak learning rate of each cycle")
 	f.Float64("lr-min", 0, "learning rate at the end of each cycle")
 	f.Float64("momentum", 0.9, "SGD momentum")
@@ -94,6 +95,7 @@ func trainConfigFrom(v *viper.Viper) (train.Config, error) {
 	c.TrainFolds = v.GetIntSlice("train.train_folds")
 	c.FoldsFile = v.GetString("train.folds_file")
 	c.Cycles, c.EpochsPerCycle, c.BatchSize = v.GetInt("train.cycles"), v.GetInt("train.epochs"), v.GetInt("train.batch")
+	c.Optimizer = v.GetString("train.optimizer")
 	c.LR, c.LRMin = v.GetFloat64("train.lr"), v.GetFloat64("train.lr_min")
 	c.Momentum, c.WeightDecay, c.Nesterov = v.GetFloat64("train.momentum"), v.GetFloat64("train.weight_decay"), v.GetBool("train.nesterov")
 	c.Loss, c.FocalGamma = v.GetString("train.loss"), v.GetFloat64("train.focal_gamma")
@@ -146,7 +148,7 @@ func runTrain(ctx context.Context, v *viper.Viper, stderr, stdout io.Writer) err
 	device := v.GetString("train.device")
 	newModel := func(spec model.Spec, seed int64) (train.Backend, error) {
 		return torch.NewBackend(lib, spec, device, uint64(seed), torch.BackendOptions{
-			LR: c.LR, Momentum: c.Momentum, WeightDecay: c.WeightDecay, Nesterov: c.Nesterov,
+			Optimizer: c.Optimizer, LR: c.LR, Momentum: c.Momentum, WeightDecay: c.WeightDecay, Nesterov: c.Nesterov,
 			Loss: c.Loss, FocalGamma: c.FocalGamma, AMP: v.GetBool("train.amp"),
 			Pretrained: v.GetString("train.pretrained"),
 		})

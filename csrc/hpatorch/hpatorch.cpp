@@ -199,9 +199,11 @@ struct hpat_model {
   std::unordered_map<std::string, size_t> index;
 };
 
+// An optimizer bound to one model: SGD (the recipe) or AdamW.
 struct hpat_sgd {
   hpat_model *model;
-  std::unique_ptr<torch::optim::SGD> opt;
+  bool adamw = false;
+  std::unique_ptr<torch::optim::Optimizer> opt;
 };
 
 namespace {
@@ -505,7 +507,13 @@ int hpat_sgd_set_lr(hpat_sgd *o, double lr) {
   return guard(-1, [&] {
     if (o == nullptr) return fail("sgd_set_lr: NULL optimizer");
     if (!(lr > 0)) return fail("sgd_set_lr: lr must be positive");
-    for (auto &g : o->opt->param_groups()) static_cast<torch::optim::SGDOptions &>(g.options()).lr(lr);
+    for (auto &g : o->opt->param_groups()) {
+      if (o->adamw) {
+        static_cast<torch::optim::AdamWOptions &>(g.options()).lr(lr);
+      } else {
+        static_cast<torch::optim::SGDOptions &>(g.options()).lr(lr);
+      }
+    }
     return 0;
   });
 }
@@ -536,19 +544,69 @@ Entry *param_entry(hpat_sgd *o, const char *name) {
 
 extern "C" {
 
-int hpat_sgd_get_momentum(hpat_sgd *o, const char *name, float *dst, int64_t nbytes) {
+hpat_sgd *hpat_adamw_new(hpat_model *m, double lr, double beta1, double beta2, double eps, double weight_decay) {
+  return guard<hpat_sgd *>(nullptr, [&]() -> hpat_sgd * {
+    if (m == nullptr) {
+      fail("adamw_new: NULL model");
+      return nullptr;
+    }
+    if (!(lr > 0) || !(beta1 >= 0 && beta1 < 1) || !(beta2 >= 0 && beta2 < 1) || !(eps > 0) || weight_decay < 0) {
+      fail("adamw_new: need lr > 0, betas in [0,1), eps > 0, weight_decay >= 0");
+      return nullptr;
+    }
+    auto o = std::make_unique<hpat_sgd>();
+    o->model = m;
+    o->adamw = true;
+    o->opt = std::make_unique<torch::optim::AdamW>(
+        m->net->parameters(),
+        torch::optim::AdamWOptions(lr).betas(std::make_tuple(beta1, beta2)).eps(eps).weight_decay(weight_decay));
+    return o.release();
+  });
+}
+
+int hpat_optim_is_adamw(hpat_sgd *o) { return o != nullptr && o->adamw ? 1 : 0; }
+
+namespace {
+// The tensor of state slot `slot` (see hpatorch.h) of one parameter's state, or an undefined tensor.
+torch::Tensor *state_slot(hpat_sgd *o, torch::optim::OptimizerParamState &st, int slot) {
+  if (o->adamw) {
+    auto &a = static_cast<torch::optim::AdamWParamState &>(st);
+    if (slot == 0) return &a.exp_avg();
+    if (slot == 1) return &a.exp_avg_sq();
+  } else if (slot == 0) {
+    return &static_cast<torch::optim::SGDParamState &>(st).momentum_buffer();
+  }
+  return nullptr;
+}
+
+void check_slot(hpat_sgd *o, int slot) {
+  int slots = o->adamw ? 3 : 1;
+  if (slot < 0 || slot >= slots) {
+    throw std::invalid_argument("optimizer state slot " + std::to_string(slot) + " out of range (0.." +
+                                std::to_string(slots - 1) + ")");
+  }
+}
+}  // namespace
+
+int hpat_optim_get_state(hpat_sgd *o, const char *name, int slot, float *dst, int64_t nbytes) {
   return guard(-1, [&] {
-    if (o == nullptr || dst == nullptr) return fail("sgd_get_momentum: NULL argument");
+    if (o == nullptr || dst == nullptr) return fail("optim_get_state: NULL argument");
+    check_slot(o, slot);
     Entry *e = param_entry(o, name);
     auto &state = o->opt->state();
     auto it = state.find(state_key(state, e->t));
     if (it == state.end()) return 0;
-    auto buf = static_cast<torch::optim::SGDParamState &>(*it->second).momentum_buffer();
-    if (!buf.defined()) return 0;
-    auto c = buf.detach().to(torch::kCPU, torch::kFloat32).contiguous();
+    if (o->adamw && slot == 2) {
+      if (nbytes != 4) return fail("optim_get_state " + e->name + ": the step slot is one float32");
+      *dst = static_cast<float>(static_cast<torch::optim::AdamWParamState &>(*it->second).step());
+      return 1;
+    }
+    torch::Tensor *t = state_slot(o, *it->second, slot);
+    if (t == nullptr || !t->defined()) return 0;
+    auto c = t->detach().to(torch::kCPU, torch::kFloat32).contiguous();
     int64_t want = c.numel() * 4;
     if (nbytes != want) {
-      return fail("sgd_get_momentum " + e->name + ": buffer has " + std::to_string(nbytes) + " bytes, need " +
+      return fail("optim_get_state " + e->name + ": buffer has " + std::to_string(nbytes) + " bytes, need " +
                   std::to_string(want));
     }
     std::memcpy(dst, c.data_ptr(), want);
@@ -556,25 +614,53 @@ int hpat_sgd_get_momentum(hpat_sgd *o, const char *name, float *dst, int64_t nby
   });
 }
 
-int hpat_sgd_set_momentum(hpat_sgd *o, const char *name, const float *src, int64_t nbytes) {
+int hpat_optim_set_state(hpat_sgd *o, const char *name, int slot, const float *src, int64_t nbytes) {
   return guard(-1, [&] {
-    if (o == nullptr || src == nullptr) return fail("sgd_set_momentum: NULL argument");
+    if (o == nullptr || src == nullptr) return fail("optim_set_state: NULL argument");
+    check_slot(o, slot);
     Entry *e = param_entry(o, name);
+    auto &state = o->opt->state();
+    auto key = state_key(state, e->t);
+    auto it = state.find(key);
+    if (it == state.end()) {
+      torch::NoGradGuard ng;
+      if (o->adamw) {
+        auto st = std::make_unique<torch::optim::AdamWParamState>();
+        st->step(0);
+        st->exp_avg(torch::zeros_like(e->t, torch::MemoryFormat::Preserve));
+        st->exp_avg_sq(torch::zeros_like(e->t, torch::MemoryFormat::Preserve));
+        state[key] = std::move(st);
+      } else {
+        state[key] = std::make_unique<torch::optim::SGDParamState>();
+      }
+      it = state.find(key);
+    }
+    if (o->adamw && slot == 2) {
+      if (nbytes != 4) return fail("optim_set_state " + e->name + ": the step slot is one float32");
+      static_cast<torch::optim::AdamWParamState &>(*it->second).step(static_cast<int64_t>(*src));
+      return 0;
+    }
     int64_t want = e->t.numel() * 4;
     if (nbytes != want) {
-      return fail("sgd_set_momentum " + e->name + ": buffer has " + std::to_string(nbytes) + " bytes, need " +
+      return fail("optim_set_state " + e->name + ": buffer has " + std::to_string(nbytes) + " bytes, need " +
                   std::to_string(want));
     }
     torch::NoGradGuard ng;
     auto buf = torch::from_blob(const_cast<float *>(src), e->t.sizes(), torch::kFloat32)
                    .to(e->t.options(), false, /*copy=*/true);
-    auto &state = o->opt->state();
-    auto key = state_key(state, e->t);
-    auto st = std::make_unique<torch::optim::SGDParamState>();
-    st->momentum_buffer(buf);
-    state[key] = std::move(st);
+    *state_slot(o, *it->second, slot) = buf;
     return 0;
   });
+}
+
+int hpat_sgd_get_momentum(hpat_sgd *o, const char *name, float *dst, int64_t nbytes) {
+  if (o != nullptr && o->adamw) return fail("sgd_get_momentum: the optimizer is AdamW");
+  return hpat_optim_get_state(o, name, 0, dst, nbytes);
+}
+
+int hpat_sgd_set_momentum(hpat_sgd *o, const char *name, const float *src, int64_t nbytes) {
+  if (o != nullptr && o->adamw) return fail("sgd_set_momentum: the optimizer is AdamW");
+  return hpat_optim_set_state(o, name, 0, src, nbytes);
 }
 
 int hpat_train_step(hpat_model *m, hpat_sgd *o, const float *x, int64_t n, int64_t c, int64_t h, int64_t w,

@@ -28,7 +28,7 @@ extern "C" {
 #pragma GCC visibility push(default) /* the library is built with -fvisibility=hidden */
 #endif
 
-#define HPAT_ABI_VERSION 2
+#define HPAT_ABI_VERSION 3
 #define HPAT_SPEC_HEADER 6
 #define HPAT_SPEC_BLOCK 9
 #define HPAT_MAX_DIMS 8
@@ -74,6 +74,16 @@ int hpat_sgd_set_lr(hpat_sgd *o, double lr);
  * buffer for it yet (before its first step), or -1 on error. set: installs a copy as the buffer. */
 int hpat_sgd_get_momentum(hpat_sgd *o, const char *name, float *dst, int64_t nbytes);
 int hpat_sgd_set_momentum(hpat_sgd *o, const char *name, const float *src, int64_t nbytes);
+
+/* AdamW (decoupled weight decay) as the alternative optimizer; the handle type is shared with SGD and
+ * works with hpat_sgd_set_lr, hpat_sgd_free and hpat_train_step. */
+hpat_sgd *hpat_adamw_new(hpat_model *m, double lr, double beta1, double beta2, double eps, double weight_decay);
+int hpat_optim_is_adamw(hpat_sgd *o);
+/* Per-parameter optimizer state by slot, for checkpoints. SGD: slot 0 = momentum buffer. AdamW:
+ * slot 0 = exp_avg, 1 = exp_avg_sq (numel float32 each), 2 = step (one float32). get returns 1, or 0
+ * when the parameter has no state yet, or -1; set creates the state when missing. */
+int hpat_optim_get_state(hpat_sgd *o, const char *name, int slot, float *dst, int64_t nbytes);
+int hpat_optim_set_state(hpat_sgd *o, const char *name, int slot, const float *src, int64_t nbytes);
 
 /* One optimization step in training mode. targets: n*num_classes in [0,1]. loss_kind: enum hpat_loss;
  * gamma: focal exponent. amp != 0: bfloat16 autocast (cuda only). loss_out: the mean loss before the

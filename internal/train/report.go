@@ -25,6 +25,10 @@ type Report struct {
 	Cycles         int                `json:"cycles"`
 	EpochsPerCycle int                `json:"epochs_per_cycle"`
 	BatchSize      int                `json:"batch_size"`
+	Optimizer      string             `json:"optimizer"`
+	LR             float64            `json:"lr"`
+	Sampler        string             `json:"sampler"`
+	Loss           string             `json:"loss"`
 	Members        int                `json:"members"`
 	WallSeconds    float64            `json:"wall_seconds"`
 	DeviceSeconds  float64            `json:"device_seconds"`
@@ -68,6 +72,7 @@ func (r *Report) Markdown() string {
 	fmt.Fprintf(&b, "- architecture: %s (%d parameters), input %d px\n", r.Arch, r.Params, r.Size)
 	fmt.Fprintf(&b, "- data: %d samples, %d folds (trained: %v), %d cycles x %d epochs, batch %d\n",
 		r.Samples, r.Folds, r.TrainedFolds, r.Cycles, r.EpochsPerCycle, r.BatchSize)
+	fmt.Fprintf(&b, "- recipe: %s lr %g, %s loss, %s batches\n", r.Optimizer, r.LR, r.Loss, r.Sampler)
 	fmt.Fprintf(&b, "- members: %d\n", r.Members)
 	fmt.Fprintf(&b, "- wall time: %.1f s; device time: %.1f s (%.4f device-hours)", r.WallSeconds, r.DeviceSeconds, r.DeviceSeconds/3600)
 	if r.PricePerHour > 0 {

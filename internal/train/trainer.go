@@ -49,6 +49,7 @@ type Config struct {
 	Cycles         int    // C snapshots per fold
 	EpochsPerCycle int    // E
 	BatchSize      int
+	Optimizer      string // sgd (the recipe) | adamw
 	LR, LRMin      float64
 	Momentum       float64
 	WeightDecay    float64
@@ -76,7 +77,7 @@ type Config struct {
 func DefaultConfig(arch model.Spec) Config {
 	return Config{
 		Arch: arch, Size: 512, Folds: 5, Cycles: 4, EpochsPerCycle: 20, BatchSize: 32,
-		LR: 0.1, LRMin: 0, Momentum: 0.9, WeightDecay: 1e-4, Nesterov: true,
+		Optimizer: "sgd", LR: 0.1, LRMin: 0, Momentum: 0.9, WeightDecay: 1e-4, Nesterov: true,
 		Loss: "bce", FocalGamma: 2, Sampler: "balanced", Balance: DefaultBalance(), Augment: DefaultAugment(),
 		TTAViews: 8, Seed: 1, Workers: 2, Prefetch: 2, Normalization: model.DefaultNormalization(arch.InChans),
 		ShrinkK: 10, Name: "hpa", Version: "v1",
@@ -94,6 +95,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("train: folds must be >= 2, not %d", c.Folds)
 	case c.Cycles < 1 || c.EpochsPerCycle < 1 || c.BatchSize < 2:
 		return errors.New("train: cycles, epochs >= 1 and batch size >= 2 required")
+	case c.Optimizer != "sgd" && c.Optimizer != "adamw":
+		return fmt.Errorf("train: optimizer %q: sgd or adamw", c.Optimizer)
 	case c.Sampler != "balanced" && c.Sampler != "random":
 		return fmt.Errorf("train: sampler %q: balanced or random", c.Sampler)
 	case c.Loss != "bce" && c.Loss != "focal" && c.Loss != "soft_f1":

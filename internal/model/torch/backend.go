@@ -8,6 +8,9 @@ import (
 
 // BackendOptions configure NewBackend: the optimizer, the loss and the initial weights.
 type BackendOptions struct {
+	// Optimizer: "sgd" (default, the recipe: LR, Momentum, WeightDecay, Nesterov) or "adamw" (LR,
+	// WeightDecay decoupled, default betas).
+	Optimizer                 string
 	LR, Momentum, WeightDecay float64
 	Nesterov                  bool
 	Loss                      string // bce | focal | soft_f1
@@ -21,7 +24,7 @@ type BackendOptions struct {
 // Backend is one model + its SGD optimizer: what the trainer (internal/train.Backend) drives.
 type Backend struct {
 	m    *Model
-	opt  *SGD
+	opt  *Optimizer
 	step StepOptions
 }
 
@@ -59,7 +62,15 @@ func NewBackend(lib *Lib, spec model.Spec, device string, seed uint64, o Backend
 			return nil, fmt.Errorf("pretrained %s: %w", o.Pretrained, err)
 		}
 	}
-	opt, err := NewSGD(m, SGDOptions{LR: o.LR, Momentum: o.Momentum, WeightDecay: o.WeightDecay, Nesterov: o.Nesterov})
+	var opt *Optimizer
+	switch o.Optimizer {
+	case "", "sgd":
+		opt, err = NewSGD(m, SGDOptions{LR: o.LR, Momentum: o.Momentum, WeightDecay: o.WeightDecay, Nesterov: o.Nesterov})
+	case "adamw":
+		opt, err = NewAdamW(m, AdamWOptions{LR: o.LR, WeightDecay: o.WeightDecay})
+	default:
+		err = fmt.Errorf("torch: unknown optimizer %q (sgd, adamw)", o.Optimizer)
+	}
 	if err != nil {
 		m.Close()
 		return nil, err
@@ -93,11 +104,11 @@ func (b *Backend) Weights() (model.Weights, error) { return b.m.Weights() }
 // SetWeights loads weights by timm name.
 func (b *Backend) SetWeights(w model.Weights) error { return b.m.SetWeights(w) }
 
-// OptimizerState returns the momentum buffers.
-func (b *Backend) OptimizerState() (map[string][]float32, error) { return b.opt.MomentumBuffers() }
+// OptimizerState returns the optimizer state (momentum buffers, or AdamW moments and steps).
+func (b *Backend) OptimizerState() (map[string][]float32, error) { return b.opt.State() }
 
-// SetOptimizerState restores momentum buffers.
-func (b *Backend) SetOptimizerState(s map[string][]float32) error { return b.opt.SetMomentumBuffers(s) }
+// SetOptimizerState restores what OptimizerState returned.
+func (b *Backend) SetOptimizerState(s map[string][]float32) error { return b.opt.SetState(s) }
 
 // Close frees the optimizer and the model.
 func (b *Backend) Close() error {

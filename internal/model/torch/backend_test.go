@@ -26,16 +26,31 @@ func randomBatch(seed uint64, n, c, s, classes int) (x, y []float32) {
 // A checkpoint of weights + momentum buffers taken after k steps, loaded into a fresh backend, gives
 // exactly the losses the uninterrupted backend gives for the following steps.
 func TestBackendResumeIsExact(t *testing.T) {
+	for _, o := range []struct {
+		name  string
+		opts  BackendOptions
+		slots int
+	}{
+		{"sgd", BackendOptions{LR: 0.1, Momentum: 0.9, WeightDecay: 1e-4, Nesterov: true, Loss: "bce"}, 1},
+		{"adamw", BackendOptions{Optimizer: "adamw", LR: 2e-3, WeightDecay: 1e-4, Loss: "bce"}, 3},
+	} {
+		t.Run(o.name, func(t *testing.T) { testResume(t, o.opts, o.slots) })
+	}
+}
+
+func testResume(t *testing.T, opts BackendOptions, slots int) {
 	lib := openLib(t)
 	spec, _ := model.Preset("seresnext_tiny")
-	opts := BackendOptions{LR: 0.1, Momentum: 0.9, WeightDecay: 1e-4, Nesterov: true, Loss: "bce"}
 	const n, s = 4, 32
 	batches := make([][2][]float32, 6)
 	for i := range batches {
 		x, y := randomBatch(uint64(i), n, spec.InChans, s, spec.NumClasses)
 		batches[i] = [2][]float32{x, y}
 	}
-	lrs := []float64{0.1, 0.09, 0.07, 0.05, 0.03, 0.01}
+	lrs := []float64{1, 0.9, 0.7, 0.5, 0.3, 0.1}
+	for i := range lrs {
+		lrs[i] *= opts.LR
+	}
 	run := func(b *Backend, from, to int) []float64 {
 		var out []float64
 		for i := from; i < to; i++ {
@@ -77,8 +92,8 @@ func TestBackendResumeIsExact(t *testing.T) {
 			params++
 		}
 	}
-	if len(st) != params {
-		t.Fatalf("%d momentum buffers, want one per parameter (%d)", len(st), params)
+	if len(st) != slots*params {
+		t.Fatalf("%d state entries, want %d per parameter (%d)", len(st), slots, params)
 	}
 
 	c, err := NewBackend(lib, spec, "cpu", 99, opts) // another seed: everything comes from the checkpoint
@@ -107,12 +122,15 @@ func TestBackendResumeIsExact(t *testing.T) {
 		t.Fatal(err)
 	}
 	if noMom := run(d, 3, 6); slices.Equal(noMom[1:], full[4:]) {
-		t.Fatal("momentum had no effect on the continuation")
+		t.Fatal("the optimizer state had no effect on the continuation")
 	}
-	if err := c.SetOptimizerState(map[string][]float32{"bn1.running_mean": make([]float32, spec.StemWidth)}); err == nil {
-		t.Error("momentum for a buffer must be refused")
+	slot := "momentum/"
+	if opts.Optimizer == "adamw" {
+		slot = "exp_avg/"
 	}
-	if err := c.SetOptimizerState(map[string][]float32{"fc.bias": make([]float32, 3)}); err == nil {
-		t.Error("wrong size must be refused")
+	for key, n := range map[string]int{slot + "bn1.running_mean": spec.StemWidth, slot + "fc.bias": 3, "fc.bias": spec.NumClasses, "nosuch/fc.bias": spec.NumClasses} {
+		if err := c.SetOptimizerState(map[string][]float32{key: make([]float32, n)}); err == nil {
+			t.Errorf("state %s with %d values must be refused", key, n)
+		}
 	}
 }

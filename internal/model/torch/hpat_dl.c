@@ -27,7 +27,8 @@ char *hdl_open(const char *path, hpat_lib *L) {
 	SYM(manual_seed); SYM(cuda_available); SYM(cuda_device_count); SYM(model_new); SYM(model_free);
 	SYM(model_num_tensors); SYM(model_tensor_name); SYM(model_tensor_info); SYM(model_num_classes);
 	SYM(model_get_tensor); SYM(model_set_tensor); SYM(model_forward); SYM(sgd_new); SYM(sgd_free);
-	SYM(sgd_set_lr); SYM(sgd_get_momentum); SYM(sgd_set_momentum); SYM(train_step);
+	SYM(sgd_set_lr); SYM(sgd_get_momentum); SYM(sgd_set_momentum);
+	SYM(adamw_new); SYM(optim_get_state); SYM(optim_set_state); SYM(train_step);
 #undef SYM
 	return NULL;
 }
@@ -95,6 +96,21 @@ int hdl_sgd_get_momentum(hpat_lib *L, hpat_sgd *o, const char *name, float *dst,
 }
 int hdl_sgd_set_momentum(hpat_lib *L, hpat_sgd *o, const char *name, const float *src, int64_t nb, char **err) {
 	int rc = L->sgd_set_momentum(o, name, src, nb);
+	if (rc) *err = hdl_err(L);
+	return rc;
+}
+hpat_sgd *hdl_adamw_new(hpat_lib *L, hpat_model *m, double lr, double b1, double b2, double eps, double wd, char **err) {
+	hpat_sgd *o = L->adamw_new(m, lr, b1, b2, eps, wd);
+	if (o == NULL) *err = hdl_err(L);
+	return o;
+}
+int hdl_optim_get_state(hpat_lib *L, hpat_sgd *o, const char *name, int slot, float *dst, int64_t nb, char **err) {
+	int rc = L->optim_get_state(o, name, slot, dst, nb);
+	if (rc < 0) *err = hdl_err(L);
+	return rc;
+}
+int hdl_optim_set_state(hpat_lib *L, hpat_sgd *o, const char *name, int slot, const float *src, int64_t nb, char **err) {
+	int rc = L->optim_set_state(o, name, slot, src, nb);
 	if (rc) *err = hdl_err(L);
 	return rc;
 }

@@ -37,6 +37,9 @@ typedef struct {
 	int (*sgd_set_lr)(hpat_sgd *, double);
 	int (*sgd_get_momentum)(hpat_sgd *, const char *, float *, int64_t);
 	int (*sgd_set_momentum)(hpat_sgd *, const char *, const float *, int64_t);
+	hpat_sgd *(*adamw_new)(hpat_model *, double, double, double, double, double);
+	int (*optim_get_state)(hpat_sgd *, const char *, int, float *, int64_t);
+	int (*optim_set_state)(hpat_sgd *, const char *, int, const float *, int64_t);
 	int (*train_step)(hpat_model *, hpat_sgd *, const float *, int64_t, int64_t, int64_t, int64_t,
 	                  const float *, int, double, int, float *, float *);
 } hpat_lib;
@@ -64,6 +67,9 @@ void hdl_sgd_free(hpat_lib *L, hpat_sgd *o);
 int hdl_sgd_set_lr(hpat_lib *L, hpat_sgd *o, double lr, char **err);
 int hdl_sgd_get_momentum(hpat_lib *L, hpat_sgd *o, const char *name, float *dst, int64_t nb, char **err);
 int hdl_sgd_set_momentum(hpat_lib *L, hpat_sgd *o, const char *name, const float *src, int64_t nb, char **err);
+hpat_sgd *hdl_adamw_new(hpat_lib *L, hpat_model *m, double lr, double b1, double b2, double eps, double wd, char **err);
+int hdl_optim_get_state(hpat_lib *L, hpat_sgd *o, const char *name, int slot, float *dst, int64_t nb, char **err);
+int hdl_optim_set_state(hpat_lib *L, hpat_sgd *o, const char *name, int slot, const float *src, int64_t nb, char **err);
 int hdl_train_step(hpat_lib *L, hpat_model *m, hpat_sgd *o, const float *x, int64_t n, int64_t c, int64_t h,
                    int64_t w, const float *y, int loss, double gamma, int amp, float *loss_out, float *logits,
                    char **err);

@@ -30,7 +30,7 @@ import (
 )
 
 // ABIVersion is the shim ABI this package speaks (HPAT_ABI_VERSION in csrc/hpatorch/hpatorch.h).
-const ABIVersion = 2
+const ABIVersion = 3
 
 // DefaultLibrary is where scripts/setup.sh builds the shim, relative to the repository root
 // (the default of config key torch.library).

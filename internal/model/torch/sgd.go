@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"math"
 	"runtime"
+	"strings"
 	"sync"
 	"unsafe"
 
@@ -63,14 +64,61 @@ type SGDOptions struct {
 	Nesterov    bool
 }
 
-// SGD is an optimizer bound to one model's parameters.
+// SGD is an optimizer bound to one model's parameters: SGD (NewSGD, the recipe's) or AdamW
+// (NewAdamW). The name stays for the recipe's optimizer; Optimizer is the general alias.
 type SGD struct {
 	model   *Model
 	mu      sync.Mutex
 	p       *C.hpat_sgd
 	cleanup runtime.Cleanup
 	lr      float64
+	adamw   bool
 }
+
+// Optimizer is an SGD or AdamW optimizer.
+type Optimizer = SGD
+
+// AdamWOptions configure AdamW (PyTorch's torch.optim.AdamW semantics).
+type AdamWOptions struct {
+	LR          float64
+	Beta1       float64 // 0.9 when 0
+	Beta2       float64 // 0.999 when 0
+	Eps         float64 // 1e-8 when 0
+	WeightDecay float64 // decoupled
+}
+
+// NewAdamW creates an AdamW optimizer over m's parameters.
+func NewAdamW(m *Model, o AdamWOptions) (*Optimizer, error) {
+	if o.Beta1 == 0 {
+		o.Beta1 = 0.9
+	}
+	if o.Beta2 == 0 {
+		o.Beta2 = 0.999
+	}
+	if o.Eps == 0 {
+		o.Eps = 1e-8
+	}
+	if !(o.LR > 0) || math.IsInf(o.LR, 0) || o.WeightDecay < 0 || o.Beta1 >= 1 || o.Beta2 >= 1 || o.Beta1 < 0 || o.Beta2 < 0 {
+		return nil, fmt.Errorf("torch: adamw: lr must be positive and finite, betas in [0,1), weight decay non-negative (got %+v)", o)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.p == nil {
+		return nil, ErrClosed
+	}
+	var e *C.char
+	p := C.hdl_adamw_new(m.lib.c, m.p, C.double(o.LR), C.double(o.Beta1), C.double(o.Beta2), C.double(o.Eps), C.double(o.WeightDecay), &e)
+	if p == nil {
+		return nil, cErr("new adamw", e)
+	}
+	s := &SGD{model: m, p: p, lr: o.LR, adamw: true}
+	lc := m.lib.c
+	s.cleanup = runtime.AddCleanup(s, func(p *C.hpat_sgd) { C.hdl_sgd_free(lc, p) }, p)
+	return s, nil
+}
+
+// IsAdamW reports the optimizer kind.
+func (s *SGD) IsAdamW() bool { return s.adamw }
 
 // NewSGD creates an SGD optimizer over m's parameters.
 func NewSGD(m *Model, o SGDOptions) (*SGD, error) {
@@ -187,10 +235,20 @@ func (m *Model) TrainStep(opt *SGD, x []float32, n, h, w int, targets []float32,
 	return res, nil
 }
 
-// MomentumBuffers returns the optimizer's momentum buffer of every trainable parameter that has one
-// (none before the first step), by timm name: with the weights, what a checkpoint must hold for a
-// resumed run to continue exactly.
-func (s *SGD) MomentumBuffers() (map[string][]float32, error) {
+// State slots per optimizer kind (HPAT state slots): SGD has the momentum buffer; AdamW has the two
+// moment estimates and the step count.
+func (s *SGD) slots() []string {
+	if s.adamw {
+		return []string{"exp_avg", "exp_avg_sq", "step"}
+	}
+	return []string{"momentum"}
+}
+
+// State returns the optimizer state of every trainable parameter that has one (none before the
+// first step), keyed "<slot>/<timm name>" (slots: momentum for SGD; exp_avg, exp_avg_sq and step for
+// AdamW, step as one value): with the weights, what a checkpoint must hold for a resumed run to
+// continue exactly.
+func (s *SGD) State() (map[string][]float32, error) {
 	m := s.model
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -204,24 +262,32 @@ func (s *SGD) MomentumBuffers() (map[string][]float32, error) {
 		if t.Kind != model.Param {
 			continue
 		}
-		buf := make([]float32, t.Size())
 		name := C.CString(t.Name)
-		var e *C.char
-		rc := C.hdl_sgd_get_momentum(m.lib.c, s.p, name, (*C.float)(&buf[0]), C.int64_t(4*len(buf)), &e)
-		C.free(unsafe.Pointer(name))
-		switch {
-		case rc < 0:
-			return nil, cErr("sgd momentum "+t.Name, e)
-		case rc == 1:
-			out[t.Name] = buf
+		for slot, sn := range s.slots() {
+			n := t.Size()
+			if sn == "step" {
+				n = 1
+			}
+			buf := make([]float32, n)
+			var e *C.char
+			rc := C.hdl_optim_get_state(m.lib.c, s.p, name, C.int(slot), (*C.float)(&buf[0]), C.int64_t(4*n), &e)
+			if rc < 0 {
+				C.free(unsafe.Pointer(name))
+				return nil, cErr("optimizer state "+sn+" "+t.Name, e)
+			}
+			if rc == 1 {
+				out[sn+"/"+t.Name] = buf
+			}
 		}
+		C.free(unsafe.Pointer(name))
 	}
 	return out, nil
 }
 
-// SetMomentumBuffers installs momentum buffers (as MomentumBuffers returned them). Every name must
-// be a trainable parameter with a buffer of its size; parameters not in the map keep their state.
-func (s *SGD) SetMomentumBuffers(bufs map[string][]float32) error {
+// SetState installs optimizer state as State returned it. Every key must name a slot of this
+// optimizer and a trainable parameter, with a value of the right size; parameters not in the map keep
+// their state.
+func (s *SGD) SetState(st map[string][]float32) error {
 	m := s.model
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -236,22 +302,41 @@ func (s *SGD) SetMomentumBuffers(bufs map[string][]float32) error {
 			size[t.Name] = t.Size()
 		}
 	}
-	for n, b := range bufs {
-		want, ok := size[n]
-		if !ok {
-			return &InputError{Op: "set momentum", Reason: fmt.Sprintf("%q is not a trainable parameter", n)}
-		}
-		if len(b) != want {
-			return &InputError{Op: "set momentum", Reason: fmt.Sprintf("%s has %d values, want %d", n, len(b), want)}
-		}
+	slotOf := map[string]int{}
+	for i, sn := range s.slots() {
+		slotOf[sn] = i
 	}
-	for n, b := range bufs {
-		name := C.CString(n)
+	type item struct {
+		slot int
+		name string
+		v    []float32
+	}
+	var items []item
+	for k, v := range st {
+		sn, name, ok := strings.Cut(k, "/")
+		slot, known := slotOf[sn]
+		if !ok || !known {
+			return &InputError{Op: "set optimizer state", Reason: fmt.Sprintf("%q is not <slot>/<parameter> with a slot of this optimizer (%s)", k, strings.Join(s.slots(), ", "))}
+		}
+		want, isParam := size[name]
+		if !isParam {
+			return &InputError{Op: "set optimizer state", Reason: fmt.Sprintf("%q is not a trainable parameter", name)}
+		}
+		if sn == "step" {
+			want = 1
+		}
+		if len(v) != want {
+			return &InputError{Op: "set optimizer state", Reason: fmt.Sprintf("%s has %d values, want %d", k, len(v), want)}
+		}
+		items = append(items, item{slot, name, v})
+	}
+	for _, it := range items {
+		name := C.CString(it.name)
 		var e *C.char
-		rc := C.hdl_sgd_set_momentum(m.lib.c, s.p, name, (*C.float)(&b[0]), C.int64_t(4*len(b)), &e)
+		rc := C.hdl_optim_set_state(m.lib.c, s.p, name, C.int(it.slot), (*C.float)(&it.v[0]), C.int64_t(4*len(it.v)), &e)
 		C.free(unsafe.Pointer(name))
 		if rc != 0 {
-			return cErr("set momentum "+n, e)
+			return cErr("set optimizer state "+it.name, e)
 		}
 	}
 	return nil

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"strings"
 	"sync"
 	"time"
@@ -100,22 +101,30 @@ func (s *Service) runAssembler(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("events consumer: %w", err)
 	}
-	work := make(chan jetstream.Msg, s.cfg.EventWorkers*4)
+	// Events of one sample go to one worker (by a hash of the sample key), so a replica never
+	// races itself on a sample's KV entry: its optimistic writes succeed the first time.
+	work := make([]chan parsedEvent, s.cfg.EventWorkers)
 	var wg sync.WaitGroup
 	opCtx := context.WithoutCancel(ctx)
-	for i := 0; i < s.cfg.EventWorkers; i++ {
+	for i := range work {
+		work[i] = make(chan parsedEvent, 64)
 		wg.Add(1)
-		go func() {
+		go func(in <-chan parsedEvent) {
 			defer wg.Done()
-			for msg := range work {
-				s.handleEvent(opCtx, msg)
+			for pe := range in {
+				s.handleEvent(opCtx, pe)
 			}
-		}()
+		}(work[i])
 	}
-	it, err := cons.Messages(jetstream.PullMaxMessages(s.cfg.EventWorkers * 8))
-	if err != nil {
-		close(work)
+	closeAll := func() {
+		for _, c := range work {
+			close(c)
+		}
 		wg.Wait()
+	}
+	it, err := cons.Messages(jetstream.PullMaxMessages(max(s.cfg.EventWorkers*32, 512)))
+	if err != nil {
+		closeAll()
 		return fmt.Errorf("events consumer: %w", err)
 	}
 	stop := context.AfterFunc(ctx, it.Drain)
@@ -130,16 +139,31 @@ func (s *Service) runAssembler(ctx context.Context) error {
 			time.Sleep(50 * time.Millisecond) // e.g. missed heartbeats while NATS is away
 			continue
 		}
-		work <- msg
+		pe := parsedEvent{msg: msg}
+		pe.evs, pe.err = s3events.Parse(msg.Data())
+		h := fnv.New32a()
+		for _, ev := range pe.evs {
+			if sk, ok, _ := s.keys.Map(ev.Key); ok {
+				_, _ = h.Write([]byte(kvKey(sk.Plate, sk.ID)))
+				break
+			}
+		}
+		work[h.Sum32()%uint32(len(work))] <- pe
 	}
-	close(work)
-	wg.Wait()
+	closeAll()
 	return nil
 }
 
+// parsedEvent is an event message with its parsed records.
+type parsedEvent struct {
+	msg jetstream.Msg
+	evs []s3events.ObjectEvent
+	err error
+}
+
 // handleEvent applies one notification message and acknowledges it, or hands it back.
-func (s *Service) handleEvent(ctx context.Context, msg jetstream.Msg) {
-	evs, err := s3events.Parse(msg.Data())
+func (s *Service) handleEvent(ctx context.Context, pe parsedEvent) {
+	msg, evs, err := pe.msg, pe.evs, pe.err
 	if err != nil {
 		s.m.events.WithLabelValues("bad").Inc()
 		s.m.errors.WithLabelValues("event").Inc()

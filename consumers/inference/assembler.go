@@ -129,6 +129,27 @@ func (s *Service) runAssembler(ctx context.Context) error {
 	}
 	stop := context.AfterFunc(ctx, it.Drain)
 	defer stop()
+	// Parsing and routing run on a few goroutines so the pull loop only moves messages.
+	raw := make(chan jetstream.Msg, 256)
+	var pwg sync.WaitGroup
+	for range max(2, s.cfg.EventWorkers/8) {
+		pwg.Add(1)
+		go func() {
+			defer pwg.Done()
+			for msg := range raw {
+				pe := parsedEvent{msg: msg}
+				pe.evs, pe.err = s3events.Parse(msg.Data())
+				h := fnv.New32a()
+				for _, ev := range pe.evs {
+					if sk, ok, _ := s.keys.Map(ev.Key); ok {
+						_, _ = h.Write([]byte(kvKey(sk.Plate, sk.ID)))
+						break
+					}
+				}
+				work[h.Sum32()%uint32(len(work))] <- pe
+			}
+		}()
+	}
 	for {
 		msg, err := it.Next()
 		if err != nil {
@@ -139,17 +160,10 @@ func (s *Service) runAssembler(ctx context.Context) error {
 			time.Sleep(50 * time.Millisecond) // e.g. missed heartbeats while NATS is away
 			continue
 		}
-		pe := parsedEvent{msg: msg}
-		pe.evs, pe.err = s3events.Parse(msg.Data())
-		h := fnv.New32a()
-		for _, ev := range pe.evs {
-			if sk, ok, _ := s.keys.Map(ev.Key); ok {
-				_, _ = h.Write([]byte(kvKey(sk.Plate, sk.ID)))
-				break
-			}
-		}
-		work[h.Sum32()%uint32(len(work))] <- pe
+		raw <- msg
 	}
+	close(raw)
+	pwg.Wait()
 	closeAll()
 	return nil
 }

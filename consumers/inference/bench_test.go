@@ -149,7 +149,7 @@ func benchEndToEnd(b *testing.B, model *burnModel) {
 // key mapping, KV compare-and-set per channel, deduplicated ready publish on the 4th channel).
 // Reported: events/s and events/s relative to the 20k/s goal.
 func BenchmarkReadyEvents(b *testing.B) {
-	const samplesPerIter = 500
+	const samplesPerIter = 2000
 	e := newEnv(b, nil)
 	cfg := testConfig()
 	cfg.EventWorkers = 32

@@ -637,3 +637,32 @@ func TestModelFailureRetried(t *testing.T) {
 		t.Errorf("no redelivery after a model failure: %v", got)
 	}
 }
+
+// A batch that runs longer than AckWait is kept alive by InProgress heartbeats: the other replica
+// never gets its messages, the model runs each sample once.
+func TestHeartbeatsKeepLongBatches(t *testing.T) {
+	e := newEnv(t, nil)
+	slow := newFakeModel("A", 0.35)
+	slow.delay = 2500 * time.Millisecond
+	cfg := testConfig()
+	cfg.AckWait = time.Second
+	cfg.MaxBatch = 4
+	cfg.MaxBatchDelay = 300 * time.Millisecond
+	models := map[string]*fakeModel{"A": slow}
+	e.startService(cfg, loaderOf(models), "A")
+	e.startService(cfg, loaderOf(models), "A")
+	p := makePlate("pl", 3, 64, 41)
+	for _, k := range p.shuffledKeys(2) {
+		e.put(k, p.files[k])
+	}
+	waitFor(t, 30*time.Second, "labels of slow batches", func() bool { return len(e.labels.snapshot()) == len(p.ids) })
+	time.Sleep(1500 * time.Millisecond) // a redelivery would show up as a second run
+	if got := slow.samples.Load(); got != int64(len(p.ids)) {
+		t.Errorf("model ran %d samples for %d (redelivered during a long batch)", got, len(p.ids))
+	}
+	for k, n := range e.labels.snapshot() {
+		if n != 1 {
+			t.Errorf("%s labeled %d times", k, n)
+		}
+	}
+}

@@ -666,3 +666,39 @@ func TestHeartbeatsKeepLongBatches(t *testing.T) {
 		}
 	}
 }
+
+// MaxAckPending bounds the samples in flight across replicas (backpressure): a slow model never
+// has more than MaxAckPending sample-ready messages outstanding, and all samples get labeled.
+func TestBackpressureMaxAckPending(t *testing.T) {
+	e := newEnv(t, nil)
+	slow := newFakeModel("A", 0.45)
+	slow.delay = 100 * time.Millisecond
+	cfg := testConfig()
+	cfg.MaxAckPending = 3
+	cfg.MaxBatch = 2
+	models := map[string]*fakeModel{"A": slow}
+	e.startService(cfg, loaderOf(models), "A")
+	e.startService(cfg, loaderOf(models), "A")
+	p := makePlate("pb", 10, 64, 51)
+	for _, k := range p.shuffledKeys(3) {
+		e.put(k, p.files[k])
+	}
+	cons, err := e.js.Consumer(context.Background(), cfg.ReadyStream, cfg.LabelConsumer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	maxPending, sawWaiting := 0, false
+	waitFor(t, 60*time.Second, "labels under backpressure", func() bool {
+		if info, err := cons.Info(context.Background()); err == nil {
+			maxPending = max(maxPending, info.NumAckPending)
+			sawWaiting = sawWaiting || info.NumPending > 0
+		}
+		return len(e.labels.snapshot()) == len(p.ids)
+	})
+	if maxPending > cfg.MaxAckPending {
+		t.Errorf("%d messages outstanding, MaxAckPending %d", maxPending, cfg.MaxAckPending)
+	}
+	if !sawWaiting {
+		t.Log("the stream never held waiting samples (load too light to show backpressure)")
+	}
+}

@@ -62,9 +62,15 @@ func tinyConfig(t testing.TB, data, out string) Config {
 }
 
 func backends(t testing.TB) (BackendFactory, Exporter) {
+	return backendsFor(t, DefaultConfig(model.Spec{}))
+}
+
+// backendsFor builds the libtorch backend factory with the config's optimizer settings.
+func backendsFor(t testing.TB, c Config) (BackendFactory, Exporter) {
 	l := torchLib(t)
 	newModel := func(spec model.Spec, seed int64) (Backend, error) {
-		return torch.NewBackend(l, spec, "cpu", uint64(seed), torch.BackendOptions{LR: 0.1, Momentum: 0.9, WeightDecay: 1e-4, Nesterov: true, Loss: "bce"})
+		return torch.NewBackend(l, spec, "cpu", uint64(seed), torch.BackendOptions{Optimizer: c.Optimizer, LR: c.LR,
+			Momentum: c.Momentum, WeightDecay: c.WeightDecay, Nesterov: c.Nesterov, Loss: c.Loss})
 	}
 	export := func(path string, spec model.Spec, w model.Weights, size int) error {
 		return onnx.ExportFile(path, spec, w, onnx.ExportOptions{InputSize: size, InputName: "input", OutputName: "logits", Opset: 17})

@@ -15,8 +15,6 @@ import (
 	"syscall"
 	"time"
 
-	awsconfig "github.com/aws/aws-sdk-go-v2/config"
-	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/nats-io/nats.go"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -26,6 +24,7 @@ import (
 	"github.com/hpa-plates/hpa/internal/config"
 	"github.com/hpa-plates/hpa/internal/model/ort"
 	"github.com/hpa-plates/hpa/internal/pipeline"
+	"github.com/hpa-plates/hpa/internal/s3client"
 )
 
 func init() {
@@ -296,16 +295,10 @@ func s3StoreFrom(ctx context.Context, v *viper.Viper) (*inference.S3Store, error
 	if bucket == "" {
 		return nil, errors.New("s3: --bucket (s3.bucket) is required")
 	}
-	region := v.GetString("s3.region")
-	loadOpts := []func(*awsconfig.LoadOptions) error{awsconfig.WithRegion(region)}
-	if ak := v.GetString("s3.access_key"); ak != "" {
-		loadOpts = append(loadOpts, awsconfig.WithCredentialsProvider(credentials.NewStaticCredentialsProvider(ak, v.GetString("s3.secret_key"), "")))
-	}
-	cfg, err := awsconfig.LoadDefaultConfig(ctx, loadOpts...)
+	cl, err := s3client.New(ctx, s3client.FromViper(v))
 	if err != nil {
-		return nil, fmt.Errorf("s3: AWS configuration: %w", err)
+		return nil, err
 	}
-	cl := inference.NewS3Client(cfg, inference.S3Options{Endpoint: v.GetString("s3.endpoint"), Region: region, PathStyle: v.GetBool("s3.path_style")})
 	return &inference.S3Store{Client: cl, Bucket: bucket}, nil
 }
 

@@ -77,7 +77,7 @@ func runDemo(ctx context.Context, v *viper.Viper, out, logw io.Writer) error {
 	if _, err := synth.Generate(ctx, synth.Options{Out: synthDir, Samples: n, Size: size, Seed: seed}); err != nil {
 		return fmt.Errorf("demo: %w", err)
 	}
-	truth, err := synth.ReadLabelsFile(filepath.Join(synthDir, "train.csv"))
+	truth, err := pipeline.ReadLabelsFile(filepath.Join(synthDir, "train.csv"))
 	if err != nil {
 		return fmt.Errorf("demo: %w", err)
 	}
@@ -125,7 +125,7 @@ func demoUploadAndWait(ctx context.Context, v *viper.Viper, ep Endpoints, plate,
 	deadline := time.Now().Add(v.GetDuration("demo.timeout"))
 	results := make([]demoResult, len(truth))
 	for i, row := range truth {
-		results[i] = demoResult{ID: row.ID, Truth: slices.Sorted(slices.Values(row.Targets))}
+		results[i] = demoResult{ID: row.ID, Truth: slices.Sorted(slices.Values(row.Labels))}
 	}
 	for {
 		pending := 0

@@ -68,7 +68,7 @@ func runFolds(w io.Writer, o foldsOptions) error {
 		return errors.New("folds: --out is empty")
 	}
 	start := time.Now()
-	ex, err := train.ReadLabelsFile(o.Labels)
+	ex, err := pipeline.ReadLabelsFile(o.Labels)
 	if err != nil {
 		return err
 	}

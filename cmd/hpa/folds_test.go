@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/hpa-plates/hpa/internal/pipeline"
 	"github.com/hpa-plates/hpa/internal/train"
 )
 
@@ -183,7 +184,7 @@ func TestFoldsCommandErrors(t *testing.T) {
 	bad := filepath.Join(t.TempDir(), "bad.csv")
 	os.WriteFile(bad, []byte("Id,Target\na,1\nb,31\n"), 0o644)
 	_, err := runCLI(t, "folds", "--labels", bad, "--out", out)
-	var le *train.LabelsError
+	var le *pipeline.LabelsError
 	if !errors.As(err, &le) || !strings.Contains(err.Error(), bad+":3: Id b: unknown class id 31") {
 		t.Errorf("bad labels: %v", err)
 	}

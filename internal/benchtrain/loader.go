@@ -83,7 +83,7 @@ func measureLoader(ctx context.Context, o LoaderOptions, onBatch func(epoch, fir
 	if len(o.Norm.Mean) < o.Spec.InChans || len(o.Norm.Std) < o.Spec.InChans {
 		return LoaderResult{}, &OptionsError{Reason: fmt.Sprintf("loader: normalization needs %d means and stds", o.Spec.InChans)}
 	}
-	labels, err := train.ReadLabelsFile(filepath.Join(o.DataDir, "train.csv"))
+	labels, err := pipeline.ReadLabelsFile(filepath.Join(o.DataDir, "train.csv"))
 	if err != nil {
 		return LoaderResult{}, err
 	}

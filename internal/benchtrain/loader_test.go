@@ -25,7 +25,7 @@ func TestLoaderPreparesTheTrainerInputs(t *testing.T) {
 	dir := synthData(t)
 	o := loaderOpts(t, dir)
 	o.Augment = train.Augment{}
-	labels, err := train.ReadLabelsFile(filepath.Join(dir, "train.csv"))
+	labels, err := pipeline.ReadLabelsFile(filepath.Join(dir, "train.csv"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -147,7 +147,7 @@ func TestLoaderErrors(t *testing.T) {
 	if err := os.CopyFS(broken, os.DirFS(dir)); err != nil {
 		t.Fatal(err)
 	}
-	labels, err := train.ReadLabelsFile(filepath.Join(broken, "train.csv"))
+	labels, err := pipeline.ReadLabelsFile(filepath.Join(broken, "train.csv"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -103,7 +103,7 @@ func Plan(seed int64, n int) ([]LabeledID, error) {
 			continue
 		}
 		seen[id] = true
-		rows = append(rows, LabeledID{ID: id, Targets: smp.draw(r)})
+		rows = append(rows, LabeledID{ID: id, Labels: smp.draw(r)})
 	}
 	return rows, nil
 }
@@ -171,7 +171,7 @@ feed:
 
 	csvPath := filepath.Join(o.Out, "train.csv")
 	var buf bytes.Buffer
-	if err := WriteLabelsCSV(&buf, rows); err != nil {
+	if err := pipeline.WriteLabels(&buf, rows); err != nil {
 		return Summary{}, err
 	}
 	if err := writeFileAtomic(csvPath, buf.Bytes()); err != nil {
@@ -197,7 +197,7 @@ func newSampleWriter(dir string) *sampleWriter {
 
 // write renders one sample and writes its four files; it returns the bytes written.
 func (w *sampleWriter) write(seed int64, row LabeledID, size int) (int64, error) {
-	imgs := Render(seed, row.ID, row.Targets, size)
+	imgs := Render(seed, row.ID, row.Labels, size)
 	var n int64
 	for c, img := range imgs {
 		path := filepath.Join(w.dir, row.ID+"_"+pipeline.ChannelNames[c]+".png")

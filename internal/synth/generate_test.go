@@ -81,7 +81,7 @@ func TestGenerateFormat(t *testing.T) {
 	if !bytes.HasPrefix(csv, []byte("Id,Target\n")) {
 		t.Fatalf("train.csv starts %q", csv[:min(len(csv), 20)])
 	}
-	rows, err := ReadLabelsCSV(bytes.NewReader(csv))
+	rows, err := pipeline.ReadLabels(bytes.NewReader(csv))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -100,7 +100,7 @@ func TestGenerateFormat(t *testing.T) {
 		t.Errorf("summary %+v; %d bytes on disk", sum, bytesTotal)
 	}
 	for i, row := range rows {
-		if row.ID != plan[i].ID || !slices.Equal(row.Targets, plan[i].Targets) {
+		if row.ID != plan[i].ID || !slices.Equal(row.Labels, plan[i].Labels) {
 			t.Errorf("row %d %+v, plan %+v", i, row, plan[i])
 		}
 		if !idRE.MatchString(row.ID) {
@@ -123,7 +123,7 @@ func TestGenerateFormat(t *testing.T) {
 			if g.Rect != image.Rect(0, 0, o.Size, o.Size) {
 				t.Errorf("%s is %v", rel, g.Rect)
 			}
-			want := Render(o.Seed, row.ID, row.Targets, o.Size)[c]
+			want := Render(o.Seed, row.ID, row.Labels, o.Size)[c]
 			if !bytes.Equal(g.Pix, want.Pix) {
 				t.Errorf("%s differs from Render", rel)
 			}

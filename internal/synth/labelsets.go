@@ -34,7 +34,7 @@ func ComputeLabelSets(rows []LabeledID) []LabelSet {
 	idx := make(map[string]int)
 	var sets []LabelSet
 	for _, r := range rows {
-		labels := slices.Clone(r.Targets)
+		labels := slices.Clone(r.Labels)
 		slices.Sort(labels)
 		labels = slices.Compact(labels)
 		k := labelKey(labels)

@@ -40,7 +40,7 @@ func realData(t testing.TB) string {
 
 func realRows(t testing.TB) []LabeledID {
 	t.Helper()
-	rows, err := ReadLabelsFile(filepath.Join(realData(t), "train.csv"))
+	rows, err := pipeline.ReadLabelsFile(filepath.Join(realData(t), "train.csv"))
 	if err != nil {
 		t.Fatalf("real train.csv: %v", err)
 	}
@@ -117,7 +117,7 @@ func TestLabelSetTableMatchesRealData(t *testing.T) {
 	var expanded []LabeledID
 	for _, s := range emb {
 		for range s.Count {
-			expanded = append(expanded, LabeledID{Targets: s.Labels})
+			expanded = append(expanded, LabeledID{Labels: s.Labels})
 		}
 	}
 	if got, want := ClassCounts(expanded), ClassCounts(rows); got != want {
@@ -127,7 +127,7 @@ func TestLabelSetTableMatchesRealData(t *testing.T) {
 
 func TestComputeLabelSetsIgnoresOrder(t *testing.T) {
 	rows := []LabeledID{
-		{"a", []int{7, 1, 2, 0}}, {"b", []int{0, 1, 2, 7}}, {"c", []int{25}}, {"d", []int{2, 7, 0, 1}}, {"e", []int{0}}, {"f", []int{25}},
+		{ID: "a", Labels: []int{7, 1, 2, 0}}, {ID: "b", Labels: []int{0, 1, 2, 7}}, {ID: "c", Labels: []int{25}}, {ID: "d", Labels: []int{2, 7, 0, 1}}, {ID: "e", Labels: []int{0}}, {ID: "f", Labels: []int{25}},
 	}
 	got := ComputeLabelSets(rows)
 	want := []LabelSet{{[]int{0, 1, 2, 7}, 3}, {[]int{25}, 2}, {[]int{0}, 1}}
@@ -156,7 +156,7 @@ func TestDrawnLabelSetsMatchRealFrequencies(t *testing.T) {
 	r := newRNG(42)
 	drawn := make([]LabeledID, draws)
 	for i := range drawn {
-		drawn[i].Targets = smp.draw(r)
+		drawn[i].Labels = smp.draw(r)
 	}
 	got := ClassFrequencies(drawn)
 	for c := range pipeline.NumClasses {
@@ -170,7 +170,7 @@ func TestDrawnLabelSetsMatchRealFrequencies(t *testing.T) {
 	top := RealLabelSets()[0]
 	n := 0
 	for _, d := range drawn {
-		if slices.Equal(d.Targets, top.Labels) {
+		if slices.Equal(d.Labels, top.Labels) {
 			n++
 		}
 	}

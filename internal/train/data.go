@@ -58,7 +58,7 @@ func ImageDir(dataDir string) string {
 // Samples with missing channels are a *MissingImagesError unless skip is set; then they are dropped
 // and returned as skipped.
 func loadDataset(dataDir string, size int, order []pipeline.Channel, dec pipeline.DecodeOptions, skip bool, cacheMax int) (*dataset, []string, error) {
-	examples, err := ReadLabelsFile(filepath.Join(dataDir, "train.csv"))
+	examples, err := pipeline.ReadLabelsFile(filepath.Join(dataDir, "train.csv"))
 	if err != nil {
 		return nil, nil, err
 	}

@@ -8,12 +8,13 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/hpa-plates/hpa/internal/pipeline"
 	"github.com/hpa-plates/hpa/internal/testutil"
 )
 
 func realHPALabels(t testing.TB) [][]int {
 	t.Helper()
-	ex, err := ReadLabelsFile(filepath.Join(testutil.HPAReal(t), "train.csv"))
+	ex, err := pipeline.ReadLabelsFile(filepath.Join(testutil.HPAReal(t), "train.csv"))
 	if err != nil {
 		t.Fatal(err)
 	}

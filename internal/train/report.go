@@ -1,8 +1,6 @@
 package train
 
 import (
-	"bytes"
-	"encoding/csv"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -114,10 +112,4 @@ func sortedKeys(m map[string]float64) []string {
 		}
 	}
 	return keys
-}
-
-func parseCSV(b []byte) ([][]string, error) {
-	r := csv.NewReader(bytes.NewReader(b))
-	r.FieldsPerRecord = -1
-	return r.ReadAll()
 }

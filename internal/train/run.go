@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
 	"time"
 
 	"github.com/hpa-plates/hpa/internal/model"
@@ -103,27 +102,9 @@ func (t *trainer) assignFolds() ([]int, error) {
 }
 
 func readFoldsFile(path string, ids []string, k int) ([]int, error) {
-	b, err := os.ReadFile(path)
+	byID, err := ReadFoldsFile(path)
 	if err != nil {
 		return nil, err
-	}
-	rows, err := parseCSV(b)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	byID := map[string]int{}
-	for i, r := range rows {
-		if i == 0 && len(r) >= 2 && r[0] == "Id" {
-			continue
-		}
-		if len(r) != 2 {
-			return nil, fmt.Errorf("%s:%d: want Id,fold", path, i+1)
-		}
-		f, err := strconv.Atoi(r[1])
-		if err != nil || f < 0 || f >= k {
-			return nil, fmt.Errorf("%s:%d: fold %q not in 0..%d", path, i+1, r[1], k-1)
-		}
-		byID[r[0]] = f
 	}
 	out := make([]int, len(ids))
 	for i, id := range ids {
@@ -131,21 +112,28 @@ func readFoldsFile(path string, ids []string, k int) ([]int, error) {
 		if !ok {
 			return nil, fmt.Errorf("%s: no fold for sample %s", path, id)
 		}
+		if f >= k {
+			return nil, fmt.Errorf("%s: sample %s in fold %d, but --folds is %d", path, id, f, k)
+		}
 		out[i] = f
 	}
 	return out, nil
 }
 
 func (t *trainer) writeFoldsCSV() error {
-	var b []byte
-	b = append(b, "Id,fold\n"...)
-	for i, id := range t.data.ids {
-		b = append(b, id...)
-		b = append(b, ',')
-		b = strconv.AppendInt(b, int64(t.folds[i]), 10)
-		b = append(b, '\n')
+	f, err := os.Create(filepath.Join(t.cfg.OutDir, "folds.csv"))
+	if err != nil {
+		return err
 	}
-	return os.WriteFile(filepath.Join(t.cfg.OutDir, "folds.csv"), b, 0o644)
+	ex := make([]Example, len(t.data.ids))
+	for i, id := range t.data.ids {
+		ex[i] = Example{ID: id, Labels: t.data.labels[i]}
+	}
+	if err := WriteFolds(f, ex, t.folds); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }
 
 // split returns the training and validation example indices of fold f.

@@ -3,9 +3,11 @@ package train
 import (
 	"context"
 	"errors"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -211,5 +213,48 @@ func TestRunBadData(t *testing.T) {
 	os.WriteFile(filepath.Join(data, "train.csv"), []byte("Id,Target\n"+id+",3 31\n"), 0o644)
 	if _, err := Run(context.Background(), cfg, newModel, export, nil); err == nil || !strings.Contains(err.Error(), ":2:") {
 		t.Errorf("unknown class id: %v", err)
+	}
+}
+
+// A folds file (as `hpa folds` writes it, and as a run leaves in OutDir) replaces the stratified
+// split; a sample without a fold is an error naming it.
+func TestRunFoldsFile(t *testing.T) {
+	data := synthData(t, 16, 32, 6)
+	newModel, export := backends(t)
+	first := t.TempDir()
+	cfg := tinyConfig(t, data, first)
+	cfg.Cycles, cfg.EpochsPerCycle, cfg.BatchSize, cfg.TrainFolds = 1, 1, 4, []int{0}
+	if _, err := Run(context.Background(), cfg, newModel, export, nil); err != nil {
+		t.Fatal(err)
+	}
+	// Move every sample of fold 1 to fold 0 except one: the split must follow the file.
+	folds, err := ReadFoldsFile(filepath.Join(first, "folds.csv"))
+	if err != nil || len(folds) != 16 {
+		t.Fatalf("folds.csv: %d rows, %v", len(folds), err)
+	}
+	ids := slices.Sorted(maps.Keys(folds))
+	var b strings.Builder
+	b.WriteString("Id,fold\n")
+	for i, id := range ids {
+		f := 0
+		if i == 0 {
+			f = 1
+		}
+		b.WriteString(id + "," + strconv.Itoa(f) + "\n")
+	}
+	ff := filepath.Join(t.TempDir(), "folds.csv")
+	os.WriteFile(ff, []byte(b.String()), 0o644)
+	cfg.OutDir, cfg.FoldsFile, cfg.TrainFolds = t.TempDir(), ff, []int{1}
+	res, err := Run(context.Background(), cfg, newModel, export, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Manifest.Metrics["oof_samples"] != 1 {
+		t.Errorf("fold 1 validated %v samples, want the 1 the file put there", res.Manifest.Metrics["oof_samples"])
+	}
+	os.WriteFile(ff, []byte("Id,fold\n"+ids[0]+",0\n"), 0o644)
+	cfg.OutDir = t.TempDir()
+	if _, err := Run(context.Background(), cfg, newModel, export, nil); err == nil || !strings.Contains(err.Error(), "no fold for sample") {
+		t.Errorf("incomplete folds file: %v", err)
 	}
 }

@@ -8,6 +8,10 @@ import "math"
 // axis that grows uses bilinear interpolation with pixel centres aligned (align_corners=false,
 // edges clamped). Results are rounded to nearest. Same size returns a copy of p. A non-positive
 // target size or an empty/inconsistent source returns the zero Plane.
+//
+// When both axes shrink by integer factors (p.W = fx*w, p.H = fy*h, one of them may be 1) Resize
+// takes an exact integer box-filter path (resizeBox) whose output is bit-identical to the general
+// float path (resizeGeneral) on every input.
 func Resize(p Plane, w, h int) Plane {
 	if w <= 0 || h <= 0 || p.W <= 0 || p.H <= 0 || len(p.Pix) < p.W*p.H {
 		return Plane{}
@@ -15,6 +19,15 @@ func Resize(p Plane, w, h int) Plane {
 	if w == p.W && h == p.H {
 		return Plane{W: w, H: h, Pix: append([]uint8(nil), p.Pix[:w*h]...)}
 	}
+	if fx, fy, ok := boxFactors(p.W, p.H, w, h); ok {
+		q, _ := resizeBox(p, w, h, fx, fy)
+		return q
+	}
+	return resizeGeneral(p, w, h)
+}
+
+// resizeGeneral is Resize's separable float path for any sizes (p valid, w, h > 0, not both equal).
+func resizeGeneral(p Plane, w, h int) Plane {
 	xw := axisWeights(p.W, w)
 	yw := axisWeights(p.H, h)
 	// Horizontal pass: p.H x w floats.

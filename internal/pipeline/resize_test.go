@@ -2,7 +2,10 @@ package pipeline
 
 import (
 	"bytes"
+	"fmt"
+	"math/rand/v2"
 	"testing"
+	"time"
 )
 
 func rampPlane(w, h int) Plane {
@@ -111,5 +114,149 @@ func BenchmarkResize512to256(b *testing.B) {
 	p := rampPlane(512, 512)
 	for b.Loop() {
 		Resize(p, 256, 256)
+	}
+}
+
+// boxCase is an integer-factor shrink: a (fx*w) x (fy*h) source to w x h.
+type boxCase struct{ w, h, fx, fy int }
+
+var boxCases = []boxCase{
+	{64, 64, 2, 2}, {32, 32, 4, 4}, {16, 16, 8, 8}, {21, 21, 3, 3}, // factors 2, 4, 8, 3
+	{33, 25, 3, 3}, {31, 17, 2, 2}, {13, 11, 4, 4}, {7, 9, 8, 8}, // odd output sizes
+	{29, 23, 2, 3}, {19, 31, 3, 2}, {15, 13, 5, 7}, {11, 9, 6, 6}, // mixed, non-power-of-two areas
+	{45, 37, 1, 3}, {37, 45, 3, 1}, {40, 33, 1, 4}, {33, 40, 4, 1}, {5, 3, 16, 12}, // one axis kept
+}
+
+// fillers give random images, tie-heavy ones (two adjacent levels, so many block sums land on an
+// exact x.5 mean for even areas) and saturated ones (0/255 only).
+var fillers = map[string]func(r *rand.Rand) uint8{
+	"uniform":   func(r *rand.Rand) uint8 { return uint8(r.IntN(256)) },
+	"two-level": func(r *rand.Rand) uint8 { return uint8(100 + r.IntN(2)) },
+	"dark":      func(r *rand.Rand) uint8 { return uint8(r.IntN(4)) },
+	"saturated": func(r *rand.Rand) uint8 { return uint8(255 * r.IntN(2)) },
+}
+
+func randomPlane(r *rand.Rand, w, h int, fill func(*rand.Rand) uint8) Plane {
+	p := Plane{W: w, H: h, Pix: make([]uint8, w*h)}
+	for i := range p.Pix {
+		p.Pix[i] = fill(r)
+	}
+	return p
+}
+
+// The integer box path must give exactly the bytes of the general float path, ties included.
+func TestResizeBoxMatchesGeneral(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 11))
+	redoTotal := map[bool]int{}
+	for _, c := range boxCases {
+		sw, sh := c.fx*c.w, c.fy*c.h
+		fx, fy, ok := boxFactors(sw, sh, c.w, c.h)
+		if !ok || fx != c.fx || fy != c.fy {
+			t.Fatalf("%+v: boxFactors = %d, %d, %v", c, fx, fy, ok)
+		}
+		for name, fill := range fillers {
+			for rep := 0; rep < 3; rep++ {
+				p := randomPlane(r, sw, sh, fill)
+				got, redo := resizeBox(p, c.w, c.h, fx, fy)
+				want := resizeGeneral(p, c.w, c.h)
+				if got.W != want.W || got.H != want.H {
+					t.Fatalf("%+v %s: size %dx%d, want %dx%d", c, name, got.W, got.H, want.W, want.H)
+				}
+				for i := range want.Pix {
+					if got.Pix[i] != want.Pix[i] {
+						t.Fatalf("%+v %s: pixel (%d,%d) = %d, general path %d", c, name, i%c.w, i/c.w, got.Pix[i], want.Pix[i])
+					}
+				}
+				if q := Resize(p, c.w, c.h); !bytes.Equal(q.Pix, want.Pix) {
+					t.Fatalf("%+v %s: Resize differs from the general path", c, name)
+				}
+				n := fx * fy
+				if n&(n-1) == 0 && redo != 0 {
+					t.Fatalf("%+v: power-of-two area recomputed %d pixels in float", c, redo)
+				}
+				redoTotal[n&(n-1) == 0] += redo
+			}
+		}
+	}
+	// The two-level images of the 2x3 and 6x6 cases are full of exact ties: the float recompute
+	// must have run (otherwise this test compares nothing interesting for those areas).
+	if redoTotal[false] == 0 {
+		t.Fatal("no pixel took the float recompute path")
+	}
+}
+
+// Exact block means: rounding to nearest with ties up is what the float path gives for
+// power-of-two areas, so the box path must match the integer formula exactly there.
+func TestResizeBoxPowerOfTwoIsRoundHalfUp(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 5))
+	for _, c := range []boxCase{{16, 8, 2, 4}, {8, 8, 8, 8}, {9, 7, 4, 2}, {4, 4, 32, 32}} {
+		p := randomPlane(r, c.fx*c.w, c.fy*c.h, fillers["two-level"])
+		q := Resize(p, c.w, c.h)
+		n := c.fx * c.fy
+		for y := 0; y < c.h; y++ {
+			for x := 0; x < c.w; x++ {
+				sum := 0
+				for dy := 0; dy < c.fy; dy++ {
+					for dx := 0; dx < c.fx; dx++ {
+						sum += int(p.Pix[(c.fy*y+dy)*p.W+c.fx*x+dx])
+					}
+				}
+				if want := uint8((sum + n/2) / n); q.Pix[y*c.w+x] != want {
+					t.Fatalf("%+v (%d,%d) = %d, want %d", c, x, y, q.Pix[y*c.w+x], want)
+				}
+			}
+		}
+	}
+}
+
+func TestBoxFactors(t *testing.T) {
+	for _, c := range []struct {
+		sw, sh, dw, dh, fx, fy int
+		ok                     bool
+	}{
+		{512, 512, 128, 128, 4, 4, true},
+		{512, 384, 256, 128, 2, 3, true},
+		{512, 512, 512, 256, 1, 2, true},
+		{512, 512, 300, 300, 0, 0, false}, // not a divisor
+		{100, 100, 200, 50, 0, 0, false},  // one axis grows
+		{513, 512, 171, 256, 3, 2, true},  // odd source
+		{512, 512, 1, 1, 0, 0, false},     // area 2^18 > maxBoxArea: general path
+		{256, 128, 1, 1, 256, 128, true},  // area 2^15
+		{10, 10, 0, 5, 0, 0, false},       // empty target
+	} {
+		fx, fy, ok := boxFactors(c.sw, c.sh, c.dw, c.dh)
+		if fx != c.fx || fy != c.fy || ok != c.ok {
+			t.Errorf("boxFactors(%d,%d,%d,%d) = %d,%d,%v want %d,%d,%v", c.sw, c.sh, c.dw, c.dh, fx, fy, ok, c.fx, c.fy, c.ok)
+		}
+	}
+	// Extreme factors still agree with the general path (the edge of maxBoxArea, and beyond it).
+	r := rand.New(rand.NewPCG(9, 9))
+	for _, sz := range [][4]int{{256, 128, 1, 1}, {512, 512, 1, 1}, {384, 3, 1, 1}} {
+		p := randomPlane(r, sz[0], sz[1], fillers["uniform"])
+		if got, want := Resize(p, sz[2], sz[3]), resizeGeneral(p, sz[2], sz[3]); !bytes.Equal(got.Pix, want.Pix) {
+			t.Fatalf("%v: %v, general %v", sz, got.Pix, want.Pix)
+		}
+	}
+}
+
+// BenchmarkResize times Resize on a 512 px plane of real-like content against the general float
+// path on the same input; speedup = general ns / Resize ns (1 where Resize is the general path).
+func BenchmarkResize(b *testing.B) {
+	r := rand.New(rand.NewPCG(1, 2))
+	for _, c := range [][4]int{{512, 512, 128, 128}, {512, 512, 256, 256}, {512, 512, 64, 64}, {510, 510, 170, 170}, {512, 512, 300, 300}} {
+		p := randomPlane(r, c[0], c[1], fillers["uniform"])
+		b.Run(fmt.Sprintf("%dto%d", c[0], c[2]), func(b *testing.B) {
+			var fast, general time.Duration
+			for b.Loop() {
+				t0 := time.Now()
+				Resize(p, c[2], c[3])
+				t1 := time.Now()
+				resizeGeneral(p, c[2], c[3])
+				fast, general = fast+t1.Sub(t0), general+time.Since(t1)
+			}
+			b.ReportMetric(float64(fast.Nanoseconds())/float64(b.N), "resize-ns/op")
+			b.ReportMetric(float64(general.Nanoseconds())/float64(b.N), "general-ns/op")
+			b.ReportMetric(float64(general)/float64(fast), "speedup")
+		})
 	}
 }

@@ -125,6 +125,7 @@ var boxCases = []boxCase{
 	{33, 25, 3, 3}, {31, 17, 2, 2}, {13, 11, 4, 4}, {7, 9, 8, 8}, // odd output sizes
 	{29, 23, 2, 3}, {19, 31, 3, 2}, {15, 13, 5, 7}, {11, 9, 6, 6}, // mixed, non-power-of-two areas
 	{45, 37, 1, 3}, {37, 45, 3, 1}, {40, 33, 1, 4}, {33, 40, 4, 1}, {5, 3, 16, 12}, // one axis kept
+	{3, 2, 2, 128}, {5, 3, 4, 64}, {3, 5, 8, 32}, {2, 3, 8, 64}, {6, 7, 2, 1}, {5, 5, 4, 1}, // lane-capacity edges
 }
 
 // fillers give random images, tie-heavy ones (two adjacent levels, so many block sums land on an

@@ -58,14 +58,15 @@ func BenchmarkLoaderVsStep(b *testing.B) {
 	so := StepOptions{Spec: spec, Size: 128, Batch: 8, Steps: 3, Warmup: 1, Seed: 1}
 	var steps Steps
 	var n int
-	var cold, cached time.Duration
+	var cold, cached, coldCPU time.Duration
+	cores := 0
 	b.ResetTimer()
 	for b.Loop() {
 		r, err := MeasureLoader(context.Background(), lo)
 		if err != nil {
 			b.Fatal(err)
 		}
-		n, cold, cached = n+r.Samples, cold+r.Cold, cached+r.Cached
+		n, cold, cached, coldCPU, cores = n+r.Samples, cold+r.Cold, cached+r.Cached, coldCPU+r.ColdCPU, r.Cores
 		s, err := GoSteps(l, so)
 		if err != nil {
 			b.Fatal(err)
@@ -76,4 +77,5 @@ func BenchmarkLoaderVsStep(b *testing.B) {
 	b.ReportMetric(divf(perSecond(n, cold), step), "loader/step")
 	b.ReportMetric(divf(perSecond(n, cached), step), "cached-loader/step")
 	b.ReportMetric(perSecond(n, cold), "loader-samples/s")
+	b.ReportMetric(divf(perSecond(cores*n, coldCPU), perSecond(so.Batch, steps.MedianCPU())), "cpu-basis-loader/step")
 }

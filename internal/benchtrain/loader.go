@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"runtime"
 	"sync"
 	"time"
 
@@ -29,13 +30,24 @@ type LoaderOptions struct {
 // LoaderResult is one measurement: Samples loaded in Cold (each decoded from its image files) and
 // then again in Cached (from decoded 8-bit planes kept in memory, as the trainer's sample cache
 // serves every epoch after the first). Augment, normalize and targets are done in both.
+// ColdCPU and CachedCPU are the process CPU time (user + system) of each pass, Cores the workers
+// that can run at once (min(workers, runtime.NumCPU())).
 type LoaderResult struct {
-	Samples      int
-	Cold, Cached time.Duration
+	Samples            int
+	Cold, Cached       time.Duration
+	ColdCPU, CachedCPU time.Duration
+	Cores              int
 }
 
 // ColdPerSecond is the samples/s of the decoding pass.
 func (r LoaderResult) ColdPerSecond() float64 { return perSecond(r.Samples, r.Cold) }
+
+// ColdPerSecondCPU is the decoding pass's samples/s on the CPU-time basis: Cores workers, each
+// with a core of its own, at the CPU cost per sample the pass measured (Cores x Samples / ColdCPU).
+// On a shared machine the other processes take cores from the workers, so the wall rate falls
+// below this one; on an idle machine with Cores free cores the two agree (up to the serial part
+// of each batch).
+func (r LoaderResult) ColdPerSecondCPU() float64 { return perSecond(r.Cores*r.Samples, r.ColdCPU) }
 
 // CachedPerSecond is the samples/s of the pass over cached planes.
 func (r LoaderResult) CachedPerSecond() float64 { return perSecond(r.Samples, r.Cached) }
@@ -145,11 +157,11 @@ func measureLoader(ctx context.Context, o LoaderOptions, onBatch func(epoch, fir
 		cache[i] = out // each index is written by one worker only
 		return out, nil
 	}
-	pass := func(epoch int, cached bool) (time.Duration, error) {
-		start := time.Now()
+	pass := func(epoch int, cached bool) (time.Duration, time.Duration, error) {
+		start, cpu0 := time.Now(), processCPU()
 		for b0 := 0; b0 < len(ids); b0 += o.Batch {
 			if err := ctx.Err(); err != nil {
-				return 0, err
+				return 0, 0, err
 			}
 			n := min(o.Batch, len(ids)-b0)
 			x := make([]float32, n*per)
@@ -194,21 +206,22 @@ func measureLoader(ctx context.Context, o LoaderOptions, onBatch func(epoch, fir
 			close(jobs)
 			wg.Wait()
 			if firstErr != nil {
-				return 0, firstErr
+				return 0, 0, firstErr
 			}
 			if onBatch != nil {
 				onBatch(epoch, b0, x, y)
 			}
 		}
-		return time.Since(start), nil
+		return time.Since(start), processCPU() - cpu0, nil
 	}
-	cold, err := pass(0, false)
+	cold, coldCPU, err := pass(0, false)
 	if err != nil {
 		return LoaderResult{}, err
 	}
-	cached, err := pass(1, true)
+	cached, cachedCPU, err := pass(1, true)
 	if err != nil {
 		return LoaderResult{}, err
 	}
-	return LoaderResult{Samples: len(ids), Cold: cold, Cached: cached}, nil
+	return LoaderResult{Samples: len(ids), Cold: cold, Cached: cached, ColdCPU: coldCPU, CachedCPU: cachedCPU,
+		Cores: min(o.Workers, runtime.NumCPU())}, nil
 }

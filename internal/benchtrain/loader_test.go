@@ -6,6 +6,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -70,7 +71,8 @@ func TestLoaderPreparesTheTrainerInputs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r.Samples != 12 || len(seen) != 24 || r.Cold <= 0 || r.Cached <= 0 || r.ColdPerSecond() <= 0 {
+	if r.Samples != 12 || len(seen) != 24 || r.Cold <= 0 || r.Cached <= 0 || r.ColdPerSecond() <= 0 ||
+		r.ColdCPU <= 0 || r.Cores != min(3, runtime.NumCPU()) || r.ColdPerSecondCPU() <= 0 {
 		t.Fatalf("result %+v, %d (epoch, sample) pairs seen", r, len(seen))
 	}
 }

@@ -47,7 +47,8 @@ func TestResultRatiosAndTable(t *testing.T) {
 		SpecParams: spec.ParamCount(),
 		Go:         Steps{Wall: d(110, 100, 300), CPU: d(103, 102, 104)},
 		Py:         PyResult{Params: spec.ParamCount(), Steps: Steps{Wall: d(100, 50, 100), CPU: d(100, 101, 99)}},
-		Loader:     LoaderResult{Samples: 40, Cold: 200 * time.Millisecond, Cached: 20 * time.Millisecond},
+		Loader: LoaderResult{Samples: 40, Cold: 200 * time.Millisecond, Cached: 20 * time.Millisecond,
+			ColdCPU: 250 * time.Millisecond, CachedCPU: 30 * time.Millisecond, Cores: 2},
 	}
 	if got := r.StepRatioWall(); got != 1.1 {
 		t.Errorf("wall ratio %v, want 1.1 (medians 110 / 100)", got)
@@ -59,13 +60,17 @@ func TestResultRatiosAndTable(t *testing.T) {
 	if got := r.LoaderRatio(); got < 2.199 || got > 2.201 {
 		t.Errorf("loader ratio %v, want 2.2", got)
 	}
+	// CPU basis: 2 cores x 40 samples / 250 ms = 320/s; step 10 per 103 ms CPU = 97.09/s.
+	if got := r.LoaderRatioCPU(); got < 3.2959 || got > 3.2961 {
+		t.Errorf("loader CPU-basis ratio %v, want 3.296", got)
+	}
 	if !r.StepPass() || !r.LoaderPass() {
 		t.Errorf("both goals are met: step %v loader %v", r.StepPass(), r.LoaderPass())
 	}
 	var b bytes.Buffer
 	r.Write(&b)
 	for _, want := range []string{"params: spec 395228, python module 395228 (match)", "1.030  goal <= 1.05  PASS", "(wall 1.100)",
-		"2.20   goal >= 1.50  PASS", "(cached 22.00)", "110.0 ms", "200.0"} {
+		"2.20   goal >= 1.50  PASS", "(cached 22.00, CPU-time basis 3.30)", "6.25 ms CPU/sample, 2 cores", "320.0", "110.0 ms", "200.0"} {
 		if !strings.Contains(b.String(), want) {
 			t.Errorf("table lacks %q:\n%s", want, b.String())
 		}

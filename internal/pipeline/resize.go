@@ -30,15 +30,54 @@ func Resize(p Plane, w, h int) Plane {
 func resizeGeneral(p Plane, w, h int) Plane {
 	xw := axisWeights(p.W, w)
 	yw := axisWeights(p.H, h)
-	// Horizontal pass: p.H x w floats.
+	// Horizontal pass: p.H x w floats. The taps of an output pixel are consecutive source pixels
+	// (axisWeights adds them left to right), so each is a run starting at idx[off] with weights
+	// wt[off:off+n]. Four rows go together, so that their four float32 sums -- each the same
+	// operations in the same order as one row alone -- are independent dependency chains.
 	tmp := make([]float32, p.H*w)
-	for y := 0; y < p.H; y++ {
-		row := p.Pix[y*p.W : (y+1)*p.W]
+	sw := p.W
+	y := 0
+	for ; y+4 <= p.H; y += 4 {
+		r0 := p.Pix[y*sw : (y+1)*sw]
+		r1 := p.Pix[(y+1)*sw : (y+2)*sw]
+		r2 := p.Pix[(y+2)*sw : (y+3)*sw]
+		r3 := p.Pix[(y+3)*sw : (y+4)*sw]
+		t0 := tmp[y*w : (y+1)*w]
+		t1 := tmp[(y+1)*w : (y+2)*w]
+		t2 := tmp[(y+2)*w : (y+3)*w]
+		t3 := tmp[(y+3)*w : (y+4)*w]
+		for x := range t0 {
+			k0, k1 := xw.off[x], xw.off[x+1]
+			if k0 == k1 {
+				continue // no taps (axisWeights gives every output at least one): 0
+			}
+			wt := xw.wt[k0:k1]
+			j := int(xw.idx[k0])
+			a0, a1, a2, a3 := r0[j:j+len(wt)], r1[j:j+len(wt)], r2[j:j+len(wt)], r3[j:j+len(wt)]
+			var s0, s1, s2, s3 float32
+			for k, c := range wt {
+				s0 += c * float32(a0[k])
+				s1 += c * float32(a1[k])
+				s2 += c * float32(a2[k])
+				s3 += c * float32(a3[k])
+			}
+			t0[x], t1[x], t2[x], t3[x] = s0, s1, s2, s3
+		}
+	}
+	for ; y < p.H; y++ {
+		row := p.Pix[y*sw : (y+1)*sw]
 		t := tmp[y*w : (y+1)*w]
-		for x := 0; x < w; x++ {
+		for x := range t {
+			k0, k1 := xw.off[x], xw.off[x+1]
+			if k0 == k1 {
+				continue
+			}
+			wt := xw.wt[k0:k1]
+			j := int(xw.idx[k0])
+			a := row[j : j+len(wt)]
 			var s float32
-			for k := xw.off[x]; k < xw.off[x+1]; k++ {
-				s += xw.wt[k] * float32(row[xw.idx[k]])
+			for k, c := range wt {
+				s += c * float32(a[k])
 			}
 			t[x] = s
 		}
@@ -51,8 +90,9 @@ func resizeGeneral(p Plane, w, h int) Plane {
 		for k := yw.off[y]; k < yw.off[y+1]; k++ {
 			wt := yw.wt[k]
 			src := tmp[int(yw.idx[k])*w : int(yw.idx[k]+1)*w]
+			a := acc[:len(src)]
 			for x, v := range src {
-				acc[x] += wt * v
+				a[x] += wt * v
 			}
 		}
 		o := out[y*w : (y+1)*w]

@@ -333,3 +333,25 @@ func BenchmarkResize(b *testing.B) {
 		})
 	}
 }
+
+// FuzzResizeMatchesReference: any source (pixels from the fuzzer) and target size gives the
+// original implementation's bytes.
+func FuzzResizeMatchesReference(f *testing.F) {
+	f.Add(uint8(12), uint8(9), uint8(4), uint8(3), []byte{1, 2, 3, 200, 255, 0, 7})
+	f.Add(uint8(64), uint8(64), uint8(16), uint8(16), []byte{100, 101})
+	f.Add(uint8(30), uint8(30), uint8(10), uint8(15), []byte{255})
+	f.Add(uint8(5), uint8(3), uint8(11), uint8(2), []byte{0, 255, 128})
+	f.Fuzz(func(t *testing.T, sw, sh, dw, dh uint8, seed []byte) {
+		if sw == 0 || sh == 0 || dw == 0 || dh == 0 || len(seed) == 0 {
+			return
+		}
+		p := Plane{W: int(sw), H: int(sh), Pix: make([]uint8, int(sw)*int(sh))}
+		for i := range p.Pix {
+			p.Pix[i] = seed[i%len(seed)] + uint8(i/len(seed))
+		}
+		got, want := Resize(p, int(dw), int(dh)), resizeReference(p, int(dw), int(dh))
+		if got.W != want.W || got.H != want.H || !bytes.Equal(got.Pix, want.Pix) {
+			t.Fatalf("%dx%d -> %dx%d: Resize differs from the original implementation", sw, sh, dw, dh)
+		}
+	})
+}

@@ -110,13 +110,6 @@ func TestResizeBadSizes(t *testing.T) {
 	}
 }
 
-func BenchmarkResize512to256(b *testing.B) {
-	p := rampPlane(512, 512)
-	for b.Loop() {
-		Resize(p, 256, 256)
-	}
-}
-
 // boxCase is an integer-factor shrink: a (fx*w) x (fy*h) source to w x h.
 type boxCase struct{ w, h, fx, fy int }
 

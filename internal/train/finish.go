@@ -120,6 +120,10 @@ func (t *trainer) finish(folds []*checkpoint, trained []int, skipped []string) (
 		Warnings:      t.rareClassWarnings(),
 	}
 	rep.Warnings = append(rep.Warnings, "threshold rule: "+sel.Rule)
+	if t.dupGroups > 0 {
+		rep.Warnings = append(rep.Warnings, fmt.Sprintf("near-duplicates (pHash within %d bits): %d groups holding %d samples, each kept inside one fold",
+			t.cfg.DedupHamming, t.dupGroups, t.dupSamples))
+	}
 	for c := 0; c < k; c++ {
 		cs := chosen.Scores.PerClass[c]
 		rep.PerClass = append(rep.PerClass, ClassRow{ID: c, Name: pipeline.ClassNames[c], Positives: cs.Support,

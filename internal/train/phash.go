@@ -7,13 +7,12 @@ import (
 	"math"
 	"math/bits"
 	"sort"
+
+	"github.com/hpa-plates/hpa/internal/pipeline"
 )
 
-// GrayPlane is an 8-bit grayscale image: W x H pixels, row-major, stride W.
-type GrayPlane struct {
-	W, H int
-	Pix  []uint8
-}
+// GrayPlane is an 8-bit grayscale image: W x H pixels, row-major, stride W (pipeline.Plane).
+type GrayPlane = pipeline.Plane
 
 // HashError is an image that cannot be hashed.
 type HashError struct {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/hpa-plates/hpa/internal/model"
@@ -31,6 +32,8 @@ type trainer struct {
 	progress func(Progress)
 	norm     pipeline.Norm
 	start    time.Time
+	// near-duplicate groups found by the pHash (groups of 2 or more, and the samples in them)
+	dupGroups, dupSamples int
 	// run-wide step accounting for the ETA
 	stepsDone, stepsTotal int
 	stepsAtStart          int
@@ -98,7 +101,79 @@ func (t *trainer) assignFolds() ([]int, error) {
 	if t.cfg.FoldsFile != "" {
 		return readFoldsFile(t.cfg.FoldsFile, t.data.ids, t.cfg.Folds)
 	}
-	return StratifiedKFold(t.data.labels, t.cfg.Arch.NumClasses, FoldOptions{K: t.cfg.Folds, Seed: uint64(t.cfg.Seed)})
+	var groups []int
+	if t.cfg.DedupHamming >= 0 {
+		var err error
+		if groups, err = t.nearDuplicateGroups(); err != nil {
+			return nil, err
+		}
+	}
+	return StratifiedKFold(t.data.labels, t.cfg.Arch.NumClasses, FoldOptions{K: t.cfg.Folds, Seed: uint64(t.cfg.Seed), Groups: groups})
+}
+
+// nearDuplicateGroups pHashes every sample (the mean of its green and blue planes at the training
+// size: protein and nuclei identify a field of view) and groups samples within DedupHamming bits, so
+// near-duplicate images never sit on both sides of a fold boundary. Decoding here also fills the
+// sample cache the first epoch then reads.
+func (t *trainer) nearDuplicateGroups() ([]int, error) {
+	var g, b = -1, -1
+	for i, ch := range t.data.order {
+		switch ch {
+		case pipeline.Green:
+			g = i
+		case pipeline.Blue:
+			b = i
+		}
+	}
+	if g < 0 || b < 0 {
+		return nil, fmt.Errorf("train: near-duplicate hashing needs the green and blue channels")
+	}
+	n, s := len(t.data.ids), t.cfg.Size
+	hashes := make([]uint64, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	next := make(chan int)
+	for range max(1, t.cfg.Workers) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			mean := make([]uint8, s*s)
+			for i := range next {
+				p, err := t.data.planes(i)
+				if err != nil {
+					errs[i] = err
+					continue
+				}
+				gp, bp := p[g*s*s:(g+1)*s*s], p[b*s*s:(b+1)*s*s]
+				for j := range mean {
+					mean[j] = uint8((uint16(gp[j]) + uint16(bp[j]) + 1) / 2)
+				}
+				hashes[i], errs[i] = PHash(GrayPlane{W: s, H: s, Pix: mean})
+			}
+		}()
+	}
+	for i := range n {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			return nil, err
+		}
+	}
+	groups := GroupByHash(hashes, t.cfg.DedupHamming)
+	size := map[int]int{}
+	for _, gid := range groups {
+		size[gid]++
+	}
+	for _, c := range size {
+		if c > 1 {
+			t.dupGroups++
+			t.dupSamples += c
+		}
+	}
+	return groups, nil
 }
 
 func readFoldsFile(path string, ids []string, k int) ([]int, error) {

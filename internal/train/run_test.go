@@ -1,8 +1,11 @@
 package train
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"image"
+	"image/png"
 	"maps"
 	"os"
 	"path/filepath"
@@ -15,6 +18,7 @@ import (
 	"github.com/hpa-plates/hpa/internal/model"
 	"github.com/hpa-plates/hpa/internal/model/onnx"
 	"github.com/hpa-plates/hpa/internal/model/torch"
+	"github.com/hpa-plates/hpa/internal/pipeline"
 	"github.com/hpa-plates/hpa/internal/synth"
 	"github.com/hpa-plates/hpa/internal/testutil"
 )
@@ -256,5 +260,75 @@ func TestRunFoldsFile(t *testing.T) {
 	cfg.OutDir = t.TempDir()
 	if _, err := Run(context.Background(), cfg, newModel, export, nil); err == nil || !strings.Contains(err.Error(), "no fold for sample") {
 		t.Errorf("incomplete folds file: %v", err)
+	}
+}
+
+// A near-duplicate (the same images under another Id, one pixel changed) lands in the same fold as
+// its original, and the report says so.
+func TestRunKeepsNearDuplicatesTogether(t *testing.T) {
+	data := synthData(t, 20, 32, 8)
+	rows, err := pipeline.ReadLabelsFile(filepath.Join(data, "train.csv"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	src, dup := rows[0].ID, "dup-"+rows[0].ID
+	for _, ch := range pipeline.ChannelNames {
+		b, err := os.ReadFile(filepath.Join(data, "train", src+"_"+ch+".png"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		img, err := png.Decode(bytes.NewReader(b))
+		if err != nil {
+			t.Fatal(err)
+		}
+		g := img.(*image.Gray)
+		g.Pix[0] ^= 0x10
+		var out bytes.Buffer
+		png.Encode(&out, g)
+		os.WriteFile(filepath.Join(data, "train", dup+"_"+ch+".png"), out.Bytes(), 0o644)
+	}
+	rows = append(rows, pipeline.LabeledSample{ID: dup, Labels: rows[0].Labels})
+	f, _ := os.Create(filepath.Join(data, "train.csv"))
+	pipeline.WriteLabels(f, rows)
+	f.Close()
+	newModel, export := backends(t)
+	out := t.TempDir()
+	cfg := tinyConfig(t, data, out)
+	cfg.Cycles, cfg.EpochsPerCycle, cfg.BatchSize, cfg.TrainFolds = 1, 1, 4, []int{0}
+	// Pick a seed whose split WITHOUT grouping separates the pair, so the assertion below can fail.
+	order, _ := pipeline.ParseChannelOrder(pipeline.ChannelNames[:])
+	d, _, err := loadDataset(data, 32, order, pipeline.DecodeOptions{}, false, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pos := map[string]int{}
+	for i, id := range d.ids {
+		pos[id] = i
+	}
+	for cfg.Seed = 1; ; cfg.Seed++ {
+		plain, err := StratifiedKFold(d.labels, 28, FoldOptions{K: cfg.Folds, Seed: uint64(cfg.Seed)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if plain[pos[src]] != plain[pos[dup]] {
+			break
+		}
+		if cfg.Seed > 50 {
+			t.Fatal("no seed separates the pair without grouping")
+		}
+	}
+	res, err := Run(context.Background(), cfg, newModel, export, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	folds, err := ReadFoldsFile(filepath.Join(out, "folds.csv"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if folds[src] != folds[dup] {
+		t.Errorf("near-duplicates split: %s in fold %d, %s in fold %d", src, folds[src], dup, folds[dup])
+	}
+	if !strings.Contains(strings.Join(res.Report.Warnings, "\n"), "near-duplicates (pHash within 6 bits): 1 groups holding 2 samples") {
+		t.Errorf("report warnings: %v", res.Report.Warnings)
 	}
 }

@@ -46,6 +46,7 @@ type Config struct {
 	Folds          int    // K
 	TrainFolds     []int  // which folds to train (nil = all); the rest are skipped (quick runs)
 	FoldsFile      string // optional Id,fold CSV overriding the stratified split
+	DedupHamming   int    // pHash near-duplicates within this many bits share a fold (-1 = off)
 	Cycles         int    // C snapshots per fold
 	EpochsPerCycle int    // E
 	BatchSize      int
@@ -80,7 +81,7 @@ func DefaultConfig(arch model.Spec) Config {
 		Optimizer: "sgd", LR: 0.1, LRMin: 0, Momentum: 0.9, WeightDecay: 1e-4, Nesterov: true,
 		Loss: "bce", FocalGamma: 2, Sampler: "balanced", Balance: DefaultBalance(), Augment: DefaultAugment(),
 		TTAViews: 8, Seed: 1, Workers: 2, Prefetch: 2, Normalization: model.DefaultNormalization(arch.InChans),
-		ShrinkK: 10, Name: "hpa", Version: "v1",
+		ShrinkK: 10, Name: "hpa", Version: "v1", DedupHamming: 6,
 	}
 }
 

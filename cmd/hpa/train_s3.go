@@ -62,7 +62,8 @@ func stageTrainIO(ctx context.Context, v *viper.Viper, c *train.Config, log io.W
 }
 
 func (r *trainRemote) upload(ctx context.Context, log io.Writer) error {
-	n, err := s3client.Upload(ctx, r.client, r.local, r.out)
+	// Checkpoints stay in the local cache (a restart on this node resumes from them); the model set goes up.
+	n, err := s3client.Upload(ctx, r.client, r.local, r.out, "checkpoints")
 	if err != nil {
 		return err
 	}

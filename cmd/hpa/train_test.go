@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"os"
@@ -10,6 +11,8 @@ import (
 
 	"github.com/hpa-plates/hpa/internal/config"
 	"github.com/hpa-plates/hpa/internal/model"
+	"github.com/hpa-plates/hpa/internal/s3client"
+	"github.com/hpa-plates/hpa/internal/s3local"
 	"github.com/hpa-plates/hpa/internal/synth"
 )
 
@@ -84,5 +87,75 @@ func TestTrainConfigLayers(t *testing.T) {
 	}
 	if c.Augment.FlipLR != true || c.LR != 0.1 {
 		t.Errorf("defaults: flip_lr %v lr %v", c.Augment.FlipLR, c.LR)
+	}
+}
+
+// --data and --out as s3:// prefixes on the in-process S3 server: the data is downloaded, the model
+// set uploaded (without checkpoints), and a second run on the same --out resumes from what is there.
+func TestTrainS3DataAndOut(t *testing.T) {
+	lib := torchShim(t)
+	srv, err := s3local.New(s3local.Options{Dir: t.TempDir(), AccessKey: "trainkey", SecretKey: "trainsecret1", Buckets: []string{"lab"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close(context.Background())
+	ctx := context.Background()
+	data := t.TempDir()
+	if _, err := synth.Generate(ctx, synth.Options{Out: data, Samples: 12, Size: 32, Seed: 5, Workers: 2}); err != nil {
+		t.Fatal(err)
+	}
+	client, err := s3client.New(ctx, s3client.Config{Endpoint: srv.Endpoint(), Region: "us-east-1", PathStyle: true, AccessKey: "trainkey", SecretKey: "trainsecret1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, err := s3client.Upload(ctx, client, data, s3client.URL{Bucket: "lab", Prefix: "datasets/synth/"}); err != nil || n != 49 {
+		t.Fatalf("uploaded %d, %v", n, err)
+	}
+	t.Setenv("HPA_TORCH_LIBRARY", lib)
+	t.Setenv("HPA_TORCH_THREADS", "1")
+	t.Setenv("HPA_S3_ENDPOINT", srv.Endpoint())
+	t.Setenv("HPA_S3_PATH_STYLE", "true")
+	t.Setenv("HPA_S3_ACCESS_KEY", "trainkey")
+	t.Setenv("HPA_S3_SECRET_KEY", "trainsecret1")
+	t.Setenv("HPA_CACHE_DIR", t.TempDir())
+	args := []string{"train", "--data", "s3://lab/datasets/synth", "--out", "s3://lab/models/v1/", "--arch", "seresnext_tiny",
+		"--size", "32", "--folds", "2", "--cycles", "1", "--epochs", "1", "--batch", "4", "--tta-views", "1"}
+	out, err := runCLI(t, args...)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	back := t.TempDir()
+	if _, err := s3client.Download(ctx, client, s3client.URL{Bucket: "lab", Prefix: "models/v1/"}, back); err != nil {
+		t.Fatal(err)
+	}
+	m, err := model.ReadManifest(filepath.Join(back, "manifest.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mem := range m.Members {
+		if sum, err := model.FileSHA256(filepath.Join(back, mem.File)); err != nil || sum != mem.SHA256 {
+			t.Errorf("member %s in S3: %v", mem.File, err)
+		}
+	}
+	for _, f := range []string{"report.md", "curves.png", "folds.csv"} {
+		if _, err := os.Stat(filepath.Join(back, f)); err != nil {
+			t.Error(err)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(back, "checkpoints")); err == nil {
+		t.Error("checkpoints were uploaded")
+	}
+	// Again on the same --out: every fold is done, nothing retrains, the same members are uploaded.
+	if out, err = runCLI(t, args...); err != nil {
+		t.Fatalf("second run: %v\n%s", err, out)
+	}
+	again, _ := os.ReadFile(filepath.Join(back, "manifest.json"))
+	back2 := t.TempDir()
+	s3client.Download(ctx, client, s3client.URL{Bucket: "lab", Prefix: "models/v1/"}, back2)
+	if now, _ := os.ReadFile(filepath.Join(back2, "manifest.json")); !bytes.Equal(again, now) {
+		t.Error("resumed run changed the model set")
 	}
 }

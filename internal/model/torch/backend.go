@@ -26,6 +26,8 @@ type Backend struct {
 	m    *Model
 	opt  *Optimizer
 	step StepOptions
+	// Adapt says how a pretrained checkpoint was fitted to the spec (nil without one).
+	Adapt *model.AdaptReport
 }
 
 // NewBackend builds the model on device from seed, loads pretrained weights when given, and creates
@@ -39,6 +41,7 @@ func NewBackend(lib *Lib, spec model.Spec, device string, seed uint64, o Backend
 	if err != nil {
 		return nil, err
 	}
+	var adapt *model.AdaptReport
 	if o.Pretrained != "" {
 		init, err := m.Weights()
 		if err != nil {
@@ -56,7 +59,7 @@ func NewBackend(lib *Lib, spec model.Spec, device string, seed uint64, o Backend
 				w[name] = v
 			}
 		}
-		_ = rep
+		adapt = rep
 		if err := m.SetWeights(w); err != nil {
 			m.Close()
 			return nil, fmt.Errorf("pretrained %s: %w", o.Pretrained, err)
@@ -75,7 +78,7 @@ func NewBackend(lib *Lib, spec model.Spec, device string, seed uint64, o Backend
 		m.Close()
 		return nil, err
 	}
-	return &Backend{m: m, opt: opt, step: StepOptions{Loss: loss, FocalGamma: o.FocalGamma, AMP: o.AMP}}, nil
+	return &Backend{m: m, opt: opt, step: StepOptions{Loss: loss, FocalGamma: o.FocalGamma, AMP: o.AMP}, Adapt: adapt}, nil
 }
 
 // Model is the underlying model.

@@ -2,6 +2,7 @@ package torch
 
 import (
 	"math/rand/v2"
+	"path/filepath"
 	"slices"
 	"testing"
 
@@ -132,5 +133,57 @@ func testResume(t *testing.T, opts BackendOptions, slots int) {
 		if err := c.SetOptimizerState(map[string][]float32{key: make([]float32, n)}); err == nil {
 			t.Errorf("state %s with %d values must be refused", key, n)
 		}
+	}
+}
+
+// A timm-named ImageNet-style checkpoint (3 input channels, 1000 classes) initializes the backend:
+// the stem becomes the RGB mean copied to the 4 channels, other layers are taken as they are, the
+// classifier of another class count keeps a seeded init.
+func TestBackendPretrained(t *testing.T) {
+	lib := openLib(t)
+	spec, _ := model.Preset("seresnext_tiny")
+	rgb := spec
+	rgb.InChans, rgb.NumClasses = 3, 1000
+	w := model.InitWeights(rgb, 42)
+	tensors, err := model.SafetensorsFromWeights(rgb, w)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "imagenet.safetensors")
+	if err := model.WriteSafetensors(path, tensors, nil); err != nil {
+		t.Fatal(err)
+	}
+	b, err := NewBackend(lib, spec, "cpu", 1, BackendOptions{LR: 0.1, Momentum: 0.9, Nesterov: true, Loss: "bce", Pretrained: path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	got, err := b.Weights()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// conv1.weight [16, 3, 7, 7] -> [16, 4, 7, 7]: every input channel is the mean of R, G, B.
+	src, dst := w["conv1.weight"], got["conv1.weight"]
+	for o := 0; o < spec.StemWidth; o++ {
+		for k := 0; k < 49; k++ {
+			mean := (src[(o*3+0)*49+k] + src[(o*3+1)*49+k] + src[(o*3+2)*49+k]) / 3
+			for c := 0; c < 4; c++ {
+				if d := dst[(o*4+c)*49+k] - mean; d > 1e-6 || d < -1e-6 {
+					t.Fatalf("conv1 out %d in %d tap %d: %v, want RGB mean %v", o, c, k, dst[(o*4+c)*49+k], mean)
+				}
+			}
+		}
+	}
+	if !slices.Equal(got["layer2.0.conv2.weight"], w["layer2.0.conv2.weight"]) {
+		t.Error("a middle layer was not taken from the checkpoint")
+	}
+	if b.Adapt == nil || !b.Adapt.StemAdapted || b.Adapt.StemFrom != 3 || b.Adapt.StemTo != 4 {
+		t.Errorf("adapt report %+v", b.Adapt)
+	}
+	if len(got["fc.weight"]) != spec.NumClasses*spec.Features() {
+		t.Errorf("fc.weight has %d values", len(got["fc.weight"]))
+	}
+	if _, err := NewBackend(lib, spec, "cpu", 1, BackendOptions{LR: 0.1, Loss: "bce", Pretrained: path + ".missing"}); err == nil {
+		t.Error("a missing checkpoint must fail")
 	}
 }

@@ -92,6 +92,10 @@ func runLabel(cmd *cobra.Command, v *viper.Viper, dir string) error {
 	if len(complete) == 0 && len(incomplete) == 0 {
 		return fmt.Errorf("label: no channel images ({Id}_{red,green,blue,yellow}.png) in %s", dir)
 	}
+	dec, err := pipeline.DecodeOptionsFromConfig(v)
+	if err != nil {
+		return fmt.Errorf("label: %w", err)
+	}
 	opt := ort.OptionsFrom(v)
 	opt.MaxBatch = batch
 	ens, err := ort.Load(manifest, opt)
@@ -130,7 +134,7 @@ func runLabel(cmd *cobra.Command, v *viper.Viper, dir string) error {
 	prog := newLabelProgress(stderr, len(complete))
 	done := make(chan struct{})
 	defer close(done) // stops the loader if we return early
-	for b := range labelLoadBatches(done, complete, batch, workers) {
+	for b := range labelLoadBatches(done, complete, batch, workers, dec) {
 		var imgs []pipeline.Image4
 		var srcs [][]pipeline.Source
 		for _, s := range b {
@@ -209,7 +213,7 @@ type labelLoaded struct {
 // labelLoadBatches decodes the samples batch by batch, in order, with workers goroutines per batch, one
 // batch ahead of the consumer. Batches are consecutive runs of the (sorted) sample list, so the
 // same input always gives the same batches. Closing done stops it.
-func labelLoadBatches(done <-chan struct{}, samples []pipeline.SampleFiles, size, workers int) <-chan []labelLoaded {
+func labelLoadBatches(done <-chan struct{}, samples []pipeline.SampleFiles, size, workers int, dec pipeline.DecodeOptions) <-chan []labelLoaded {
 	ch := make(chan []labelLoaded, 1)
 	go func() {
 		defer close(ch)
@@ -223,7 +227,7 @@ func labelLoadBatches(done <-chan struct{}, samples []pipeline.SampleFiles, size
 				go func() {
 					defer wg.Done()
 					for i := range jobs {
-						res[i] = labelLoadOne(part[i])
+						res[i] = labelLoadOne(part[i], dec)
 					}
 				}()
 			}
@@ -242,7 +246,7 @@ func labelLoadBatches(done <-chan struct{}, samples []pipeline.SampleFiles, size
 	return ch
 }
 
-func labelLoadOne(s pipeline.SampleFiles) labelLoaded {
+func labelLoadOne(s pipeline.SampleFiles, dec pipeline.DecodeOptions) labelLoaded {
 	l := labelLoaded{id: s.ID}
 	for c, f := range s.Files {
 		src, err := pipeline.DescribeSource(pipeline.Channel(c), f)
@@ -252,7 +256,7 @@ func labelLoadOne(s pipeline.SampleFiles) labelLoaded {
 		}
 		l.sources = append(l.sources, src)
 	}
-	l.img, l.err = pipeline.LoadSample(s.ID, s.Files, pipeline.DecodeOptions{})
+	l.img, l.err = pipeline.LoadSample(s.ID, s.Files, dec)
 	return l
 }
 

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"image"
@@ -17,6 +18,7 @@ import (
 	"github.com/hpa-plates/hpa/internal/model"
 	"github.com/hpa-plates/hpa/internal/model/onnx"
 	"github.com/hpa-plates/hpa/internal/pipeline"
+	"github.com/hpa-plates/hpa/internal/synth"
 )
 
 // labelModelSet exports two randomly initialized seresnext_tiny members at 64 px with 8-view TTA
@@ -403,5 +405,32 @@ func TestLabelOutputWriteFailure(t *testing.T) {
 	code, stderr := labelRun(t, "label", in, "--model", labelModelSet(t), "--out", out, "--batch", "1")
 	if code != 2 || !strings.Contains(stderr, "a.json") {
 		t.Errorf("exit %d:\n%s", code, stderr)
+	}
+}
+
+// The decode.* keys reach hpa label: a pixel limit below the images' size fails every sample as
+// too_large, named in its error JSON.
+func TestLabelUsesDecodeConfig(t *testing.T) {
+	dir := t.TempDir()
+	if _, err := synth.Generate(context.Background(), synth.Options{Out: dir, Samples: 2, Size: 32, Seed: 3, Workers: 1}); err != nil {
+		t.Fatal(err)
+	}
+	set := filepath.Join(t.TempDir(), "set")
+	if out, err := runCLI(t, "model", "export", "--arch", "seresnext_tiny", "--out", set, "--size", "32"); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	out := t.TempDir()
+	t.Setenv("HPA_DECODE_MAX_PIXELS", "100")
+	code, stderr := labelRun(t, "label", filepath.Join(dir, "train"), "--model", filepath.Join(set, "manifest.json"), "--out", out)
+	if code != 1 {
+		t.Fatalf("exit %d, want 1:\n%s", code, stderr)
+	}
+	errs, _ := filepath.Glob(filepath.Join(out, "*.error.json"))
+	if len(errs) != 2 {
+		t.Fatalf("%d error files", len(errs))
+	}
+	b, _ := os.ReadFile(errs[0])
+	if !strings.Contains(string(b), `"kind": "too_large"`) {
+		t.Errorf("error JSON:\n%s", b)
 	}
 }

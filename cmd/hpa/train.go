@@ -18,6 +18,7 @@ import (
 	"github.com/hpa-plates/hpa/internal/model"
 	"github.com/hpa-plates/hpa/internal/model/onnx"
 	"github.com/hpa-plates/hpa/internal/model/torch"
+	"github.com/hpa-plates/hpa/internal/pipeline"
 	"github.com/hpa-plates/hpa/internal/train"
 )
 
@@ -125,6 +126,9 @@ func trainConfigFrom(v *viper.Viper) (train.Config, error) {
 	}
 	copy(b.Shares[:], shares)
 	c.ShrinkK = v.GetFloat64("train.threshold_shrink_k")
+	if c.Decode, err = pipeline.DecodeOptionsFromConfig(v); err != nil {
+		return c, err
+	}
 	if c.Version == "" {
 		c.Version = fmt.Sprintf("%s-%dpx-k%d-c%dx%d-s%d", spec.Name, c.Size, c.Folds, c.Cycles, c.EpochsPerCycle, c.Seed)
 	}

@@ -53,7 +53,7 @@ require (
 	github.com/spf13/cast v1.10.0
 	github.com/subosito/gotenv v1.6.0 // indirect
 	github.com/yalue/onnxruntime_go v1.35.0
-	go.yaml.in/yaml/v3 v3.0.5 // indirect
+	go.yaml.in/yaml/v3 v3.0.5
 	golang.org/x/crypto v0.58.0 // indirect
 	golang.org/x/image v0.48.0
 	golang.org/x/sys v0.50.0

@@ -19,7 +19,7 @@ func TestBenchTrain(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	out, err := runTorchCLI(t, "bench", "train", "--library", lib, "--script", script, "--size", "64", "--batch", "2",
+	out, err := runCLI(t, "bench", "train", "--library", lib, "--script", script, "--size", "64", "--batch", "2",
 		"--steps", "2", "--warmup", "1", "--rounds", "1", "--samples", "4", "--synth-size", "64", "--workers", "2")
 	var pe *benchtrain.PythonError
 	if errors.As(err, &pe) && pe.Kind == "no_torch" {
@@ -56,23 +56,23 @@ func TestBenchTrain(t *testing.T) {
 }
 
 func TestBenchTrainBadInput(t *testing.T) {
-	if _, err := runTorchCLI(t, "bench", "train", "--arch", "resnet9000"); err == nil || !strings.Contains(err.Error(), "resnet9000") {
+	if _, err := runCLI(t, "bench", "train", "--arch", "resnet9000"); err == nil || !strings.Contains(err.Error(), "resnet9000") {
 		t.Errorf("unknown arch: %v", err)
 	}
-	if _, err := runTorchCLI(t, "bench", "train", "--stem", "pyramid"); err == nil || !strings.Contains(err.Error(), "pyramid") {
+	if _, err := runCLI(t, "bench", "train", "--stem", "pyramid"); err == nil || !strings.Contains(err.Error(), "pyramid") {
 		t.Errorf("unknown stem: %v", err)
 	}
 	var oe *benchtrain.OptionsError
-	if _, err := runTorchCLI(t, "bench", "train", "--steps", "0"); !errors.As(err, &oe) {
+	if _, err := runCLI(t, "bench", "train", "--steps", "0"); !errors.As(err, &oe) {
 		t.Errorf("steps 0: %v", err)
 	}
 	missing := filepath.Join(t.TempDir(), "libhpatorch.so")
-	if _, err := runTorchCLI(t, "bench", "train", "--library", missing, "--tcmalloc", "/x.so"); err == nil || !strings.Contains(err.Error(), missing) {
+	if _, err := runCLI(t, "bench", "train", "--library", missing, "--tcmalloc", "/x.so"); err == nil || !strings.Contains(err.Error(), missing) {
 		t.Errorf("missing shim: %v", err)
 	}
 	lib := torchShim(t)
 	py := filepath.Join(t.TempDir(), "python9")
-	_, err := runTorchCLI(t, "bench", "train", "--library", lib, "--python", py, "--script", "../../"+benchtrain.DefaultScript,
+	_, err := runCLI(t, "bench", "train", "--library", lib, "--python", py, "--script", "../../"+benchtrain.DefaultScript,
 		"--size", "64", "--batch", "2", "--steps", "1", "--warmup", "0", "--rounds", "1", "--samples", "2", "--synth-size", "64")
 	var pe *benchtrain.PythonError
 	if !errors.As(err, &pe) || pe.Kind != "no_python" || !strings.Contains(err.Error(), py) {
@@ -80,7 +80,7 @@ func TestBenchTrainBadInput(t *testing.T) {
 	}
 	// The step halves run, then the loader reports the data directory without train.csv.
 	empty := t.TempDir()
-	_, err = runTorchCLI(t, "bench", "train", "--library", lib, "--script", "../../"+benchtrain.DefaultScript,
+	_, err = runCLI(t, "bench", "train", "--library", lib, "--script", "../../"+benchtrain.DefaultScript,
 		"--data", empty, "--size", "64", "--batch", "2", "--steps", "1", "--warmup", "0", "--rounds", "1")
 	if errors.As(err, &pe) && pe.Kind == "no_torch" && os.Getenv("CI") == "" {
 		t.Skipf("%v; CI unset, so skipping the rest", err)

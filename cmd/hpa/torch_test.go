@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -10,17 +9,6 @@ import (
 
 	"github.com/hpa-plates/hpa/internal/model/torch"
 )
-
-func runTorchCLI(t *testing.T, args ...string) (string, error) {
-	t.Helper()
-	root := newRoot()
-	var out bytes.Buffer
-	root.SetOut(&out)
-	root.SetErr(&out)
-	root.SetArgs(args)
-	err := root.Execute()
-	return out.String(), err
-}
 
 // torchShim is the shim built by scripts/setup.sh: skip without it unless CI is set.
 func torchShim(t *testing.T) string {
@@ -40,7 +28,7 @@ func torchShim(t *testing.T) string {
 
 func TestTorchMissingLibrary(t *testing.T) {
 	missing := filepath.Join(t.TempDir(), "libhpatorch.so")
-	_, err := runTorchCLI(t, "torch", "info", "--library", missing)
+	_, err := runCLI(t, "torch", "info", "--library", missing)
 	if err == nil || !strings.Contains(err.Error(), missing) || !strings.Contains(err.Error(), "scripts/setup.sh") {
 		t.Fatalf("want an error naming %s and scripts/setup.sh, got %v", missing, err)
 	}
@@ -48,14 +36,14 @@ func TestTorchMissingLibrary(t *testing.T) {
 		return // the precedence check below would override the caller's setting
 	}
 	t.Setenv("HPA_TORCH_LIBRARY", missing+".env")
-	if _, err := runTorchCLI(t, "torch", "info"); err == nil || !strings.Contains(err.Error(), missing+".env") {
+	if _, err := runCLI(t, "torch", "info"); err == nil || !strings.Contains(err.Error(), missing+".env") {
 		t.Fatalf("HPA_TORCH_LIBRARY not used: %v", err)
 	}
 }
 
 func TestTorchInfoAndCheck(t *testing.T) {
 	lib := torchShim(t)
-	out, err := runTorchCLI(t, "torch", "info", "--library", lib, "--threads", "1")
+	out, err := runCLI(t, "torch", "info", "--library", lib, "--threads", "1")
 	if err != nil {
 		t.Fatalf("%v\n%s", err, out)
 	}
@@ -64,14 +52,14 @@ func TestTorchInfoAndCheck(t *testing.T) {
 			t.Errorf("info output lacks %q:\n%s", want, out)
 		}
 	}
-	out, err = runTorchCLI(t, "torch", "check", "--library", lib, "--threads", "1", "--size", "64", "--batch", "2", "--steps", "2")
+	out, err = runCLI(t, "torch", "check", "--library", lib, "--threads", "1", "--size", "64", "--batch", "2", "--steps", "2")
 	if err != nil {
 		t.Fatalf("%v\n%s", err, out)
 	}
 	if !strings.Contains(out, "step 2: loss ") || !strings.Contains(out, "ms/step after warm-up") {
 		t.Errorf("check output:\n%s", out)
 	}
-	if _, err := runTorchCLI(t, "torch", "check", "--library", lib, "--arch", "resnet9000"); err == nil || !strings.Contains(err.Error(), "resnet9000") {
+	if _, err := runCLI(t, "torch", "check", "--library", lib, "--arch", "resnet9000"); err == nil || !strings.Contains(err.Error(), "resnet9000") {
 		t.Errorf("unknown arch: %v", err)
 	}
 }

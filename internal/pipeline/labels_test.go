@@ -9,31 +9,9 @@ import (
 	"slices"
 	"strings"
 	"testing"
-)
 
-// labelsRealDir is ../shared/hpa-real beside the repository root (the directory holding go.mod).
-func labelsRealDir(t testing.TB) string {
-	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			break
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatal("no go.mod above the test directory")
-		}
-		dir = parent
-	}
-	real := filepath.Join(dir, "..", "shared", "hpa-real")
-	if _, err := os.Stat(real); err != nil {
-		t.Skipf("real HPA data not found: %v", err)
-	}
-	return real
-}
+	"github.com/hpa-plates/hpa/internal/testutil"
+)
 
 func testModelInfo() ModelInfo {
 	return ModelInfo{Name: "hpa-test", Version: "v3", ManifestDigest: "sha256:00ff", Members: 3, TTAViews: 8, Arch: "seresnext_tiny"}
@@ -228,7 +206,7 @@ func TestErrorRecord(t *testing.T) {
 }
 
 func TestDescribeSourceRealFile(t *testing.T) {
-	dir := filepath.Join(labelsRealDir(t), "train_sample")
+	dir := filepath.Join(testutil.HPAReal(t), "train_sample")
 	ents, err := os.ReadDir(dir)
 	if err != nil || len(ents) == 0 {
 		t.Fatalf("read %s: %v", dir, err)
@@ -318,7 +296,7 @@ func TestSubmissionErrors(t *testing.T) {
 }
 
 func TestReadRealSampleSubmission(t *testing.T) {
-	f, err := os.Open(filepath.Join(labelsRealDir(t), "sample_submission.csv"))
+	f, err := os.Open(filepath.Join(testutil.HPAReal(t), "sample_submission.csv"))
 	if err != nil {
 		t.Fatal(err)
 	}

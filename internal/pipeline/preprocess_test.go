@@ -10,6 +10,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/hpa-plates/hpa/internal/testutil"
 )
 
 func constPlane(w, h int, v uint8) Plane {
@@ -109,7 +111,7 @@ func TestToCHWErrors(t *testing.T) {
 // realPlane reads one real HPA channel PNG with the standard library (independent of our decoder).
 func realPlane(t testing.TB) Plane {
 	t.Helper()
-	dir := filepath.Join(labelsRealDir(t), "test_sample")
+	dir := filepath.Join(testutil.HPAReal(t), "test_sample")
 	ents, err := os.ReadDir(dir)
 	if err != nil || len(ents) == 0 {
 		t.Fatalf("read %s: %v", dir, err)

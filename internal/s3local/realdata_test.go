@@ -2,9 +2,7 @@ package s3local
 
 import (
 	"bytes"
-	"errors"
 	"io"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"sort"
@@ -16,36 +14,13 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/hpa-plates/hpa/internal/s3events"
+	"github.com/hpa-plates/hpa/internal/testutil"
 )
-
-// realDataDir is ../shared/hpa-real relative to the repository root (the directory with go.mod).
-func realDataDir(t *testing.T) string {
-	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			break
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatal("go.mod not found above the test directory")
-		}
-		dir = parent
-	}
-	d := filepath.Join(dir, "..", "shared", "hpa-real")
-	if _, err := os.Stat(d); errors.Is(err, fs.ErrNotExist) {
-		t.Skipf("real HPA sample not present at %s", d)
-	}
-	return d
-}
 
 // Real HPA channel PNGs uploaded concurrently by the SDK: each arrives intact and is announced by
 // one event whose key maps back to the sample id and channel of its file name.
 func TestRealImagesUploadAndEvents(t *testing.T) {
-	files, err := filepath.Glob(filepath.Join(realDataDir(t), "test_sample", "*.png"))
+	files, err := filepath.Glob(filepath.Join(testutil.HPAReal(t), "test_sample", "*.png"))
 	if err != nil || len(files) < 24 {
 		t.Fatalf("test_sample: %d files, %v", len(files), err)
 	}

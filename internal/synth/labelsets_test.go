@@ -12,35 +12,16 @@ import (
 	"testing"
 
 	"github.com/hpa-plates/hpa/internal/pipeline"
+	"github.com/hpa-plates/hpa/internal/testutil"
 )
 
 var update = flag.Bool("update", false, "rewrite labelsets_gen.go from ../shared/hpa-real/train.csv")
 
 const genFile = "labelsets_gen.go"
 
-// realData returns ../shared/hpa-real relative to the repository root (the directory holding go.mod).
-func realData(t testing.TB) string {
-	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			break
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatal("go.mod not found above the test directory")
-		}
-		dir = parent
-	}
-	return filepath.Join(dir, "..", "shared", "hpa-real")
-}
-
 func realRows(t testing.TB) []LabeledID {
 	t.Helper()
-	rows, err := pipeline.ReadLabelsFile(filepath.Join(realData(t), "train.csv"))
+	rows, err := pipeline.ReadLabelsFile(filepath.Join(testutil.HPAReal(t), "train.csv"))
 	if err != nil {
 		t.Fatalf("real train.csv: %v", err)
 	}

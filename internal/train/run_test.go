@@ -332,3 +332,22 @@ func TestRunKeepsNearDuplicatesTogether(t *testing.T) {
 		t.Errorf("report warnings: %v", res.Report.Warnings)
 	}
 }
+
+// A corrupt image stops training with an error naming the file, from the hashing pass or from the
+// loader (with near-duplicate hashing off), and nothing hangs.
+func TestRunCorruptImage(t *testing.T) {
+	data := synthData(t, 16, 32, 14)
+	imgs, _ := filepath.Glob(filepath.Join(data, "train", "*_green.png"))
+	bad := imgs[3]
+	b, _ := os.ReadFile(bad)
+	os.WriteFile(bad, b[:len(b)/2], 0o644)
+	newModel, export := backends(t)
+	for _, dedup := range []int{6, -1} {
+		cfg := tinyConfig(t, data, t.TempDir())
+		cfg.Cycles, cfg.EpochsPerCycle, cfg.BatchSize, cfg.DedupHamming = 1, 1, 4, dedup
+		_, err := Run(context.Background(), cfg, newModel, export, nil)
+		if err == nil || !strings.Contains(err.Error(), filepath.Base(bad)) || pipeline.KindOf(err) != pipeline.KindTruncated {
+			t.Errorf("dedup %d: want a truncated-image error naming %s, got %v (kind %q)", dedup, filepath.Base(bad), err, pipeline.KindOf(err))
+		}
+	}
+}

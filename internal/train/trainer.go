@@ -190,52 +190,94 @@ type batchPrep struct {
 	err     error
 }
 
-// loader prepares the batches of one epoch with parallel decode + augment workers, Prefetch batches
-// ahead of the consumer, in order.
+// loader prepares the batches of one epoch, in order, with one pool of decode + augment workers for
+// the whole epoch: up to Prefetch+1 batches are in preparation at once, so the workers move on to
+// the next batch while the slowest sample of the current one finishes, and the device finds the next
+// batch ready. Augmentation depends only on (seed, epoch, example), so the scheduling changes nothing.
 func (t *trainer) loader(ctx context.Context, batches [][]int, epoch int) <-chan batchPrep {
-	out := make(chan batchPrep, max(1, t.cfg.Prefetch))
+	ahead := max(1, t.cfg.Prefetch)
+	out := make(chan batchPrep, ahead)
+	type slot struct {
+		p    batchPrep
+		mu   sync.Mutex
+		left int
+		done chan struct{}
+	}
+	type job struct {
+		s  *slot
+		j  int
+		ex int
+	}
+	c, s, k := t.cfg.Arch.InChans, t.cfg.Size, t.cfg.Arch.NumClasses
+	per := c * s * s
+	jobs := make(chan job)
+	pending := make(chan *slot, ahead+1) // batches in preparation, in order; its size bounds the window
+	var wg sync.WaitGroup
+	for range max(1, t.cfg.Workers) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			tmp := make([]float32, per)
+			for jb := range jobs {
+				p := &jb.s.p
+				dst := p.x[jb.j*per : (jb.j+1)*per]
+				err := t.data.fill(dst, jb.ex)
+				if err == nil {
+					t.cfg.Augment.Apply(dst, c, s, AugmentRNG(uint64(t.cfg.Seed), epoch, jb.ex), tmp)
+					err = t.norm.ApplyFloat(dst, c, s)
+				}
+				for _, l := range t.data.labels[jb.ex] {
+					p.targets[jb.j*k+l] = 1
+				}
+				jb.s.mu.Lock()
+				if err != nil && p.err == nil {
+					p.err = err
+				}
+				jb.s.left--
+				if jb.s.left == 0 {
+					close(jb.s.done)
+				}
+				jb.s.mu.Unlock()
+			}
+		}()
+	}
+	// Feeder: queue every batch's examples; pending's capacity holds it Prefetch+1 batches ahead.
 	go func() {
-		defer close(out)
-		c, s := t.cfg.Arch.InChans, t.cfg.Size
-		per := c * s * s
+		defer close(jobs)
+		defer close(pending)
 		for _, b := range batches {
-			p := batchPrep{x: make([]float32, len(b)*per), targets: make([]float32, len(b)*t.cfg.Arch.NumClasses), n: len(b)}
-			var wg sync.WaitGroup
-			var mu sync.Mutex
-			jobs := make(chan int)
-			for range max(1, t.cfg.Workers) {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					tmp := make([]float32, per)
-					for j := range jobs {
-						ex := b[j]
-						dst := p.x[j*per : (j+1)*per]
-						if err := t.data.fill(dst, ex); err != nil {
-							mu.Lock()
-							p.err = err
-							mu.Unlock()
-							continue
-						}
-						t.cfg.Augment.Apply(dst, c, s, AugmentRNG(uint64(t.cfg.Seed), epoch, ex), tmp)
-						_ = t.norm.ApplyFloat(dst, c, s)
-						for _, k := range t.data.labels[ex] {
-							p.targets[j*t.cfg.Arch.NumClasses+k] = 1
-						}
-					}
-				}()
-			}
-			for j := range b {
-				jobs <- j
-			}
-			close(jobs)
-			wg.Wait()
+			sl := &slot{p: batchPrep{x: make([]float32, len(b)*per), targets: make([]float32, len(b)*k), n: len(b)},
+				left: len(b), done: make(chan struct{})}
 			select {
-			case out <- p:
+			case pending <- sl:
 			case <-ctx.Done():
 				return
 			}
-			if p.err != nil {
+			for j, ex := range b {
+				select {
+				case jobs <- job{sl, j, ex}:
+				case <-ctx.Done():
+					return
+				}
+			}
+		}
+	}()
+	// Emitter: hand batches over in order as they complete.
+	go func() {
+		defer close(out)
+		defer wg.Wait()
+		for sl := range pending {
+			select {
+			case <-sl.done:
+			case <-ctx.Done():
+				return
+			}
+			select {
+			case out <- sl.p:
+			case <-ctx.Done():
+				return
+			}
+			if sl.p.err != nil {
 				return
 			}
 		}

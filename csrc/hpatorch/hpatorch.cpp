@@ -7,6 +7,7 @@
 #include <torch/torch.h>
 #include <torch/version.h>
 
+#include <atomic>
 #include <cmath>
 #include <cstring>
 #include <exception>
@@ -26,6 +27,21 @@ thread_local std::string g_last_error;
 int fail(const std::string &msg) {
   g_last_error = msg;
   return -1;
+}
+
+// The intra-op thread count asked for with hpat_set_num_threads. OpenMP keeps the count per OS thread
+// (omp_set_num_threads sets the calling thread's ICV), and Go runs each cgo call on whichever OS
+// thread is free: without re-applying it, a step on another thread would run OpenMP/OpenBLAS with the
+// default count, summing in another order -- not reproducible. sync_threads() re-applies it on entry.
+std::atomic<int> g_threads{0};
+thread_local int t_threads = 0;
+
+void sync_threads() {
+  int n = g_threads.load();
+  if (n > 0 && t_threads != n) {
+    torch::set_num_threads(n);
+    t_threads = n;
+  }
 }
 
 // guard runs f, turning any exception into the thread-local error and `bad`.
@@ -354,6 +370,8 @@ int hpat_set_num_threads(int n) {
   return guard(-1, [&] {
     if (n <= 0) return fail("set_num_threads: n must be positive");
     torch::set_num_threads(n);
+    g_threads.store(n);
+    t_threads = n;
     return 0;
   });
 }
@@ -469,6 +487,7 @@ int hpat_model_forward(hpat_model *m, const float *x, int64_t n, int64_t c, int6
                        float *out) {
   return guard(-1, [&] {
     if (m == nullptr || out == nullptr) return fail("forward: NULL argument");
+    sync_threads();
     torch::NoGradGuard ng;
     auto in = input_tensor(m, x, n, c, h, w);
     m->net->train(train != 0);
@@ -671,6 +690,7 @@ int hpat_train_step(hpat_model *m, hpat_sgd *o, const float *x, int64_t n, int64
       return fail("train_step: NULL argument");
     }
     if (o->model != m) return fail("train_step: optimizer belongs to another model");
+    sync_threads();
     if (amp && !m->device.is_cuda()) return fail("train_step: mixed precision needs a cuda device");
     if (loss_kind < 0 || loss_kind > 2) {
       return fail("train_step: unknown loss kind " + std::to_string(loss_kind) + " (0 bce, 1 focal, 2 soft-f1)");

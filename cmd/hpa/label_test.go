@@ -14,7 +14,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/hpa-plates/hpa/internal/config"
 	"github.com/hpa-plates/hpa/internal/model"
 	"github.com/hpa-plates/hpa/internal/model/onnx"
 	"github.com/hpa-plates/hpa/internal/pipeline"
@@ -268,9 +267,6 @@ func TestLabelBadUsage(t *testing.T) {
 }
 
 func TestLabelConfigFileAndEnv(t *testing.T) {
-	old := cfg
-	cfg = config.New()
-	defer func() { cfg = old }()
 	manifest := labelModelSet(t)
 	in := t.TempDir()
 	for c, ch := range pipeline.ChannelNames {

@@ -11,13 +11,14 @@ import (
 	"github.com/hpa-plates/hpa/internal/config"
 )
 
-// cfg is the process-wide configuration: flags > HPA_* env > config file > defaults.
-var cfg = config.New()
-
 // subcommands register themselves here from their own files (init functions), so each lives apart.
 var subcommands []func(v *viper.Viper) *cobra.Command
 
-func newRoot() *cobra.Command {
+// newRoot builds the command tree on a fresh configuration (flags > HPA_* env > config file >
+// defaults), so every in-process run (tests run many) starts from the same state.
+func newRoot() *cobra.Command { return newRootWith(config.New()) }
+
+func newRootWith(cfg *viper.Viper) *cobra.Command {
 	var cfgPath string
 	root := &cobra.Command{
 		Use:           "hpa",

@@ -68,7 +68,8 @@ func TestTrainConfigLayers(t *testing.T) {
 	os.WriteFile(cfgFile, []byte("train:\n  epochs: 7\n  augment:\n    contrast: 0.5\n  balance:\n    shares: [0.6, 0.3, 0.1]\n"), 0o644)
 	t.Setenv("HPA_TRAIN_EPOCHS", "9")
 	t.Setenv("HPA_TRAIN_AUGMENT_ROT90", "false")
-	root := newRoot()
+	cfg := config.New()
+	root := newRootWith(cfg)
 	cmd, _, err := root.Find([]string{"train"})
 	if err != nil {
 		t.Fatal(err)

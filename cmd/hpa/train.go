@@ -171,6 +171,9 @@ func runTrain(ctx context.Context, v *viper.Viper, stderr, stdout io.Writer) err
 	for _, s := range res.Skipped {
 		fmt.Fprintln(stderr, "skipped:", s)
 	}
+	for _, w := range res.Report.Warnings {
+		fmt.Fprintln(stderr, "warning:", w)
+	}
 	if remote != nil {
 		if err := remote.upload(ctx, stderr); err != nil {
 			return err

@@ -34,6 +34,9 @@ func TestTrainThenLabel(t *testing.T) {
 	if err != nil {
 		t.Fatalf("%v\n%s", err, res)
 	}
+	if !strings.Contains(res, "warning: class ") || !strings.Contains(res, "fewer than 2 folds; folds without it") {
+		t.Errorf("no rare-class warning on stderr:\n%s", res)
+	}
 	if !strings.Contains(res, "model set: ") || !strings.Contains(res, "out-of-fold macro-F1") || !strings.Contains(res, "cost ") {
 		t.Errorf("summary:\n%s", res)
 	}

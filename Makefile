@@ -4,8 +4,11 @@ GO ?= go
 export CGO_ENABLED := 1
 
 .PHONY: setup build test bench vet demo
+# Installs what is missing (apt packages, ONNX Runtime, the libtorch shim, MinIO) and builds bin/hpa,
+# which then works from the repository root with no environment variables.
 setup:
 	scripts/setup.sh
+	$(GO) build -o bin/hpa ./cmd/hpa
 
 build:
 	$(GO) build -o bin/hpa ./cmd/hpa

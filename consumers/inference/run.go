@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/hpa-plates/hpa/internal/pipeline"
+	"github.com/hpa-plates/hpa/internal/s3events"
 )
 
 // Run sets up the streams, buckets and consumers, then works until ctx is done. On cancellation
@@ -199,6 +200,12 @@ func (s *Service) reportIfStale(ctx context.Context, key string, now time.Time) 
 		if rec.complete() || rec.Reported || now.Sub(time.Unix(0, rec.FirstSeen)) < s.cfg.IncompleteAge {
 			return nil
 		}
+		// Before reporting, look in S3: the missing channels may be there with their events lost.
+		if n, err := s.recoverMissing(ctx, &rec); err != nil {
+			return err
+		} else if n > 0 {
+			return nil // applied as events: the sample completes (or the next sweep judges it again)
+		}
 		rec.Reported = true
 		b, _ := json.Marshal(&rec)
 		if _, err := s.samples.Update(ctx, key, b, e.Revision()); err != nil {
@@ -228,4 +235,44 @@ func (s *Service) reportIfStale(ctx context.Context, key string, now time.Time) 
 		return nil
 	}
 	return nil
+}
+
+// recoverMissing looks in the object store for the channels of a stale incomplete sample, next to
+// the channel objects it has: object stores can drop notifications (MinIO does for objects written
+// right after it reports live), and a channel whose event never came would otherwise keep the
+// sample from being labeled. Each channel object found is applied as its event would have been
+// (same key, ETag and size, so a late real event is a duplicate). It returns how many were found.
+func (s *Service) recoverMissing(ctx context.Context, rec *sampleRec) (int, error) {
+	prefix := ""
+	for c, o := range rec.Channels {
+		if o == nil {
+			continue
+		}
+		if i := strings.LastIndex(o.Key, pipeline.ChannelNames[c]); i > 0 {
+			prefix = o.Key[:i]
+		}
+		break
+	}
+	if prefix == "" {
+		return 0, nil
+	}
+	objs, err := s.store.List(ctx, prefix)
+	if err != nil {
+		return 0, err
+	}
+	found := 0
+	for _, o := range objs {
+		sk, ok, err := s.keys.Map(o.Key)
+		if err != nil || !ok || sk.Plate != rec.Plate || sk.ID != rec.ID || rec.Channels[sk.Channel] != nil {
+			continue
+		}
+		ev := s3events.ObjectEvent{Bucket: s.cfg.Bucket, Key: o.Key, ETag: o.ETag, Size: o.Size, EventName: "ObjectCreated:Put"}
+		if err := s.applyEvent(ctx, ev); err != nil {
+			return found, err
+		}
+		found++
+		s.m.events.WithLabelValues("recovered").Inc()
+		s.log.Warn("channel object without its event recovered by the sweep", "plate", rec.Plate, "sample", rec.ID, "key", o.Key)
+	}
+	return found, nil
 }

@@ -61,6 +61,12 @@ BENCH_TRAIN_ARGS ?= --arch seresnext_tiny --size 128 --batch 16 --steps 10 --thr
 bench-train: setup build
 	bin/hpa bench train $(BENCH_TRAIN_ARGS)
 
+# The same on real HPA pixels: 100 four-channel samples regrouped from ../shared/hpa-real's PNGs.
+.PHONY: bench-train-real
+bench-train-real: build
+	scripts/real-loader-set.sh hpa-data/real-loader
+	bin/hpa bench train --data hpa-data/real-loader --samples 0
+
 # Inference service benchmarks of issue 4 section 3 in one command: end-to-end samples/s through
 # NATS + S3 + decode + batching + JSON vs the raw model in the same run (e2e/raw, goal >= 0.90) and
 # sample-ready events/s from S3 events (vs_goal_20k, goal >= 1).

@@ -136,6 +136,13 @@ type testEnv struct {
 
 func newEnv(t testing.TB, middleware func(http.Handler) http.Handler) *testEnv {
 	t.Helper()
+	return newEnvWith(t, middleware, nil)
+}
+
+// newEnvWith is newEnv with the S3 server's event publisher wrapped (nil: as it is), e.g. to lose
+// events as an object store that drops notifications does.
+func newEnvWith(t testing.TB, middleware func(http.Handler) http.Handler, wrap func(s3local.Publisher) s3local.Publisher) *testEnv {
+	t.Helper()
 	dir := t.TempDir()
 	ns, err := natsembed.Start(natsembed.Options{DataDir: filepath.Join(dir, "nats"), JetStream: true})
 	if err != nil {
@@ -155,8 +162,12 @@ func newEnv(t testing.TB, middleware func(http.Handler) http.Handler) *testEnv {
 	if _, err := s3local.EnsureStream(ctx, js, s3local.StreamConfig{Name: "S3_EVENTS", Storage: jetstream.FileStorage}); err != nil {
 		t.Fatal(err)
 	}
+	var pub s3local.Publisher = s3local.JetStreamPublisher{JS: js}
+	if wrap != nil {
+		pub = wrap(pub)
+	}
 	srv, err := s3local.New(s3local.Options{Dir: filepath.Join(dir, "s3"), AccessKey: testAK, SecretKey: testSK,
-		Buckets: []string{testBucket}, Publisher: s3local.JetStreamPublisher{JS: js}, Middleware: middleware,
+		Buckets: []string{testBucket}, Publisher: pub, Middleware: middleware,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		t.Fatal(err)

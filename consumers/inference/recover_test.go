@@ -2,19 +2,10 @@ package inference
 
 import (
 	"context"
-	"io"
-	"log/slog"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/credentials"
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
-
-	"github.com/hpa-plates/hpa/internal/natsembed"
 	"github.com/hpa-plates/hpa/internal/s3local"
 )
 
@@ -36,36 +27,8 @@ func (p dropPublisher) Publish(ctx context.Context, subject string, data []byte,
 // sample's other channels: the sample is labeled, not reported incomplete, and the label equals the
 // one a normal upload gives.
 func TestSweepRecoversLostEvent(t *testing.T) {
-	dir := t.TempDir()
-	ns, err := natsembed.Start(natsembed.Options{DataDir: filepath.Join(dir, "nats"), JetStream: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(ns.Shutdown)
-	nc, err := nats.Connect(ns.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, _ := jetstream.New(nc)
+	e := newEnvWith(t, nil, func(p s3local.Publisher) s3local.Publisher { return dropPublisher{p, "lost_yellow"} })
 	ctx := context.Background()
-	if _, err := s3local.EnsureStream(ctx, js, s3local.StreamConfig{Name: "S3_EVENTS", Storage: jetstream.FileStorage}); err != nil {
-		t.Fatal(err)
-	}
-	srv, err := s3local.New(s3local.Options{Dir: filepath.Join(dir, "s3"), AccessKey: testAK, SecretKey: testSK,
-		Buckets: []string{testBucket}, Publisher: dropPublisher{s3local.JetStreamPublisher{JS: js}, "lost_yellow"},
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = srv.Close(context.Background()) })
-	cl := NewS3Client(aws.Config{Region: "us-east-1", Credentials: credentials.NewStaticCredentialsProvider(testAK, testSK, "")},
-		S3Options{Endpoint: srv.Endpoint(), PathStyle: true})
-	e := &testEnv{t: t, ns: ns, nc: nc, js: js, s3: srv, store: &S3Store{Client: cl, Bucket: testBucket}}
-	e.labels = watchLabels(t, nc)
 
 	cfg := testConfig()
 	cfg.IncompleteAge = time.Minute

@@ -119,6 +119,7 @@ fi
 HELM_VER=${HPA_HELM_VERSION:-v3.22.0}
 if [ "${HPA_SKIP_HELM:-0}" != 1 ]; then
   have=$(go version -m "$CACHE/bin/helm" 2>/dev/null | awk '$1 == "mod" && $2 == "helm.sh/helm/v3" {print $3}') || have=""
+  go version -m "$CACHE/bin/helm" 2>/dev/null | grep -q 'chartutil.k8sVersionMinor=37' || have=""
   if [ "$have" != "$HELM_VER" ]; then
     log "building helm@$HELM_VER into $CACHE/bin (once; a few minutes cold)"
     mkdir -p "$CACHE/bin"

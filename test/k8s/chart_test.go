@@ -334,6 +334,16 @@ func TestChartValuesMatrix(t *testing.T) {
 				}
 			}
 		}},
+		{"clustered-nats", map[string]any{"nats": map[string]any{"config": map[string]any{"cluster": map[string]any{"enabled": true, "replicas": 3}}}},
+			func(t *testing.T, r rendered) {
+				// Only the consumer leader reports the true lag: KEDA must query the headless service
+				// (TestChartWithNATSSubchart checks the NATS chart renders it with this name and port).
+				for c, so := range scaledObjects(r) {
+					if got := so.Spec.Triggers[0].Metadata["natsServerMonitoringEndpoint"]; got != bundledEndpoint {
+						t.Errorf("%s: KEDA endpoint %s, want the headless service %s", c, got, bundledEndpoint)
+					}
+				}
+			}},
 		{"keda-off", map[string]any{"keda": map[string]any{"enabled": false}}, func(t *testing.T, r rendered) {
 			if n := len(scaledObjects(r)); n != 0 {
 				t.Errorf("%d ScaledObjects with KEDA off", n)

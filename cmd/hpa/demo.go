@@ -22,6 +22,7 @@ import (
 
 	"github.com/hpa-plates/hpa/consumers/inference"
 	"github.com/hpa-plates/hpa/internal/config"
+	"github.com/hpa-plates/hpa/internal/labels"
 	"github.com/hpa-plates/hpa/internal/pipeline"
 	"github.com/hpa-plates/hpa/internal/synth"
 )
@@ -77,7 +78,7 @@ func runDemo(ctx context.Context, v *viper.Viper, out, logw io.Writer) error {
 	if _, err := synth.Generate(ctx, synth.Options{Out: synthDir, Samples: n, Size: size, Seed: seed}); err != nil {
 		return fmt.Errorf("demo: %w", err)
 	}
-	truth, err := pipeline.ReadLabelsFile(filepath.Join(synthDir, "train.csv"))
+	truth, err := labels.ReadTargetsFile(filepath.Join(synthDir, "train.csv"))
 	if err != nil {
 		return fmt.Errorf("demo: %w", err)
 	}
@@ -135,7 +136,7 @@ func demoUploadAndWait(ctx context.Context, v *viper.Viper, ep Endpoints, plate,
 				continue
 			}
 			if b, err := store.Get(ctx, ep.LabelsPrefix+plate+"/"+r.ID+".json", 1<<20); err == nil {
-				l, err := pipeline.ParseLabel(b)
+				l, err := labels.ParseLabel(b)
 				if err != nil {
 					r.Error = err.Error()
 				} else {
@@ -144,7 +145,7 @@ func demoUploadAndWait(ctx context.Context, v *viper.Viper, ep Endpoints, plate,
 				continue
 			}
 			if b, err := store.Get(ctx, ep.LabelsPrefix+plate+"/"+r.ID+".error.json", 1<<20); err == nil {
-				rec, err := pipeline.ParseError(b)
+				rec, err := labels.ParseErrorRecord(b)
 				if err != nil {
 					r.Error = err.Error()
 				} else {
@@ -174,19 +175,19 @@ func classList(ids []int) string {
 	}
 	parts := make([]string, len(ids))
 	for i, k := range ids {
-		parts[i] = fmt.Sprintf("%d %s", k, pipeline.ClassNames[k])
+		parts[i] = fmt.Sprintf("%d %s", k, labels.ClassNames[k])
 	}
 	return strings.Join(parts, ", ")
 }
 
 // macroF1 averages the per-class F1 over the classes that occur in the truth or the predictions.
 func macroF1(results []demoResult) (f1 float64, classes int) {
-	var tp, fp, fn [pipeline.NumClasses]int
+	var tp, fp, fn [labels.NumClasses]int
 	for _, r := range results {
 		if r.Error != "" {
 			continue
 		}
-		for k := range pipeline.NumClasses {
+		for k := range labels.NumClasses {
 			t, p := slices.Contains(r.Truth, k), slices.Contains(r.Predicted, k)
 			switch {
 			case t && p:
@@ -199,7 +200,7 @@ func macroF1(results []demoResult) (f1 float64, classes int) {
 		}
 	}
 	var sum float64
-	for k := range pipeline.NumClasses {
+	for k := range labels.NumClasses {
 		if tp[k]+fp[k]+fn[k] == 0 {
 			continue
 		}

@@ -13,7 +13,7 @@ import (
 	"github.com/spf13/viper"
 
 	"github.com/hpa-plates/hpa/internal/config"
-	"github.com/hpa-plates/hpa/internal/pipeline"
+	"github.com/hpa-plates/hpa/internal/labels"
 	"github.com/hpa-plates/hpa/internal/train"
 )
 
@@ -68,14 +68,14 @@ func runFolds(w io.Writer, o foldsOptions) error {
 		return errors.New("folds: --out is empty")
 	}
 	start := time.Now()
-	ex, err := pipeline.ReadLabelsFile(o.Labels)
+	ex, err := labels.ReadTargetsFile(o.Labels)
 	if err != nil {
 		return err
 	}
 	if len(ex) == 0 {
 		return fmt.Errorf("folds: %s has no samples", o.Labels)
 	}
-	labels := train.LabelMatrix(ex)
+	matrix := train.LabelMatrix(ex)
 	opt := train.FoldOptions{K: o.K, Seed: o.Seed}
 	if o.Images != "" {
 		ids := make([]string, len(ex))
@@ -101,7 +101,7 @@ func runFolds(w io.Writer, o foldsOptions) error {
 		fmt.Fprintf(w, "hashed %d samples (%v) in %s: %d near-duplicate groups (max Hamming %d) hold %d samples\n",
 			len(ids), o.Channels, time.Since(start).Round(time.Millisecond), dupGroups, o.MaxHamming, dupSamples)
 	}
-	folds, err := train.StratifiedKFold(labels, pipeline.NumClasses, opt)
+	folds, err := train.StratifiedKFold(matrix, labels.NumClasses, opt)
 	if err != nil {
 		return fmt.Errorf("%s: %w", o.Labels, err)
 	}
@@ -112,13 +112,13 @@ func runFolds(w io.Writer, o foldsOptions) error {
 	if err := writeFoldsCSV(o.Out, ex, folds); err != nil {
 		return err
 	}
-	b, err := train.ComputeFoldBalance(labels, folds, k, pipeline.NumClasses)
+	b, err := train.ComputeFoldBalance(matrix, folds, k, labels.NumClasses)
 	if err != nil {
 		return err
 	}
 	fmt.Fprintf(w, "%d samples from %s -> %d folds (seed %d) in %s: %s\n", len(ex), o.Labels, k, o.Seed,
 		time.Since(start).Round(time.Millisecond), o.Out)
-	return b.Write(w, pipeline.ClassNames[:])
+	return b.Write(w, labels.ClassNames[:])
 }
 
 // writeFoldsCSV writes Id,fold next to the target and renames it into place.

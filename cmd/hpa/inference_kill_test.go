@@ -20,6 +20,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/hpa-plates/hpa/consumers/inference"
+	"github.com/hpa-plates/hpa/internal/labels"
 	"github.com/hpa-plates/hpa/internal/natsembed"
 	"github.com/hpa-plates/hpa/internal/pipeline"
 	"github.com/hpa-plates/hpa/internal/s3local"
@@ -165,7 +166,7 @@ func TestInferenceProcessKilledAndRestarted(t *testing.T) {
 		for {
 			b, err := store.Get(ctx, labelKey(i), 0)
 			if err == nil {
-				if _, err := pipeline.ParseLabel(b); err != nil {
+				if _, err := labels.ParseLabel(b); err != nil {
 					t.Fatalf("label %d: %v", i, err)
 				}
 				if old, ok := before[i]; ok && !bytes.Equal(old, b) {

@@ -16,6 +16,7 @@ import (
 	"github.com/spf13/viper"
 
 	"github.com/hpa-plates/hpa/internal/config"
+	"github.com/hpa-plates/hpa/internal/labels"
 	"github.com/hpa-plates/hpa/internal/model/ort"
 	"github.com/hpa-plates/hpa/internal/pipeline"
 )
@@ -124,7 +125,7 @@ func runLabel(cmd *cobra.Command, v *viper.Viper, dir string) error {
 		}
 		reason := "missing channels: " + strings.Join(missing, ", ")
 		fmt.Fprintf(stderr, "incomplete %s: %s\n", inc.ID, reason)
-		rec := pipeline.ErrorRecord{Schema: pipeline.ErrorSchema, SampleID: inc.ID, Kind: string(pipeline.KindMissingChannel), Reason: reason, Model: &info}
+		rec := labels.ErrorRecord{Schema: labels.ErrorSchema, SampleID: inc.ID, Kind: string(pipeline.KindMissingChannel), Reason: reason, Model: &info}
 		if err := w.writeError(rec); err != nil {
 			return err
 		}
@@ -136,7 +137,7 @@ func runLabel(cmd *cobra.Command, v *viper.Viper, dir string) error {
 	defer close(done) // stops the loader if we return early
 	for b := range labelLoadBatches(done, complete, batch, workers, dec) {
 		var imgs []pipeline.Image4
-		var srcs [][]pipeline.Source
+		var srcs [][]labels.Source
 		for _, s := range b {
 			if s.err != nil {
 				if err := w.fail(s.id, s.err); err != nil {
@@ -175,7 +176,7 @@ func runLabel(cmd *cobra.Command, v *viper.Viper, dir string) error {
 				continue
 			}
 			if err := w.writeLabel(imgs[i].ID, srcs[i], p); err != nil {
-				var le *pipeline.LabelError
+				var le *labels.DocumentError
 				if !errors.As(err, &le) {
 					return err
 				}
@@ -206,7 +207,7 @@ func runLabel(cmd *cobra.Command, v *viper.Viper, dir string) error {
 type labelLoaded struct {
 	id      string
 	img     pipeline.Image4
-	sources []pipeline.Source
+	sources []labels.Source
 	err     error
 }
 
@@ -249,7 +250,7 @@ func labelLoadBatches(done <-chan struct{}, samples []pipeline.SampleFiles, size
 func labelLoadOne(s pipeline.SampleFiles, dec pipeline.DecodeOptions) labelLoaded {
 	l := labelLoaded{id: s.ID}
 	for c, f := range s.Files {
-		src, err := pipeline.DescribeSource(pipeline.Channel(c), f)
+		src, err := labels.DescribeFile(pipeline.Channel(c), f)
 		if err != nil {
 			l.err = err
 			return l
@@ -263,19 +264,19 @@ func labelLoadOne(s pipeline.SampleFiles, dec pipeline.DecodeOptions) labelLoade
 // labelWriter writes the per-sample documents and remembers the submission rows.
 type labelWriter struct {
 	out    string
-	info   pipeline.ModelInfo
-	th     pipeline.Thresholds
+	info   labels.ModelInfo
+	th     labels.Thresholds
 	stderr io.Writer
 	clear  string // erases the progress line before a message on a terminal
-	rows   []pipeline.SubmissionRow
+	rows   []labels.SubmissionRow
 }
 
-func (w *labelWriter) writeLabel(id string, sources []pipeline.Source, probs []float64) error {
-	l, err := pipeline.NewLabel(id, sources, w.info, w.th, probs)
+func (w *labelWriter) writeLabel(id string, sources []labels.Source, probs []float64) error {
+	l, err := labels.NewLabel(id, sources, w.info, w.th, probs)
 	if err != nil {
 		return err
 	}
-	b, err := pipeline.MarshalLabel(l)
+	b, err := labels.MarshalLabel(l)
 	if err != nil {
 		return err
 	}
@@ -286,13 +287,13 @@ func (w *labelWriter) writeLabel(id string, sources []pipeline.Source, probs []f
 	if err := labelRemoveStale(filepath.Join(w.out, id+".error.json")); err != nil {
 		return err
 	}
-	w.rows = append(w.rows, pipeline.SubmissionRow{ID: id, Predicted: l.PredictedIDs()})
+	w.rows = append(w.rows, labels.SubmissionRow{ID: id, Predicted: l.PredictedIDs()})
 	return nil
 }
 
 // fail records a failed sample: an error document and a line on stderr.
 func (w *labelWriter) fail(id string, cause error) error {
-	rec := pipeline.NewErrorRecord(id, cause, &w.info)
+	rec := labels.NewErrorRecord(id, cause, &w.info)
 	what := rec.Kind
 	if rec.File != "" {
 		what = rec.File + ": " + rec.Kind
@@ -301,8 +302,8 @@ func (w *labelWriter) fail(id string, cause error) error {
 	return w.writeError(rec)
 }
 
-func (w *labelWriter) writeError(rec pipeline.ErrorRecord) error {
-	b, err := pipeline.MarshalError(rec)
+func (w *labelWriter) writeError(rec labels.ErrorRecord) error {
+	b, err := labels.MarshalError(rec)
 	if err != nil {
 		return err
 	}
@@ -314,7 +315,7 @@ func (w *labelWriter) writeError(rec pipeline.ErrorRecord) error {
 
 func (w *labelWriter) writeSubmission(path string) error {
 	var buf bytes.Buffer
-	if err := pipeline.WriteSubmission(&buf, w.rows); err != nil {
+	if err := labels.WriteSubmission(&buf, w.rows); err != nil {
 		return fmt.Errorf("label: submission: %w", err)
 	}
 	if dir := filepath.Dir(path); dir != "" {

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/hpa-plates/hpa/internal/labels"
 	"github.com/hpa-plates/hpa/internal/model"
 	"github.com/hpa-plates/hpa/internal/model/onnx"
 	"github.com/hpa-plates/hpa/internal/pipeline"
@@ -48,7 +49,7 @@ func labelModelSet(t *testing.T) string {
 	m := &model.Manifest{
 		Schema: model.ManifestSchema, Name: "label-test", Version: "v1", Arch: spec, InputSize: 64,
 		ChannelOrder: []string{"red", "green", "blue", "yellow"}, Normalization: model.DefaultNormalization(4),
-		ClassNames: pipeline.ClassNames[:], InputName: "input", OutputName: "logits", TTAViews: 8,
+		ClassNames: labels.ClassNames[:], InputName: "input", OutputName: "logits", TTAViews: 8,
 		// Low uniform threshold so that random models predict something; at_least_top as a safety net.
 		Thresholds: model.Thresholds{Mode: "uniform", Uniform: 0.5, AtLeastTop: true},
 		Members:    members,
@@ -155,7 +156,7 @@ func TestLabelEndToEnd(t *testing.T) {
 	if !slices.Equal(names, wantFiles) {
 		t.Fatalf("outputs %v, want %v", names, wantFiles)
 	}
-	subRows, err := pipeline.ReadSubmission(bytes.NewReader(first["submission.csv"]))
+	subRows, err := labels.ReadSubmission(bytes.NewReader(first["submission.csv"]))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -163,7 +164,7 @@ func TestLabelEndToEnd(t *testing.T) {
 		t.Fatalf("submission rows %+v", subRows)
 	}
 	for i, id := range good {
-		l, err := pipeline.ParseLabel(first[id+".json"])
+		l, err := labels.ParseLabel(first[id+".json"])
 		if err != nil {
 			t.Fatalf("%s: %v", id, err)
 		}
@@ -174,7 +175,7 @@ func TestLabelEndToEnd(t *testing.T) {
 			t.Fatalf("%s: %d sources", id, len(l.Sources))
 		}
 		for c, s := range l.Sources {
-			want, err := pipeline.DescribeSource(pipeline.Channel(c), filepath.Join(in, id+"_"+pipeline.ChannelNames[c]+".png"))
+			want, err := labels.DescribeFile(pipeline.Channel(c), filepath.Join(in, id+"_"+pipeline.ChannelNames[c]+".png"))
 			if err != nil || s != want {
 				t.Errorf("%s: source %d %+v, want %+v (%v)", id, c, s, want, err)
 			}
@@ -186,14 +187,14 @@ func TestLabelEndToEnd(t *testing.T) {
 			t.Errorf("submission row %+v, label predicts %v", subRows[i], l.PredictedIDs())
 		}
 	}
-	rec, err := pipeline.ParseError(first["bad.error.json"])
+	rec, err := labels.ParseErrorRecord(first["bad.error.json"])
 	if err != nil {
 		t.Fatal(err)
 	}
 	if rec.File != "bad_green.png" || (rec.Kind != "truncated" && rec.Kind != "corrupt") || rec.Reason == "" || rec.Model == nil || rec.Model.Members != 2 {
 		t.Errorf("error record %+v", rec)
 	}
-	rec, err = pipeline.ParseError(first["part.error.json"])
+	rec, err = labels.ParseErrorRecord(first["part.error.json"])
 	if err != nil || rec.Kind != "missing_channel" || !strings.Contains(rec.Reason, "yellow") {
 		t.Errorf("incomplete record %+v %v", rec, err)
 	}
@@ -347,12 +348,12 @@ func TestLabelRealImages(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l, err := pipeline.ParseLabel(b)
+	l, err := labels.ParseLabel(b)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for c, s := range l.Sources {
-		want, err := pipeline.DescribeSource(pipeline.Channel(c), filepath.Join(src, ents[c].Name()))
+		want, err := labels.DescribeFile(pipeline.Channel(c), filepath.Join(src, ents[c].Name()))
 		if err != nil || s.SHA256 != want.SHA256 || s.Size != want.Size {
 			t.Errorf("source %d: %+v, want the digest of %s", c, s, ents[c].Name())
 		}

@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/viper"
 
 	"github.com/hpa-plates/hpa/internal/config"
+	"github.com/hpa-plates/hpa/internal/labels"
 	"github.com/hpa-plates/hpa/internal/model"
 	"github.com/hpa-plates/hpa/internal/model/onnx"
 	"github.com/hpa-plates/hpa/internal/pipeline"
@@ -91,9 +92,9 @@ func runModelExport(w io.Writer, p exportParams) error {
 		return fmt.Errorf("model export: --members %d outside 1..99", p.Members)
 	case p.Size < 32:
 		return fmt.Errorf("model export: --size %d is below 32 pixels", p.Size)
-	case spec.NumClasses != pipeline.NumClasses || spec.InChans != len(pipeline.ChannelNames):
+	case spec.NumClasses != labels.NumClasses || spec.InChans != len(pipeline.ChannelNames):
 		return fmt.Errorf("model export: arch %s has %d classes and %d channels; a model set needs %d and %d",
-			spec.Name, spec.NumClasses, spec.InChans, pipeline.NumClasses, len(pipeline.ChannelNames))
+			spec.Name, spec.NumClasses, spec.InChans, labels.NumClasses, len(pipeline.ChannelNames))
 	}
 	if err := os.MkdirAll(p.Out, 0o755); err != nil {
 		return fmt.Errorf("model export: %w", err)
@@ -105,7 +106,7 @@ func runModelExport(w io.Writer, p exportParams) error {
 		InputSize:     p.Size,
 		ChannelOrder:  append([]string(nil), pipeline.ChannelNames[:]...),
 		Normalization: model.DefaultNormalization(spec.InChans),
-		ClassNames:    append([]string(nil), pipeline.ClassNames[:]...),
+		ClassNames:    append([]string(nil), labels.ClassNames[:]...),
 		InputName:     "input",
 		OutputName:    "logits",
 		TTAViews:      exportTTAViews,

@@ -10,7 +10,7 @@ import (
 	"github.com/spf13/viper"
 
 	"github.com/hpa-plates/hpa/internal/config"
-	"github.com/hpa-plates/hpa/internal/pipeline"
+	"github.com/hpa-plates/hpa/internal/labels"
 	"github.com/hpa-plates/hpa/internal/synth"
 )
 
@@ -55,7 +55,7 @@ func printSynthSummary(w io.Writer, s synth.Summary) {
 	fmt.Fprintf(w, "labels: %s\n", filepath.Join(s.Out, "train.csv"))
 	for c, n := range s.ClassCounts {
 		if n > 0 {
-			fmt.Fprintf(w, "  %2d %-30s %d\n", c, pipeline.ClassNames[c], n)
+			fmt.Fprintf(w, "  %2d %-30s %d\n", c, labels.ClassNames[c], n)
 		}
 	}
 }

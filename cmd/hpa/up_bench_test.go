@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hpa-plates/hpa/internal/labels"
 	"github.com/hpa-plates/hpa/internal/model"
 	"github.com/hpa-plates/hpa/internal/model/onnx"
 	"github.com/hpa-plates/hpa/internal/model/ort"
@@ -47,7 +48,7 @@ func benchModelSet(b testing.TB, size, members int) string {
 	m := &model.Manifest{
 		Schema: model.ManifestSchema, Name: "bench", Version: "v1", Arch: spec, InputSize: size,
 		ChannelOrder: []string{"red", "green", "blue", "yellow"}, Normalization: model.DefaultNormalization(4),
-		ClassNames: pipeline.ClassNames[:], InputName: "input", OutputName: "logits", TTAViews: 8,
+		ClassNames: labels.ClassNames[:], InputName: "input", OutputName: "logits", TTAViews: 8,
 		Thresholds: model.Thresholds{Mode: "uniform", Uniform: 0.5, AtLeastTop: true}, Members: ms,
 	}
 	path, err := model.WriteManifest(dir, m)

@@ -23,6 +23,7 @@ import (
 
 	"github.com/hpa-plates/hpa/consumers/inference"
 	"github.com/hpa-plates/hpa/internal/config"
+	"github.com/hpa-plates/hpa/internal/labels"
 	"github.com/hpa-plates/hpa/internal/model"
 	"github.com/hpa-plates/hpa/internal/pipeline"
 )
@@ -156,10 +157,10 @@ func TestUpLabelsAndResumes(t *testing.T) {
 	}
 	r.upload(t, "plate A", "s1", 1)
 	r.upload(t, "plate A", "s2", 2)
-	labels := map[string][]byte{}
+	got := map[string][]byte{}
 	for _, id := range []string{"s1", "s2"} {
-		labels[id] = r.waitLabel(t, "plate A", id)
-		l, err := pipeline.ParseLabel(labels[id])
+		got[id] = r.waitLabel(t, "plate A", id)
+		l, err := labels.ParseLabel(got[id])
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -200,7 +201,7 @@ func TestUpLabelsAndResumes(t *testing.T) {
 	}
 	r2.upload(t, "plate A", "s3", 3)
 	r2.waitLabel(t, "plate A", "s3")
-	for id, want := range labels {
+	for id, want := range got {
 		got, err := r2.store.Get(context.Background(), r2.ep.LabelsPrefix+"plate A/"+id+".json", 0)
 		if err != nil || !bytes.Equal(got, want) {
 			t.Errorf("label %s changed across restart (%v)", id, err)
@@ -211,7 +212,7 @@ func TestUpLabelsAndResumes(t *testing.T) {
 	for {
 		b, err := r2.store.Get(context.Background(), r2.ep.LabelsPrefix+"plate A/submission.csv", 0)
 		if err == nil {
-			rows, err := pipeline.ReadSubmission(bytes.NewReader(b))
+			rows, err := labels.ReadSubmission(bytes.NewReader(b))
 			if err == nil && len(rows) == 3 {
 				break
 			}
@@ -394,7 +395,7 @@ func TestUpPromotionFromS3(t *testing.T) {
 		t.Errorf("failed promotion not counted")
 	}
 	r.upload(t, "pp", "after", 5)
-	l, err := pipeline.ParseLabel(r.waitLabel(t, "pp", "after"))
+	l, err := labels.ParseLabel(r.waitLabel(t, "pp", "after"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hpa-plates/hpa/internal/labels"
 	"github.com/hpa-plates/hpa/internal/pipeline"
 	"github.com/hpa-plates/hpa/internal/s3events"
 )
@@ -185,7 +186,7 @@ func TestTwoReplicasRandomOrderExactlyOnce(t *testing.T) {
 			if err != nil {
 				return false
 			}
-			rows, err := pipeline.ReadSubmission(bytes.NewReader(b))
+			rows, err := labels.ReadSubmission(bytes.NewReader(b))
 			return err == nil && len(rows) == len(p.ids)
 		})
 	}
@@ -279,13 +280,13 @@ func TestPoisonInputs(t *testing.T) {
 
 	wantKinds := map[string]string{"corrupt": "", "text": "unsupported", "mismatch": "size_mismatch", "huge": "too_large", "missing": "missing_channel"}
 	for id, kind := range wantKinds {
-		var rec pipeline.ErrorRecord
+		var rec labels.ErrorRecord
 		waitFor(t, 30*time.Second, "error record "+id, func() bool {
 			b, err := e.get("labels/pz/" + id + ".error.json")
 			if err != nil {
 				return false
 			}
-			rec, err = pipeline.ParseError(b)
+			rec, err = labels.ParseErrorRecord(b)
 			return err == nil
 		})
 		if kind != "" && rec.Kind != kind {
@@ -450,7 +451,7 @@ func TestHotReload(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		l, _ := pipeline.ParseLabel(lb)
+		l, _ := labels.ParseLabel(lb)
 		m := a
 		if l.Model.ManifestDigest == "sha256:B" {
 			m, nB = b, nB+1
@@ -566,7 +567,7 @@ func TestIncompleteSweep(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rec, err := pipeline.ParseError(b)
+	rec, err := labels.ParseErrorRecord(b)
 	if err != nil || rec.Kind != "missing_channel" || !strings.Contains(rec.Reason, "green, yellow") {
 		t.Fatalf("record %+v %v", rec, err)
 	}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/hpa-plates/hpa/internal/labels"
 	"github.com/hpa-plates/hpa/internal/natsembed"
 	"github.com/hpa-plates/hpa/internal/pipeline"
 )
@@ -117,8 +118,8 @@ func TestNATSRestartMidLoad(t *testing.T) {
 	}
 	// Labels are the same bytes a second time around (deterministic JSON).
 	b1, _ := e.get("labels/pn/" + p.ids[0] + ".json")
-	l, _ := pipeline.ParseLabel(b1)
-	b2, _ := pipeline.MarshalLabel(l)
+	l, _ := labels.ParseLabel(b1)
+	b2, _ := labels.MarshalLabel(l)
 	if !bytes.Equal(b1, b2) {
 		t.Error("label bytes not canonical")
 	}

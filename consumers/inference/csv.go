@@ -10,9 +10,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/hpa-plates/hpa/internal/labels"
 	"github.com/nats-io/nats.go/jetstream"
-
-	"github.com/hpa-plates/hpa/internal/pipeline"
 )
 
 // csvBuilder keeps <LabelsPrefix><plate>/submission.csv (Kaggle "Id,Predicted") equal to the
@@ -39,7 +38,7 @@ type csvBuilder struct {
 
 type cachedRow struct {
 	etag string
-	row  pipeline.SubmissionRow
+	row  labels.SubmissionRow
 	ok   bool // false: the object is not a readable label (skipped)
 }
 
@@ -203,7 +202,7 @@ func (b *csvBuilder) buildLocked(ctx context.Context, plate string) error {
 	if err != nil {
 		return err
 	}
-	var rows []pipeline.SubmissionRow
+	var rows []labels.SubmissionRow
 	for _, o := range objs {
 		k := o.Key
 		rest := k[len(prefix):]
@@ -223,10 +222,10 @@ func (b *csvBuilder) buildLocked(ctx context.Context, plate string) error {
 				return err
 			}
 			c = cachedRow{etag: o.ETag}
-			if l, err := pipeline.ParseLabel(data); err != nil {
+			if l, err := labels.ParseLabel(data); err != nil {
 				b.s.log.Warn("skipping unreadable label in plate CSV", "key", k, "err", err)
 			} else {
-				c.row, c.ok = pipeline.SubmissionRow{ID: l.SampleID, Predicted: l.PredictedIDs()}, true
+				c.row, c.ok = labels.SubmissionRow{ID: l.SampleID, Predicted: l.PredictedIDs()}, true
 			}
 			if o.ETag != "" {
 				b.rowsMu.Lock()
@@ -242,7 +241,7 @@ func (b *csvBuilder) buildLocked(ctx context.Context, plate string) error {
 		}
 	}
 	var buf bytes.Buffer
-	if err := pipeline.WriteSubmission(&buf, rows); err != nil {
+	if err := labels.WriteSubmission(&buf, rows); err != nil {
 		return err
 	}
 	if err := b.s.store.Put(ctx, b.s.csvKey(plate), buf.Bytes(), "text/csv"); err != nil {

@@ -28,6 +28,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	dto "github.com/prometheus/client_model/go"
 
+	"github.com/hpa-plates/hpa/internal/labels"
 	"github.com/hpa-plates/hpa/internal/natsembed"
 	"github.com/hpa-plates/hpa/internal/pipeline"
 	"github.com/hpa-plates/hpa/internal/s3local"
@@ -58,8 +59,8 @@ type fakeModel struct {
 
 func newFakeModel(name string, seed float64) *fakeModel {
 	info := ModelInfo{
-		ModelInfo:  pipeline.ModelInfo{Name: name, Version: "1", ManifestDigest: "sha256:" + name, Members: 1, TTAViews: 1, Arch: "fake"},
-		Thresholds: pipeline.UniformThresholds(0.5, pipeline.NumClasses),
+		ModelInfo:  labels.ModelInfo{Name: name, Version: "1", ManifestDigest: "sha256:" + name, Members: 1, TTAViews: 1, Arch: "fake"},
+		Thresholds: labels.UniformThresholds(0.5, labels.NumClasses),
 	}
 	return &fakeModel{info: info, seed: seed}
 }
@@ -73,7 +74,7 @@ func expectedProbs(img pipeline.Image4, seed float64) []float64 {
 		}
 		means[c] = float64(sum) / float64(len(p.Pix)) / 255
 	}
-	out := make([]float64, pipeline.NumClasses)
+	out := make([]float64, labels.NumClasses)
 	for k := range out {
 		x := means[k%4]*3 + float64(k)*0.17 + seed
 		out[k] = 0.5 + 0.5*math.Sin(x*7)
@@ -390,13 +391,13 @@ func (s *sampleSet) shuffledKeys(seed uint64) []string {
 }
 
 // checkLabel reads a label and compares its prediction with the fake model's.
-func (e *testEnv) checkLabel(plate, id string, img pipeline.Image4, m *fakeModel) pipeline.Label {
+func (e *testEnv) checkLabel(plate, id string, img pipeline.Image4, m *fakeModel) labels.Label {
 	e.t.Helper()
 	b, err := e.get("labels/" + plate + "/" + id + ".json")
 	if err != nil {
 		e.t.Fatalf("label %s/%s: %v", plate, id, err)
 	}
-	l, err := pipeline.ParseLabel(b)
+	l, err := labels.ParseLabel(b)
 	if err != nil {
 		e.t.Fatalf("label %s/%s: %v", plate, id, err)
 	}
@@ -419,7 +420,7 @@ func (e *testEnv) checkLabel(plate, id string, img pipeline.Image4, m *fakeModel
 func roundAll(p []float64) []float64 {
 	out := make([]float64, len(p))
 	for i, v := range p {
-		out[i] = pipeline.RoundProb(v)
+		out[i] = labels.RoundProb(v)
 	}
 	return out
 }

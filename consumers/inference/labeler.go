@@ -12,6 +12,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/hpa-plates/hpa/internal/labels"
 	"github.com/hpa-plates/hpa/internal/pipeline"
 )
 
@@ -54,7 +55,7 @@ func (s *inflightSet) snapshot() []*inflight {
 type job struct {
 	fl      *inflight
 	img     pipeline.Image4
-	sources []pipeline.Source
+	sources []labels.Source
 	// err is a poison failure (error record + dead letter + Term) with the object at fault.
 	err    error
 	object string
@@ -175,7 +176,7 @@ func (s *Service) fetch(ctx context.Context, fl *inflight) (*job, error) {
 	t0 := time.Now()
 	defer func() { s.m.fetchSec.Observe(time.Since(t0).Seconds()) }()
 	r := fl.ready
-	j := &job{fl: fl, img: pipeline.Image4{ID: r.ID}, sources: make([]pipeline.Source, 4)}
+	j := &job{fl: fl, img: pipeline.Image4{ID: r.ID}, sources: make([]labels.Source, 4)}
 	for c := range 4 {
 		o := r.Objects[c]
 		name := o.Key
@@ -212,7 +213,7 @@ func (s *Service) fetch(ctx context.Context, fl *inflight) (*job, error) {
 			return j, nil
 		}
 		j.img.Planes[c] = p
-		j.sources[c] = pipeline.SourceOf(pipeline.Channel(c), baseName(o.Key), data)
+		j.sources[c] = labels.SourceOf(pipeline.Channel(c), baseName(o.Key), data)
 	}
 	return j, nil
 }
@@ -335,7 +336,7 @@ func (s *Service) infer(ctx context.Context, batch []*job, writeCh chan<- *job) 
 		err = fmt.Errorf("model returned %d results for %d samples", len(probs), len(batch))
 	}
 	if err != nil {
-		s.m.errors.WithLabelValues(string(pipeline.KindInference)).Inc()
+		s.m.errors.WithLabelValues(string(labels.KindInference)).Inc()
 		for _, j := range batch {
 			s.transient(ctx, j.fl, &transientError{"infer", err})
 		}
@@ -374,13 +375,13 @@ func (s *Service) write(ctx context.Context, j *job) {
 	}
 	t0 := time.Now()
 	r := j.fl.ready
-	label, err := pipeline.NewLabel(r.ID, j.sources, j.info.ModelInfo, j.info.Thresholds, j.probs)
+	label, err := labels.NewLabel(r.ID, j.sources, j.info.ModelInfo, j.info.Thresholds, j.probs)
 	if err != nil {
-		s.m.errors.WithLabelValues(string(pipeline.KindInference)).Inc()
+		s.m.errors.WithLabelValues(string(labels.KindInference)).Inc()
 		s.fail(ctx, &job{fl: j.fl, err: err})
 		return
 	}
-	b, err := pipeline.MarshalLabel(label)
+	b, err := labels.MarshalLabel(label)
 	if err != nil {
 		s.fail(ctx, &job{fl: j.fl, err: err})
 		return
@@ -402,7 +403,7 @@ func (s *Service) write(ctx context.Context, j *job) {
 		if old, err := s.store.Get(ctx, key, 8<<20); err == nil {
 			if bytes.Equal(old, b) {
 				unchanged = true
-			} else if ol, err := pipeline.ParseLabel(old); err == nil && ol.Model.ManifestDigest == label.Model.ManifestDigest &&
+			} else if ol, err := labels.ParseLabel(old); err == nil && ol.Model.ManifestDigest == label.Model.ManifestDigest &&
 				slices.Equal(ol.Sources, label.Sources) {
 				unchanged = true
 			}
@@ -490,11 +491,11 @@ func (s *Service) markSample(ctx context.Context, plate, id, content string, f f
 // terminates the message (no redelivery).
 func (s *Service) fail(ctx context.Context, j *job) {
 	r := j.fl.ready
-	var infoPtr *pipeline.ModelInfo
+	var infoPtr *labels.ModelInfo
 	if info, _, ok := s.model.info(); ok {
 		infoPtr = &info.ModelInfo
 	}
-	rec := pipeline.NewErrorRecord(r.ID, j.err, infoPtr)
+	rec := labels.NewErrorRecord(r.ID, j.err, infoPtr)
 	if j.object != "" {
 		rec.Object, rec.File = j.object, ""
 	}
@@ -505,7 +506,7 @@ func (s *Service) fail(ctx context.Context, j *job) {
 	}
 	s.m.errors.WithLabelValues(rec.Kind).Inc()
 	s.log.Warn("sample failed", "plate", r.Plate, "sample", r.ID, "kind", rec.Kind, "object", rec.Object, "reason", rec.Reason)
-	b, err := pipeline.MarshalError(rec)
+	b, err := labels.MarshalError(rec)
 	if err == nil {
 		if err := s.store.Put(ctx, s.errorKey(r.Plate, r.ID), b, "application/json"); err != nil {
 			s.m.errors.WithLabelValues("s3").Inc()

@@ -36,6 +36,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/hpa-plates/hpa/consumers/inference"
+	"github.com/hpa-plates/hpa/internal/labels"
 	"github.com/hpa-plates/hpa/internal/model"
 	"github.com/hpa-plates/hpa/internal/model/onnx"
 	"github.com/hpa-plates/hpa/internal/model/ort"
@@ -60,9 +61,9 @@ type digestModel struct {
 }
 
 var digestInfo = inference.ModelInfo{
-	ModelInfo: pipeline.ModelInfo{Name: "minio-digest", Version: "1", ManifestDigest: "sha256:minio-digest",
+	ModelInfo: labels.ModelInfo{Name: "minio-digest", Version: "1", ManifestDigest: "sha256:minio-digest",
 		Members: 1, TTAViews: 1, Arch: "digest"},
-	Thresholds: pipeline.UniformThresholds(0.5, pipeline.NumClasses),
+	Thresholds: labels.UniformThresholds(0.5, labels.NumClasses),
 }
 
 func digestProbs(img pipeline.Image4) []float64 {
@@ -72,7 +73,7 @@ func digestProbs(img pipeline.Image4) []float64 {
 		h.Write(p.Pix)
 	}
 	sum := h.Sum(nil)
-	out := make([]float64, pipeline.NumClasses)
+	out := make([]float64, labels.NumClasses)
 	for k := range out {
 		out[k] = float64(sum[k]) / 255
 	}
@@ -115,20 +116,20 @@ func (s minioSample) key(c int) string {
 func (s minioSample) want(t testing.TB) []byte {
 	t.Helper()
 	img := pipeline.Image4{ID: s.id}
-	srcs := make([]pipeline.Source, 4)
+	srcs := make([]labels.Source, 4)
 	for c, b := range s.data {
 		p, err := pipeline.DecodeChannel(b, s.id, pipeline.Channel(c), pipeline.DecodeOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}
 		img.Planes[c], img.W, img.H = p, p.W, p.H
-		srcs[c] = pipeline.SourceOf(pipeline.Channel(c), filepath.Base(s.key(c)), b)
+		srcs[c] = labels.SourceOf(pipeline.Channel(c), filepath.Base(s.key(c)), b)
 	}
-	l, err := pipeline.NewLabel(s.id, srcs, digestInfo.ModelInfo, digestInfo.Thresholds, digestProbs(img))
+	l, err := labels.NewLabel(s.id, srcs, digestInfo.ModelInfo, digestInfo.Thresholds, digestProbs(img))
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := pipeline.MarshalLabel(l)
+	b, err := labels.MarshalLabel(l)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -233,20 +234,20 @@ func TestMinIONativeNotifications(t *testing.T) {
 		if want := s.want(t); !bytes.Equal(got, want) {
 			t.Errorf("%s:\n got %s\nwant %s", key, got, want)
 		}
-		l, err := pipeline.ParseLabel(got)
+		l, err := labels.ParseLabel(got)
 		if err != nil {
 			t.Fatalf("%s: %v", key, err)
 		}
 		predicted[s.plate+"/"+s.id] = l.PredictedIDs()
 	}
 	errKey := cfg.LabelsPrefix + broken.plate + "/" + broken.id + ".error.json"
-	var rec pipeline.ErrorRecord
+	var rec labels.ErrorRecord
 	waitUntil(t, 30*time.Second, "error record "+errKey, func() bool {
 		b, err := store.Get(ctx, errKey, 0)
 		if err != nil {
 			return false
 		}
-		rec, err = pipeline.ParseError(b)
+		rec, err = labels.ParseErrorRecord(b)
 		if err != nil {
 			t.Fatalf("%s: %v", errKey, err)
 		}
@@ -306,7 +307,7 @@ func TestMinIONativeNotifications(t *testing.T) {
 			}
 		}
 		sort.Strings(want)
-		var rows []pipeline.SubmissionRow
+		var rows []labels.SubmissionRow
 		var last []byte
 		waitUntil(t, 10*time.Second, "CSV "+key, func() bool {
 			b, err := store.Get(ctx, key, 0)
@@ -315,7 +316,7 @@ func TestMinIONativeNotifications(t *testing.T) {
 				return false
 			}
 			last = b
-			if rows, err = pipeline.ReadSubmission(bytes.NewReader(b)); err != nil {
+			if rows, err = labels.ReadSubmission(bytes.NewReader(b)); err != nil {
 				t.Fatalf("%s: %v", key, err)
 			}
 			var ids []string
@@ -543,9 +544,9 @@ func startS3Service(t testing.TB, backend string, loader inference.ModelLoader, 
 }
 
 // waitLabels waits for every sample's label and returns them by plate/id.
-func (e *minioService) waitLabels(t testing.TB, samples []minioSample, timeout time.Duration) map[string]pipeline.Label {
+func (e *minioService) waitLabels(t testing.TB, samples []minioSample, timeout time.Duration) map[string]labels.Label {
 	t.Helper()
-	out := map[string]pipeline.Label{}
+	out := map[string]labels.Label{}
 	for _, s := range samples {
 		key := e.cfg.LabelsPrefix + s.plate + "/" + s.id + ".json"
 		var got []byte
@@ -554,7 +555,7 @@ func (e *minioService) waitLabels(t testing.TB, samples []minioSample, timeout t
 			got, err = e.store.Get(context.Background(), key, 0)
 			return err == nil
 		})
-		l, err := pipeline.ParseLabel(got)
+		l, err := labels.ParseLabel(got)
 		if err != nil {
 			t.Fatalf("%s: %v", key, err)
 		}
@@ -681,7 +682,7 @@ func tinyModelSet(t *testing.T, size int) string {
 	path, err := model.WriteManifest(dir, &model.Manifest{
 		Schema: model.ManifestSchema, Name: "minio-ort", Version: "v1", Arch: spec, InputSize: size,
 		ChannelOrder: []string{"red", "green", "blue", "yellow"}, Normalization: model.DefaultNormalization(spec.InChans),
-		ClassNames: pipeline.ClassNames[:], InputName: "input", OutputName: "logits", TTAViews: 8,
+		ClassNames: labels.ClassNames[:], InputName: "input", OutputName: "logits", TTAViews: 8,
 		Thresholds: model.Thresholds{Mode: "uniform", Uniform: 0.5}, Members: members,
 	})
 	if err != nil {
@@ -746,7 +747,7 @@ func TestMinIOWithONNXRuntime(t *testing.T) {
 			got, err = e.store.Get(context.Background(), key, 0)
 			return err == nil
 		})
-		l, err := pipeline.ParseLabel(got)
+		l, err := labels.ParseLabel(got)
 		if err != nil {
 			t.Fatalf("%s: %v", key, err)
 		}
@@ -935,9 +936,9 @@ func metricValue(t *testing.T, svc *inference.Service, series string) float64 {
 	return 0
 }
 
-func mustMarshal(t *testing.T, l pipeline.Label) []byte {
+func mustMarshal(t *testing.T, l labels.Label) []byte {
 	t.Helper()
-	b, err := pipeline.MarshalLabel(l)
+	b, err := labels.MarshalLabel(l)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,18 +7,19 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/hpa-plates/hpa/internal/labels"
 	"github.com/hpa-plates/hpa/internal/pipeline"
 )
 
 // ModelInfo identifies a loaded model set and says how its probabilities become labels. The
-// embedded pipeline.ModelInfo is what label and error JSON record.
+// embedded labels.ModelInfo is what label and error JSON record.
 type ModelInfo struct {
-	pipeline.ModelInfo
-	Thresholds pipeline.Thresholds
+	labels.ModelInfo
+	Thresholds labels.Thresholds
 }
 
 // Predictor runs a model set on a batch of decoded samples and returns, per sample, one probability
-// per class (pipeline.NumClasses values, averaged over members and test-time views). It is called
+// per class (labels.NumClasses values, averaged over members and test-time views). It is called
 // by one goroutine at a time. This package never imports an ONNX runtime: the command wires the
 // real ensemble in through a ModelLoader.
 type Predictor interface {
@@ -85,7 +86,7 @@ func validateModel(location string, p Predictor) (ModelInfo, error) {
 	if info.ManifestDigest == "" {
 		return info, &ModelError{Location: location, Reason: "model has no manifest digest"}
 	}
-	if err := info.Thresholds.Validate(pipeline.NumClasses); err != nil {
+	if err := info.Thresholds.Validate(labels.NumClasses); err != nil {
 		return info, &ModelError{Location: location, Reason: "bad thresholds", Err: err}
 	}
 	return info, nil

@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/hpa-plates/hpa/internal/labels"
 	"github.com/hpa-plates/hpa/internal/pipeline"
 	"github.com/hpa-plates/hpa/internal/s3events"
 )
@@ -220,13 +221,13 @@ func (s *Service) reportIfStale(ctx context.Context, key string, now time.Time) 
 		s.m.incomplete.Inc()
 		s.m.errors.WithLabelValues(string(pipeline.KindMissingChannel)).Inc()
 		s.log.Warn("incomplete sample", "plate", rec.Plate, "sample", rec.ID, "missing", missing)
-		var infoPtr *pipeline.ModelInfo
+		var infoPtr *labels.ModelInfo
 		if info, _, ok := s.model.info(); ok {
 			infoPtr = &info.ModelInfo
 		}
-		er := pipeline.ErrorRecord{Schema: pipeline.ErrorSchema, SampleID: rec.ID, Kind: string(pipeline.KindMissingChannel),
+		er := labels.ErrorRecord{Schema: labels.ErrorSchema, SampleID: rec.ID, Kind: string(pipeline.KindMissingChannel),
 			Reason: reason, Model: infoPtr}
-		if doc, err := pipeline.MarshalError(er); err == nil {
+		if doc, err := labels.MarshalError(er); err == nil {
 			if err := s.store.Put(ctx, s.errorKey(rec.Plate, rec.ID), doc, "application/json"); err != nil {
 				s.log.Warn("incomplete-sample record not written", "plate", rec.Plate, "sample", rec.ID, "err", err)
 			}

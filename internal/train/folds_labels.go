@@ -9,11 +9,11 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/hpa-plates/hpa/internal/pipeline"
+	"github.com/hpa-plates/hpa/internal/labels"
 )
 
-// Example is one labeled sample of a label file (pipeline.LabeledSample).
-type Example = pipeline.LabeledSample
+// Example is one labeled sample of a label file (labels.Target).
+type Example = labels.Target
 
 // LabelMatrix returns the label lists of the examples, the form the fold and sampler code take.
 func LabelMatrix(ex []Example) [][]int {
@@ -43,7 +43,7 @@ func WriteFolds(w io.Writer, ex []Example, folds []int) error {
 }
 
 // ReadFolds reads a fold file written by WriteFolds (`Id,fold`) into a map Id -> fold. Malformed
-// rows, negative folds and repeated Ids are *pipeline.LabelsError with the line number.
+// rows, negative folds and repeated Ids are *labels.CSVError with the line number.
 func ReadFolds(r io.Reader) (map[string]int, error) {
 	cr := csv.NewReader(r)
 	cr.FieldsPerRecord = -1
@@ -58,35 +58,35 @@ func ReadFolds(r io.Reader) (map[string]int, error) {
 		if err != nil {
 			var pe *csv.ParseError
 			if errors.As(err, &pe) {
-				return nil, &pipeline.LabelsError{Line: pe.Line, Reason: pe.Err.Error()}
+				return nil, &labels.CSVError{Line: pe.Line, Reason: pe.Err.Error()}
 			}
-			return nil, &pipeline.LabelsError{Line: line, Reason: err.Error()}
+			return nil, &labels.CSVError{Line: line, Reason: err.Error()}
 		}
 		if header {
 			header = false
 			if len(rec) != 2 || strings.TrimPrefix(strings.TrimSpace(rec[0]), "\ufeff") != "Id" || strings.TrimSpace(rec[1]) != "fold" {
-				return nil, &pipeline.LabelsError{Line: line, Reason: fmt.Sprintf("header must be Id,fold, got %q", strings.Join(rec, ","))}
+				return nil, &labels.CSVError{Line: line, Reason: fmt.Sprintf("header must be Id,fold, got %q", strings.Join(rec, ","))}
 			}
 			continue
 		}
 		if len(rec) != 2 {
-			return nil, &pipeline.LabelsError{Line: line, Reason: fmt.Sprintf("want 2 fields (Id,fold), got %d", len(rec))}
+			return nil, &labels.CSVError{Line: line, Reason: fmt.Sprintf("want 2 fields (Id,fold), got %d", len(rec))}
 		}
 		id := strings.TrimSpace(rec[0])
 		if id == "" {
-			return nil, &pipeline.LabelsError{Line: line, Reason: "empty Id"}
+			return nil, &labels.CSVError{Line: line, Reason: "empty Id"}
 		}
 		f, err := strconv.Atoi(strings.TrimSpace(rec[1]))
 		if err != nil || f < 0 {
-			return nil, &pipeline.LabelsError{Line: line, Reason: fmt.Sprintf("Id %s: fold %q is not a non-negative integer", id, rec[1])}
+			return nil, &labels.CSVError{Line: line, Reason: fmt.Sprintf("Id %s: fold %q is not a non-negative integer", id, rec[1])}
 		}
 		if _, dup := out[id]; dup {
-			return nil, &pipeline.LabelsError{Line: line, Reason: fmt.Sprintf("Id %s repeated", id)}
+			return nil, &labels.CSVError{Line: line, Reason: fmt.Sprintf("Id %s repeated", id)}
 		}
 		out[id] = f
 	}
 	if header {
-		return nil, &pipeline.LabelsError{Reason: "empty file: no Id,fold header"}
+		return nil, &labels.CSVError{Reason: "empty file: no Id,fold header"}
 	}
 	return out, nil
 }
@@ -95,12 +95,12 @@ func ReadFolds(r io.Reader) (map[string]int, error) {
 func ReadFoldsFile(path string) (map[string]int, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, &pipeline.LabelsError{File: path, Reason: err.Error()}
+		return nil, &labels.CSVError{File: path, Reason: err.Error()}
 	}
 	defer f.Close()
 	m, err := ReadFolds(f)
 	if err != nil {
-		var le *pipeline.LabelsError
+		var le *labels.CSVError
 		if errors.As(err, &le) {
 			le.File = path
 		}

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"testing"
 
+	"github.com/hpa-plates/hpa/internal/labels"
 	"github.com/hpa-plates/hpa/internal/model"
 	"github.com/hpa-plates/hpa/internal/model/ort"
 	"github.com/hpa-plates/hpa/internal/pipeline"
@@ -108,7 +109,7 @@ func BenchmarkBundledEnsembleQuality(b *testing.B) {
 }
 
 func loadHeldOut(b testing.TB, dir string) ([]pipeline.Image4, [][]bool) {
-	ex, err := pipeline.ReadLabelsFile(filepath.Join(dir, "train.csv"))
+	ex, err := labels.ReadTargetsFile(filepath.Join(dir, "train.csv"))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -121,7 +122,7 @@ func loadHeldOut(b testing.TB, dir string) ([]pipeline.Image4, [][]bool) {
 		files[s.ID] = s.Files
 	}
 	var imgs []pipeline.Image4
-	var labels [][]int
+	var targets [][]int
 	for _, e := range ex {
 		f := files[e.ID]
 		for i := range f {
@@ -134,9 +135,9 @@ func loadHeldOut(b testing.TB, dir string) ([]pipeline.Image4, [][]bool) {
 			b.Fatal(err)
 		}
 		imgs = append(imgs, img)
-		labels = append(labels, e.Labels)
+		targets = append(targets, e.Labels)
 	}
-	truth, err := TruthFromLabels(labels, pipeline.NumClasses)
+	truth, err := TruthFromLabels(targets, labels.NumClasses)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -161,7 +162,7 @@ func scoreSet(b testing.TB, m *model.Manifest, dir string, members []model.Membe
 	if err != nil {
 		return 0, err
 	}
-	if len(th.Values) != pipeline.NumClasses {
+	if len(th.Values) != labels.NumClasses {
 		return 0, fmt.Errorf("thresholds: %d values", len(th.Values))
 	}
 	sc, err := ScoreThresholds(probs, truth, th.Values)

@@ -13,6 +13,7 @@ import (
 
 	onnx "github.com/yalue/onnxruntime_go"
 
+	"github.com/hpa-plates/hpa/internal/labels"
 	"github.com/hpa-plates/hpa/internal/model"
 	"github.com/hpa-plates/hpa/internal/pipeline"
 )
@@ -152,17 +153,17 @@ func (e *Ensemble) Manifest() *model.Manifest { return e.manifest }
 func (e *Ensemble) Digest() string { return e.digest }
 
 // Info describes the model set for label JSON.
-func (e *Ensemble) Info() pipeline.ModelInfo {
-	return pipeline.ModelInfo{
+func (e *Ensemble) Info() labels.ModelInfo {
+	return labels.ModelInfo{
 		Name: e.manifest.Name, Version: e.manifest.Version, ManifestDigest: e.digest,
 		Members: len(e.manifest.Members), TTAViews: e.views, Arch: e.manifest.Arch.Name,
 	}
 }
 
-// Thresholds returns the manifest's thresholds as pipeline.Thresholds.
-func (e *Ensemble) Thresholds() (pipeline.Thresholds, error) {
+// Thresholds returns the manifest's thresholds as labels.Thresholds.
+func (e *Ensemble) Thresholds() (labels.Thresholds, error) {
 	t := e.manifest.Thresholds
-	return pipeline.NewThresholds(t.Mode, t.Uniform, t.PerClass, t.AtLeastTop, e.manifest.Arch.NumClasses)
+	return labels.NewThresholds(t.Mode, t.Uniform, t.PerClass, t.AtLeastTop, e.manifest.Arch.NumClasses)
 }
 
 // Close releases the sessions. The ensemble is unusable afterwards.

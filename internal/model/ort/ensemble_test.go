@@ -14,6 +14,7 @@ import (
 
 	"github.com/spf13/viper"
 
+	"github.com/hpa-plates/hpa/internal/labels"
 	"github.com/hpa-plates/hpa/internal/model"
 	"github.com/hpa-plates/hpa/internal/model/onnx"
 	"github.com/hpa-plates/hpa/internal/pipeline"
@@ -45,7 +46,7 @@ func testManifest(spec model.Spec, size, views int, members []model.Member) *mod
 		Schema: model.ManifestSchema, Name: "ort-test", Version: "v1", Arch: spec, InputSize: size,
 		ChannelOrder:  []string{"red", "green", "blue", "yellow"},
 		Normalization: model.DefaultNormalization(spec.InChans),
-		ClassNames:    pipeline.ClassNames[:],
+		ClassNames:    labels.ClassNames[:],
 		InputName:     "input", OutputName: "logits", TTAViews: views,
 		Thresholds: model.Thresholds{Mode: "uniform", Uniform: 0.2},
 		Members:    members,
@@ -192,7 +193,7 @@ func TestEnsembleMeanOfMembers(t *testing.T) {
 		t.Fatalf("%d results for 3 samples", len(got))
 	}
 	for i, img := range imgs {
-		want := make([]float64, pipeline.NumClasses)
+		want := make([]float64, labels.NumClasses)
 		views := allViews(img)
 		for _, mem := range m.Members {
 			// One member, one view: the runner's output is that member's own sigmoid.

@@ -1,10 +1,8 @@
-package pipeline
+package labels
 
 import (
-	"bufio"
 	"bytes"
 	"crypto/sha256"
-	"encoding/csv"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -14,9 +12,9 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"sort"
 	"strconv"
-	"strings"
+
+	"github.com/hpa-plates/hpa/internal/pipeline"
 )
 
 // Schemas of the JSON documents written per sample.
@@ -53,13 +51,13 @@ const ProbDecimals = 6
 //	               members and views, rounded to 6 decimals)
 //	predicted      the predicted classes (class_id, name), ascending class id
 type Label struct {
-	Schema        string          `json:"schema"`
-	SampleID      string          `json:"sample_id"`
-	Sources       []Source        `json:"sources"`
-	Model         ModelInfo       `json:"model"`
-	Thresholds    LabelThresholds `json:"thresholds"`
-	Probabilities []ClassProb     `json:"probabilities"`
-	Predicted     []ClassRef      `json:"predicted"`
+	Schema        string            `json:"schema"`
+	SampleID      string            `json:"sample_id"`
+	Sources       []Source          `json:"sources"`
+	Model         ModelInfo         `json:"model"`
+	Thresholds    AppliedThresholds `json:"thresholds"`
+	Probabilities []ClassProb       `json:"probabilities"`
+	Predicted     []ClassRef        `json:"predicted"`
 }
 
 // Source identifies one channel file of a sample.
@@ -80,8 +78,8 @@ type ModelInfo struct {
 	Arch           string `json:"arch"`
 }
 
-// LabelThresholds records the thresholds used.
-type LabelThresholds struct {
+// AppliedThresholds records the thresholds used.
+type AppliedThresholds struct {
 	Mode       string    `json:"mode"`
 	Values     []float64 `json:"values"`
 	AtLeastTop bool      `json:"at_least_top"`
@@ -119,13 +117,13 @@ func RoundProb(p float64) float64 {
 	return r
 }
 
-// LabelError is returned for a label or error document that cannot be built, written or parsed.
-type LabelError struct {
+// DocumentError is returned for a label or error document that cannot be built, written or parsed.
+type DocumentError struct {
 	SampleID string // may be empty when the document has none
 	Reason   string
 }
 
-func (e *LabelError) Error() string {
+func (e *DocumentError) Error() string {
 	if e.SampleID == "" {
 		return "label: " + e.Reason
 	}
@@ -137,21 +135,21 @@ func (e *LabelError) Error() string {
 // written (rounded), so a reader re-applying the thresholds to the JSON gets the same prediction.
 func NewLabel(sampleID string, sources []Source, model ModelInfo, th Thresholds, probs []float64) (Label, error) {
 	if len(probs) != NumClasses {
-		return Label{}, &LabelError{sampleID, fmt.Sprintf("%d probabilities for %d classes", len(probs), NumClasses)}
+		return Label{}, &DocumentError{sampleID, fmt.Sprintf("%d probabilities for %d classes", len(probs), NumClasses)}
 	}
 	if err := th.Validate(NumClasses); err != nil {
-		return Label{}, &LabelError{sampleID, err.Error()}
+		return Label{}, &DocumentError{sampleID, err.Error()}
 	}
 	l := Label{
 		Schema: LabelSchema, SampleID: sampleID, Sources: slices.Clone(sources), Model: model,
-		Thresholds:    LabelThresholds{Mode: th.Mode, Values: slices.Clone(th.Values), AtLeastTop: th.AtLeastTop},
+		Thresholds:    AppliedThresholds{Mode: th.Mode, Values: slices.Clone(th.Values), AtLeastTop: th.AtLeastTop},
 		Probabilities: make([]ClassProb, NumClasses),
 		Predicted:     []ClassRef{},
 	}
 	rounded := make([]float64, NumClasses)
 	for k, p := range probs {
 		if math.IsNaN(p) || p < 0 || p > 1 {
-			return Label{}, &LabelError{sampleID, fmt.Sprintf("class %d probability %v is outside [0, 1]", k, p)}
+			return Label{}, &DocumentError{sampleID, fmt.Sprintf("class %d probability %v is outside [0, 1]", k, p)}
 		}
 		rounded[k] = RoundProb(p)
 		l.Probabilities[k] = ClassProb{ClassID: k, Name: ClassNames[k], P: Prob(rounded[k])}
@@ -173,7 +171,7 @@ func (l Label) PredictedIDs() []int {
 
 func (l Label) validate() error {
 	bad := func(format string, args ...any) error {
-		return &LabelError{l.SampleID, fmt.Sprintf(format, args...)}
+		return &DocumentError{l.SampleID, fmt.Sprintf(format, args...)}
 	}
 	if l.Schema != LabelSchema {
 		return bad("schema %q, want %q", l.Schema, LabelSchema)
@@ -242,7 +240,7 @@ func MarshalLabel(l Label) ([]byte, error) {
 	}
 	b, err := encodeJSON(l)
 	if err != nil {
-		return nil, &LabelError{l.SampleID, err.Error()}
+		return nil, &DocumentError{l.SampleID, err.Error()}
 	}
 	return b, nil
 }
@@ -251,7 +249,7 @@ func MarshalLabel(l Label) ([]byte, error) {
 func ParseLabel(b []byte) (Label, error) {
 	var l Label
 	if err := decodeJSON(b, &l); err != nil {
-		return Label{}, &LabelError{"", "parse: " + err.Error()}
+		return Label{}, &DocumentError{"", "parse: " + err.Error()}
 	}
 	return l, l.validate()
 }
@@ -272,14 +270,14 @@ type ErrorRecord struct {
 }
 
 // KindInference is the error kind of a failure inside the model runner.
-const KindInference ErrKind = "inference"
+const KindInference pipeline.ErrKind = "inference"
 
-// NewErrorRecord describes err for sample id. An *InputError (anywhere in err's chain) gives the file
+// NewErrorRecord describes err for sample id. A *pipeline.InputError (anywhere in err's chain) gives the file
 // (as its base name, so records do not depend on where the input lay), kind and reason; any other
 // error gets kind "inference" with err's text as the reason.
 func NewErrorRecord(sampleID string, err error, model *ModelInfo) ErrorRecord {
 	r := ErrorRecord{Schema: ErrorSchema, SampleID: sampleID, Model: model}
-	var ie *InputError
+	var ie *pipeline.InputError
 	if errors.As(err, &ie) {
 		if ie.File != sampleID {
 			r.File = filepath.Base(ie.File)
@@ -297,11 +295,11 @@ func NewErrorRecord(sampleID string, err error, model *ModelInfo) ErrorRecord {
 func (r ErrorRecord) validate() error {
 	switch {
 	case r.Schema != ErrorSchema:
-		return &LabelError{r.SampleID, fmt.Sprintf("error schema %q, want %q", r.Schema, ErrorSchema)}
+		return &DocumentError{r.SampleID, fmt.Sprintf("error schema %q, want %q", r.Schema, ErrorSchema)}
 	case r.SampleID == "":
-		return &LabelError{"", "error record with empty sample_id"}
+		return &DocumentError{"", "error record with empty sample_id"}
 	case r.Kind == "":
-		return &LabelError{r.SampleID, "error record with empty kind"}
+		return &DocumentError{r.SampleID, "error record with empty kind"}
 	}
 	return nil
 }
@@ -314,143 +312,32 @@ func MarshalError(r ErrorRecord) ([]byte, error) {
 	return encodeJSON(r)
 }
 
-// ParseError decodes and validates error JSON.
-func ParseError(b []byte) (ErrorRecord, error) {
+// ParseErrorRecord decodes and validates error JSON.
+func ParseErrorRecord(b []byte) (ErrorRecord, error) {
 	var r ErrorRecord
 	if err := decodeJSON(b, &r); err != nil {
-		return ErrorRecord{}, &LabelError{"", "parse error record: " + err.Error()}
+		return ErrorRecord{}, &DocumentError{"", "parse error record: " + err.Error()}
 	}
 	return r, r.validate()
 }
 
-// DescribeSource reads a channel file and returns its Source (base name, size, sha256).
-func DescribeSource(ch Channel, path string) (Source, error) {
+// DescribeFile reads a channel file and returns its Source (base name, size, sha256).
+func DescribeFile(ch pipeline.Channel, path string) (Source, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return Source{}, &InputError{File: path, Kind: KindIO, Reason: err.Error(), Err: err}
+		return Source{}, &pipeline.InputError{File: path, Kind: pipeline.KindIO, Reason: err.Error(), Err: err}
 	}
 	defer f.Close()
 	h := sha256.New()
 	n, err := io.Copy(h, f)
 	if err != nil {
-		return Source{}, &InputError{File: path, Kind: KindIO, Reason: err.Error(), Err: err}
+		return Source{}, &pipeline.InputError{File: path, Kind: pipeline.KindIO, Reason: err.Error(), Err: err}
 	}
 	return Source{Channel: ch.String(), Name: filepath.Base(path), Size: n, SHA256: hex.EncodeToString(h.Sum(nil))}, nil
 }
 
 // SourceOf describes in-memory channel bytes (e.g. an object fetched from storage).
-func SourceOf(ch Channel, name string, data []byte) Source {
+func SourceOf(ch pipeline.Channel, name string, data []byte) Source {
 	sum := sha256.Sum256(data)
 	return Source{Channel: ch.String(), Name: name, Size: int64(len(data)), SHA256: hex.EncodeToString(sum[:])}
-}
-
-// SubmissionRow is one line of a Kaggle submission: a sample id and its predicted class ids.
-type SubmissionRow struct {
-	ID        string
-	Predicted []int
-}
-
-// SubmissionError reports a bad submission row or file.
-type SubmissionError struct {
-	Line   int // 1-based; 0 when not tied to a line
-	Reason string
-}
-
-func (e *SubmissionError) Error() string {
-	if e.Line == 0 {
-		return "submission: " + e.Reason
-	}
-	return fmt.Sprintf("submission line %d: %s", e.Line, e.Reason)
-}
-
-// SubmissionHeader is the header line of a Kaggle HPA submission.
-var SubmissionHeader = []string{"Id", "Predicted"}
-
-// WriteSubmission writes the Kaggle CSV "Id,Predicted" with space-separated ascending class ids, rows
-// sorted by Id. Duplicate or empty ids and class ids outside [0, NumClasses) are errors.
-func WriteSubmission(w io.Writer, rows []SubmissionRow) error {
-	sorted := slices.Clone(rows)
-	sort.SliceStable(sorted, func(i, j int) bool { return sorted[i].ID < sorted[j].ID })
-	bw := bufio.NewWriter(w)
-	cw := csv.NewWriter(bw)
-	if err := cw.Write(SubmissionHeader); err != nil {
-		return err
-	}
-	for i, r := range sorted {
-		if r.ID == "" || strings.ContainsAny(r.ID, ",\"\r\n") {
-			return &SubmissionError{0, fmt.Sprintf("bad sample id %q", r.ID)}
-		}
-		if i > 0 && sorted[i-1].ID == r.ID {
-			return &SubmissionError{0, fmt.Sprintf("duplicate sample id %q", r.ID)}
-		}
-		ids := slices.Clone(r.Predicted)
-		slices.Sort(ids)
-		ids = slices.Compact(ids)
-		parts := make([]string, len(ids))
-		for j, k := range ids {
-			if k < 0 || k >= NumClasses {
-				return &SubmissionError{0, fmt.Sprintf("sample %s: class id %d outside [0, %d)", r.ID, k, NumClasses)}
-			}
-			parts[j] = strconv.Itoa(k)
-		}
-		if err := cw.Write([]string{r.ID, strings.Join(parts, " ")}); err != nil {
-			return err
-		}
-	}
-	cw.Flush()
-	if err := cw.Error(); err != nil {
-		return err
-	}
-	return bw.Flush()
-}
-
-// ReadSubmission parses a Kaggle CSV written by WriteSubmission (or Kaggle's sample_submission.csv).
-// Rows come back in file order with their class ids as written.
-func ReadSubmission(r io.Reader) ([]SubmissionRow, error) {
-	cr := csv.NewReader(r)
-	cr.FieldsPerRecord = 2
-	cr.ReuseRecord = true
-	head, err := cr.Read()
-	if err == io.EOF {
-		return nil, &SubmissionError{1, "empty file, want header Id,Predicted"}
-	}
-	if err != nil {
-		return nil, &SubmissionError{1, err.Error()}
-	}
-	if strings.TrimPrefix(head[0], "\ufeff") != SubmissionHeader[0] || head[1] != SubmissionHeader[1] {
-		return nil, &SubmissionError{1, fmt.Sprintf("header %q,%q, want Id,Predicted", head[0], head[1])}
-	}
-	var rows []SubmissionRow
-	seen := map[string]bool{}
-	for {
-		rec, err := cr.Read()
-		if err == io.EOF {
-			return rows, nil
-		}
-		line, _ := cr.FieldPos(0)
-		if err != nil {
-			var pe *csv.ParseError
-			if errors.As(err, &pe) {
-				line = pe.Line
-			}
-			return nil, &SubmissionError{line, err.Error()}
-		}
-		id := rec[0]
-		if id == "" {
-			return nil, &SubmissionError{line, "empty Id"}
-		}
-		if seen[id] {
-			return nil, &SubmissionError{line, fmt.Sprintf("duplicate Id %s", id)}
-		}
-		seen[id] = true
-		row := SubmissionRow{ID: id, Predicted: []int{}}
-		for _, f := range strings.Fields(rec[1]) {
-			k, err := strconv.Atoi(f)
-			if err != nil || k < 0 || k >= NumClasses {
-				return nil, &SubmissionError{line, fmt.Sprintf("sample %s: class id %q is not an integer in [0, %d)", id, f, NumClasses)}
-			}
-			row.Predicted = append(row.Predicted, k)
-		}
-		rows = append(rows, row)
-	}
 }

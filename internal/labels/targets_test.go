@@ -1,4 +1,4 @@
-package pipeline
+package labels
 
 import (
 	"bytes"
@@ -14,11 +14,11 @@ import (
 
 func TestReadLabels(t *testing.T) {
 	in := "Id,Target\na,16 0\nb,7 1 2 0\nc,\n\"d\",27\n"
-	ex, err := ReadLabels(strings.NewReader(in))
+	ex, err := ReadTargets(strings.NewReader(in))
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []LabeledSample{{"a", []int{16, 0}}, {"b", []int{7, 1, 2, 0}}, {"c", []int{}}, {"d", []int{27}}}
+	want := []Target{{"a", []int{16, 0}}, {"b", []int{7, 1, 2, 0}}, {"c", []int{}}, {"d", []int{27}}}
 	if !reflect.DeepEqual(ex, want) {
 		t.Errorf("got %+v", ex)
 	}
@@ -38,10 +38,10 @@ func TestReadLabelsErrors(t *testing.T) {
 		{"Id,Target\na,\"1\n", "labels:2:"},
 	}
 	for _, tc := range cases {
-		_, err := ReadLabels(strings.NewReader(tc.in))
-		var le *LabelsError
+		_, err := ReadTargets(strings.NewReader(tc.in))
+		var le *CSVError
 		if !errors.As(err, &le) || !strings.Contains(err.Error(), tc.want) {
-			t.Errorf("%q: got %v, want LabelsError containing %q", tc.in, err, tc.want)
+			t.Errorf("%q: got %v, want CSVError containing %q", tc.in, err, tc.want)
 		}
 	}
 }
@@ -51,43 +51,43 @@ func TestReadLabelsFileNamesFile(t *testing.T) {
 	if err := os.WriteFile(p, []byte("Id,Target\nx,99\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	_, err := ReadLabelsFile(p)
+	_, err := ReadTargetsFile(p)
 	if err == nil || !strings.Contains(err.Error(), p+":2: Id x: unknown class id 99") {
 		t.Errorf("got %v", err)
 	}
-	_, err = ReadLabelsFile(filepath.Join(t.TempDir(), "missing.csv"))
-	var le *LabelsError
+	_, err = ReadTargetsFile(filepath.Join(t.TempDir(), "missing.csv"))
+	var le *CSVError
 	if !errors.As(err, &le) || !strings.Contains(err.Error(), "missing.csv") {
 		t.Errorf("missing file: %v", err)
 	}
 }
 
 func TestWriteLabelsRoundTrip(t *testing.T) {
-	rows := []LabeledSample{{ID: "a", Labels: []int{7, 1, 0}}, {ID: "b", Labels: []int{27}}}
+	rows := []Target{{ID: "a", Labels: []int{7, 1, 0}}, {ID: "b", Labels: []int{27}}}
 	var buf bytes.Buffer
-	if err := WriteLabels(&buf, rows); err != nil {
+	if err := WriteTargets(&buf, rows); err != nil {
 		t.Fatal(err)
 	}
 	if buf.String() != "Id,Target\na,7 1 0\nb,27\n" {
 		t.Errorf("wrote %q", buf.String())
 	}
-	back, err := ReadLabels(&buf)
+	back, err := ReadTargets(&buf)
 	if err != nil || !reflect.DeepEqual(back, rows) {
 		t.Errorf("read back %+v %v", back, err)
 	}
-	for _, bad := range [][]LabeledSample{
+	for _, bad := range [][]Target{
 		{{ID: "a,b", Labels: []int{1}}}, {{ID: "a", Labels: []int{1}}, {ID: "a", Labels: []int{2}}},
 		{{ID: "a"}}, {{ID: "a", Labels: []int{28}}}, {{ID: "a", Labels: []int{3, 3}}},
 	} {
-		var le *LabelsError
-		if err := WriteLabels(&bytes.Buffer{}, bad); !errors.As(err, &le) {
+		var le *CSVError
+		if err := WriteTargets(&bytes.Buffer{}, bad); !errors.As(err, &le) {
 			t.Errorf("%+v: %v", bad, err)
 		}
 	}
 }
 
 func TestRealTrainCSVReads(t *testing.T) {
-	rows, err := ReadLabelsFile(filepath.Join(testutil.HPAReal(t), "train.csv"))
+	rows, err := ReadTargetsFile(filepath.Join(testutil.HPAReal(t), "train.csv"))
 	if err != nil {
 		t.Fatal(err)
 	}

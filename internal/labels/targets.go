@@ -1,4 +1,4 @@
-package pipeline
+package labels
 
 import (
 	"encoding/csv"
@@ -11,21 +11,21 @@ import (
 	"strings"
 )
 
-// LabeledSample is one row of a label file (the HPA train.csv): the sample Id and its class ids
+// Target is one row of a label file (the HPA train.csv): the sample Id and its class ids
 // (0..27), in file order.
-type LabeledSample struct {
+type Target struct {
 	ID     string
 	Labels []int
 }
 
-// LabelsError reports a malformed label file: the file (when known), the 1-based line and the reason.
-type LabelsError struct {
+// CSVError reports a malformed label file: the file (when known), the 1-based line and the reason.
+type CSVError struct {
 	File   string // empty when reading from an io.Reader without a name
 	Line   int    // 1-based; 0 when the error is not tied to a line
 	Reason string
 }
 
-func (e *LabelsError) Error() string {
+func (e *CSVError) Error() string {
 	name := e.File
 	if name == "" {
 		name = "labels"
@@ -36,15 +36,15 @@ func (e *LabelsError) Error() string {
 	return fmt.Sprintf("%s: %s", name, e.Reason)
 }
 
-// ReadLabels reads a label file in the HPA train.csv format: a header `Id,Target`, then one row per
+// ReadTargets reads a label file in the HPA train.csv format: a header `Id,Target`, then one row per
 // sample, `Id,Target` where Target is space-separated class ids (any order, e.g. "7 1 2 0").
 // An empty Target is a sample without labels. Malformed rows, class ids outside 0..27, repeated
-// class ids within a row and repeated Ids are *LabelsError with the line number.
-func ReadLabels(r io.Reader) ([]LabeledSample, error) {
+// class ids within a row and repeated Ids are *CSVError with the line number.
+func ReadTargets(r io.Reader) ([]Target, error) {
 	cr := csv.NewReader(r)
 	cr.FieldsPerRecord = -1
 	cr.ReuseRecord = true
-	var out []LabeledSample
+	var out []Target
 	seen := make(map[string]int)
 	header := true
 	for {
@@ -56,26 +56,26 @@ func ReadLabels(r io.Reader) ([]LabeledSample, error) {
 		if err != nil {
 			var pe *csv.ParseError
 			if errors.As(err, &pe) {
-				return nil, &LabelsError{Line: pe.Line, Reason: pe.Err.Error()}
+				return nil, &CSVError{Line: pe.Line, Reason: pe.Err.Error()}
 			}
-			return nil, &LabelsError{Line: line, Reason: err.Error()}
+			return nil, &CSVError{Line: line, Reason: err.Error()}
 		}
 		if header {
 			header = false
 			if len(rec) != 2 || strings.TrimPrefix(strings.TrimSpace(rec[0]), "\ufeff") != "Id" || strings.TrimSpace(rec[1]) != "Target" {
-				return nil, &LabelsError{Line: line, Reason: fmt.Sprintf("header must be Id,Target, got %q", strings.Join(rec, ","))}
+				return nil, &CSVError{Line: line, Reason: fmt.Sprintf("header must be Id,Target, got %q", strings.Join(rec, ","))}
 			}
 			continue
 		}
 		if len(rec) != 2 {
-			return nil, &LabelsError{Line: line, Reason: fmt.Sprintf("want 2 fields (Id,Target), got %d", len(rec))}
+			return nil, &CSVError{Line: line, Reason: fmt.Sprintf("want 2 fields (Id,Target), got %d", len(rec))}
 		}
 		id := strings.TrimSpace(rec[0])
 		if id == "" {
-			return nil, &LabelsError{Line: line, Reason: "empty Id"}
+			return nil, &CSVError{Line: line, Reason: "empty Id"}
 		}
 		if prev, dup := seen[id]; dup {
-			return nil, &LabelsError{Line: line, Reason: fmt.Sprintf("Id %s repeated (first on line %d)", id, prev)}
+			return nil, &CSVError{Line: line, Reason: fmt.Sprintf("Id %s repeated (first on line %d)", id, prev)}
 		}
 		seen[id] = line
 		fields := strings.Fields(rec[1])
@@ -84,35 +84,35 @@ func ReadLabels(r io.Reader) ([]LabeledSample, error) {
 		for _, f := range fields {
 			c, err := strconv.Atoi(f)
 			if err != nil {
-				return nil, &LabelsError{Line: line, Reason: fmt.Sprintf("Id %s: class id %q is not an integer", id, f)}
+				return nil, &CSVError{Line: line, Reason: fmt.Sprintf("Id %s: class id %q is not an integer", id, f)}
 			}
 			if c < 0 || c >= NumClasses {
-				return nil, &LabelsError{Line: line, Reason: fmt.Sprintf("Id %s: unknown class id %d (want 0..%d)", id, c, NumClasses-1)}
+				return nil, &CSVError{Line: line, Reason: fmt.Sprintf("Id %s: unknown class id %d (want 0..%d)", id, c, NumClasses-1)}
 			}
 			if have[c] {
-				return nil, &LabelsError{Line: line, Reason: fmt.Sprintf("Id %s: class id %d repeated", id, c)}
+				return nil, &CSVError{Line: line, Reason: fmt.Sprintf("Id %s: class id %d repeated", id, c)}
 			}
 			have[c] = true
 			labels = append(labels, c)
 		}
-		out = append(out, LabeledSample{ID: id, Labels: labels})
+		out = append(out, Target{ID: id, Labels: labels})
 	}
 	if header {
-		return nil, &LabelsError{Reason: "empty file: no Id,Target header"}
+		return nil, &CSVError{Reason: "empty file: no Id,Target header"}
 	}
 	return out, nil
 }
 
-// ReadLabelsFile reads a label file by path; errors name the file.
-func ReadLabelsFile(path string) ([]LabeledSample, error) {
+// ReadTargetsFile reads a label file by path; errors name the file.
+func ReadTargetsFile(path string) ([]Target, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, &LabelsError{File: path, Reason: err.Error()}
+		return nil, &CSVError{File: path, Reason: err.Error()}
 	}
 	defer f.Close()
-	ex, err := ReadLabels(f)
+	ex, err := ReadTargets(f)
 	if err != nil {
-		var le *LabelsError
+		var le *CSVError
 		if errors.As(err, &le) {
 			le.File = path
 		}
@@ -121,15 +121,15 @@ func ReadLabelsFile(path string) ([]LabeledSample, error) {
 	return ex, nil
 }
 
-// WriteLabels writes rows in the HPA label format (header "Id,Target", class ids space-separated in
-// the rows' order, "\n" line ends). It refuses rows ReadLabels would reject, and rows without labels.
-func WriteLabels(w io.Writer, rows []LabeledSample) error {
+// WriteTargets writes rows in the HPA label format (header "Id,Target", class ids space-separated in
+// the rows' order, "\n" line ends). It refuses rows ReadTargets would reject, and rows without labels.
+func WriteTargets(w io.Writer, rows []Target) error {
 	var b strings.Builder
 	b.WriteString("Id,Target\n")
 	seen := make(map[string]bool, len(rows))
 	for i, r := range rows {
 		bad := func(format string, args ...any) error {
-			return &LabelsError{Line: i + 2, Reason: fmt.Sprintf(format, args...)}
+			return &CSVError{Line: i + 2, Reason: fmt.Sprintf(format, args...)}
 		}
 		if r.ID == "" || strings.ContainsAny(r.ID, ",\"\r\n") || strings.TrimSpace(r.ID) != r.ID {
 			return bad("invalid Id %q", r.ID)

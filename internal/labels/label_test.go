@@ -1,4 +1,4 @@
-package pipeline
+package labels
 
 import (
 	"bytes"
@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/hpa-plates/hpa/internal/pipeline"
 	"github.com/hpa-plates/hpa/internal/testutil"
 )
 
@@ -115,7 +116,7 @@ func TestLabelRoundingDecidesPrediction(t *testing.T) {
 }
 
 func TestLabelErrors(t *testing.T) {
-	var le *LabelError
+	var le *DocumentError
 	th := UniformThresholds(0.2, NumClasses)
 	if _, err := NewLabel("a", nil, testModelInfo(), th, make([]float64, 27)); !errors.As(err, &le) || le.SampleID != "a" {
 		t.Errorf("27 probabilities: %v", err)
@@ -149,7 +150,7 @@ func TestLabelErrors(t *testing.T) {
 
 func TestErrorRecord(t *testing.T) {
 	mi := testModelInfo()
-	ie := &InputError{File: "/data/in/abc_green.png", Kind: KindTruncated, Reason: "IDAT ends at byte 812"}
+	ie := &pipeline.InputError{File: "/data/in/abc_green.png", Kind: pipeline.KindTruncated, Reason: "IDAT ends at byte 812"}
 	r := NewErrorRecord("abc", fmt.Errorf("load: %w", ie), &mi)
 	if r.File != "abc_green.png" || r.Kind != "truncated" || r.Reason != "IDAT ends at byte 812" || r.Schema != ErrorSchema {
 		t.Errorf("record %+v", r)
@@ -177,7 +178,7 @@ func TestErrorRecord(t *testing.T) {
 	if string(b) != want {
 		t.Errorf("error JSON:\n%s\nwant:\n%s", b, want)
 	}
-	back, err := ParseError(b)
+	back, err := ParseErrorRecord(b)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -185,7 +186,7 @@ func TestErrorRecord(t *testing.T) {
 		t.Errorf("parsed %+v", back)
 	}
 	// sample-level input error: the file is the sample id, so no file field
-	r = NewErrorRecord("abc", &InputError{File: "abc", Kind: KindSizeMismatch, Reason: "red 64x64, green 32x32"}, nil)
+	r = NewErrorRecord("abc", &pipeline.InputError{File: "abc", Kind: pipeline.KindSizeMismatch, Reason: "red 64x64, green 32x32"}, nil)
 	if r.File != "" || r.Kind != "size_mismatch" {
 		t.Errorf("sample-level record %+v", r)
 	}
@@ -197,7 +198,7 @@ func TestErrorRecord(t *testing.T) {
 	if strings.Contains(string(b), "model") || strings.Contains(string(b), "file") {
 		t.Errorf("empty optional fields written: %s", b)
 	}
-	if _, err := ParseError([]byte(`{"schema":"hpa.error/v1","sample_id":"a","reason":"x"}`)); err == nil {
+	if _, err := ParseErrorRecord([]byte(`{"schema":"hpa.error/v1","sample_id":"a","reason":"x"}`)); err == nil {
 		t.Error("record without kind accepted")
 	}
 	if _, err := MarshalError(ErrorRecord{Schema: ErrorSchema, Kind: "io"}); err == nil {
@@ -212,7 +213,7 @@ func TestDescribeSourceRealFile(t *testing.T) {
 		t.Fatalf("read %s: %v", dir, err)
 	}
 	path := filepath.Join(dir, ents[0].Name())
-	src, err := DescribeSource(Green, path)
+	src, err := DescribeFile(pipeline.Green, path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -220,92 +221,11 @@ func TestDescribeSourceRealFile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if src != SourceOf(Green, ents[0].Name(), data) || src.Channel != "green" || src.Size != int64(len(data)) || len(src.SHA256) != 64 {
+	if src != SourceOf(pipeline.Green, ents[0].Name(), data) || src.Channel != "green" || src.Size != int64(len(data)) || len(src.SHA256) != 64 {
 		t.Errorf("source %+v", src)
 	}
-	var ie *InputError
-	if _, err := DescribeSource(Red, filepath.Join(dir, "missing_red.png")); !errors.As(err, &ie) || ie.Kind != KindIO {
+	var ie *pipeline.InputError
+	if _, err := DescribeFile(pipeline.Red, filepath.Join(dir, "missing_red.png")); !errors.As(err, &ie) || ie.Kind != pipeline.KindIO {
 		t.Errorf("missing file: %v", err)
-	}
-}
-
-func TestSubmissionRoundTrip(t *testing.T) {
-	rows := []SubmissionRow{
-		{ID: "c", Predicted: []int{25, 0}},
-		{ID: "a", Predicted: nil},
-		{ID: "b", Predicted: []int{27, 3, 3}},
-	}
-	var buf bytes.Buffer
-	if err := WriteSubmission(&buf, rows); err != nil {
-		t.Fatal(err)
-	}
-	want := "Id,Predicted\na,\nb,3 27\nc,0 25\n"
-	if buf.String() != want {
-		t.Errorf("got %q, want %q", buf.String(), want)
-	}
-	back, err := ReadSubmission(strings.NewReader(buf.String()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	wantRows := []SubmissionRow{{"a", []int{}}, {"b", []int{3, 27}}, {"c", []int{0, 25}}}
-	if len(back) != 3 {
-		t.Fatalf("rows %v", back)
-	}
-	for i := range back {
-		if back[i].ID != wantRows[i].ID || !slices.Equal(back[i].Predicted, wantRows[i].Predicted) {
-			t.Errorf("row %d: %+v, want %+v", i, back[i], wantRows[i])
-		}
-	}
-	var again bytes.Buffer
-	if err := WriteSubmission(&again, back); err != nil || again.String() != want {
-		t.Errorf("second write %q %v", again.String(), err)
-	}
-}
-
-func TestSubmissionErrors(t *testing.T) {
-	var se *SubmissionError
-	for name, rows := range map[string][]SubmissionRow{
-		"class 28":  {{ID: "a", Predicted: []int{28}}},
-		"class -1":  {{ID: "a", Predicted: []int{-1}}},
-		"duplicate": {{ID: "a"}, {ID: "a"}},
-		"empty id":  {{ID: ""}},
-		"comma id":  {{ID: "a,b"}},
-	} {
-		if err := WriteSubmission(&bytes.Buffer{}, rows); !errors.As(err, &se) {
-			t.Errorf("%s: %v", name, err)
-		}
-	}
-	for name, c := range map[string]struct {
-		in   string
-		line int
-	}{
-		"empty":      {"", 1},
-		"header":     {"Id,Target\na,1\n", 1},
-		"class":      {"Id,Predicted\na,1\nb,1 x\n", 3},
-		"range":      {"Id,Predicted\na,28\n", 2},
-		"fields":     {"Id,Predicted\na,1\nb,1,2\n", 3},
-		"duplicate":  {"Id,Predicted\na,1\na,2\n", 3},
-		"empty id":   {"Id,Predicted\n,1\n", 2},
-		"bare quote": {"Id,Predicted\na,\"1\n", 2},
-	} {
-		_, err := ReadSubmission(strings.NewReader(c.in))
-		if !errors.As(err, &se) || se.Line != c.line {
-			t.Errorf("%s: %v (want line %d)", name, err, c.line)
-		}
-	}
-}
-
-func TestReadRealSampleSubmission(t *testing.T) {
-	f, err := os.Open(filepath.Join(testutil.HPAReal(t), "sample_submission.csv"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	rows, err := ReadSubmission(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(rows) != 11702 || rows[0].ID != "00008af0-bad0-11e8-b2b8-ac1f6b6435d0" || !slices.Equal(rows[0].Predicted, []int{0}) {
-		t.Errorf("%d rows, first %+v", len(rows), rows[0])
 	}
 }

@@ -15,14 +15,12 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/spf13/cobra"
 	"github.com/spf13/viper"
 
-	"github.com/hpa-plates/hpa/consumers/inference"
 	"github.com/hpa-plates/hpa/internal/config"
 	"github.com/hpa-plates/hpa/internal/labels"
+	"github.com/hpa-plates/hpa/internal/objstore"
 	"github.com/hpa-plates/hpa/internal/pipeline"
 	"github.com/hpa-plates/hpa/internal/synth"
 )
@@ -108,8 +106,11 @@ func runDemo(ctx context.Context, v *viper.Viper, out, logw io.Writer) error {
 }
 
 func demoUploadAndWait(ctx context.Context, v *viper.Viper, ep Endpoints, plate, synthDir string, truth []synth.LabeledID) ([]demoResult, error) {
-	awsCfg := aws.Config{Region: ep.Region, Credentials: credentials.NewStaticCredentialsProvider(ep.AccessKey, ep.SecretKey, "")}
-	store := &inference.S3Store{Client: inference.NewS3Client(awsCfg, inference.S3Options{Endpoint: ep.S3Endpoint, PathStyle: true}), Bucket: ep.Bucket}
+	store, err := objstore.Open(ctx, objstore.Config{Endpoint: ep.S3Endpoint, Region: ep.Region, PathStyle: true,
+		Bucket: ep.Bucket, AccessKey: ep.AccessKey, SecretKey: ep.SecretKey})
+	if err != nil {
+		return nil, fmt.Errorf("demo: %w", err)
+	}
 	imgDir := filepath.Join(synthDir, "train")
 	for _, row := range truth {
 		for _, ch := range pipeline.ChannelNames {

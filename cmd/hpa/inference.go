@@ -23,8 +23,8 @@ import (
 	"github.com/hpa-plates/hpa/consumers/inference"
 	"github.com/hpa-plates/hpa/internal/config"
 	"github.com/hpa-plates/hpa/internal/model/ort"
+	"github.com/hpa-plates/hpa/internal/objstore"
 	"github.com/hpa-plates/hpa/internal/pipeline"
-	"github.com/hpa-plates/hpa/internal/s3client"
 )
 
 func init() {
@@ -290,16 +290,14 @@ func redactURL(u string) string {
 
 // s3StoreFrom builds the object store of s3.*: credentials from the standard AWS chain (env,
 // shared config and credentials files, SSO, web identity, ECS/EC2 roles) unless static keys are set.
-func s3StoreFrom(ctx context.Context, v *viper.Viper) (*inference.S3Store, error) {
-	bucket := v.GetString("s3.bucket")
-	if bucket == "" {
+func s3StoreFrom(ctx context.Context, v *viper.Viper) (*objstore.Bucket, error) {
+	if v.GetString("s3.bucket") == "" {
 		return nil, errors.New("s3: --bucket (s3.bucket) is required")
 	}
-	cl, err := s3client.New(ctx, s3client.FromViper(v))
-	if err != nil {
-		return nil, err
-	}
-	return &inference.S3Store{Client: cl, Bucket: bucket}, nil
+	return objstore.Open(ctx, objstore.Config{
+		Endpoint: v.GetString("s3.endpoint"), Region: v.GetString("s3.region"), PathStyle: v.GetBool("s3.path_style"),
+		Bucket: v.GetString("s3.bucket"), AccessKey: v.GetString("s3.access_key"), SecretKey: v.GetString("s3.secret_key"),
+	})
 }
 
 // ortPredictor adapts the ONNX Runtime ensemble to inference.Predictor.
@@ -320,7 +318,7 @@ func (p *ortPredictor) Model() inference.ModelInfo { return p.info }
 // ortLoader loads a model set with ONNX Runtime. A location is a manifest path, a directory
 // holding manifest.json, or s3://<bucket>/<prefix> of such a directory (downloaded under
 // <cache_dir>/models/ first; the manifest's member digests are checked by ort.Load).
-func ortLoader(v *viper.Viper, store *inference.S3Store, log *slog.Logger) inference.ModelLoader {
+func ortLoader(v *viper.Viper, store *objstore.Bucket, log *slog.Logger) inference.ModelLoader {
 	return func(ctx context.Context, location string) (inference.Predictor, io.Closer, error) {
 		path := location
 		cleanup := func() {}
@@ -357,46 +355,24 @@ type closerFunc func() error
 
 func (f closerFunc) Close() error { return f() }
 
-// downloadModel copies s3://bucket/prefix/* into a new temporary directory (removed when the
+// downloadModel streams s3://bucket/prefix/* into a new temporary directory (removed when the
 // model set is closed).
-func downloadModel(ctx context.Context, store *inference.S3Store, location string) (string, error) {
-	rest := strings.TrimPrefix(location, "s3://")
-	bucket, prefix, _ := strings.Cut(rest, "/")
-	if bucket == "" {
-		return "", fmt.Errorf("model location %q: want s3://bucket/prefix", location)
-	}
-	if prefix != "" && !strings.HasSuffix(prefix, "/") {
-		prefix += "/"
-	}
-	src := &inference.S3Store{Client: store.Client, Bucket: bucket}
-	keys, err := src.List(ctx, prefix)
+func downloadModel(ctx context.Context, store *objstore.Bucket, location string) (string, error) {
+	u, err := objstore.ParseURL(location)
 	if err != nil {
-		return "", err
-	}
-	if len(keys) == 0 {
-		return "", fmt.Errorf("model location %s: no objects", location)
+		return "", fmt.Errorf("model location %q: want s3://bucket/prefix", location)
 	}
 	dir, err := os.MkdirTemp("", "hpa-model-*")
 	if err != nil {
 		return "", err
 	}
-	for _, o := range keys {
-		k := o.Key
-		rel := strings.TrimPrefix(k, prefix)
-		if rel == "" || strings.Contains(rel, "..") || strings.HasPrefix(rel, "/") {
-			continue
-		}
-		data, err := src.Get(ctx, k, 4<<30)
-		if err == nil {
-			p := filepath.Join(dir, filepath.FromSlash(rel))
-			if err = os.MkdirAll(filepath.Dir(p), 0o755); err == nil {
-				err = os.WriteFile(p, data, 0o644)
-			}
-		}
-		if err != nil {
-			_ = os.RemoveAll(dir)
-			return "", fmt.Errorf("model location %s: %w", location, err)
-		}
+	n, err := objstore.Download(ctx, store.Client, u, dir)
+	if err == nil && n == 0 {
+		err = errors.New("no objects")
+	}
+	if err != nil {
+		_ = os.RemoveAll(dir)
+		return "", fmt.Errorf("model location %s: %w", location, err)
 	}
 	return dir, nil
 }

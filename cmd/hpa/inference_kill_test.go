@@ -14,14 +14,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/hpa-plates/hpa/consumers/inference"
 	"github.com/hpa-plates/hpa/internal/labels"
 	"github.com/hpa-plates/hpa/internal/natsembed"
+	"github.com/hpa-plates/hpa/internal/objstore"
 	"github.com/hpa-plates/hpa/internal/pipeline"
 	"github.com/hpa-plates/hpa/internal/s3local"
 )
@@ -97,8 +95,11 @@ func TestInferenceProcessKilledAndRestarted(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = srv.Close(context.Background()) })
-	awsCfg := aws.Config{Region: "us-east-1", Credentials: credentials.NewStaticCredentialsProvider(ak, sk, "")}
-	store := &inference.S3Store{Client: inference.NewS3Client(awsCfg, inference.S3Options{Endpoint: srv.Endpoint(), PathStyle: true}), Bucket: "plates"}
+	store, err := objstore.Open(context.Background(), objstore.Config{Endpoint: srv.Endpoint(), Region: "us-east-1", PathStyle: true,
+		Bucket: "plates", AccessKey: ak, SecretKey: sk})
+	if err != nil {
+		t.Fatal(err)
+	}
 
 	args := []string{"inference", "--nats-url", ns.ClientURL(), "--s3-endpoint", srv.Endpoint(), "--s3-path-style",
 		"--bucket", "plates", "--s3-access-key", ak, "--s3-secret-key", sk, "--model", manifest, "--metrics-addr", "",

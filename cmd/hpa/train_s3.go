@@ -9,7 +9,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/spf13/viper"
 
-	"github.com/hpa-plates/hpa/internal/s3client"
+	"github.com/hpa-plates/hpa/internal/objstore"
 	"github.com/hpa-plates/hpa/internal/train"
 )
 
@@ -17,7 +17,7 @@ import (
 // uploaded when the run finishes.
 type trainRemote struct {
 	client *s3.Client
-	out    s3client.URL
+	out    objstore.URL
 	local  string
 }
 
@@ -25,36 +25,39 @@ type trainRemote struct {
 // directory mirroring an s3:// destination (pre-filled with what is already there, so a restarted
 // run resumes). Local paths pass through untouched.
 func stageTrainIO(ctx context.Context, v *viper.Viper, c *train.Config, log io.Writer) (*trainRemote, error) {
-	if !s3client.IsURL(c.DataDir) && !s3client.IsURL(c.OutDir) {
+	if !objstore.IsURL(c.DataDir) && !objstore.IsURL(c.OutDir) {
 		return nil, nil
 	}
-	client, err := s3client.New(ctx, s3client.FromViper(v))
+	client, err := objstore.NewClient(ctx, objstore.Config{
+		Endpoint: v.GetString("s3.endpoint"), Region: v.GetString("s3.region"), PathStyle: v.GetBool("s3.path_style"),
+		AccessKey: v.GetString("s3.access_key"), SecretKey: v.GetString("s3.secret_key"),
+	})
 	if err != nil {
 		return nil, err
 	}
 	cache := v.GetString("cache_dir")
-	if s3client.IsURL(c.DataDir) {
-		u, err := s3client.ParseURL(c.DataDir)
+	if objstore.IsURL(c.DataDir) {
+		u, err := objstore.ParseURL(c.DataDir)
 		if err != nil {
 			return nil, err
 		}
 		local := filepath.Join(cache, "train-data", u.Bucket, filepath.FromSlash(u.Prefix))
-		n, err := s3client.Download(ctx, client, u, local)
+		n, err := objstore.Download(ctx, client, u, local)
 		if err != nil {
 			return nil, err
 		}
 		fmt.Fprintf(log, "data: %d objects from %s in %s\n", n, u, local)
 		c.DataDir = local
 	}
-	if !s3client.IsURL(c.OutDir) {
+	if !objstore.IsURL(c.OutDir) {
 		return nil, nil
 	}
-	u, err := s3client.ParseURL(c.OutDir)
+	u, err := objstore.ParseURL(c.OutDir)
 	if err != nil {
 		return nil, err
 	}
 	local := filepath.Join(cache, "train-out", u.Bucket, filepath.FromSlash(u.Prefix))
-	if _, err := s3client.Download(ctx, client, u, local); err != nil {
+	if _, err := objstore.Download(ctx, client, u, local); err != nil {
 		return nil, err
 	}
 	c.OutDir = local
@@ -63,7 +66,7 @@ func stageTrainIO(ctx context.Context, v *viper.Viper, c *train.Config, log io.W
 
 func (r *trainRemote) upload(ctx context.Context, log io.Writer) error {
 	// Checkpoints stay in the local cache (a restart on this node resumes from them); the model set goes up.
-	n, err := s3client.Upload(ctx, r.client, r.local, r.out, "checkpoints")
+	n, err := objstore.Upload(ctx, r.client, r.local, r.out, "checkpoints")
 	if err != nil {
 		return err
 	}

@@ -13,7 +13,7 @@ import (
 
 	"github.com/hpa-plates/hpa/internal/config"
 	"github.com/hpa-plates/hpa/internal/model"
-	"github.com/hpa-plates/hpa/internal/s3client"
+	"github.com/hpa-plates/hpa/internal/objstore"
 	"github.com/hpa-plates/hpa/internal/s3local"
 	"github.com/hpa-plates/hpa/internal/synth"
 )
@@ -113,11 +113,11 @@ func TestTrainS3DataAndOut(t *testing.T) {
 	if _, err := synth.Generate(ctx, synth.Options{Out: data, Samples: 12, Size: 32, Seed: 5, Workers: 2}); err != nil {
 		t.Fatal(err)
 	}
-	client, err := s3client.New(ctx, s3client.Config{Endpoint: srv.Endpoint(), Region: "us-east-1", PathStyle: true, AccessKey: "trainkey", SecretKey: "trainsecret1"})
+	client, err := objstore.NewClient(ctx, objstore.Config{Endpoint: srv.Endpoint(), Region: "us-east-1", PathStyle: true, AccessKey: "trainkey", SecretKey: "trainsecret1"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n, err := s3client.Upload(ctx, client, data, s3client.URL{Bucket: "lab", Prefix: "datasets/synth/"}); err != nil || n != 49 {
+	if n, err := objstore.Upload(ctx, client, data, objstore.URL{Bucket: "lab", Prefix: "datasets/synth/"}); err != nil || n != 49 {
 		t.Fatalf("uploaded %d, %v", n, err)
 	}
 	t.Setenv("HPA_TORCH_LIBRARY", lib)
@@ -134,7 +134,7 @@ func TestTrainS3DataAndOut(t *testing.T) {
 		t.Fatalf("%v\n%s", err, out)
 	}
 	back := t.TempDir()
-	if _, err := s3client.Download(ctx, client, s3client.URL{Bucket: "lab", Prefix: "models/v1/"}, back); err != nil {
+	if _, err := objstore.Download(ctx, client, objstore.URL{Bucket: "lab", Prefix: "models/v1/"}, back); err != nil {
 		t.Fatal(err)
 	}
 	m, err := model.ReadManifest(filepath.Join(back, "manifest.json"))
@@ -160,7 +160,7 @@ func TestTrainS3DataAndOut(t *testing.T) {
 	}
 	again, _ := os.ReadFile(filepath.Join(back, "manifest.json"))
 	back2 := t.TempDir()
-	s3client.Download(ctx, client, s3client.URL{Bucket: "lab", Prefix: "models/v1/"}, back2)
+	objstore.Download(ctx, client, objstore.URL{Bucket: "lab", Prefix: "models/v1/"}, back2)
 	if now, _ := os.ReadFile(filepath.Join(back2, "manifest.json")); !bytes.Equal(again, now) {
 		t.Error("resumed run changed the model set")
 	}

@@ -15,8 +15,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/spf13/cobra"
@@ -26,6 +24,7 @@ import (
 	"github.com/hpa-plates/hpa/consumers/inference"
 	"github.com/hpa-plates/hpa/internal/config"
 	"github.com/hpa-plates/hpa/internal/natsembed"
+	"github.com/hpa-plates/hpa/internal/objstore"
 	"github.com/hpa-plates/hpa/internal/s3local"
 )
 
@@ -195,8 +194,11 @@ func runUp(ctx context.Context, v *viper.Viper, o upOptions, out, logw io.Writer
 		defer cancel()
 		_ = s3srv.Close(cctx)
 	}()
-	awsCfg := aws.Config{Region: o.Region, Credentials: credentials.NewStaticCredentialsProvider(ak, sk, "")}
-	store := &inference.S3Store{Client: inference.NewS3Client(awsCfg, inference.S3Options{Endpoint: s3srv.Endpoint(), PathStyle: true}), Bucket: o.Bucket}
+	store, err := objstore.Open(ctx, objstore.Config{Endpoint: s3srv.Endpoint(), Region: o.Region, PathStyle: true,
+		Bucket: o.Bucket, AccessKey: ak, SecretKey: sk})
+	if err != nil {
+		return fmt.Errorf("up: %w", err)
+	}
 	svc, err := inference.New(nc, store, ortLoader(v, store, log), cfg)
 	if err != nil {
 		return err

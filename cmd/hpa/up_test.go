@@ -17,14 +17,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/nats-io/nats.go"
 
 	"github.com/hpa-plates/hpa/consumers/inference"
 	"github.com/hpa-plates/hpa/internal/config"
 	"github.com/hpa-plates/hpa/internal/labels"
 	"github.com/hpa-plates/hpa/internal/model"
+	"github.com/hpa-plates/hpa/internal/objstore"
 	"github.com/hpa-plates/hpa/internal/pipeline"
 )
 
@@ -59,7 +58,7 @@ func upPNG(size int, seed uint64) []byte {
 
 type upRun struct {
 	ep     Endpoints
-	store  *inference.S3Store
+	store  *objstore.Bucket
 	cancel context.CancelFunc
 	done   chan error
 	out    *syncBuffer
@@ -82,8 +81,12 @@ func startUp(t testing.TB, dataDir, manifest string) *upRun {
 		t.Fatal("up did not become ready")
 	}
 	t.Cleanup(func() { r.stop(t) })
-	cfg := aws.Config{Region: r.ep.Region, Credentials: credentials.NewStaticCredentialsProvider(r.ep.AccessKey, r.ep.SecretKey, "")}
-	r.store = &inference.S3Store{Client: inference.NewS3Client(cfg, inference.S3Options{Endpoint: r.ep.S3Endpoint, PathStyle: true}), Bucket: r.ep.Bucket}
+	store, err := objstore.Open(context.Background(), objstore.Config{Endpoint: r.ep.S3Endpoint, Region: r.ep.Region, PathStyle: true,
+		Bucket: r.ep.Bucket, AccessKey: r.ep.AccessKey, SecretKey: r.ep.SecretKey})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.store = store
 	return r
 }
 

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/hpa-plates/hpa/internal/labels"
+	"github.com/hpa-plates/hpa/internal/objstore"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -215,7 +216,7 @@ func (b *csvBuilder) buildLocked(ctx context.Context, plate string) error {
 		if !hit || o.ETag == "" || c.etag != o.ETag {
 			data, err := b.s.store.Get(ctx, k, 8<<20)
 			if err != nil {
-				var oe *ObjectError
+				var oe *objstore.Error
 				if errors.As(err, &oe) && oe.NotFound {
 					continue
 				}

@@ -22,14 +22,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/hpa-plates/hpa/internal/labels"
 	"github.com/hpa-plates/hpa/internal/natsembed"
+	"github.com/hpa-plates/hpa/internal/objstore"
 	"github.com/hpa-plates/hpa/internal/pipeline"
 	"github.com/hpa-plates/hpa/internal/s3local"
 )
@@ -131,7 +130,7 @@ type testEnv struct {
 	nc     *nats.Conn
 	js     jetstream.JetStream
 	s3     *s3local.Server
-	store  *S3Store
+	store  *objstore.Bucket
 	labels *labelWatch
 }
 
@@ -177,9 +176,12 @@ func newEnvWith(t testing.TB, middleware func(http.Handler) http.Handler, wrap f
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = srv.Close(context.Background()) })
-	cfg := aws.Config{Region: "us-east-1", Credentials: credentials.NewStaticCredentialsProvider(testAK, testSK, "")}
-	cl := NewS3Client(cfg, S3Options{Endpoint: srv.Endpoint(), PathStyle: true})
-	e := &testEnv{t: t, ns: ns, nc: nc, js: js, s3: srv, store: &S3Store{Client: cl, Bucket: testBucket}}
+	store, err := objstore.Open(ctx, objstore.Config{Endpoint: srv.Endpoint(), Region: "us-east-1", PathStyle: true,
+		Bucket: testBucket, AccessKey: testAK, SecretKey: testSK})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &testEnv{t: t, ns: ns, nc: nc, js: js, s3: srv, store: store}
 	e.labels = watchLabels(t, nc)
 	return e
 }
@@ -274,7 +276,7 @@ func (e *testEnv) get(key string) ([]byte, error) {
 		if b, err = e.store.Get(context.Background(), key, 0); err == nil {
 			return b, nil
 		}
-		var oe *ObjectError
+		var oe *objstore.Error
 		if errors.As(err, &oe) && oe.NotFound {
 			return nil, err
 		}

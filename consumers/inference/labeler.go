@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/hpa-plates/hpa/internal/labels"
+	"github.com/hpa-plates/hpa/internal/objstore"
 	"github.com/hpa-plates/hpa/internal/pipeline"
 )
 
@@ -182,7 +183,7 @@ func (s *Service) fetch(ctx context.Context, fl *inflight) (*job, error) {
 		name := o.Key
 		data, err := s.getWithRetry(ctx, o.Key)
 		if err != nil {
-			var oe *ObjectError
+			var oe *objstore.Error
 			if errors.As(err, &oe) && (oe.NotFound || oe.TooLarge) {
 				kind := pipeline.KindMissingChannel
 				reason := fmt.Sprintf("sample %s: %s channel object %s does not exist", r.ID, pipeline.Channel(c), o.Key)
@@ -238,7 +239,7 @@ func (s *Service) getWithRetry(ctx context.Context, key string) ([]byte, error) 
 		if err == nil {
 			return data, nil
 		}
-		var oe *ObjectError
+		var oe *objstore.Error
 		if errors.As(err, &oe) && (oe.NotFound || oe.TooLarge) {
 			return nil, err
 		}
@@ -407,7 +408,7 @@ func (s *Service) write(ctx context.Context, j *job) {
 				slices.Equal(ol.Sources, label.Sources) {
 				unchanged = true
 			}
-		} else if oe := (*ObjectError)(nil); !errors.As(err, &oe) || !oe.NotFound {
+		} else if oe := (*objstore.Error)(nil); !errors.As(err, &oe) || !oe.NotFound {
 			s.m.errors.WithLabelValues("s3").Inc()
 			s.transient(ctx, j.fl, &transientError{"get " + key, err})
 			return

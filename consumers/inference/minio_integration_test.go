@@ -30,8 +30,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -41,6 +39,7 @@ import (
 	"github.com/hpa-plates/hpa/internal/model/onnx"
 	"github.com/hpa-plates/hpa/internal/model/ort"
 	"github.com/hpa-plates/hpa/internal/natsembed"
+	"github.com/hpa-plates/hpa/internal/objstore"
 	"github.com/hpa-plates/hpa/internal/pipeline"
 	"github.com/hpa-plates/hpa/internal/s3events"
 	"github.com/hpa-plates/hpa/internal/s3local"
@@ -404,7 +403,7 @@ type minioService struct {
 	ns              *natsembed.Server
 	js              jetstream.JetStream
 	srv             *minio.Server
-	store           *inference.S3Store
+	store           *objstore.Bucket
 	svc             *inference.Service
 
 	mu      sync.Mutex
@@ -476,10 +475,12 @@ func startS3Service(t testing.TB, backend string, loader inference.ModelLoader, 
 	default:
 		t.Fatalf("unknown S3 backend %q", backend)
 	}
-	s3c := inference.NewS3Client(aws.Config{Region: region,
-		Credentials: credentials.NewStaticCredentialsProvider(ak, sk, "")},
-		inference.S3Options{Endpoint: endpoint, PathStyle: true})
-	e.store = &inference.S3Store{Client: s3c, Bucket: e.bucket}
+	store, err := objstore.Open(context.Background(), objstore.Config{Endpoint: endpoint, Region: region, PathStyle: true,
+		Bucket: e.bucket, AccessKey: ak, SecretKey: sk})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.store = store
 
 	cfg.Bucket = e.bucket
 	cfg.MaxBatch = 4

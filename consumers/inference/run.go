@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/hpa-plates/hpa/internal/labels"
+	"github.com/hpa-plates/hpa/internal/objstore"
 	"github.com/hpa-plates/hpa/internal/pipeline"
 	"github.com/hpa-plates/hpa/internal/s3events"
 )
@@ -106,7 +107,7 @@ func (s *Service) pollPointer(ctx context.Context) {
 func (s *Service) checkPointer(ctx context.Context) {
 	data, err := s.store.Get(ctx, s.cfg.ModelPointer, 1<<16)
 	if err != nil {
-		var oe *ObjectError
+		var oe *objstore.Error
 		if !errors.As(err, &oe) || !oe.NotFound {
 			s.log.Warn("model pointer unreadable", "key", s.cfg.ModelPointer, "err", err)
 		}

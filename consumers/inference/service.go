@@ -49,6 +49,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/hpa-plates/hpa/internal/objstore"
 	"github.com/hpa-plates/hpa/internal/pipeline"
 )
 
@@ -214,7 +215,7 @@ type Service struct {
 	cfg    Config
 	nc     *nats.Conn
 	js     jetstream.JetStream
-	store  ObjectStore
+	store  objstore.Store
 	loader ModelLoader
 	keys   *KeyMapper
 	log    *slog.Logger
@@ -236,7 +237,7 @@ type Service struct {
 }
 
 // New creates a replica. It checks the configuration; Run sets up streams and starts work.
-func New(nc *nats.Conn, store ObjectStore, loader ModelLoader, cfg Config) (*Service, error) {
+func New(nc *nats.Conn, store objstore.Store, loader ModelLoader, cfg Config) (*Service, error) {
 	if nc == nil || store == nil {
 		return nil, &ConfigError{"a NATS connection and an object store are required"}
 	}
@@ -251,7 +252,7 @@ func New(nc *nats.Conn, store ObjectStore, loader ModelLoader, cfg Config) (*Ser
 	if err != nil {
 		return nil, fmt.Errorf("jetstream: %w", err)
 	}
-	s := &Service{cfg: cfg, nc: nc, js: js, store: timeoutStore{store, cfg.OpTimeout}, loader: loader, keys: km, log: cfg.Logger, m: newMetrics()}
+	s := &Service{cfg: cfg, nc: nc, js: js, store: objstore.WithTimeout(store, cfg.OpTimeout), loader: loader, keys: km, log: cfg.Logger, m: newMetrics()}
 	s.inflight.m = map[*inflight]struct{}{}
 	return s, nil
 }

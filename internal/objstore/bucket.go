@@ -1,4 +1,4 @@
-package inference
+package objstore
 
 import (
 	"bytes"
@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/http"
 	"strings"
 	"time"
 
@@ -16,11 +15,13 @@ import (
 	"github.com/aws/smithy-go"
 )
 
-// ObjectStore is the object storage the consumer reads channel images from and writes labels to.
-// S3Store implements it over any S3 API (AWS, MinIO, internal/s3local).
-type ObjectStore interface {
-	// Get returns the object's bytes. A missing object gives an *ObjectError with NotFound set;
-	// an object larger than max bytes (max > 0) one with TooLarge set.
+// Store is object storage over one bucket: what the inference consumer reads channel images from
+// and writes labels to. Bucket implements it over any S3 API (AWS, MinIO, internal/local/s3local);
+// tests wrap it to inject faults.
+type Store interface {
+	// Get returns the object's bytes. A missing object gives an *Error with NotFound set
+	// (errors.Is ErrNotFound); an object larger than max bytes (max > 0) one with TooLarge set
+	// (errors.Is ErrTooLarge).
 	Get(ctx context.Context, key string, max int64) ([]byte, error)
 	// Put stores data; it returns once the store has it durably.
 	Put(ctx context.Context, key string, data []byte, contentType string) error
@@ -37,8 +38,14 @@ type ObjectInfo struct {
 	Size int64
 }
 
-// ObjectError is an object-storage failure naming the bucket and key.
-type ObjectError struct {
+// Sentinels an *Error matches with errors.Is.
+var (
+	ErrNotFound = errors.New("object not found")
+	ErrTooLarge = errors.New("object too large")
+)
+
+// Error is an object-storage failure naming the operation, bucket and key.
+type Error struct {
 	Op       string // get, put, delete, list
 	Bucket   string
 	Key      string
@@ -47,7 +54,7 @@ type ObjectError struct {
 	Err      error
 }
 
-func (e *ObjectError) Error() string {
+func (e *Error) Error() string {
 	what := "error"
 	switch {
 	case e.NotFound:
@@ -62,12 +69,17 @@ func (e *ObjectError) Error() string {
 	return s
 }
 
-func (e *ObjectError) Unwrap() error { return e.Err }
+func (e *Error) Unwrap() error { return e.Err }
 
-// S3Store is an ObjectStore over one bucket of an S3 API.
-type S3Store struct {
+// Is reports whether target is ErrNotFound or ErrTooLarge and e says so.
+func (e *Error) Is(target error) bool {
+	return (target == ErrNotFound && e.NotFound) || (target == ErrTooLarge && e.TooLarge)
+}
+
+// Bucket is a Store over one bucket of an S3 API.
+type Bucket struct {
 	Client *s3.Client
-	Bucket string
+	Name   string
 }
 
 func isNotFound(err error) bool {
@@ -86,15 +98,15 @@ func isNotFound(err error) bool {
 	return false
 }
 
-// Get implements ObjectStore.
-func (s *S3Store) Get(ctx context.Context, key string, max int64) ([]byte, error) {
-	out, err := s.Client.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(s.Bucket), Key: aws.String(key)})
+// Get implements Store.
+func (s *Bucket) Get(ctx context.Context, key string, max int64) ([]byte, error) {
+	out, err := s.Client.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(s.Name), Key: aws.String(key)})
 	if err != nil {
-		return nil, &ObjectError{Op: "get", Bucket: s.Bucket, Key: key, NotFound: isNotFound(err), Err: err}
+		return nil, &Error{Op: "get", Bucket: s.Name, Key: key, NotFound: isNotFound(err), Err: err}
 	}
 	defer out.Body.Close()
 	if max > 0 && out.ContentLength != nil && *out.ContentLength > max {
-		return nil, &ObjectError{Op: "get", Bucket: s.Bucket, Key: key, TooLarge: true,
+		return nil, &Error{Op: "get", Bucket: s.Name, Key: key, TooLarge: true,
 			Err: fmt.Errorf("%d bytes, limit %d", *out.ContentLength, max)}
 	}
 	r := io.Reader(out.Body)
@@ -106,47 +118,47 @@ func (s *S3Store) Get(ctx context.Context, key string, max int64) ([]byte, error
 		buf.Grow(int(*out.ContentLength))
 	}
 	if _, err := buf.ReadFrom(r); err != nil {
-		return nil, &ObjectError{Op: "get", Bucket: s.Bucket, Key: key, Err: err}
+		return nil, &Error{Op: "get", Bucket: s.Name, Key: key, Err: err}
 	}
 	if max > 0 && int64(buf.Len()) > max {
-		return nil, &ObjectError{Op: "get", Bucket: s.Bucket, Key: key, TooLarge: true, Err: fmt.Errorf("more than %d bytes", max)}
+		return nil, &Error{Op: "get", Bucket: s.Name, Key: key, TooLarge: true, Err: fmt.Errorf("more than %d bytes", max)}
 	}
 	if out.ContentLength != nil && int64(buf.Len()) != *out.ContentLength {
-		return nil, &ObjectError{Op: "get", Bucket: s.Bucket, Key: key,
+		return nil, &Error{Op: "get", Bucket: s.Name, Key: key,
 			Err: fmt.Errorf("short body: %d of %d bytes", buf.Len(), *out.ContentLength)}
 	}
 	return buf.Bytes(), nil
 }
 
-// Put implements ObjectStore.
-func (s *S3Store) Put(ctx context.Context, key string, data []byte, contentType string) error {
+// Put implements Store.
+func (s *Bucket) Put(ctx context.Context, key string, data []byte, contentType string) error {
 	_, err := s.Client.PutObject(ctx, &s3.PutObjectInput{
-		Bucket: aws.String(s.Bucket), Key: aws.String(key), Body: bytes.NewReader(data),
+		Bucket: aws.String(s.Name), Key: aws.String(key), Body: bytes.NewReader(data),
 		ContentLength: aws.Int64(int64(len(data))), ContentType: aws.String(contentType),
 	})
 	if err != nil {
-		return &ObjectError{Op: "put", Bucket: s.Bucket, Key: key, Err: err}
+		return &Error{Op: "put", Bucket: s.Name, Key: key, Err: err}
 	}
 	return nil
 }
 
-// Delete implements ObjectStore.
-func (s *S3Store) Delete(ctx context.Context, key string) error {
-	_, err := s.Client.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: aws.String(s.Bucket), Key: aws.String(key)})
+// Delete implements Store.
+func (s *Bucket) Delete(ctx context.Context, key string) error {
+	_, err := s.Client.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: aws.String(s.Name), Key: aws.String(key)})
 	if err != nil && !isNotFound(err) {
-		return &ObjectError{Op: "delete", Bucket: s.Bucket, Key: key, Err: err}
+		return &Error{Op: "delete", Bucket: s.Name, Key: key, Err: err}
 	}
 	return nil
 }
 
-// List implements ObjectStore.
-func (s *S3Store) List(ctx context.Context, prefix string) ([]ObjectInfo, error) {
+// List implements Store.
+func (s *Bucket) List(ctx context.Context, prefix string) ([]ObjectInfo, error) {
 	var keys []ObjectInfo
-	p := s3.NewListObjectsV2Paginator(s.Client, &s3.ListObjectsV2Input{Bucket: aws.String(s.Bucket), Prefix: aws.String(prefix)})
+	p := s3.NewListObjectsV2Paginator(s.Client, &s3.ListObjectsV2Input{Bucket: aws.String(s.Name), Prefix: aws.String(prefix)})
 	for p.HasMorePages() {
 		page, err := p.NextPage(ctx)
 		if err != nil {
-			return nil, &ObjectError{Op: "list", Bucket: s.Bucket, Key: prefix, Err: err}
+			return nil, &Error{Op: "list", Bucket: s.Name, Key: prefix, Err: err}
 		}
 		for _, o := range page.Contents {
 			if o.Key != nil {
@@ -161,39 +173,17 @@ func (s *S3Store) List(ctx context.Context, prefix string) ([]ObjectInfo, error)
 	return keys, nil
 }
 
-// S3Options configure NewS3Client.
-type S3Options struct {
-	Endpoint  string // empty: AWS
-	Region    string
-	PathStyle bool
-	// HTTPClient overrides the transport (tests use it for fault injection).
-	HTTPClient *http.Client
+// WithTimeout bounds every call of s by d (List by 4d): a hung request fails, so its caller can
+// retry instead of waiting forever. d <= 0 returns s unchanged.
+func WithTimeout(s Store, d time.Duration) Store {
+	if d <= 0 {
+		return s
+	}
+	return timeoutStore{s, d}
 }
 
-// NewS3Client builds an S3 client from an aws.Config (credentials from the standard chain or
-// static ones) and the options.
-func NewS3Client(cfg aws.Config, o S3Options) *s3.Client {
-	return s3.NewFromConfig(cfg, func(so *s3.Options) {
-		if o.Endpoint != "" {
-			so.BaseEndpoint = aws.String(strings.TrimRight(o.Endpoint, "/"))
-		}
-		if o.Region != "" {
-			so.Region = o.Region
-		}
-		so.UsePathStyle = o.PathStyle
-		// Objects are hashed (sha256 in the label's sources) by the consumer itself; validating
-		// response checksums only where required also keeps the SDK from logging about objects
-		// stored without one.
-		so.ResponseChecksumValidation = aws.ResponseChecksumValidationWhenRequired
-		if o.HTTPClient != nil {
-			so.HTTPClient = o.HTTPClient
-		}
-	})
-}
-
-// timeoutStore bounds each call of an ObjectStore.
 type timeoutStore struct {
-	inner ObjectStore
+	inner Store
 	d     time.Duration
 }
 

@@ -1,4 +1,4 @@
-package s3client
+package objstore
 
 import (
 	"bytes"
@@ -42,7 +42,7 @@ func TestDownloadUploadRoundTrip(t *testing.T) {
 	}
 	defer srv.Close(context.Background())
 	ctx := context.Background()
-	c, err := New(ctx, Config{Endpoint: srv.Endpoint(), Region: "us-east-1", PathStyle: true, AccessKey: "ak", SecretKey: "secretsecret"})
+	c, err := NewClient(ctx, Config{Endpoint: srv.Endpoint(), Region: "us-east-1", PathStyle: true, AccessKey: "ak", SecretKey: "secretsecret"})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -21,6 +21,7 @@ import (
 	"github.com/spf13/viper"
 
 	"github.com/hpa-plates/hpa/consumers/inference"
+	"github.com/hpa-plates/hpa/internal/bus"
 	"github.com/hpa-plates/hpa/internal/config"
 	"github.com/hpa-plates/hpa/internal/model/ort"
 	"github.com/hpa-plates/hpa/internal/objstore"
@@ -228,64 +229,9 @@ func inferenceConfig(v *viper.Viper, log *slog.Logger) (inference.Config, error)
 
 // natsConnect connects with the nats.* settings. Secrets are never logged.
 func natsConnect(v *viper.Viper, name string, log *slog.Logger) (*nats.Conn, error) {
-	opts := []nats.Option{nats.Name(name), nats.MaxReconnects(-1), nats.ReconnectWait(time.Second),
-		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
-			if err != nil {
-				log.Warn("NATS disconnected", "err", err)
-			}
-		}),
-		nats.ReconnectHandler(func(c *nats.Conn) { log.Info("NATS reconnected", "url", c.ConnectedUrlRedacted()) }),
-	}
-	if u := v.GetString("nats.user"); u != "" {
-		opts = append(opts, nats.UserInfo(u, v.GetString("nats.password")))
-	}
-	if t := v.GetString("nats.token"); t != "" {
-		opts = append(opts, nats.Token(t))
-	}
-	if f := v.GetString("nats.nkey"); f != "" {
-		o, err := nats.NkeyOptionFromSeed(f)
-		if err != nil {
-			return nil, fmt.Errorf("nats: nkey seed file %s: %w", f, err)
-		}
-		opts = append(opts, o)
-	}
-	if f := v.GetString("nats.creds"); f != "" {
-		if _, err := os.Stat(f); err != nil {
-			return nil, fmt.Errorf("nats: credentials file: %w", err)
-		}
-		opts = append(opts, nats.UserCredentials(f))
-	}
-	if f := v.GetString("nats.tls_ca"); f != "" {
-		opts = append(opts, nats.RootCAs(f))
-	}
-	if c, k := v.GetString("nats.tls_cert"), v.GetString("nats.tls_key"); c != "" || k != "" {
-		if c == "" || k == "" {
-			return nil, errors.New("nats: --nats-tls-cert and --nats-tls-key go together")
-		}
-		opts = append(opts, nats.ClientCert(c, k))
-	}
-	url := v.GetString("nats.url")
-	if url == "" {
-		url = nats.DefaultURL
-	}
-	nc, err := nats.Connect(url, opts...)
-	if err != nil {
-		return nil, fmt.Errorf("nats: connect to %s: %w", redactURL(url), err)
-	}
-	return nc, nil
-}
-
-// redactURL hides passwords in user:password@host URLs.
-func redactURL(u string) string {
-	parts := strings.Split(u, ",")
-	for i, p := range parts {
-		if at := strings.LastIndex(p, "@"); at >= 0 {
-			if s := strings.Index(p, "://"); s >= 0 && s < at {
-				parts[i] = p[:s+3] + "[REDACTED]" + p[at:]
-			}
-		}
-	}
-	return strings.Join(parts, ",")
+	return bus.Connect(bus.Config{URL: v.GetString("nats.url"), User: v.GetString("nats.user"), Password: v.GetString("nats.password"),
+		Token: v.GetString("nats.token"), NKey: v.GetString("nats.nkey"), Creds: v.GetString("nats.creds"),
+		TLSCA: v.GetString("nats.tls_ca"), TLSCert: v.GetString("nats.tls_cert"), TLSKey: v.GetString("nats.tls_key")}, name, log)
 }
 
 // s3StoreFrom builds the object store of s3.*: credentials from the standard AWS chain (env,

@@ -17,6 +17,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/hpa-plates/hpa/internal/bus"
 	"github.com/hpa-plates/hpa/internal/labels"
 	"github.com/hpa-plates/hpa/internal/natsembed"
 	"github.com/hpa-plates/hpa/internal/objstore"
@@ -82,12 +83,12 @@ func TestInferenceProcessKilledAndRestarted(t *testing.T) {
 	t.Cleanup(nc.Close)
 	js, _ := jetstream.New(nc)
 	ctx := context.Background()
-	if _, err := s3local.EnsureStream(ctx, js, s3local.StreamConfig{Name: "S3_EVENTS", Storage: jetstream.FileStorage}); err != nil {
+	if _, err := bus.EnsureEventsStream(ctx, js, bus.EventsStreamConfig{Name: "S3_EVENTS", Storage: jetstream.FileStorage}); err != nil {
 		t.Fatal(err)
 	}
 	const ak, sk = "AKIAKILLTEST", "kill-test-secret"
 	srv, err := s3local.New(s3local.Options{Dir: filepath.Join(dir, "s3"), AccessKey: ak, SecretKey: sk, Buckets: []string{"plates"},
-		Publisher: s3local.JetStreamPublisher{JS: js}, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		Publisher: bus.JetStreamPublisher{JS: js}, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}

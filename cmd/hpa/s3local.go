@@ -16,6 +16,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/viper"
 
+	"github.com/hpa-plates/hpa/internal/bus"
 	"github.com/hpa-plates/hpa/internal/config"
 	"github.com/hpa-plates/hpa/internal/natsembed"
 	"github.com/hpa-plates/hpa/internal/s3local"
@@ -51,7 +52,7 @@ func init() {
 		f.String("nats-dir", "hpa-data/nats", "JetStream store of the embedded server")
 		f.Int("nats-port", 4222, "client port of the embedded server (0: a free port)")
 		f.Bool("nats-sync-always", false, "embedded server fsyncs every message (acked events survive power loss; slower)")
-		f.String("subject-prefix", s3local.DefaultEventSubjectPrefix, "events go to <prefix>.<bucket>")
+		f.String("subject-prefix", bus.EventsSubjectPrefix, "events go to <prefix>.<bucket>")
 		f.String("stream", "S3_EVENTS", "JetStream stream capturing <prefix>.> (created when missing)")
 		f.Duration("publish-timeout", 10*time.Second, "wait at most this long for JetStream's ack of an event")
 		config.BindFlags(v, cmd, "s3local", nil)
@@ -67,7 +68,7 @@ func runS3Local(ctx context.Context, v *viper.Viper, out io.Writer, ready chan<-
 	if natsURL != "" && embedded {
 		return fmt.Errorf("s3local: --nats-url and --nats-embedded exclude each other")
 	}
-	var pub s3local.Publisher
+	var pub bus.Publisher
 	if embedded {
 		ns, err := natsembed.Start(natsembed.Options{DataDir: v.GetString("s3local.nats_dir"), Port: v.GetInt("s3local.nats_port"),
 			JetStream: true, SyncAlways: v.GetBool("s3local.nats_sync_always")})
@@ -89,13 +90,14 @@ func runS3Local(ctx context.Context, v *viper.Viper, out io.Writer, ready chan<-
 			return fmt.Errorf("s3local: JetStream on %s: %w", natsURL, err)
 		}
 		sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		_, err = s3local.EnsureStream(sctx, js, s3local.StreamConfig{Name: v.GetString("s3local.stream"),
-			SubjectPrefix: v.GetString("s3local.subject_prefix"), Storage: jetstream.FileStorage})
+		prefix := v.GetString("s3local.subject_prefix")
+		_, err = bus.EnsureEventsStream(sctx, js, bus.EventsStreamConfig{Name: v.GetString("s3local.stream"),
+			Subjects: []string{prefix + ".>"}, MustCapture: prefix + ".>", Storage: jetstream.FileStorage})
 		cancel()
 		if err != nil {
 			return err
 		}
-		pub = s3local.JetStreamPublisher{JS: js}
+		pub = bus.JetStreamPublisher{JS: js}
 	}
 	srv, err := s3local.New(s3local.Options{
 		Dir: v.GetString("s3local.dir"), Addr: v.GetString("s3local.addr"), Region: v.GetString("s3local.region"),

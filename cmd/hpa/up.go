@@ -22,6 +22,7 @@ import (
 	"github.com/spf13/viper"
 
 	"github.com/hpa-plates/hpa/consumers/inference"
+	"github.com/hpa-plates/hpa/internal/bus"
 	"github.com/hpa-plates/hpa/internal/config"
 	"github.com/hpa-plates/hpa/internal/natsembed"
 	"github.com/hpa-plates/hpa/internal/objstore"
@@ -174,14 +175,14 @@ func runUp(ctx context.Context, v *viper.Viper, o upOptions, out, logw io.Writer
 	if err != nil {
 		return fmt.Errorf("up: %w", err)
 	}
-	const subjectPrefix = s3local.DefaultEventSubjectPrefix
+	const subjectPrefix = bus.EventsSubjectPrefix
 	cfg.EventsSubjects = []string{subjectPrefix + ".>"}
-	if _, err := s3local.EnsureStream(ctx, js, s3local.StreamConfig{Name: cfg.EventsStream, SubjectPrefix: subjectPrefix,
-		Storage: jetstream.FileStorage}); err != nil {
+	if _, err := bus.EnsureEventsStream(ctx, js, bus.EventsStreamConfig{Name: cfg.EventsStream, Subjects: cfg.EventsSubjects,
+		MustCapture: subjectPrefix + ".>", Storage: jetstream.FileStorage}); err != nil {
 		return fmt.Errorf("up: %w", err)
 	}
 	s3srv, err := s3local.New(s3local.Options{Dir: filepath.Join(o.DataDir, "s3"), Addr: o.S3Addr, Region: o.Region,
-		AccessKey: ak, SecretKey: sk, Buckets: []string{o.Bucket}, Publisher: s3local.JetStreamPublisher{JS: js},
+		AccessKey: ak, SecretKey: sk, Buckets: []string{o.Bucket}, Publisher: bus.JetStreamPublisher{JS: js},
 		EventSubjectPrefix: subjectPrefix, Logger: log})
 	if err != nil {
 		return fmt.Errorf("up: %w", err)

@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hpa-plates/hpa/internal/bus"
 	"github.com/hpa-plates/hpa/internal/pipeline"
-	"github.com/hpa-plates/hpa/internal/s3events"
 )
 
 // burnModel stands in for an ensemble whose compute dominates: it spends about perSample of CPU
@@ -164,9 +164,9 @@ func BenchmarkReadyEvents(b *testing.B) {
 	n := samplesPerIter * b.N
 	for i := range n {
 		for c, ch := range pipeline.ChannelNames {
-			msg, err := s3events.Encode(s3events.EncodeOptions{Region: "us-east-1"}, s3events.ObjectEvent{
+			msg, err := bus.EncodeS3Events(bus.S3EventOptions{Region: "us-east-1"}, bus.ObjectEvent{
 				Bucket: testBucket, Key: fmt.Sprintf("incoming/plate%d/s%06d_%s.png", i%7, i, ch), Size: 1000 + int64(c),
-				ETag: fmt.Sprintf("%032x", i*4+c), EventName: s3events.ObjectCreatedPut, EventTime: time.Unix(1700000000, 0)})
+				ETag: fmt.Sprintf("%032x", i*4+c), EventName: bus.ObjectCreatedPut, EventTime: time.Unix(1700000000, 0)})
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -26,6 +26,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	dto "github.com/prometheus/client_model/go"
 
+	"github.com/hpa-plates/hpa/internal/bus"
 	"github.com/hpa-plates/hpa/internal/labels"
 	"github.com/hpa-plates/hpa/internal/natsembed"
 	"github.com/hpa-plates/hpa/internal/objstore"
@@ -141,7 +142,7 @@ func newEnv(t testing.TB, middleware func(http.Handler) http.Handler) *testEnv {
 
 // newEnvWith is newEnv with the S3 server's event publisher wrapped (nil: as it is), e.g. to lose
 // events as an object store that drops notifications does.
-func newEnvWith(t testing.TB, middleware func(http.Handler) http.Handler, wrap func(s3local.Publisher) s3local.Publisher) *testEnv {
+func newEnvWith(t testing.TB, middleware func(http.Handler) http.Handler, wrap func(bus.Publisher) bus.Publisher) *testEnv {
 	t.Helper()
 	dir := t.TempDir()
 	ns, err := natsembed.Start(natsembed.Options{DataDir: filepath.Join(dir, "nats"), JetStream: true})
@@ -159,10 +160,10 @@ func newEnvWith(t testing.TB, middleware func(http.Handler) http.Handler, wrap f
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	if _, err := s3local.EnsureStream(ctx, js, s3local.StreamConfig{Name: "S3_EVENTS", Storage: jetstream.FileStorage}); err != nil {
+	if _, err := bus.EnsureEventsStream(ctx, js, bus.EventsStreamConfig{Name: "S3_EVENTS", Storage: jetstream.FileStorage}); err != nil {
 		t.Fatal(err)
 	}
-	var pub s3local.Publisher = s3local.JetStreamPublisher{JS: js}
+	var pub bus.Publisher = bus.JetStreamPublisher{JS: js}
 	if wrap != nil {
 		pub = wrap(pub)
 	}

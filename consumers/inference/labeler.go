@@ -12,6 +12,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/hpa-plates/hpa/internal/bus"
 	"github.com/hpa-plates/hpa/internal/labels"
 	"github.com/hpa-plates/hpa/internal/objstore"
 	"github.com/hpa-plates/hpa/internal/pipeline"
@@ -20,7 +21,7 @@ import (
 // inflight is one sample-ready message being worked on by this replica.
 type inflight struct {
 	msg   jetstream.Msg
-	ready readyMsg
+	ready bus.SampleReady
 	start time.Time
 }
 
@@ -429,9 +430,9 @@ func (s *Service) write(ctx context.Context, j *job) {
 				s.log.Warn("could not remove an old error record", "plate", r.Plate, "sample", r.ID, "err", err)
 			}
 		}
-		ev, _ := json.Marshal(map[string]any{"plate": r.Plate, "sample_id": r.ID, "key": key,
-			"manifest_digest": label.Model.ManifestDigest, "predicted": label.PredictedIDs()})
-		if err := s.nc.Publish(s.cfg.LabelsSubject+"."+subjectToken(r.Plate), ev); err != nil {
+		ev, _ := json.Marshal(bus.LabelWritten{Plate: r.Plate, SampleID: r.ID, Key: key,
+			ManifestDigest: label.Model.ManifestDigest, Predicted: label.PredictedIDs()})
+		if err := s.nc.Publish(s.cfg.LabelsSubjectOf(r.Plate), ev); err != nil {
 			s.log.Warn("label event publish failed", "plate", r.Plate, "sample", r.ID, "err", err)
 		}
 	}

@@ -34,6 +34,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/hpa-plates/hpa/consumers/inference"
+	"github.com/hpa-plates/hpa/internal/bus"
 	"github.com/hpa-plates/hpa/internal/labels"
 	"github.com/hpa-plates/hpa/internal/model"
 	"github.com/hpa-plates/hpa/internal/model/onnx"
@@ -41,7 +42,6 @@ import (
 	"github.com/hpa-plates/hpa/internal/natsembed"
 	"github.com/hpa-plates/hpa/internal/objstore"
 	"github.com/hpa-plates/hpa/internal/pipeline"
-	"github.com/hpa-plates/hpa/internal/s3events"
 	"github.com/hpa-plates/hpa/internal/s3local"
 	"github.com/hpa-plates/hpa/internal/testenv/minio"
 )
@@ -186,7 +186,7 @@ func realHPAChannels(t *testing.T) [4][]byte {
 // one sample of real HPA images, one with a corrupt channel. Every good sample gets exactly the
 // label bytes computed independently, exactly once; the corrupt one an error record and a dead
 // letter; the plate CSVs list the labeled samples; the events MinIO put on the stream are its
-// native format (eventVersion 2.0, URL-encoded keys, no Nats-Msg-Id) and parse with s3events.
+// native format (eventVersion 2.0, URL-encoded keys, no Nats-Msg-Id) and parse with bus.
 func TestMinIONativeNotifications(t *testing.T) {
 	model := &digestModel{samples: map[string]int{}}
 	e := startMinIOService(t, func(ctx context.Context, loc string) (inference.Predictor, io.Closer, error) {
@@ -360,9 +360,9 @@ func TestMinIONativeNotifications(t *testing.T) {
 		if err := json.Unmarshal(m.Data, &raw); err != nil || len(raw.Records) != 1 {
 			t.Fatalf("event %s: %v", m.Data, err)
 		}
-		evs, err := s3events.Parse(m.Data)
+		evs, err := bus.ParseS3Events(m.Data)
 		if err != nil || len(evs) != 1 {
-			t.Fatalf("s3events.Parse(%s): %v", m.Data, err)
+			t.Fatalf("bus.ParseS3Events(%s): %v", m.Data, err)
 		}
 		ev := evs[0]
 		if !ev.IsCreate() || ev.Bucket != bucket || ev.Source != "minio:s3" {
@@ -462,7 +462,7 @@ func startS3Service(t testing.TB, backend string, loader inference.ModelLoader, 
 	case "s3local":
 		region, ak, sk = "us-east-1", "AKIAS3LOCALCOMPARE", "s3local-compare-secret"
 		ls, err := s3local.New(s3local.Options{Dir: filepath.Join(t.TempDir(), "s3"), AccessKey: ak, SecretKey: sk,
-			Buckets: []string{e.bucket}, Publisher: s3local.JetStreamPublisher{JS: e.js},
+			Buckets: []string{e.bucket}, Publisher: bus.JetStreamPublisher{JS: e.js},
 			Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 		if err != nil {
 			t.Fatal(err)

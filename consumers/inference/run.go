@@ -12,10 +12,10 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/hpa-plates/hpa/internal/bus"
 	"github.com/hpa-plates/hpa/internal/labels"
 	"github.com/hpa-plates/hpa/internal/objstore"
 	"github.com/hpa-plates/hpa/internal/pipeline"
-	"github.com/hpa-plates/hpa/internal/s3events"
 )
 
 // Run sets up the streams, buckets and consumers, then works until ctx is done. On cancellation
@@ -36,7 +36,7 @@ func (s *Service) Run(ctx context.Context) error {
 	s.csv = newCSVBuilder(s)
 
 	sub, err := s.nc.Subscribe(s.cfg.PromotedSubject, func(m *nats.Msg) {
-		loc := strings.TrimSpace(promotedLocation(m.Data))
+		loc := bus.ParsePromotion(m.Data).Location
 		if loc == "" {
 			s.log.Warn("empty model promotion ignored", "subject", m.Subject)
 			return
@@ -75,21 +75,6 @@ func (s *Service) Run(ctx context.Context) error {
 	return first
 }
 
-// promotedLocation accepts a bare location or JSON {"location": "..."} / {"manifest": "..."}.
-func promotedLocation(b []byte) string {
-	var v struct {
-		Location string `json:"location"`
-		Manifest string `json:"manifest"`
-	}
-	if json.Unmarshal(b, &v) == nil {
-		if v.Location != "" {
-			return v.Location
-		}
-		return v.Manifest
-	}
-	return string(b)
-}
-
 // pollPointer reloads when the model pointer object names a different location.
 func (s *Service) pollPointer(ctx context.Context) {
 	t := time.NewTicker(s.cfg.PointerPoll)
@@ -113,7 +98,7 @@ func (s *Service) checkPointer(ctx context.Context) {
 		}
 		return
 	}
-	loc := strings.TrimSpace(promotedLocation(data))
+	loc := bus.ParsePromotion(data).Location
 	s.mu.Lock()
 	changed := loc != "" && loc != s.pointer
 	s.mu.Unlock()
@@ -268,7 +253,7 @@ func (s *Service) recoverMissing(ctx context.Context, rec *sampleRec) (int, erro
 		if err != nil || !ok || sk.Plate != rec.Plate || sk.ID != rec.ID || rec.Channels[sk.Channel] != nil {
 			continue
 		}
-		ev := s3events.ObjectEvent{Bucket: s.cfg.Bucket, Key: o.Key, ETag: o.ETag, Size: o.Size, EventName: "ObjectCreated:Put"}
+		ev := bus.ObjectEvent{Bucket: s.cfg.Bucket, Key: o.Key, ETag: o.ETag, Size: o.Size, EventName: "ObjectCreated:Put"}
 		if err := s.applyEvent(ctx, ev); err != nil {
 			return found, err
 		}

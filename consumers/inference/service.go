@@ -49,6 +49,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/hpa-plates/hpa/internal/bus"
 	"github.com/hpa-plates/hpa/internal/objstore"
 	"github.com/hpa-plates/hpa/internal/pipeline"
 )
@@ -64,27 +65,8 @@ type Config struct {
 	// LabelsPrefix is where labels, error records and plate CSVs go ("labels/").
 	LabelsPrefix string
 
-	// EventsStream is the stream S3 events are published to; created (limits retention) on
-	// EventsSubjects when missing, used as it is otherwise.
-	EventsStream   string
-	EventsSubjects []string
-	// EventsFilter filters the events consumer (empty: the whole stream).
-	EventsFilter string
-	ReadyStream  string
-	ReadySubject string // prefix; messages go to <ReadySubject>.<plate token>
-	DLQStream    string
-	DLQSubject   string
-	// LabelsSubject is the prefix of the label-written events (<LabelsSubject>.<plate token>).
-	LabelsSubject string
-	// PromotedSubject carries model promotions (body: the new model location).
-	PromotedSubject string
-	// EventsConsumer and LabelConsumer are the durable consumer names shared by all replicas.
-	EventsConsumer string
-	LabelConsumer  string
-	// SamplesBucket, PlatesBucket and LocksBucket are the KV buckets.
-	SamplesBucket string
-	PlatesBucket  string
-	LocksBucket   string
+	// Topology names the streams, subjects, durable consumers and KV buckets (bus defaults).
+	bus.Topology
 
 	MaxBatch      int
 	MaxBatchDelay time.Duration
@@ -117,12 +99,8 @@ type Config struct {
 // DefaultConfig returns the defaults (the values config.yaml documents).
 func DefaultConfig() Config {
 	return Config{
-		UploadPrefix: "incoming/", LabelsPrefix: "labels/", KeyPattern: DefaultKeyPattern,
-		EventsStream: "S3_EVENTS", EventsSubjects: []string{"s3.events.>"},
-		ReadyStream: "HPA_READY", ReadySubject: "hpa.ready", DLQStream: "HPA_DLQ", DLQSubject: "hpa.dlq",
-		LabelsSubject: "hpa.labels", PromotedSubject: "hpa.models.promoted",
-		EventsConsumer: "hpa-assembler", LabelConsumer: "hpa-labeler",
-		SamplesBucket: "hpa_samples", PlatesBucket: "hpa_plates", LocksBucket: "hpa_locks",
+		UploadPrefix: "incoming/", LabelsPrefix: "labels/", KeyPattern: bus.DefaultKeyPattern,
+		Topology: bus.DefaultTopology(),
 		MaxBatch: 8, MaxBatchDelay: 20 * time.Millisecond, FetchWorkers: 4, WriteWorkers: 4, EventWorkers: 16,
 		MaxAckPending: 256, AckWait: 30 * time.Second, MaxDeliver: 8, Backoff: 250 * time.Millisecond,
 		DedupWindow: 2 * time.Minute, IncompleteAge: 10 * time.Minute, SweepInterval: time.Minute,
@@ -141,21 +119,7 @@ func (c *Config) fill() error {
 	str(&c.UploadPrefix, d.UploadPrefix)
 	str(&c.LabelsPrefix, d.LabelsPrefix)
 	str(&c.KeyPattern, d.KeyPattern)
-	str(&c.EventsStream, d.EventsStream)
-	str(&c.ReadyStream, d.ReadyStream)
-	str(&c.ReadySubject, d.ReadySubject)
-	str(&c.DLQStream, d.DLQStream)
-	str(&c.DLQSubject, d.DLQSubject)
-	str(&c.LabelsSubject, d.LabelsSubject)
-	str(&c.PromotedSubject, d.PromotedSubject)
-	str(&c.EventsConsumer, d.EventsConsumer)
-	str(&c.LabelConsumer, d.LabelConsumer)
-	str(&c.SamplesBucket, d.SamplesBucket)
-	str(&c.PlatesBucket, d.PlatesBucket)
-	str(&c.LocksBucket, d.LocksBucket)
-	if len(c.EventsSubjects) == 0 {
-		c.EventsSubjects = d.EventsSubjects
-	}
+	c.Topology.Fill()
 	num := func(p *int, def int) {
 		if *p == 0 {
 			*p = def
@@ -217,7 +181,7 @@ type Service struct {
 	js     jetstream.JetStream
 	store  objstore.Store
 	loader ModelLoader
-	keys   *KeyMapper
+	keys   *bus.KeyMapper
 	log    *slog.Logger
 	m      *metrics
 	model  modelHolder
@@ -244,7 +208,7 @@ func New(nc *nats.Conn, store objstore.Store, loader ModelLoader, cfg Config) (*
 	if err := cfg.fill(); err != nil {
 		return nil, err
 	}
-	km, err := NewKeyMapper(cfg.UploadPrefix, cfg.KeyPattern)
+	km, err := bus.NewKeyMapper(cfg.UploadPrefix, cfg.KeyPattern)
 	if err != nil {
 		return nil, err
 	}
@@ -329,27 +293,13 @@ func (s *Service) Handler() http.Handler {
 // several replicas at once.
 func (s *Service) Setup(ctx context.Context) error {
 	c := s.cfg
-	ensure := func(sc jetstream.StreamConfig) error {
-		if _, err := s.js.Stream(ctx, sc.Name); err == nil {
-			return nil
-		} else if !errors.Is(err, jetstream.ErrStreamNotFound) {
-			return fmt.Errorf("stream %s: %w", sc.Name, err)
-		}
-		if _, err := s.js.CreateStream(ctx, sc); err != nil && !errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
-			return fmt.Errorf("create stream %s: %w", sc.Name, err)
-		}
-		return nil
-	}
-	if err := ensure(jetstream.StreamConfig{Name: c.EventsStream, Subjects: c.EventsSubjects,
-		Retention: jetstream.LimitsPolicy, Storage: jetstream.FileStorage}); err != nil {
+	if _, err := bus.EnsureEventsStream(ctx, s.js, bus.EventsStreamConfig{Name: c.EventsStream, Subjects: c.EventsSubjects}); err != nil {
 		return err
 	}
-	if err := ensure(jetstream.StreamConfig{Name: c.ReadyStream, Subjects: []string{c.ReadySubject + ".>"},
-		Retention: jetstream.WorkQueuePolicy, Storage: jetstream.FileStorage, Duplicates: c.DedupWindow}); err != nil {
+	if err := bus.EnsureReadyStream(ctx, s.js, c.Topology, c.DedupWindow); err != nil {
 		return err
 	}
-	if err := ensure(jetstream.StreamConfig{Name: c.DLQStream, Subjects: []string{c.DLQSubject + ".>"},
-		Retention: jetstream.LimitsPolicy, Storage: jetstream.FileStorage}); err != nil {
+	if err := bus.EnsureDLQStream(ctx, s.js, c.Topology); err != nil {
 		return err
 	}
 	var err error

@@ -13,10 +13,11 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/hpa-plates/hpa/internal/bus"
 	"github.com/hpa-plates/hpa/internal/natsembed"
 )
 
-func benchServer(b *testing.B, pub Publisher) (*Server, *s3.Client) {
+func benchServer(b *testing.B, pub bus.Publisher) (*Server, *s3.Client) {
 	b.Helper()
 	s, err := New(Options{Dir: b.TempDir(), AccessKey: testAK, SecretKey: testSK, Buckets: []string{"bench"}, Publisher: pub})
 	if err != nil {
@@ -56,7 +57,7 @@ func BenchmarkEventOverhead(b *testing.B) {
 	busDir := b.TempDir()
 	bs := startBenchBus(b, busDir)
 	_, plain := benchServer(b, nil)
-	_, evented := benchServer(b, JetStreamPublisher{bs})
+	_, evented := benchServer(b, bus.JetStreamPublisher{JS: bs})
 	data := []byte("small object")
 	ctx := context.Background()
 	var tPlain, tEvents time.Duration
@@ -93,7 +94,7 @@ func startBenchBus(b *testing.B, dir string) jetstream.JetStream {
 	if err != nil {
 		b.Fatal(err)
 	}
-	if _, err := EnsureStream(context.Background(), js, StreamConfig{Name: testStream, Storage: jetstream.FileStorage}); err != nil {
+	if _, err := bus.EnsureEventsStream(context.Background(), js, bus.EventsStreamConfig{Name: testStream, Storage: jetstream.FileStorage}); err != nil {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { nc.Close(); srv.Shutdown() })

@@ -2,113 +2,19 @@ package s3local
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"strings"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
-
-	"github.com/hpa-plates/hpa/internal/s3events"
+	"github.com/hpa-plates/hpa/internal/bus"
 )
-
-// Publisher delivers one event message and returns once the bus has durably accepted it (for
-// JetStream: once the PubAck came back). msgID identifies the event; a bus that deduplicates on
-// it (JetStream's Nats-Msg-Id) makes repeated deliveries harmless.
-type Publisher interface {
-	Publish(ctx context.Context, subject string, data []byte, msgID string) error
-}
-
-// JetStreamPublisher publishes with Nats-Msg-Id and waits for the PubAck.
-type JetStreamPublisher struct {
-	JS jetstream.JetStream
-}
-
-// Publish implements Publisher.
-func (p JetStreamPublisher) Publish(ctx context.Context, subject string, data []byte, msgID string) error {
-	_, err := p.JS.Publish(ctx, subject, data, jetstream.WithMsgID(msgID))
-	return err
-}
-
-// DefaultEventSubjectPrefix is the subject prefix of object events: "<prefix>.<bucket>".
-const DefaultEventSubjectPrefix = "s3.events"
-
-// DefaultDuplicateWindow is the JetStream deduplication window EnsureStream configures: a repeat
-// of an event (same Nats-Msg-Id) within it is dropped. It must cover the time between a crash and
-// the restart that republishes pending intents.
-const DefaultDuplicateWindow = 24 * time.Hour
-
-// StreamConfig describes the event stream EnsureStream creates.
-type StreamConfig struct {
-	Name            string        // stream name, e.g. "S3_EVENTS"
-	SubjectPrefix   string        // events go to <SubjectPrefix>.<bucket>; default DefaultEventSubjectPrefix
-	DuplicateWindow time.Duration // default DefaultDuplicateWindow
-	MaxAge          time.Duration // 0 = keep forever
-	Storage         jetstream.StorageType
-	Replicas        int
-}
-
-// EnsureStream creates the event stream (LIMITS retention, so consumers can replay it) when it
-// does not exist, and checks that an existing stream captures <SubjectPrefix>.> subjects.
-func EnsureStream(ctx context.Context, js jetstream.JetStream, c StreamConfig) (jetstream.Stream, error) {
-	if c.Name == "" {
-		return nil, fmt.Errorf("s3local: EnsureStream: empty stream name")
-	}
-	if c.SubjectPrefix == "" {
-		c.SubjectPrefix = DefaultEventSubjectPrefix
-	}
-	if c.DuplicateWindow <= 0 {
-		c.DuplicateWindow = DefaultDuplicateWindow
-	}
-	subject := c.SubjectPrefix + ".>"
-	st, err := js.Stream(ctx, c.Name)
-	if err == nil {
-		info, err := st.Info(ctx)
-		if err != nil {
-			return nil, fmt.Errorf("s3local: stream %s: %w", c.Name, err)
-		}
-		for _, s := range info.Config.Subjects {
-			if s == subject || s == ">" || s == c.SubjectPrefix+".*" {
-				return st, nil
-			}
-		}
-		return nil, fmt.Errorf("s3local: stream %s exists but does not capture %s (subjects %v)", c.Name, subject, info.Config.Subjects)
-	}
-	if !errors.Is(err, jetstream.ErrStreamNotFound) {
-		return nil, fmt.Errorf("s3local: stream %s: %w", c.Name, err)
-	}
-	st, err = js.CreateStream(ctx, jetstream.StreamConfig{
-		Name:        c.Name,
-		Description: "S3 object events published by s3local",
-		Subjects:    []string{subject},
-		Retention:   jetstream.LimitsPolicy,
-		Storage:     c.Storage,
-		Duplicates:  c.DuplicateWindow,
-		MaxAge:      c.MaxAge,
-		Replicas:    c.Replicas,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("s3local: create stream %s: %w", c.Name, err)
-	}
-	return st, nil
-}
-
-// EventSubject is the subject events of bucket go to. Bucket names may contain '.', which adds
-// subject tokens; subscribe to "<prefix>.>" to see every bucket.
-func EventSubject(prefix, bucket string) string {
-	if prefix == "" {
-		prefix = DefaultEventSubjectPrefix
-	}
-	return strings.TrimSuffix(prefix, ".") + "." + bucket
-}
 
 // newIntent prepares the event of an object write (before the object becomes visible).
 func (s *Server) newIntent(bucket string, m *objectMeta, eventName, reqID, sourceIP string) (*intent, error) {
-	ev := s3events.ObjectEvent{
+	ev := bus.ObjectEvent{
 		Bucket: bucket, Key: m.Key, Size: m.Size, ETag: m.ETag, Sequencer: s.nextSequencer(),
 		EventName: eventName, EventTime: m.LastModified, Region: s.opts.Region,
 	}
-	data, err := s3events.Encode(s3events.EncodeOptions{
+	data, err := bus.EncodeS3Events(bus.S3EventOptions{
 		Region: s.opts.Region, PrincipalID: "s3local", SourceIP: sourceIP, RequestID: reqID,
 		HostID: s.hostID, ConfigurationID: "s3local",
 	}, ev)
@@ -117,7 +23,7 @@ func (s *Server) newIntent(bucket string, m *objectMeta, eventName, reqID, sourc
 	}
 	return &intent{
 		Bucket: bucket, Key: m.Key, Version: m.Version,
-		Subject: EventSubject(s.opts.EventSubjectPrefix, bucket),
+		Subject: bus.EventSubject(s.opts.EventSubjectPrefix, bucket),
 		MsgID:   "s3local:" + bucket + ":" + m.Version,
 		Event:   data, Created: s.now(),
 	}, nil

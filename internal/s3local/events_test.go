@@ -17,13 +17,14 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/hpa-plates/hpa/internal/bus"
 	"github.com/hpa-plates/hpa/internal/natsembed"
-	"github.com/hpa-plates/hpa/internal/s3events"
+	"github.com/hpa-plates/hpa/internal/pipeline"
 )
 
 const testStream = "S3_EVENTS"
 
-type bus struct {
+type testBus struct {
 	srv *natsembed.Server
 	nc  *nats.Conn
 	js  jetstream.JetStream
@@ -31,7 +32,7 @@ type bus struct {
 }
 
 // startBus runs an embedded JetStream server (on port, 0 = random) with the event stream.
-func startBus(t *testing.T, dir string, port int) *bus {
+func startBus(t *testing.T, dir string, port int) *testBus {
 	t.Helper()
 	srv, err := natsembed.Start(natsembed.Options{DataDir: dir, JetStream: true, Port: port})
 	if err != nil {
@@ -45,16 +46,16 @@ func startBus(t *testing.T, dir string, port int) *bus {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := EnsureStream(ctxT(t), js, StreamConfig{Name: testStream, Storage: jetstream.FileStorage}); err != nil {
+	if _, err := bus.EnsureEventsStream(ctxT(t), js, bus.EventsStreamConfig{Name: testStream, Storage: jetstream.FileStorage}); err != nil {
 		t.Fatal(err)
 	}
-	b := &bus{srv: srv, nc: nc, js: js, dir: dir}
+	b := &testBus{srv: srv, nc: nc, js: js, dir: dir}
 	t.Cleanup(func() { nc.Close(); srv.Shutdown() })
 	return b
 }
 
 // messages returns every message of the event stream.
-func (b *bus) messages(t *testing.T) []*jetstream.RawStreamMsg {
+func (b *testBus) messages(t *testing.T) []*jetstream.RawStreamMsg {
 	t.Helper()
 	ctx := ctxT(t)
 	st, err := b.js.Stream(ctx, testStream)
@@ -76,9 +77,9 @@ func (b *bus) messages(t *testing.T) []*jetstream.RawStreamMsg {
 	return out
 }
 
-func parseOne(t *testing.T, m *jetstream.RawStreamMsg) s3events.ObjectEvent {
+func parseOne(t *testing.T, m *jetstream.RawStreamMsg) bus.ObjectEvent {
 	t.Helper()
-	evs, err := s3events.Parse(m.Data)
+	evs, err := bus.ParseS3Events(m.Data)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -90,7 +91,7 @@ func parseOne(t *testing.T, m *jetstream.RawStreamMsg) s3events.ObjectEvent {
 
 func TestEventsOnJetStream(t *testing.T) {
 	b := startBus(t, t.TempDir(), 0)
-	s := startServer(t, Options{Buckets: []string{"plates"}, Publisher: JetStreamPublisher{b.js}, Region: "local-1"})
+	s := startServer(t, Options{Buckets: []string{"plates"}, Publisher: bus.JetStreamPublisher{JS: b.js}, Region: "local-1"})
 	c := newClient(s.Endpoint(), testAK, testSK)
 	ctx := ctxT(t)
 	key := "incoming/plate 1/X_blue.png"
@@ -129,8 +130,8 @@ func TestEventsOnJetStream(t *testing.T) {
 	if ev.Bucket != "plates" || ev.Key != key || ev.Size != int64(len(body)) || ev.ETag != md5hex(body) || !ev.IsCreate() || ev.Region != "local-1" || ev.Sequencer == "" {
 		t.Fatalf("event %+v", ev)
 	}
-	km, _ := s3events.NewKeyMapper("")
-	if sk, ok := km.MapEvent(ev); !ok || sk.Plate != "plate 1" || sk.SampleID != "X" || sk.Channel != "blue" {
+	km, _ := bus.NewKeyMapper("incoming/", "")
+	if sk, ok, err := km.Map(ev.Key); err != nil || !ok || sk.Plate != "plate 1" || sk.ID != "X" || sk.Channel != pipeline.Blue {
 		t.Fatalf("mapped %+v %v", sk, ok)
 	}
 
@@ -158,13 +159,13 @@ func TestEventsOnJetStream(t *testing.T) {
 		t.Fatalf("%d messages", len(msgs))
 	}
 	cp, mp := parseOne(t, msgs[1]), parseOne(t, msgs[2])
-	if cp.EventName != s3events.ObjectCreatedCopy || cp.Key != "copies/X_blue.png" {
+	if cp.EventName != bus.ObjectCreatedCopy || cp.Key != "copies/X_blue.png" {
 		t.Fatalf("copy event %+v", cp)
 	}
-	if mp.EventName != s3events.ObjectCreatedCompleteMultipartUpload || mp.Key != "mp/ü+%.png" || !strings.HasSuffix(mp.ETag, "-1") {
+	if mp.EventName != bus.ObjectCreatedCompleteMultipartUpload || mp.Key != "mp/ü+%.png" || !strings.HasSuffix(mp.ETag, "-1") {
 		t.Fatalf("multipart event %+v", mp)
 	}
-	if s3events.CompareSequencer(ev.Sequencer, cp.Sequencer) >= 0 || s3events.CompareSequencer(cp.Sequencer, mp.Sequencer) >= 0 {
+	if bus.CompareSequencer(ev.Sequencer, cp.Sequencer) >= 0 || bus.CompareSequencer(cp.Sequencer, mp.Sequencer) >= 0 {
 		t.Fatalf("sequencers not increasing: %s %s %s", ev.Sequencer, cp.Sequencer, mp.Sequencer)
 	}
 	if s.PendingEvents() != 0 || s.PublishedEvents() != 3 {
@@ -175,7 +176,7 @@ func TestEventsOnJetStream(t *testing.T) {
 // flakyPublisher fails while down is set; with publishThenFail it publishes and then reports a
 // failure (as if the server crashed between the PubAck and clearing the intent).
 type flakyPublisher struct {
-	next            Publisher
+	next            bus.Publisher
 	down            atomic.Bool
 	publishThenFail atomic.Bool
 	failFirst       atomic.Int64
@@ -201,7 +202,7 @@ func (p *flakyPublisher) Publish(ctx context.Context, subject string, data []byt
 func TestCrashRecoveryExactlyOnce(t *testing.T) {
 	b := startBus(t, t.TempDir(), 0)
 	dir := t.TempDir()
-	pub := &flakyPublisher{next: JetStreamPublisher{b.js}}
+	pub := &flakyPublisher{next: bus.JetStreamPublisher{JS: b.js}}
 	pub.down.Store(true)
 	ctx := ctxT(t)
 
@@ -234,14 +235,14 @@ func TestCrashRecoveryExactlyOnce(t *testing.T) {
 	}
 	// 3. An intent whose object never became visible (crash between journal and commit).
 	ghost := &intent{Bucket: "plates", Key: "in/p 1/ghost_red.png", Version: "ffffffffffffffffffffffffffffffff",
-		Subject: EventSubject("", "plates"), MsgID: "s3local:plates:ghost", Event: json.RawMessage(`{"Records":[]}`), Created: time.Now()}
+		Subject: bus.EventSubject("", "plates"), MsgID: "s3local:plates:ghost", Event: json.RawMessage(`{"Records":[]}`), Created: time.Now()}
 	if err := s1.journal.add(ghost); err != nil {
 		t.Fatal(err)
 	}
 	closeServer(t, s1) // the "crash": pending intents stay on disk
 
 	// Restart on the same directory with a working bus: pending events are republished.
-	s2, err := New(Options{Dir: dir, AccessKey: testAK, SecretKey: testSK, Publisher: JetStreamPublisher{b.js}, RetryInterval: time.Hour})
+	s2, err := New(Options{Dir: dir, AccessKey: testAK, SecretKey: testSK, Publisher: bus.JetStreamPublisher{JS: b.js}, RetryInterval: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -275,7 +276,7 @@ func TestCrashRecoveryExactlyOnce(t *testing.T) {
 	}
 	// A third restart publishes nothing more.
 	closeServer(t, s2)
-	s3srv := startServer(t, Options{Dir: dir, Publisher: JetStreamPublisher{b.js}})
+	s3srv := startServer(t, Options{Dir: dir, Publisher: bus.JetStreamPublisher{JS: b.js}})
 	if s3srv.PendingEvents() != 0 || len(b.messages(t)) != 2 {
 		t.Fatalf("third start: pending %d, messages %d", s3srv.PendingEvents(), len(b.messages(t)))
 	}
@@ -285,7 +286,7 @@ func TestCrashRecoveryExactlyOnce(t *testing.T) {
 // succeeds. Exactly one event announces the object (the superseded attempts' intents are dropped).
 func TestClientRetriesOn503(t *testing.T) {
 	b := startBus(t, t.TempDir(), 0)
-	pub := &flakyPublisher{next: JetStreamPublisher{b.js}}
+	pub := &flakyPublisher{next: bus.JetStreamPublisher{JS: b.js}}
 	pub.failFirst.Store(2)
 	s := startServer(t, Options{Buckets: []string{"plates"}, Publisher: pub, RetryInterval: time.Hour})
 	c := newClient(s.Endpoint(), testAK, testSK, func(o *s3.Options) {
@@ -318,7 +319,7 @@ func TestJetStreamOutage(t *testing.T) {
 	dir := t.TempDir()
 	b := startBus(t, dir, 0)
 	port := b.srv.Port()
-	s := startServer(t, Options{Buckets: []string{"plates"}, Publisher: JetStreamPublisher{b.js}, PublishTimeout: 300 * time.Millisecond, RetryInterval: 100 * time.Millisecond})
+	s := startServer(t, Options{Buckets: []string{"plates"}, Publisher: bus.JetStreamPublisher{JS: b.js}, PublishTimeout: 300 * time.Millisecond, RetryInterval: 100 * time.Millisecond})
 	c := newClient(s.Endpoint(), testAK, testSK, noRetry)
 	ctx := ctxT(t)
 	b.srv.Shutdown()

@@ -15,7 +15,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/hpa-plates/hpa/internal/s3events"
+	"github.com/hpa-plates/hpa/internal/bus"
 )
 
 const (
@@ -297,7 +297,7 @@ func (s *Server) putObject(rq *request) *APIError {
 	}
 	m.Size, m.ETag, m.Checksums = n, p.ETag(), p.Checksums()
 	m.LastModified, m.Version = s.now().UTC(), newID(16)
-	if e := s.commitObject(rq, m, staged, s3events.ObjectCreatedPut); e != nil {
+	if e := s.commitObject(rq, m, staged, bus.ObjectCreatedPut); e != nil {
 		return e
 	}
 	for alg, v := range m.Checksums {
@@ -640,7 +640,7 @@ func (s *Server) copyObject(rq *request) *APIError {
 	}
 	m.Size, m.ETag = n, hex.EncodeToString(h.Sum(nil))
 	m.LastModified, m.Version = s.now().UTC(), newID(16)
-	if e := s.commitObject(rq, m, staged, s3events.ObjectCreatedCopy); e != nil {
+	if e := s.commitObject(rq, m, staged, bus.ObjectCreatedCopy); e != nil {
 		return e
 	}
 	return writeXML(rq.w, http.StatusOK, struct {
@@ -706,7 +706,7 @@ func (s *Server) listObjects(rq *request, v2 bool) *APIError {
 	}
 	encode := func(v string) string {
 		if enc == "url" {
-			return s3events.EncodeKey(v)
+			return bus.EncodeS3Key(v)
 		}
 		return v
 	}

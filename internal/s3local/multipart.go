@@ -16,7 +16,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/hpa-plates/hpa/internal/s3events"
+	"github.com/hpa-plates/hpa/internal/bus"
 )
 
 const maxPartNumber = 10000
@@ -234,7 +234,7 @@ func (s *Server) completeMultipart(rq *request) *APIError {
 	m.Key, m.Size, m.Parts = rq.key, size, len(parts)
 	m.ETag = hex.EncodeToString(etags.Sum(nil)) + "-" + strconv.Itoa(len(parts))
 	m.LastModified, m.Version = s.now().UTC(), newID(16)
-	if e := s.commitObject(rq, &m, staged, s3events.ObjectCreatedCompleteMultipartUpload); e != nil {
+	if e := s.commitObject(rq, &m, staged, bus.ObjectCreatedCompleteMultipartUpload); e != nil {
 		// On 503 the object is committed but its event is late; the upload stays so that the
 		// client's retry completes it again (a new version whose event supersedes this one).
 		return e

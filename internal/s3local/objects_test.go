@@ -17,6 +17,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/aws/smithy-go"
+	"github.com/hpa-plates/hpa/internal/bus"
 )
 
 func apiCode(err error) string {
@@ -353,7 +354,7 @@ func TestListObjects(t *testing.T) {
 // a refused write publishes no event.
 func TestConditionalWrites(t *testing.T) {
 	b := startBus(t, t.TempDir(), 0)
-	s := startServer(t, Options{Buckets: []string{"b01"}, Publisher: JetStreamPublisher{b.js}})
+	s := startServer(t, Options{Buckets: []string{"b01"}, Publisher: bus.JetStreamPublisher{JS: b.js}})
 	c := newClient(s.Endpoint(), testAK, testSK, noRetry)
 	ctx := ctxT(t)
 	put := func(body string, mod func(*s3.PutObjectInput)) (*s3.PutObjectOutput, error) {

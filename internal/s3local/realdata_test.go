@@ -13,7 +13,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
-	"github.com/hpa-plates/hpa/internal/s3events"
+	"github.com/hpa-plates/hpa/internal/bus"
 	"github.com/hpa-plates/hpa/internal/testutil"
 )
 
@@ -27,7 +27,7 @@ func TestRealImagesUploadAndEvents(t *testing.T) {
 	sort.Strings(files)
 	files = files[:24]
 	b := startBus(t, t.TempDir(), 0)
-	s := startServer(t, Options{Buckets: []string{"plates"}, Publisher: JetStreamPublisher{b.js}})
+	s := startServer(t, Options{Buckets: []string{"plates"}, Publisher: bus.JetStreamPublisher{JS: b.js}})
 	c := newClient(s.Endpoint(), testAK, testSK)
 	ctx := ctxT(t)
 	want := map[string][]byte{}
@@ -61,7 +61,7 @@ func TestRealImagesUploadAndEvents(t *testing.T) {
 	for err := range errs {
 		t.Fatal(err)
 	}
-	km, err := s3events.NewKeyMapper("")
+	km, err := bus.NewKeyMapper("incoming/", "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -80,9 +80,9 @@ func TestRealImagesUploadAndEvents(t *testing.T) {
 		if ev.Size != int64(len(data)) || ev.ETag != md5hex(data) || !ev.IsCreate() {
 			t.Fatalf("event %+v does not describe the %d-byte upload", ev, len(data))
 		}
-		sk, ok := km.MapEvent(ev)
+		sk, ok, err := km.Map(ev.Key)
 		base := strings.TrimSuffix(filepath.Base(ev.Key), ".png")
-		if !ok || sk.Plate != "plate 1" || sk.SampleID+"_"+sk.Channel != base || sk.Ext != "png" {
+		if err != nil || !ok || sk.Plate != "plate 1" || sk.ID+"_"+sk.Channel.String() != base {
 			t.Fatalf("key %q mapped to %+v, %v", ev.Key, sk, ok)
 		}
 		out, err := c.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String("plates"), Key: aws.String(ev.Key)})

@@ -33,6 +33,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/hpa-plates/hpa/internal/bus"
 )
 
 // Options configures a Server.
@@ -52,8 +54,8 @@ type Options struct {
 	// Buckets are created at start when missing.
 	Buckets []string
 	// Publisher receives object-created events; nil disables events.
-	Publisher Publisher
-	// EventSubjectPrefix: events go to "<prefix>.<bucket>"; default DefaultEventSubjectPrefix.
+	Publisher bus.Publisher
+	// EventSubjectPrefix: events go to "<prefix>.<bucket>"; default bus.EventsSubjectPrefix.
 	EventSubjectPrefix string
 	// PublishTimeout bounds one publish attempt; default 10s.
 	PublishTimeout time.Duration
@@ -115,7 +117,7 @@ func New(o Options) (*Server, error) {
 		o.Region = "us-east-1"
 	}
 	if o.EventSubjectPrefix == "" {
-		o.EventSubjectPrefix = DefaultEventSubjectPrefix
+		o.EventSubjectPrefix = bus.EventsSubjectPrefix
 	}
 	if strings.ContainsAny(o.EventSubjectPrefix, " \t*>") || strings.HasPrefix(o.EventSubjectPrefix, ".") {
 		return nil, &ConfigError{fmt.Sprintf("EventSubjectPrefix %q is not a valid subject prefix", o.EventSubjectPrefix)}

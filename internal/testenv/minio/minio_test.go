@@ -16,8 +16,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/hpa-plates/hpa/internal/bus"
 	"github.com/hpa-plates/hpa/internal/natsembed"
-	"github.com/hpa-plates/hpa/internal/s3events"
 )
 
 // natsWithStream starts an embedded JetStream server with a limits stream on "<subject>".
@@ -93,7 +93,7 @@ func TestNativeNATSNotifications(t *testing.T) {
 	if id := msg.Headers().Get(jetstream.MsgIDHeader); id != "" {
 		t.Errorf("MinIO sent a Nats-Msg-Id %q; the consumer must not rely on either", id)
 	}
-	evs, err := s3events.Parse(data)
+	evs, err := bus.ParseS3Events(data)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -148,7 +148,7 @@ func TestNativeNATSNotifications(t *testing.T) {
 	if err != nil {
 		t.Fatalf("no event after restart: %v\n%s", err, srv.Log())
 	}
-	if evs, err := s3events.Parse(msg.Data()); err != nil || len(evs) != 1 || evs[0].Key != "incoming/after restart.png" {
+	if evs, err := bus.ParseS3Events(msg.Data()); err != nil || len(evs) != 1 || evs[0].Key != "incoming/after restart.png" {
 		t.Fatalf("event after restart: %v %+v", err, evs)
 	}
 	// Configuration errors come back at once as *Error naming the bucket.

@@ -1,8 +1,7 @@
-package inference
+package bus
 
 import (
 	"crypto/sha256"
-	"encoding/base64"
 	"encoding/hex"
 	"fmt"
 	"regexp"
@@ -33,7 +32,9 @@ type KeyError struct {
 func (e *KeyError) Error() string { return fmt.Sprintf("key %q: %s", e.Key, e.Reason) }
 
 // KeyMapper turns object keys below an upload prefix into (plate, sample id, channel) with a
-// regular expression that has the named groups plate, id and channel (red|green|blue|yellow).
+// regular expression that has the named groups plate, id and channel (red|green|blue|yellow). It is
+// the one key mapper: the inference consumer's assembler, the replay producer and the sweep use it.
+// It is safe for concurrent use.
 type KeyMapper struct {
 	prefix string
 	re     *regexp.Regexp
@@ -114,18 +115,9 @@ func checkSegment(s string, slashOK bool) error {
 	return nil
 }
 
-// kvKey is the KV key of a sample: base64url of plate NUL id (KV keys allow only a small
-// alphabet; base64url fits it).
-func kvKey(plate, id string) string {
-	return "s." + base64.RawURLEncoding.EncodeToString([]byte(plate+"\x00"+id))
-}
-
-// plateKey is the KV key of a plate.
-func plateKey(plate string) string { return "p." + base64.RawURLEncoding.EncodeToString([]byte(plate)) }
-
-// subjectToken turns a plate into one NATS subject token: letters, digits, '-' and '_' are kept,
+// SubjectToken turns a plate into one NATS subject token: letters, digits, '-' and '_' are kept,
 // every other byte becomes '_', and a short hash keeps distinct plates distinct.
-func subjectToken(plate string) string {
+func SubjectToken(plate string) string {
 	var b strings.Builder
 	clean := true
 	for i := 0; i < len(plate); i++ {

@@ -1,4 +1,4 @@
-package s3events
+package bus
 
 import (
 	"encoding/json"
@@ -20,7 +20,7 @@ func readTestdata(t *testing.T, name string) []byte {
 }
 
 func TestParseAWS(t *testing.T) {
-	evs, err := Parse(readTestdata(t, "aws_put.json"))
+	evs, err := ParseS3Events(readTestdata(t, "aws_put.json"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -47,7 +47,7 @@ func TestParseAWS(t *testing.T) {
 }
 
 func TestParseMinIONATS(t *testing.T) {
-	evs, err := Parse(readTestdata(t, "minio_nats_put.json"))
+	evs, err := ParseS3Events(readTestdata(t, "minio_nats_put.json"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -67,7 +67,7 @@ func TestParseMinIONATS(t *testing.T) {
 		t.Fatalf("time %v", e.EventTime)
 	}
 
-	del, err := Parse(readTestdata(t, "minio_delete.json"))
+	del, err := ParseS3Events(readTestdata(t, "minio_delete.json"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -77,30 +77,30 @@ func TestParseMinIONATS(t *testing.T) {
 }
 
 func TestParseTestEventAndSNS(t *testing.T) {
-	evs, err := Parse(readTestdata(t, "aws_test_event.json"))
+	evs, err := ParseS3Events(readTestdata(t, "aws_test_event.json"))
 	if err != nil || evs == nil || len(evs) != 0 {
 		t.Fatalf("test event: %v %v", evs, err)
 	}
 	inner := readTestdata(t, "aws_put.json")
 	sns, _ := json.Marshal(map[string]string{"Type": "Notification", "MessageId": "m1", "TopicArn": "arn:aws:sns:us-west-2:1:t", "Message": string(inner)})
-	evs, err = Parse(sns)
+	evs, err = ParseS3Events(sns)
 	if err != nil || len(evs) != 1 || evs[0].Key != "incoming/plate 1/00070df0-bbc3-11e8-b2bc-ac1f6b6435d0_green.png" {
 		t.Fatalf("sns: %v %v", evs, err)
 	}
 	bad, _ := json.Marshal(map[string]string{"Type": "Notification", "Message": "{not json"})
-	_, err = Parse(bad)
-	var pe *ParseError
+	_, err = ParseS3Events(bad)
+	var pe *S3EventError
 	if !errors.As(err, &pe) || pe.Field != "Message" {
 		t.Fatalf("bad sns: %v", err)
 	}
 }
 
 func TestParseWrapperWithoutRecords(t *testing.T) {
-	evs, err := Parse([]byte(`{"EventName":"s3:ObjectCreated:Put","Key":"plates/a b/c.png"}`))
+	evs, err := ParseS3Events([]byte(`{"EventName":"s3:ObjectCreated:Put","Key":"plates/a b/c.png"}`))
 	if err != nil || len(evs) != 1 || evs[0].Bucket != "plates" || evs[0].Key != "a b/c.png" || !evs[0].IsCreate() {
 		t.Fatalf("%v %v", evs, err)
 	}
-	if _, err := Parse([]byte(`{"EventName":"s3:ObjectCreated:Put","Key":"plates"}`)); err == nil {
+	if _, err := ParseS3Events([]byte(`{"EventName":"s3:ObjectCreated:Put","Key":"plates"}`)); err == nil {
 		t.Fatal("Key without bucket/ accepted")
 	}
 }
@@ -122,7 +122,7 @@ func TestOddKeys(t *testing.T) {
 		{`"q%3Fx%3Dy%26z"`, "q?x=y&z"},
 	}
 	for _, c := range cases {
-		evs, err := Parse([]byte(recordJSON(c.raw, "")))
+		evs, err := ParseS3Events([]byte(recordJSON(c.raw, "")))
 		if err != nil {
 			t.Fatalf("%s: %v", c.raw, err)
 		}
@@ -160,17 +160,17 @@ func TestMalformed(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			evs, err := Parse([]byte(c.body))
-			var pe *ParseError
+			evs, err := ParseS3Events([]byte(c.body))
+			var pe *S3EventError
 			if !errors.As(err, &pe) {
-				t.Fatalf("got %v, %v; want *ParseError", evs, err)
+				t.Fatalf("got %v, %v; want *S3EventError", evs, err)
 			}
 			if pe.Record != c.record || pe.Field != c.field {
 				t.Fatalf("error %q: record %d field %q, want %d %q", err, pe.Record, pe.Field, c.record, c.field)
 			}
 		})
 	}
-	_, err := Parse([]byte(`{"Records":[{"eventVersion":"1.0","eventName":"x","s3":{"bucket":{"name":"b"},"object":{"key":"k"}}}]}`))
+	_, err := ParseS3Events([]byte(`{"Records":[{"eventVersion":"1.0","eventName":"x","s3":{"bucket":{"name":"b"},"object":{"key":"k"}}}]}`))
 	if !errors.Is(err, ErrUnsupportedVersion) {
 		t.Fatalf("version error does not wrap ErrUnsupportedVersion: %v", err)
 	}
@@ -178,14 +178,14 @@ func TestMalformed(t *testing.T) {
 
 func TestQuotedSize(t *testing.T) {
 	// Some producers quote numbers; a quoted integer is still a size.
-	evs, err := Parse([]byte(`{"Records":[{"eventVersion":"2.1","eventName":"ObjectCreated:Put","s3":{"bucket":{"name":"b"},"object":{"key":"k","size":"12"}}}]}`))
+	evs, err := ParseS3Events([]byte(`{"Records":[{"eventVersion":"2.1","eventName":"ObjectCreated:Put","s3":{"bucket":{"name":"b"},"object":{"key":"k","size":"12"}}}]}`))
 	if err != nil || evs[0].Size != 12 {
 		t.Fatalf("%v %v", evs, err)
 	}
 }
 
 func TestEmptyRecords(t *testing.T) {
-	evs, err := Parse([]byte(`{"Records":[]}`))
+	evs, err := ParseS3Events([]byte(`{"Records":[]}`))
 	if err != nil || len(evs) != 0 {
 		t.Fatalf("%v %v", evs, err)
 	}
@@ -200,7 +200,7 @@ func TestEncodeRoundTrip(t *testing.T) {
 			Sequencer: "00000000000000000A", EventName: ObjectCreatedPut, EventTime: at})
 	}
 	in[2].EventName = ObjectCreatedCompleteMultipartUpload
-	data, err := Encode(EncodeOptions{Region: "local-1", PrincipalID: "hpa", SourceIP: "127.0.0.1", RequestID: "R1"}, in...)
+	data, err := EncodeS3Events(S3EventOptions{Region: "local-1", PrincipalID: "hpa", SourceIP: "127.0.0.1", RequestID: "R1"}, in...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -222,7 +222,7 @@ func TestEncodeRoundTrip(t *testing.T) {
 	if got := raw.Records[1]["s3"].(map[string]any)["object"].(map[string]any)["key"]; got != "a%2Bb/c%25d.png" {
 		t.Fatalf("key 1 encoded as %v", got)
 	}
-	out, err := Parse(data)
+	out, err := ParseS3Events(data)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -253,14 +253,14 @@ func TestEncodeErrors(t *testing.T) {
 		"no name":   {Bucket: "b", Key: "k"},
 		"neg size":  {Bucket: "b", Key: "k", EventName: ObjectCreatedPut, Size: -1},
 	} {
-		_, err := Encode(EncodeOptions{}, ok, ev)
-		var ee *EncodeError
+		_, err := EncodeS3Events(S3EventOptions{}, ok, ev)
+		var ee *S3EncodeError
 		if !errors.As(err, &ee) || ee.Index != 1 {
 			t.Errorf("%s: %v", name, err)
 		}
 	}
 	// MinIO-style names are written the AWS way.
-	data, err := Encode(EncodeOptions{}, ObjectEvent{Bucket: "b", Key: "k", EventName: "s3:ObjectCreated:Copy"})
+	data, err := EncodeS3Events(S3EventOptions{}, ObjectEvent{Bucket: "b", Key: "k", EventName: "s3:ObjectCreated:Copy"})
 	if err != nil || !strings.Contains(string(data), `"eventName":"ObjectCreated:Copy"`) {
 		t.Fatalf("%s %v", data, err)
 	}
@@ -295,9 +295,9 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte(recordJSON(`"a%zz"`, "")))
 	f.Add([]byte(`{"Type":"Notification","Message":"{\"Records\":[]}"}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		evs, err := Parse(data)
+		evs, err := ParseS3Events(data)
 		if err != nil {
-			var pe *ParseError
+			var pe *S3EventError
 			if !errors.As(err, &pe) {
 				t.Fatalf("untyped error %T: %v", err, err)
 			}
@@ -308,11 +308,11 @@ func FuzzParse(f *testing.F) {
 				t.Fatalf("accepted incomplete event %+v", e)
 			}
 			// Re-encoding and parsing again gives the same key.
-			out, err := Encode(EncodeOptions{}, e)
+			out, err := EncodeS3Events(S3EventOptions{}, e)
 			if err != nil {
 				t.Fatal(err)
 			}
-			back, err := Parse(out)
+			back, err := ParseS3Events(out)
 			if err != nil || back[0].Key != e.Key || back[0].Bucket != e.Bucket {
 				t.Fatalf("round trip of %+v: %v %v", e, back, err)
 			}
@@ -327,7 +327,7 @@ func BenchmarkParseMinIO(b *testing.B) {
 	}
 	b.SetBytes(int64(len(data)))
 	for i := 0; i < b.N; i++ {
-		if _, err := Parse(data); err != nil {
+		if _, err := ParseS3Events(data); err != nil {
 			b.Fatal(err)
 		}
 	}

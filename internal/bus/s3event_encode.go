@@ -1,4 +1,4 @@
-package s3events
+package bus
 
 import (
 	"encoding/json"
@@ -16,8 +16,8 @@ const (
 	ObjectRemovedDelete                  = "ObjectRemoved:Delete"
 )
 
-// EncodeOptions fills the record fields that do not come from the ObjectEvent.
-type EncodeOptions struct {
+// S3EventOptions fills the record fields that do not come from the ObjectEvent.
+type S3EventOptions struct {
 	EventVersion    string // default "2.1"
 	EventSource     string // default "aws:s3"
 	Region          string // awsRegion; also the ObjectEvent's Region when that is empty
@@ -28,20 +28,20 @@ type EncodeOptions struct {
 	ConfigurationID string // s3.configurationId
 }
 
-// EncodeError is returned by Encode for an event that cannot be written.
-type EncodeError struct {
+// S3EncodeError is returned by Encode for an event that cannot be written.
+type S3EncodeError struct {
 	Index  int
 	Bucket string
 	Key    string
 	Reason string
 }
 
-func (e *EncodeError) Error() string {
-	return fmt.Sprintf("s3events: encode event %d (s3://%s/%s): %s", e.Index, e.Bucket, e.Key, e.Reason)
+func (e *S3EncodeError) Error() string {
+	return fmt.Sprintf("s3 event: encode event %d (s3://%s/%s): %s", e.Index, e.Bucket, e.Key, e.Reason)
 }
 
-// EventTimeLayout is the eventTime format of Amazon S3 records (UTC, milliseconds).
-const EventTimeLayout = "2006-01-02T15:04:05.000Z"
+// S3EventTimeLayout is the eventTime format of Amazon S3 records (UTC, milliseconds).
+const S3EventTimeLayout = "2006-01-02T15:04:05.000Z"
 
 type outRecord struct {
 	EventVersion      string            `json:"eventVersion"`
@@ -79,7 +79,7 @@ type outS3 struct {
 // Encode writes events as one Amazon S3 notification message ({"Records":[...]}), keys
 // URL-encoded as S3 does. Each event needs a bucket, a key and an event name; a zero EventTime is
 // written as the current time.
-func Encode(o EncodeOptions, evs ...ObjectEvent) ([]byte, error) {
+func EncodeS3Events(o S3EventOptions, evs ...ObjectEvent) ([]byte, error) {
 	if o.EventVersion == "" {
 		o.EventVersion = "2.1"
 	}
@@ -89,7 +89,7 @@ func Encode(o EncodeOptions, evs ...ObjectEvent) ([]byte, error) {
 	recs := make([]outRecord, 0, len(evs))
 	for i, ev := range evs {
 		bad := func(reason string) error {
-			return &EncodeError{Index: i, Bucket: ev.Bucket, Key: ev.Key, Reason: reason}
+			return &S3EncodeError{Index: i, Bucket: ev.Bucket, Key: ev.Key, Reason: reason}
 		}
 		switch {
 		case ev.Bucket == "":
@@ -113,7 +113,7 @@ func Encode(o EncodeOptions, evs ...ObjectEvent) ([]byte, error) {
 			EventVersion:      o.EventVersion,
 			EventSource:       o.EventSource,
 			AWSRegion:         region,
-			EventTime:         t.UTC().Format(EventTimeLayout),
+			EventTime:         t.UTC().Format(S3EventTimeLayout),
 			EventName:         strings.TrimPrefix(ev.EventName, "s3:"),
 			UserIdentity:      principal{o.PrincipalID},
 			RequestParameters: map[string]string{"sourceIPAddress": o.SourceIP},
@@ -124,7 +124,7 @@ func Encode(o EncodeOptions, evs ...ObjectEvent) ([]byte, error) {
 		r.S3.Bucket.Name = ev.Bucket
 		r.S3.Bucket.OwnerIdentity = principal{o.PrincipalID}
 		r.S3.Bucket.ARN = "arn:aws:s3:::" + ev.Bucket
-		r.S3.Object.Key = EncodeKey(ev.Key)
+		r.S3.Object.Key = EncodeS3Key(ev.Key)
 		r.S3.Object.Size = ev.Size
 		r.S3.Object.ETag = strings.Trim(ev.ETag, `"`)
 		r.S3.Object.VersionID = ev.VersionID

@@ -1,14 +1,11 @@
-// Package s3events reads and writes S3 event notifications.
-//
-// Parse accepts the notification JSON as Amazon S3 sends it (eventVersion 2.x, a "Records" array,
-// object keys URL-encoded with '+' for spaces), as MinIO publishes it to NATS and other targets
-// (the same records wrapped in {"EventName","Key","Records"}), wrapped in an SNS envelope, and the
-// s3:TestEvent S3 sends when a notification is configured (which yields no events). Encode writes
-// the Amazon format; it is what our own S3 server (internal/s3local) publishes.
-//
-// KeyMapper turns an object key into the (plate, sample id, channel) it belongs to, or says the
-// object is not one of ours.
-package s3events
+// S3 event notifications: ParseS3Events accepts the notification JSON as Amazon S3 sends it
+// (eventVersion 2.x, a "Records" array, object keys URL-encoded with '+' for spaces), as MinIO
+// publishes it to NATS and other targets (the same records wrapped in {"EventName","Key","Records"}),
+// wrapped in an SNS envelope, and the s3:TestEvent S3 sends when a notification is configured
+// (which yields no events). EncodeS3Events writes the Amazon format; it is what the local S3 server
+// (internal/local/s3local) publishes.
+
+package bus
 
 import (
 	"bytes"
@@ -45,18 +42,18 @@ func (e ObjectEvent) IsCreate() bool { return strings.HasPrefix(e.Type(), "Objec
 // IsRemove reports whether the event says an object was deleted.
 func (e ObjectEvent) IsRemove() bool { return strings.HasPrefix(e.Type(), "ObjectRemoved:") }
 
-// ParseError is returned for notification bodies that cannot be understood. Record is the index in
+// S3EventError is returned for notification bodies that cannot be understood. Record is the index in
 // Records (-1 for the envelope), Field the JSON field at fault.
-type ParseError struct {
+type S3EventError struct {
 	Record int
 	Field  string
 	Reason string
 	Err    error
 }
 
-func (e *ParseError) Error() string {
+func (e *S3EventError) Error() string {
 	var b strings.Builder
-	b.WriteString("s3events: ")
+	b.WriteString("s3 event: ")
 	if e.Record >= 0 {
 		fmt.Fprintf(&b, "record %d: ", e.Record)
 	}
@@ -70,9 +67,9 @@ func (e *ParseError) Error() string {
 	return b.String()
 }
 
-func (e *ParseError) Unwrap() error { return e.Err }
+func (e *S3EventError) Unwrap() error { return e.Err }
 
-// ErrUnsupportedVersion is wrapped by ParseError when a record's eventVersion is not 2.x.
+// ErrUnsupportedVersion is wrapped by S3EventError when a record's eventVersion is not 2.x.
 var ErrUnsupportedVersion = errors.New("unsupported eventVersion")
 
 // wire types: the fields we read (json ignores the rest).
@@ -112,23 +109,23 @@ type record struct {
 // Parse decodes one notification message into its object events. A test event (s3:TestEvent)
 // gives an empty slice and no error. Records of other services (eventSource not "*:s3") are an
 // error, as are records without a bucket or key, undecodable keys and non-2.x versions.
-func Parse(data []byte) ([]ObjectEvent, error) {
+func ParseS3Events(data []byte) ([]ObjectEvent, error) {
 	return parse(data, 0)
 }
 
 func parse(data []byte, depth int) ([]ObjectEvent, error) {
 	data = bytes.TrimSpace(data)
 	if len(data) == 0 {
-		return nil, &ParseError{Record: -1, Reason: "empty message"}
+		return nil, &S3EventError{Record: -1, Reason: "empty message"}
 	}
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.UseNumber()
 	var env envelope
 	if err := dec.Decode(&env); err != nil {
-		return nil, &ParseError{Record: -1, Reason: "malformed JSON", Err: err}
+		return nil, &S3EventError{Record: -1, Reason: "malformed JSON", Err: err}
 	}
 	if dec.More() {
-		return nil, &ParseError{Record: -1, Reason: "trailing data after the JSON object"}
+		return nil, &S3EventError{Record: -1, Reason: "trailing data after the JSON object"}
 	}
 	if env.Records == nil {
 		switch {
@@ -137,7 +134,7 @@ func parse(data []byte, depth int) ([]ObjectEvent, error) {
 		case env.Type == "Notification" && env.Message != "" && depth == 0:
 			evs, err := parse([]byte(env.Message), depth+1)
 			if err != nil {
-				var pe *ParseError
+				var pe *S3EventError
 				if errors.As(err, &pe) && pe.Field == "" && pe.Record < 0 {
 					pe.Field = "Message"
 				}
@@ -147,11 +144,11 @@ func parse(data []byte, depth int) ([]ObjectEvent, error) {
 			// A MinIO wrapper without records: the top-level Key is "bucket/key" (decoded).
 			bucket, key, ok := strings.Cut(env.Key, "/")
 			if !ok || bucket == "" || key == "" {
-				return nil, &ParseError{Record: -1, Field: "Key", Reason: fmt.Sprintf("%q is not bucket/key", env.Key)}
+				return nil, &S3EventError{Record: -1, Field: "Key", Reason: fmt.Sprintf("%q is not bucket/key", env.Key)}
 			}
 			return []ObjectEvent{{Bucket: bucket, Key: key, EventName: env.EventName, Source: "minio:s3"}}, nil
 		}
-		return nil, &ParseError{Record: -1, Field: "Records", Reason: "missing: not an S3 event notification"}
+		return nil, &S3EventError{Record: -1, Field: "Records", Reason: "missing: not an S3 event notification"}
 	}
 	recs := *env.Records
 	out := make([]ObjectEvent, 0, len(recs))
@@ -168,7 +165,7 @@ func parse(data []byte, depth int) ([]ObjectEvent, error) {
 
 func (r record) event(i int) (ObjectEvent, error) {
 	perr := func(field, reason string, err error) error {
-		return &ParseError{Record: i, Field: field, Reason: reason, Err: err}
+		return &S3EventError{Record: i, Field: field, Reason: reason, Err: err}
 	}
 	major, _, _ := strings.Cut(r.EventVersion, ".")
 	if major != "2" {
@@ -189,7 +186,7 @@ func (r record) event(i int) (ObjectEvent, error) {
 	if r.S3.Object.Key == nil || *r.S3.Object.Key == "" {
 		return ObjectEvent{}, perr("s3.object.key", "missing", nil)
 	}
-	key, err := DecodeKey(*r.S3.Object.Key)
+	key, err := DecodeS3Key(*r.S3.Object.Key)
 	if err != nil {
 		return ObjectEvent{}, perr("s3.object.key", fmt.Sprintf("cannot URL-decode %q", *r.S3.Object.Key), err)
 	}
@@ -220,12 +217,12 @@ func (r record) event(i int) (ObjectEvent, error) {
 	return ev, nil
 }
 
-// DecodeKey undoes the URL encoding of keys in event records: %XX escapes and '+' for space.
-func DecodeKey(s string) (string, error) { return url.QueryUnescape(s) }
+// DecodeS3Key undoes the URL encoding of keys in event records: %XX escapes and '+' for space.
+func DecodeS3Key(s string) (string, error) { return url.QueryUnescape(s) }
 
-// EncodeKey URL-encodes a key the way S3 does in event records: form encoding ('+' for space,
-// %XX for reserved and non-ASCII bytes) with '/' left as is. DecodeKey(EncodeKey(k)) == k.
-func EncodeKey(key string) string {
+// EncodeS3Key URL-encodes a key the way S3 does in event records: form encoding ('+' for space,
+// %XX for reserved and non-ASCII bytes) with '/' left as is. DecodeS3Key(EncodeS3Key(k)) == k.
+func EncodeS3Key(key string) string {
 	return strings.ReplaceAll(url.QueryEscape(key), "%2F", "/")
 }
 

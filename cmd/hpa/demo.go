@@ -6,12 +6,10 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"slices"
 	"sort"
 	"strings"
-	"syscall"
 	"text/tabwriter"
 	"time"
 
@@ -22,6 +20,7 @@ import (
 	"github.com/hpa-plates/hpa/internal/labels"
 	"github.com/hpa-plates/hpa/internal/objstore"
 	"github.com/hpa-plates/hpa/internal/pipeline"
+	"github.com/hpa-plates/hpa/internal/serve"
 	"github.com/hpa-plates/hpa/internal/synth"
 )
 
@@ -39,7 +38,7 @@ macro-F1 over the classes present in the truth or the predictions, then stops th
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			config.BindFlags(v, cmd, "demo", nil)
-			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			ctx, stop := serve.SignalContext(cmd.Context())
 			defer stop()
 			return runDemo(ctx, v, cmd.OutOrStdout(), cmd.ErrOrStderr())
 		},

@@ -6,13 +6,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -26,6 +23,7 @@ import (
 	"github.com/hpa-plates/hpa/internal/model/ort"
 	"github.com/hpa-plates/hpa/internal/objstore"
 	"github.com/hpa-plates/hpa/internal/pipeline"
+	"github.com/hpa-plates/hpa/internal/serve"
 )
 
 func init() {
@@ -104,7 +102,7 @@ Serves /metrics, /healthz and /readyz on --metrics-addr. SIGINT/SIGTERM drain in
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			config.BindFlags(v, cmd, "inference", inferenceFlagKeys)
-			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			ctx, stop := serve.SignalContext(cmd.Context())
 			defer stop()
 			return runInference(ctx, v, cmd.ErrOrStderr())
 		},
@@ -152,15 +150,7 @@ func runInference(ctx context.Context, v *viper.Viper, logw io.Writer) error {
 
 // newLogger builds the slog logger of log.level and log.format.
 func newLogger(v *viper.Viper, w io.Writer) *slog.Logger {
-	var lvl slog.Level
-	if err := lvl.UnmarshalText([]byte(v.GetString("log.level"))); err != nil {
-		lvl = slog.LevelInfo
-	}
-	opts := &slog.HandlerOptions{Level: lvl}
-	if v.GetString("log.format") == "json" {
-		return slog.New(slog.NewJSONHandler(w, opts))
-	}
-	return slog.New(slog.NewTextHandler(w, opts))
+	return serve.NewLogger(w, serve.LogConfig{Level: v.GetString("log.level"), Format: v.GetString("log.format")})
 }
 
 // inferenceConfig reads the inference.* keys.
@@ -325,22 +315,9 @@ func downloadModel(ctx context.Context, store *objstore.Bucket, location string)
 
 // serveMetrics serves h on addr ("" = off) and returns a stop function and the bound address.
 func serveMetrics(addr string, h http.Handler, log *slog.Logger) (func(), string, error) {
-	if addr == "" {
-		return func() {}, "", nil
-	}
-	ln, err := net.Listen("tcp", addr)
+	l, err := serve.Listen(addr, h, log)
 	if err != nil {
-		return nil, "", fmt.Errorf("metrics: listen on %s: %w", addr, err)
+		return nil, "", err
 	}
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
-	go func() {
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			log.Error("metrics server", "err", err)
-		}
-	}()
-	return func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(ctx)
-	}, ln.Addr().String(), nil
+	return func() { _ = l.Close() }, l.Addr(), nil
 }

@@ -4,11 +4,8 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"os"
-	"os/signal"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -20,6 +17,7 @@ import (
 	"github.com/hpa-plates/hpa/internal/config"
 	"github.com/hpa-plates/hpa/internal/natsembed"
 	"github.com/hpa-plates/hpa/internal/s3local"
+	"github.com/hpa-plates/hpa/internal/serve"
 )
 
 func init() {
@@ -35,7 +33,7 @@ func init() {
 				"Runs until interrupted (SIGINT/SIGTERM).",
 			Args: cobra.NoArgs,
 			RunE: func(cmd *cobra.Command, args []string) error {
-				ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+				ctx, stop := serve.SignalContext(cmd.Context())
 				defer stop()
 				return runS3Local(ctx, v, cmd.OutOrStdout(), nil)
 			},

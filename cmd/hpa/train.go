@@ -4,10 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"os"
-	"os/signal"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/spf13/cast"
@@ -19,6 +16,7 @@ import (
 	"github.com/hpa-plates/hpa/internal/model/onnx"
 	"github.com/hpa-plates/hpa/internal/model/torch"
 	"github.com/hpa-plates/hpa/internal/pipeline"
+	"github.com/hpa-plates/hpa/internal/serve"
 	"github.com/hpa-plates/hpa/internal/train"
 )
 
@@ -39,7 +37,7 @@ images in DIR/train/ or DIR. Killed and restarted with the same --out, training 
 finished epoch and continues exactly as an uninterrupted run would.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			ctx, stop := serve.SignalContext(cmd.Context())
 			defer stop()
 			return runTrain(ctx, v, cmd.ErrOrStderr(), cmd.OutOrStdout())
 		},

@@ -10,9 +10,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"os/signal"
 	"path/filepath"
-	"syscall"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -27,6 +25,7 @@ import (
 	"github.com/hpa-plates/hpa/internal/natsembed"
 	"github.com/hpa-plates/hpa/internal/objstore"
 	"github.com/hpa-plates/hpa/internal/s3local"
+	"github.com/hpa-plates/hpa/internal/serve"
 )
 
 func init() {
@@ -95,7 +94,7 @@ directory it picks up where it stopped. Consumer tuning comes from the inference
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			config.BindFlags(v, cmd, "up", nil)
-			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			ctx, stop := serve.SignalContext(cmd.Context())
 			defer stop()
 			return runUp(ctx, v, upOptionsFrom(v, "up"), cmd.OutOrStdout(), cmd.ErrOrStderr(), nil)
 		},

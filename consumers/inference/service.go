@@ -52,6 +52,7 @@ import (
 	"github.com/hpa-plates/hpa/internal/bus"
 	"github.com/hpa-plates/hpa/internal/objstore"
 	"github.com/hpa-plates/hpa/internal/pipeline"
+	"github.com/hpa-plates/hpa/internal/serve"
 )
 
 // Config configures a Service. Zero fields take the defaults of DefaultConfig.
@@ -271,21 +272,7 @@ func (s *Service) Ready() error {
 
 // Handler serves /metrics (Prometheus), /healthz (the process is up) and /readyz (model loaded
 // and NATS connected).
-func (s *Service) Handler() http.Handler {
-	mux := http.NewServeMux()
-	mux.Handle("/metrics", s.m.handler())
-	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
-		_, _ = w.Write([]byte("ok\n"))
-	})
-	mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {
-		if err := s.Ready(); err != nil {
-			http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
-			return
-		}
-		_, _ = w.Write([]byte("ready\n"))
-	})
-	return mux
-}
+func (s *Service) Handler() http.Handler { return serve.Handler(s.m.reg, s.Ready) }
 
 // Setup creates what is missing: the events stream (limits retention), the ready stream
 // (work queue, duplicate window), the dead-letter stream, the KV buckets and the durable

@@ -10,7 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/spf13/cobra"
@@ -150,90 +149,25 @@ func runInference(ctx context.Context, v *viper.Viper, logw io.Writer) error {
 
 // newLogger builds the slog logger of log.level and log.format.
 func newLogger(v *viper.Viper, w io.Writer) *slog.Logger {
-	return serve.NewLogger(w, serve.LogConfig{Level: v.GetString("log.level"), Format: v.GetString("log.format")})
+	return serve.NewLogger(w, config.Log(v))
 }
 
 // inferenceConfig reads the inference.* keys.
 func inferenceConfig(v *viper.Viper, log *slog.Logger) (inference.Config, error) {
-	c := inference.DefaultConfig()
-	str := func(key string, dst *string) {
-		if s := v.GetString(key); s != "" {
-			*dst = s
-		}
-	}
-	str("s3.bucket", &c.Bucket)
-	str("inference.upload_prefix", &c.UploadPrefix)
-	str("inference.labels_prefix", &c.LabelsPrefix)
-	str("inference.key_pattern", &c.KeyPattern)
-	str("inference.events_stream", &c.EventsStream)
-	str("inference.events_filter", &c.EventsFilter)
-	str("inference.ready_stream", &c.ReadyStream)
-	str("inference.ready_subject", &c.ReadySubject)
-	str("inference.dlq_stream", &c.DLQStream)
-	str("inference.dlq_subject", &c.DLQSubject)
-	str("inference.labels_subject", &c.LabelsSubject)
-	str("inference.promoted_subject", &c.PromotedSubject)
-	str("inference.events_consumer", &c.EventsConsumer)
-	str("inference.label_consumer", &c.LabelConsumer)
-	str("inference.model_pointer", &c.ModelPointer)
-	if s := v.GetStringSlice("inference.events_subjects"); len(s) > 0 {
-		c.EventsSubjects = s
-	}
-	num := func(key string, dst *int) {
-		if v.IsSet(key) {
-			*dst = v.GetInt(key)
-		}
-	}
-	num("inference.batch", &c.MaxBatch)
-	num("inference.fetch_workers", &c.FetchWorkers)
-	num("inference.write_workers", &c.WriteWorkers)
-	num("inference.event_workers", &c.EventWorkers)
-	num("inference.max_ack_pending", &c.MaxAckPending)
-	num("inference.max_deliver", &c.MaxDeliver)
-	dur := func(key string, dst *time.Duration) {
-		if v.IsSet(key) {
-			*dst = v.GetDuration(key)
-		}
-	}
-	dur("inference.max_batch_delay", &c.MaxBatchDelay)
-	dur("inference.ack_wait", &c.AckWait)
-	dur("inference.incomplete_age", &c.IncompleteAge)
-	dur("inference.op_timeout", &c.OpTimeout)
-	if v.IsSet("inference.max_object_bytes") {
-		c.MaxObjectBytes = v.GetInt64("inference.max_object_bytes")
-	}
-	for key, val := range map[string]int{"inference.batch": c.MaxBatch, "inference.fetch_workers": c.FetchWorkers,
-		"inference.write_workers": c.WriteWorkers, "inference.event_workers": c.EventWorkers, "inference.max_ack_pending": c.MaxAckPending} {
-		if val < 1 {
-			return c, fmt.Errorf("inference: %s must be at least 1, not %d", key, val)
-		}
-	}
-	dec, err := pipeline.DecodeOptionsFromConfig(v)
-	if err != nil {
-		return c, fmt.Errorf("inference: %w", err)
-	}
-	c.Decode = dec
+	c, err := config.Inference(v)
 	c.Logger = log
-	return c, nil
+	return c, err
 }
 
 // natsConnect connects with the nats.* settings. Secrets are never logged.
 func natsConnect(v *viper.Viper, name string, log *slog.Logger) (*nats.Conn, error) {
-	return bus.Connect(bus.Config{URL: v.GetString("nats.url"), User: v.GetString("nats.user"), Password: v.GetString("nats.password"),
-		Token: v.GetString("nats.token"), NKey: v.GetString("nats.nkey"), Creds: v.GetString("nats.creds"),
-		TLSCA: v.GetString("nats.tls_ca"), TLSCert: v.GetString("nats.tls_cert"), TLSKey: v.GetString("nats.tls_key")}, name, log)
+	return bus.Connect(config.NATS(v), name, log)
 }
 
 // s3StoreFrom builds the object store of s3.*: credentials from the standard AWS chain (env,
 // shared config and credentials files, SSO, web identity, ECS/EC2 roles) unless static keys are set.
 func s3StoreFrom(ctx context.Context, v *viper.Viper) (*objstore.Bucket, error) {
-	if v.GetString("s3.bucket") == "" {
-		return nil, errors.New("s3: --bucket (s3.bucket) is required")
-	}
-	return objstore.Open(ctx, objstore.Config{
-		Endpoint: v.GetString("s3.endpoint"), Region: v.GetString("s3.region"), PathStyle: v.GetBool("s3.path_style"),
-		Bucket: v.GetString("s3.bucket"), AccessKey: v.GetString("s3.access_key"), SecretKey: v.GetString("s3.secret_key"),
-	})
+	return objstore.Open(ctx, config.S3(v))
 }
 
 // ortPredictor adapts the ONNX Runtime ensemble to inference.Predictor.
@@ -269,7 +203,7 @@ func ortLoader(v *viper.Viper, store *objstore.Bucket, log *slog.Logger) inferen
 		if st, err := os.Stat(path); err == nil && st.IsDir() {
 			path = filepath.Join(path, "manifest.json")
 		}
-		opt := ort.OptionsFrom(v)
+		opt := config.Runtime(v)
 		opt.MaxBatch = max(v.GetInt("inference.batch"), 1)
 		ens, err := ort.Load(path, opt)
 		if err != nil {

@@ -93,11 +93,11 @@ func runLabel(cmd *cobra.Command, v *viper.Viper, dir string) error {
 	if len(complete) == 0 && len(incomplete) == 0 {
 		return fmt.Errorf("label: no channel images ({Id}_{red,green,blue,yellow}.png) in %s", dir)
 	}
-	dec, err := pipeline.DecodeOptionsFromConfig(v)
+	dec, err := config.Decode(v)
 	if err != nil {
 		return fmt.Errorf("label: %w", err)
 	}
-	opt := ort.OptionsFrom(v)
+	opt := config.Runtime(v)
 	opt.MaxBatch = batch
 	ens, err := ort.Load(manifest, opt)
 	if err != nil {

@@ -33,7 +33,7 @@ func init() {
 			RunE: func(c *cobra.Command, _ []string) error {
 				// Bound when run: info and check both carry torch.library / torch.threads flags.
 				config.BindFlags(v, c, "torch", nil)
-				l, err := torch.OpenConfigured(v)
+				l, err := torch.OpenWith(config.Torch(v))
 				if err != nil {
 					return err
 				}
@@ -47,7 +47,7 @@ func init() {
 			Args:  cobra.NoArgs,
 			RunE: func(c *cobra.Command, _ []string) error {
 				config.BindFlags(v, c, "torch_check", map[string]string{"library": "torch.library", "threads": "torch.threads"})
-				l, err := torch.OpenConfigured(v)
+				l, err := torch.OpenWith(config.Torch(v))
 				if err != nil {
 					return err
 				}

@@ -7,7 +7,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/spf13/cast"
 	"github.com/spf13/cobra"
 	"github.com/spf13/viper"
 
@@ -15,7 +14,6 @@ import (
 	"github.com/hpa-plates/hpa/internal/model"
 	"github.com/hpa-plates/hpa/internal/model/onnx"
 	"github.com/hpa-plates/hpa/internal/model/torch"
-	"github.com/hpa-plates/hpa/internal/pipeline"
 	"github.com/hpa-plates/hpa/internal/serve"
 	"github.com/hpa-plates/hpa/internal/train"
 )
@@ -80,61 +78,8 @@ finished epoch and continues exactly as an uninterrupted run would.`,
 	return cmd
 }
 
-func trainConfigFrom(v *viper.Viper) (train.Config, error) {
-	spec, err := model.Preset(v.GetString("train.arch"))
-	if err != nil {
-		return train.Config{}, err
-	}
-	if s := v.GetString("train.stem"); s != "" {
-		spec.Stem = model.Stem(s)
-	}
-	c := train.DefaultConfig(spec)
-	c.DataDir, c.OutDir = v.GetString("train.data"), v.GetString("train.out")
-	c.Size = v.GetInt("train.size")
-	c.Folds = v.GetInt("train.folds")
-	c.TrainFolds = v.GetIntSlice("train.train_folds")
-	c.FoldsFile = v.GetString("train.folds_file")
-	c.DedupHamming = v.GetInt("train.dedup_hamming")
-	c.Cycles, c.EpochsPerCycle, c.BatchSize = v.GetInt("train.cycles"), v.GetInt("train.epochs"), v.GetInt("train.batch")
-	c.Optimizer = v.GetString("train.optimizer")
-	c.LR, c.LRMin = v.GetFloat64("train.lr"), v.GetFloat64("train.lr_min")
-	c.Momentum, c.WeightDecay, c.Nesterov = v.GetFloat64("train.momentum"), v.GetFloat64("train.weight_decay"), v.GetBool("train.nesterov")
-	c.Loss, c.FocalGamma = v.GetString("train.loss"), v.GetFloat64("train.focal_gamma")
-	c.Sampler = v.GetString("train.sampler")
-	c.TTAViews = v.GetInt("train.tta_views")
-	c.Seed = v.GetInt64("train.seed")
-	c.Workers, c.Prefetch = v.GetInt("train.workers"), v.GetInt("train.prefetch")
-	c.SkipMissing = v.GetBool("train.skip_missing")
-	c.PricePerHour = v.GetFloat64("train.price_per_hour")
-	c.Name, c.Version, c.ParentVersion = v.GetString("train.name"), v.GetString("train.version"), v.GetString("train.parent_version")
-	a := &c.Augment
-	a.Brightness = v.GetFloat64("train.augment.brightness")
-	a.Contrast = v.GetFloat64("train.augment.contrast")
-	a.Expand = v.GetFloat64("train.augment.expand")
-	a.Rot90 = v.GetBool("train.augment.rot90")
-	a.FlipLR = v.GetBool("train.augment.flip_lr")
-	a.FlipUD = v.GetBool("train.augment.flip_ud")
-	a.EraseProb = v.GetFloat64("train.augment.erase_prob")
-	a.RotateDeg = v.GetFloat64("train.augment.rotate_deg")
-	b := &c.Balance
-	b.MinorBelow, b.MajorFrom = v.GetFloat64("train.balance.minor_below"), v.GetFloat64("train.balance.major_from")
-	shares, err := cast.ToFloat64SliceE(v.Get("train.balance.shares"))
-	if err != nil || len(shares) != 3 {
-		return c, fmt.Errorf("train.balance.shares needs 3 values (minor, middle, major), got %v", shares)
-	}
-	copy(b.Shares[:], shares)
-	c.ShrinkK = v.GetFloat64("train.threshold_shrink_k")
-	if c.Decode, err = pipeline.DecodeOptionsFromConfig(v); err != nil {
-		return c, err
-	}
-	if c.Version == "" {
-		c.Version = fmt.Sprintf("%s-%dpx-k%d-c%dx%d-s%d", spec.Name, c.Size, c.Folds, c.Cycles, c.EpochsPerCycle, c.Seed)
-	}
-	return c, nil
-}
-
 func runTrain(ctx context.Context, v *viper.Viper, stderr, stdout io.Writer) error {
-	c, err := trainConfigFrom(v)
+	c, err := config.Train(v)
 	if err != nil {
 		return err
 	}
@@ -145,7 +90,7 @@ func runTrain(ctx context.Context, v *viper.Viper, stderr, stdout io.Writer) err
 	if err != nil {
 		return err
 	}
-	lib, err := torch.OpenConfigured(v)
+	lib, err := torch.OpenWith(config.Torch(v))
 	if err != nil {
 		return err
 	}

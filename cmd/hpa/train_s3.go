@@ -9,6 +9,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/spf13/viper"
 
+	"github.com/hpa-plates/hpa/internal/config"
 	"github.com/hpa-plates/hpa/internal/objstore"
 	"github.com/hpa-plates/hpa/internal/train"
 )
@@ -28,10 +29,7 @@ func stageTrainIO(ctx context.Context, v *viper.Viper, c *train.Config, log io.W
 	if !objstore.IsURL(c.DataDir) && !objstore.IsURL(c.OutDir) {
 		return nil, nil
 	}
-	client, err := objstore.NewClient(ctx, objstore.Config{
-		Endpoint: v.GetString("s3.endpoint"), Region: v.GetString("s3.region"), PathStyle: v.GetBool("s3.path_style"),
-		AccessKey: v.GetString("s3.access_key"), SecretKey: v.GetString("s3.secret_key"),
-	})
+	client, err := objstore.NewClient(ctx, config.S3(v))
 	if err != nil {
 		return nil, err
 	}

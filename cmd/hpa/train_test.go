@@ -83,7 +83,7 @@ func TestTrainConfigLayers(t *testing.T) {
 	if err := config.Load(cfg, cfgFile); err != nil {
 		t.Fatal(err)
 	}
-	c, err := trainConfigFrom(cfg)
+	c, err := config.Train(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -389,7 +389,7 @@ func TestKeyScanFindsEveryForm(t *testing.T) {
 	}
 	for key, how := range map[string]string{
 		"ort.intra_threads":         "GetInt",     // literal
-		"torch.library":             "GetString",  // constant of another package (torch.KeyLibrary)
+		"torch.library":             "GetString",  // literal (config.Torch)
 		"decode.max_pixels":         "IsSet",      // constant, IsSet
 		"inference.events_consumer": "GetString",  // closure parameter (str("...", &c.X))
 		"demo.data_dir":             "GetString",  // function parameter concatenated (section + ".data_dir")

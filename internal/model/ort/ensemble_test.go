@@ -12,8 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/spf13/viper"
-
 	"github.com/hpa-plates/hpa/internal/labels"
 	"github.com/hpa-plates/hpa/internal/model"
 	"github.com/hpa-plates/hpa/internal/model/onnx"
@@ -416,18 +414,7 @@ func BenchmarkEnsembleSEResNeXt50At512(b *testing.B) {
 	benchEnsemble(b, "seresnext50_32x4d", 512, 1, 1)
 }
 
-func TestOptionsFromConfig(t *testing.T) {
-	v := viper.New()
-	v.Set("ort.library", "/opt/ort/libonnxruntime.so")
-	v.Set("ort.provider", "cuda")
-	v.Set("ort.device_id", 1)
-	v.Set("ort.intra_threads", 6)
-	v.Set("ort.inter_threads", 2)
-	got := OptionsFrom(v)
-	want := Options{Library: "/opt/ort/libonnxruntime.so", Provider: "cuda", DeviceID: 1, IntraThreads: 6, InterThreads: 2}
-	if got != want {
-		t.Errorf("OptionsFrom = %+v, want %+v", got, want)
-	}
+func TestResolveLibrary(t *testing.T) {
 	if p, err := ResolveLibrary(""); err != nil || !filepath.IsAbs(p) || filepath.Base(p) != "libonnxruntime.so" {
 		t.Errorf("default library resolves to %q, %v", p, err)
 	}

@@ -1,0 +1,223 @@
+package config
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/spf13/cast"
+	"github.com/spf13/viper"
+
+	"github.com/hpa-plates/hpa/consumers/inference"
+	"github.com/hpa-plates/hpa/internal/bus"
+	"github.com/hpa-plates/hpa/internal/model"
+	"github.com/hpa-plates/hpa/internal/model/torch"
+	"github.com/hpa-plates/hpa/internal/objstore"
+	"github.com/hpa-plates/hpa/internal/pipeline"
+	"github.com/hpa-plates/hpa/internal/serve"
+	"github.com/hpa-plates/hpa/internal/train"
+)
+
+// The typed sections: each reads the keys of one section of config.yaml and returns the settings
+// type of the package that uses them, so no other package reads configuration.
+
+// Keys of the decoder (documented in config.yaml; env HPA_DECODE_MAX_PIXELS, HPA_DECODE_YELLOW_FROM).
+const (
+	keyDecodeMaxPixels  = "decode.max_pixels"
+	keyDecodeYellowFrom = "decode.yellow_from"
+)
+
+// Log reads log.level and log.format.
+func Log(v *viper.Viper) serve.LogConfig {
+	return serve.LogConfig{Level: v.GetString("log.level"), Format: v.GetString("log.format")}
+}
+
+// NATS reads the nats.* connection settings.
+func NATS(v *viper.Viper) bus.Config {
+	return bus.Config{
+		URL: v.GetString("nats.url"), User: v.GetString("nats.user"), Password: v.GetString("nats.password"),
+		Token: v.GetString("nats.token"), NKey: v.GetString("nats.nkey"), Creds: v.GetString("nats.creds"),
+		TLSCA: v.GetString("nats.tls_ca"), TLSCert: v.GetString("nats.tls_cert"), TLSKey: v.GetString("nats.tls_key"),
+	}
+}
+
+// S3 reads the s3.* settings (endpoint, region, path style, bucket, static credentials).
+func S3(v *viper.Viper) objstore.Config {
+	return objstore.Config{
+		Endpoint: v.GetString("s3.endpoint"), Region: v.GetString("s3.region"), PathStyle: v.GetBool("s3.path_style"),
+		Bucket: v.GetString("s3.bucket"), AccessKey: v.GetString("s3.access_key"), SecretKey: v.GetString("s3.secret_key"),
+	}
+}
+
+// Decode reads the decode.* keys (unset keys give the pipeline.DecodeOptions defaults) and
+// validates them. A max_pixels that is not a whole number is an error naming the key.
+func Decode(v *viper.Viper) (pipeline.DecodeOptions, error) {
+	o := pipeline.DecodeOptions{YellowFrom: v.GetString(keyDecodeYellowFrom)}
+	if v.IsSet(keyDecodeMaxPixels) {
+		n, err := toInt64(v.Get(keyDecodeMaxPixels))
+		if err != nil {
+			return pipeline.DecodeOptions{}, fmt.Errorf("config %s: %w", keyDecodeMaxPixels, err)
+		}
+		o.MaxPixels = n
+	}
+	if err := o.Validate(); err != nil {
+		return pipeline.DecodeOptions{}, fmt.Errorf("config: %w", err)
+	}
+	return o, nil
+}
+
+func toInt64(x any) (int64, error) {
+	switch n := x.(type) {
+	case int:
+		return int64(n), nil
+	case int64:
+		return n, nil
+	case float64:
+		if n != float64(int64(n)) {
+			return 0, fmt.Errorf("%v is not a whole number", n)
+		}
+		return int64(n), nil
+	case string:
+		var v int64
+		if _, err := fmt.Sscan(n, &v); err != nil {
+			return 0, fmt.Errorf("%q is not a whole number", n)
+		}
+		return v, nil
+	}
+	return 0, fmt.Errorf("%v (%T) is not a whole number", x, x)
+}
+
+// Runtime reads the ort.* keys: library, provider, device_id, intra_threads, inter_threads.
+// MaxBatch is left to the command (it is the command's batch size).
+func Runtime(v *viper.Viper) model.RuntimeOptions {
+	return model.RuntimeOptions{
+		Library:      v.GetString("ort.library"),
+		Provider:     v.GetString("ort.provider"),
+		DeviceID:     v.GetInt("ort.device_id"),
+		IntraThreads: v.GetInt("ort.intra_threads"),
+		InterThreads: v.GetInt("ort.inter_threads"),
+	}
+}
+
+// Torch reads torch.library and torch.threads.
+func Torch(v *viper.Viper) torch.Options {
+	return torch.Options{Library: v.GetString("torch.library"), Threads: v.GetInt("torch.threads")}
+}
+
+// Inference reads the inference.* keys, s3.bucket and decode.* into the consumer's Config. Keys
+// that are not set keep inference.DefaultConfig's values (`hpa up` and `hpa demo` read them
+// without the flags of `hpa inference`).
+func Inference(v *viper.Viper) (inference.Config, error) {
+	c := inference.DefaultConfig()
+	str := func(key string, dst *string) {
+		if s := v.GetString(key); s != "" {
+			*dst = s
+		}
+	}
+	str("s3.bucket", &c.Bucket)
+	str("inference.upload_prefix", &c.UploadPrefix)
+	str("inference.labels_prefix", &c.LabelsPrefix)
+	str("inference.key_pattern", &c.KeyPattern)
+	str("inference.events_stream", &c.EventsStream)
+	str("inference.events_filter", &c.EventsFilter)
+	str("inference.ready_stream", &c.ReadyStream)
+	str("inference.ready_subject", &c.ReadySubject)
+	str("inference.dlq_stream", &c.DLQStream)
+	str("inference.dlq_subject", &c.DLQSubject)
+	str("inference.labels_subject", &c.LabelsSubject)
+	str("inference.promoted_subject", &c.PromotedSubject)
+	str("inference.events_consumer", &c.EventsConsumer)
+	str("inference.label_consumer", &c.LabelConsumer)
+	str("inference.model_pointer", &c.ModelPointer)
+	if s := v.GetStringSlice("inference.events_subjects"); len(s) > 0 {
+		c.EventsSubjects = s
+	}
+	num := func(key string, dst *int) {
+		if v.IsSet(key) {
+			*dst = v.GetInt(key)
+		}
+	}
+	num("inference.batch", &c.MaxBatch)
+	num("inference.fetch_workers", &c.FetchWorkers)
+	num("inference.write_workers", &c.WriteWorkers)
+	num("inference.event_workers", &c.EventWorkers)
+	num("inference.max_ack_pending", &c.MaxAckPending)
+	num("inference.max_deliver", &c.MaxDeliver)
+	dur := func(key string, dst *time.Duration) {
+		if v.IsSet(key) {
+			*dst = v.GetDuration(key)
+		}
+	}
+	dur("inference.max_batch_delay", &c.MaxBatchDelay)
+	dur("inference.ack_wait", &c.AckWait)
+	dur("inference.incomplete_age", &c.IncompleteAge)
+	dur("inference.op_timeout", &c.OpTimeout)
+	if v.IsSet("inference.max_object_bytes") {
+		c.MaxObjectBytes = v.GetInt64("inference.max_object_bytes")
+	}
+	for key, val := range map[string]int{"inference.batch": c.MaxBatch, "inference.fetch_workers": c.FetchWorkers,
+		"inference.write_workers": c.WriteWorkers, "inference.event_workers": c.EventWorkers, "inference.max_ack_pending": c.MaxAckPending} {
+		if val < 1 {
+			return c, fmt.Errorf("inference: %s must be at least 1, not %d", key, val)
+		}
+	}
+	dec, err := Decode(v)
+	if err != nil {
+		return c, fmt.Errorf("inference: %w", err)
+	}
+	c.Decode = dec
+	return c, nil
+}
+
+// Train reads the train.* keys (and decode.*) into the trainer's Config.
+func Train(v *viper.Viper) (train.Config, error) {
+	spec, err := model.Preset(v.GetString("train.arch"))
+	if err != nil {
+		return train.Config{}, err
+	}
+	if s := v.GetString("train.stem"); s != "" {
+		spec.Stem = model.Stem(s)
+	}
+	c := train.DefaultConfig(spec)
+	c.DataDir, c.OutDir = v.GetString("train.data"), v.GetString("train.out")
+	c.Size = v.GetInt("train.size")
+	c.Folds = v.GetInt("train.folds")
+	c.TrainFolds = v.GetIntSlice("train.train_folds")
+	c.FoldsFile = v.GetString("train.folds_file")
+	c.DedupHamming = v.GetInt("train.dedup_hamming")
+	c.Cycles, c.EpochsPerCycle, c.BatchSize = v.GetInt("train.cycles"), v.GetInt("train.epochs"), v.GetInt("train.batch")
+	c.Optimizer = v.GetString("train.optimizer")
+	c.LR, c.LRMin = v.GetFloat64("train.lr"), v.GetFloat64("train.lr_min")
+	c.Momentum, c.WeightDecay, c.Nesterov = v.GetFloat64("train.momentum"), v.GetFloat64("train.weight_decay"), v.GetBool("train.nesterov")
+	c.Loss, c.FocalGamma = v.GetString("train.loss"), v.GetFloat64("train.focal_gamma")
+	c.Sampler = v.GetString("train.sampler")
+	c.TTAViews = v.GetInt("train.tta_views")
+	c.Seed = v.GetInt64("train.seed")
+	c.Workers, c.Prefetch = v.GetInt("train.workers"), v.GetInt("train.prefetch")
+	c.SkipMissing = v.GetBool("train.skip_missing")
+	c.PricePerHour = v.GetFloat64("train.price_per_hour")
+	c.Name, c.Version, c.ParentVersion = v.GetString("train.name"), v.GetString("train.version"), v.GetString("train.parent_version")
+	a := &c.Augment
+	a.Brightness = v.GetFloat64("train.augment.brightness")
+	a.Contrast = v.GetFloat64("train.augment.contrast")
+	a.Expand = v.GetFloat64("train.augment.expand")
+	a.Rot90 = v.GetBool("train.augment.rot90")
+	a.FlipLR = v.GetBool("train.augment.flip_lr")
+	a.FlipUD = v.GetBool("train.augment.flip_ud")
+	a.EraseProb = v.GetFloat64("train.augment.erase_prob")
+	a.RotateDeg = v.GetFloat64("train.augment.rotate_deg")
+	b := &c.Balance
+	b.MinorBelow, b.MajorFrom = v.GetFloat64("train.balance.minor_below"), v.GetFloat64("train.balance.major_from")
+	shares, err := cast.ToFloat64SliceE(v.Get("train.balance.shares"))
+	if err != nil || len(shares) != 3 {
+		return c, fmt.Errorf("train.balance.shares needs 3 values (minor, middle, major), got %v", shares)
+	}
+	copy(b.Shares[:], shares)
+	c.ShrinkK = v.GetFloat64("train.threshold_shrink_k")
+	if c.Decode, err = Decode(v); err != nil {
+		return c, err
+	}
+	if c.Version == "" {
+		c.Version = fmt.Sprintf("%s-%dpx-k%d-c%dx%d-s%d", spec.Name, c.Size, c.Folds, c.Cycles, c.EpochsPerCycle, c.Seed)
+	}
+	return c, nil
+}

@@ -19,10 +19,10 @@ import (
 
 	"github.com/hpa-plates/hpa/internal/bus"
 	"github.com/hpa-plates/hpa/internal/labels"
-	"github.com/hpa-plates/hpa/internal/natsembed"
+	"github.com/hpa-plates/hpa/internal/local/natsembed"
+	"github.com/hpa-plates/hpa/internal/local/s3local"
 	"github.com/hpa-plates/hpa/internal/objstore"
 	"github.com/hpa-plates/hpa/internal/pipeline"
-	"github.com/hpa-plates/hpa/internal/s3local"
 )
 
 // TestHelperProcessHPA is not a test: run with HPA_HELPER_ARGS (a JSON array) it is the hpa

@@ -12,9 +12,10 @@ import (
 	"time"
 
 	"github.com/hpa-plates/hpa/internal/config"
+	"github.com/hpa-plates/hpa/internal/local"
+	"github.com/hpa-plates/hpa/internal/local/s3local"
 	"github.com/hpa-plates/hpa/internal/model"
 	"github.com/hpa-plates/hpa/internal/objstore"
-	"github.com/hpa-plates/hpa/internal/s3local"
 	"github.com/hpa-plates/hpa/internal/synth"
 )
 
@@ -122,12 +123,13 @@ func TestTrainS3DataAndOut(t *testing.T) {
 	}
 	t.Setenv("HPA_TORCH_LIBRARY", lib)
 	t.Setenv("HPA_TORCH_THREADS", "1")
-	t.Setenv("HPA_S3_ENDPOINT", srv.Endpoint())
-	t.Setenv("HPA_S3_PATH_STYLE", "true")
-	t.Setenv("HPA_S3_ACCESS_KEY", "trainkey")
-	t.Setenv("HPA_S3_SECRET_KEY", "trainsecret1")
 	t.Setenv("HPA_CACHE_DIR", t.TempDir())
-	args := []string{"train", "--data", "s3://lab/datasets/synth", "--out", "s3://lab/models/v1/", "--arch", "seresnext_tiny",
+	// The S3 settings come from an endpoints file, as after `hpa up`.
+	ep := filepath.Join(t.TempDir(), "endpoints.json")
+	if err := (local.Endpoints{S3Endpoint: srv.Endpoint(), Region: "us-east-1", Bucket: "lab", AccessKey: "trainkey", SecretKey: "trainsecret1"}).Write(ep); err != nil {
+		t.Fatal(err)
+	}
+	args := []string{"train", "--endpoints", ep, "--data", "s3://lab/datasets/synth", "--out", "s3://lab/models/v1/", "--arch", "seresnext_tiny",
 		"--size", "32", "--folds", "2", "--cycles", "1", "--epochs", "1", "--batch", "4", "--tta-views", "1"}
 	out, err := runCLI(t, args...)
 	if err != nil {

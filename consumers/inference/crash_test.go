@@ -11,7 +11,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/hpa-plates/hpa/internal/labels"
-	"github.com/hpa-plates/hpa/internal/natsembed"
+	"github.com/hpa-plates/hpa/internal/local/natsembed"
 	"github.com/hpa-plates/hpa/internal/pipeline"
 )
 

@@ -28,10 +28,10 @@ import (
 
 	"github.com/hpa-plates/hpa/internal/bus"
 	"github.com/hpa-plates/hpa/internal/labels"
-	"github.com/hpa-plates/hpa/internal/natsembed"
+	"github.com/hpa-plates/hpa/internal/local/natsembed"
+	"github.com/hpa-plates/hpa/internal/local/s3local"
 	"github.com/hpa-plates/hpa/internal/objstore"
 	"github.com/hpa-plates/hpa/internal/pipeline"
-	"github.com/hpa-plates/hpa/internal/s3local"
 )
 
 const (

@@ -36,13 +36,13 @@ import (
 	"github.com/hpa-plates/hpa/consumers/inference"
 	"github.com/hpa-plates/hpa/internal/bus"
 	"github.com/hpa-plates/hpa/internal/labels"
+	"github.com/hpa-plates/hpa/internal/local/natsembed"
+	"github.com/hpa-plates/hpa/internal/local/s3local"
 	"github.com/hpa-plates/hpa/internal/model"
 	"github.com/hpa-plates/hpa/internal/model/onnx"
 	"github.com/hpa-plates/hpa/internal/model/ort"
-	"github.com/hpa-plates/hpa/internal/natsembed"
 	"github.com/hpa-plates/hpa/internal/objstore"
 	"github.com/hpa-plates/hpa/internal/pipeline"
-	"github.com/hpa-plates/hpa/internal/s3local"
 	"github.com/hpa-plates/hpa/internal/testenv/minio"
 )
 
@@ -947,7 +947,7 @@ func mustMarshal(t *testing.T, l labels.Label) []byte {
 }
 
 // BenchmarkMinIOEndToEnd measures the service on a real MinIO and, in the same run, on the
-// project's in-process S3 server (internal/s3local): b.N samples (4 x 64 px PNG each) uploaded by
+// project's in-process S3 server (internal/local/s3local): b.N samples (4 x 64 px PNG each) uploaded by
 // 4 concurrent clients per backend. It reports MinIO's samples/s from the first upload to the last
 // label event, the latency from a sample's last channel PUT to its label event (p50, p95), and
 // the throughput ratio MinIO / s3local. The model is the cheap digest model, so the numbers are

@@ -321,3 +321,23 @@ func (s *Service) Setup(ctx context.Context) error {
 	}
 	return nil
 }
+
+// Summary names the serving model set: "<name> <version>, <manifest digest>" ("no model" before
+// the first Load).
+func (s *Service) Summary() string {
+	info, ok := s.Model()
+	if !ok {
+		return "no model"
+	}
+	return fmt.Sprintf("%s %s, %s", info.Name, info.Version, info.ManifestDigest)
+}
+
+// Prefixes are the upload and labels prefixes.
+func (s *Service) Prefixes() (upload, labels string) { return s.cfg.UploadPrefix, s.cfg.LabelsPrefix }
+
+// Consuming reports whether the durable consumers exist (Run created them), so that objects
+// uploaded now are seen.
+func (s *Service) Consuming(ctx context.Context) bool {
+	_, err := s.js.Consumer(ctx, s.cfg.ReadyStream, s.cfg.LabelConsumer)
+	return err == nil
+}

@@ -11,7 +11,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/hpa-plates/hpa/internal/natsembed"
+	"github.com/hpa-plates/hpa/internal/local/natsembed"
 )
 
 func TestTopologyDefaultsAndSubjects(t *testing.T) {

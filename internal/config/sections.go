@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/spf13/cast"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/hpa-plates/hpa/consumers/inference"
 	"github.com/hpa-plates/hpa/internal/bus"
+	"github.com/hpa-plates/hpa/internal/local"
 	"github.com/hpa-plates/hpa/internal/model"
 	"github.com/hpa-plates/hpa/internal/model/torch"
 	"github.com/hpa-plates/hpa/internal/objstore"
@@ -220,4 +222,50 @@ func Train(v *viper.Viper) (train.Config, error) {
 		c.Version = fmt.Sprintf("%s-%dpx-k%d-c%dx%d-s%d", spec.Name, c.Size, c.Folds, c.Cycles, c.EpochsPerCycle, c.Seed)
 	}
 	return c, nil
+}
+
+// Up reads the keys of `hpa up` (section "up") or of the service `hpa demo` starts ("demo"):
+// data_dir, model, s3_addr, nats_port, metrics_addr, bucket, region, access_key, secret_key.
+func Up(v *viper.Viper, section string) local.UpOptions {
+	return local.UpOptions{
+		Stack: local.StackOptions{
+			DataDir: v.GetString(section + ".data_dir"), S3Addr: v.GetString(section + ".s3_addr"),
+			NATSPort: v.GetInt(section + ".nats_port"), Bucket: v.GetString(section + ".bucket"),
+			Region: v.GetString(section + ".region"), AccessKey: v.GetString(section + ".access_key"),
+			SecretKey: v.GetString(section + ".secret_key"),
+		},
+		Model:       v.GetString(section + ".model"),
+		MetricsAddr: v.GetString(section + ".metrics_addr"),
+	}
+}
+
+// Demo reads the demo.* keys.
+func Demo(v *viper.Viper) local.DemoOptions {
+	return local.DemoOptions{
+		Up: Up(v, "demo"), Samples: v.GetInt("demo.samples"), Size: v.GetInt("demo.size"), Seed: v.GetInt64("demo.seed"),
+		Plate: v.GetString("demo.plate"), Timeout: v.GetDuration("demo.timeout"),
+	}
+}
+
+// S3Local reads the s3local.* keys.
+func S3Local(v *viper.Viper) local.S3ServerOptions {
+	return local.S3ServerOptions{
+		Dir: v.GetString("s3local.dir"), Addr: v.GetString("s3local.addr"), Region: v.GetString("s3local.region"),
+		AccessKey: v.GetString("s3local.access_key"), SecretKey: v.GetString("s3local.secret_key"),
+		Buckets: splitList(v.GetStringSlice("s3local.buckets")), NATSURL: v.GetString("s3local.nats_url"),
+		NATSEmbedded: v.GetBool("s3local.nats_embedded"), NATSDir: v.GetString("s3local.nats_dir"),
+		NATSPort: v.GetInt("s3local.nats_port"), NATSSyncAlways: v.GetBool("s3local.nats_sync_always"),
+		SubjectPrefix: v.GetString("s3local.subject_prefix"), Stream: v.GetString("s3local.stream"),
+		PublishTimeout: v.GetDuration("s3local.publish_timeout"),
+	}
+}
+
+// splitList accepts lists written with commas or spaces (flags give "a,b"; HPA_* variables and
+// config files may give "a b" or "a,b").
+func splitList(in []string) []string {
+	var out []string
+	for _, s := range in {
+		out = append(out, strings.FieldsFunc(s, func(r rune) bool { return r == ',' || r == ' ' })...)
+	}
+	return out
 }

@@ -11,7 +11,7 @@ import (
 	"testing"
 
 	"github.com/hpa-plates/hpa/internal/pipeline"
-	"github.com/hpa-plates/hpa/internal/testutil"
+	"github.com/hpa-plates/hpa/internal/testenv"
 )
 
 func testModelInfo() ModelInfo {
@@ -207,7 +207,7 @@ func TestErrorRecord(t *testing.T) {
 }
 
 func TestDescribeSourceRealFile(t *testing.T) {
-	dir := filepath.Join(testutil.HPAReal(t), "train_sample")
+	dir := filepath.Join(testenv.HPAReal(t), "train_sample")
 	ents, err := os.ReadDir(dir)
 	if err != nil || len(ents) == 0 {
 		t.Fatalf("read %s: %v", dir, err)

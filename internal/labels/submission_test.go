@@ -9,7 +9,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/hpa-plates/hpa/internal/testutil"
+	"github.com/hpa-plates/hpa/internal/testenv"
 )
 
 func TestSubmissionRoundTrip(t *testing.T) {
@@ -79,7 +79,7 @@ func TestSubmissionErrors(t *testing.T) {
 }
 
 func TestReadRealSampleSubmission(t *testing.T) {
-	f, err := os.Open(filepath.Join(testutil.HPAReal(t), "sample_submission.csv"))
+	f, err := os.Open(filepath.Join(testenv.HPAReal(t), "sample_submission.csv"))
 	if err != nil {
 		t.Fatal(err)
 	}

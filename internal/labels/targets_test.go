@@ -9,7 +9,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/hpa-plates/hpa/internal/testutil"
+	"github.com/hpa-plates/hpa/internal/testenv"
 )
 
 func TestReadLabels(t *testing.T) {
@@ -87,7 +87,7 @@ func TestWriteLabelsRoundTrip(t *testing.T) {
 }
 
 func TestRealTrainCSVReads(t *testing.T) {
-	rows, err := ReadTargetsFile(filepath.Join(testutil.HPAReal(t), "train.csv"))
+	rows, err := ReadTargetsFile(filepath.Join(testenv.HPAReal(t), "train.csv"))
 	if err != nil {
 		t.Fatal(err)
 	}

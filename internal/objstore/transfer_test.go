@@ -10,7 +10,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
-	"github.com/hpa-plates/hpa/internal/s3local"
+	"github.com/hpa-plates/hpa/internal/local/s3local"
 )
 
 func TestParseURL(t *testing.T) {

@@ -12,7 +12,7 @@ import (
 	"testing"
 
 	"github.com/hpa-plates/hpa/internal/labels"
-	"github.com/hpa-plates/hpa/internal/testutil"
+	"github.com/hpa-plates/hpa/internal/testenv"
 )
 
 var update = flag.Bool("update", false, "rewrite labelsets_gen.go from ../shared/hpa-real/train.csv")
@@ -21,7 +21,7 @@ const genFile = "labelsets_gen.go"
 
 func realRows(t testing.TB) []LabeledID {
 	t.Helper()
-	rows, err := labels.ReadTargetsFile(filepath.Join(testutil.HPAReal(t), "train.csv"))
+	rows, err := labels.ReadTargetsFile(filepath.Join(testenv.HPAReal(t), "train.csv"))
 	if err != nil {
 		t.Fatalf("real train.csv: %v", err)
 	}

@@ -9,12 +9,12 @@ import (
 	"testing"
 
 	"github.com/hpa-plates/hpa/internal/labels"
-	"github.com/hpa-plates/hpa/internal/testutil"
+	"github.com/hpa-plates/hpa/internal/testenv"
 )
 
 func realHPALabels(t testing.TB) [][]int {
 	t.Helper()
-	ex, err := labels.ReadTargetsFile(filepath.Join(testutil.HPAReal(t), "train.csv"))
+	ex, err := labels.ReadTargetsFile(filepath.Join(testenv.HPAReal(t), "train.csv"))
 	if err != nil {
 		t.Fatal(err)
 	}

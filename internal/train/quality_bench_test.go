@@ -12,7 +12,7 @@ import (
 	"github.com/hpa-plates/hpa/internal/model"
 	"github.com/hpa-plates/hpa/internal/model/ort"
 	"github.com/hpa-plates/hpa/internal/pipeline"
-	"github.com/hpa-plates/hpa/internal/testutil"
+	"github.com/hpa-plates/hpa/internal/testenv"
 )
 
 // BenchmarkEnsembleQuality trains a K x C snapshot ensemble of the tiny preset on synthetic data and
@@ -78,7 +78,7 @@ func BenchmarkEnsembleQuality(b *testing.B) {
 // scripts/train-bundled.sh with this trainer) on a held-out synthetic set of another seed: the
 // ensemble against each member alone, 8-view TTA, the set's thresholds.
 func BenchmarkBundledEnsembleQuality(b *testing.B) {
-	dir := filepath.Join(testutil.RepoRoot(b), "models", "bundled")
+	dir := filepath.Join(testenv.RepoRoot(b), "models", "bundled")
 	m, err := model.ReadManifest(filepath.Join(dir, "manifest.json"))
 	if err != nil {
 		b.Fatal(err)
@@ -149,7 +149,7 @@ func loadHeldOut(b testing.TB, dir string) ([]pipeline.Image4, [][]bool) {
 func scoreSet(b testing.TB, m *model.Manifest, dir string, members []model.Member, imgs []pipeline.Image4, truth [][]bool) (float64, error) {
 	sub := *m
 	sub.Members = members
-	e, err := ort.New(&sub, dir, ort.Options{Library: filepath.Join(testutil.RepoRoot(b), ort.DefaultLibrary), IntraThreads: 1})
+	e, err := ort.New(&sub, dir, ort.Options{Library: filepath.Join(testenv.RepoRoot(b), ort.DefaultLibrary), IntraThreads: 1})
 	if err != nil {
 		return 0, err
 	}

@@ -21,7 +21,7 @@ import (
 	"github.com/hpa-plates/hpa/internal/model/torch"
 	"github.com/hpa-plates/hpa/internal/pipeline"
 	"github.com/hpa-plates/hpa/internal/synth"
-	"github.com/hpa-plates/hpa/internal/testutil"
+	"github.com/hpa-plates/hpa/internal/testenv"
 )
 
 var (
@@ -33,7 +33,7 @@ var (
 // torchLib opens the training shim; missing, the test is skipped outside CI and fails in CI.
 func torchLib(t testing.TB) *torch.Lib {
 	t.Helper()
-	p := testutil.NativeLibrary(t, "HPA_TORCH_LIBRARY", torch.DefaultLibrary)
+	p := testenv.NativeLibrary(t, "HPA_TORCH_LIBRARY", torch.DefaultLibrary)
 	libOnce.Do(func() {
 		lib, libErr = torch.Open(p)
 		if libErr == nil {

@@ -17,7 +17,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/hpa-plates/hpa/internal/bus"
-	"github.com/hpa-plates/hpa/internal/natsembed"
+	"github.com/hpa-plates/hpa/internal/local/natsembed"
 )
 
 // natsWithStream starts an embedded JetStream server with a limits stream on "<subject>".
@@ -48,7 +48,7 @@ func natsWithStream(t *testing.T, stream, subject string) (*natsembed.Server, je
 
 // A real MinIO publishes one JetStream message per created object, in its NATS format: the
 // wrapper's Key is "<bucket>/<key>" unencoded, the record's key URL-encoded with '+' for spaces,
-// eventVersion 2.0, no Nats-Msg-Id; internal/s3events decodes it back to the uploaded key.
+// eventVersion 2.0, no Nats-Msg-Id; bus.ParseS3Events decodes it back to the uploaded key.
 // Objects outside the notification prefix publish nothing.
 func TestNativeNATSNotifications(t *testing.T) {
 	ns, js := natsWithStream(t, "EV", "ev.minio")

@@ -1,6 +1,7 @@
-// Package testutil holds what the project's tests share: where the repository, the real HPA sample
-// data and the native libraries built by scripts/setup.sh are.
-package testutil
+// Package testenv holds what the project's tests share: where the repository, the real HPA sample
+// data and the native libraries built by scripts/setup.sh are. Its subpackage minio runs a real
+// MinIO server for integration tests.
+package testenv
 
 import (
 	"os"

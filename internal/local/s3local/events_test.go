@@ -18,7 +18,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/hpa-plates/hpa/internal/bus"
-	"github.com/hpa-plates/hpa/internal/natsembed"
+	"github.com/hpa-plates/hpa/internal/local/natsembed"
 	"github.com/hpa-plates/hpa/internal/pipeline"
 )
 

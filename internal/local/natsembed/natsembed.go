@@ -1,7 +1,7 @@
 // Package natsembed runs a real nats-server with JetStream inside the current process.
 //
 // It is the message bus of the event-driven service in single-node deployments and in tests: the
-// S3 server (internal/s3local) publishes object-created events to a JetStream stream and the
+// S3 server (internal/local/s3local) publishes object-created events to a JetStream stream and the
 // labeling workers consume them. JetStream keeps its streams in a file store under
 // Options.DataDir, so restarting on the same directory keeps every stream and message.
 package natsembed

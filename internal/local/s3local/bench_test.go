@@ -14,7 +14,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/hpa-plates/hpa/internal/bus"
-	"github.com/hpa-plates/hpa/internal/natsembed"
+	"github.com/hpa-plates/hpa/internal/local/natsembed"
 )
 
 func benchServer(b *testing.B, pub bus.Publisher) (*Server, *s3.Client) {

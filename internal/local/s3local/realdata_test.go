@@ -14,13 +14,13 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/hpa-plates/hpa/internal/bus"
-	"github.com/hpa-plates/hpa/internal/testutil"
+	"github.com/hpa-plates/hpa/internal/testenv"
 )
 
 // Real HPA channel PNGs uploaded concurrently by the SDK: each arrives intact and is announced by
 // one event whose key maps back to the sample id and channel of its file name.
 func TestRealImagesUploadAndEvents(t *testing.T) {
-	files, err := filepath.Glob(filepath.Join(testutil.HPAReal(t), "test_sample", "*.png"))
+	files, err := filepath.Glob(filepath.Join(testenv.HPAReal(t), "test_sample", "*.png"))
 	if err != nil || len(files) < 24 {
 		t.Fatalf("test_sample: %d files, %v", len(files), err)
 	}

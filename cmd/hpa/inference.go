@@ -2,26 +2,19 @@ package main
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"io"
 	"log/slog"
-	"net/http"
-	"os"
-	"path/filepath"
-	"strings"
 
+	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/nats-io/nats.go"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 	"github.com/spf13/viper"
 
 	"github.com/hpa-plates/hpa/consumers/inference"
-	"github.com/hpa-plates/hpa/internal/bus"
 	"github.com/hpa-plates/hpa/internal/config"
+	"github.com/hpa-plates/hpa/internal/model"
 	"github.com/hpa-plates/hpa/internal/model/ort"
-	"github.com/hpa-plates/hpa/internal/objstore"
-	"github.com/hpa-plates/hpa/internal/pipeline"
 	"github.com/hpa-plates/hpa/internal/serve"
 )
 
@@ -120,31 +113,13 @@ func runInference(ctx context.Context, v *viper.Viper, logw io.Writer) error {
 	if err != nil {
 		return err
 	}
-	nc, err := natsConnect(v, "hpa-inference", log)
-	if err != nil {
-		return err
-	}
-	defer nc.Close()
-	store, err := s3StoreFrom(ctx, v)
-	if err != nil {
-		return err
-	}
-	svc, err := inference.New(nc, store, ortLoader(v, store, log), cfg)
-	if err != nil {
-		return err
-	}
-	defer svc.Close()
-	if err := svc.Load(ctx, v.GetString("inference.model")); err != nil {
-		return fmt.Errorf("inference: %w", err)
-	}
-	stopMetrics, _, err := serveMetrics(v.GetString("inference.metrics_addr"), svc.Handler(), log)
-	if err != nil {
-		return err
-	}
-	defer stopMetrics()
-	log.Info("inference consumer running", "nats", nc.ConnectedUrlRedacted(), "bucket", v.GetString("s3.bucket"),
-		"upload_prefix", cfg.UploadPrefix, "labels_prefix", cfg.LabelsPrefix)
-	return svc.Run(ctx)
+	rt := config.Runtime(v)
+	rt.MaxBatch = cfg.MaxBatch
+	return inference.Main(ctx, inference.MainOptions{
+		NATS: config.NATS(v), S3: config.S3(v), Config: cfg,
+		Model: v.GetString("inference.model"), MetricsAddr: v.GetString("inference.metrics_addr"),
+		NewLoader: func(c *s3.Client) model.Loader { return ort.NewLoader(rt, c) },
+	})
 }
 
 // newLogger builds the slog logger of log.level and log.format.
@@ -157,101 +132,4 @@ func inferenceConfig(v *viper.Viper, log *slog.Logger) (inference.Config, error)
 	c, err := config.Inference(v)
 	c.Logger = log
 	return c, err
-}
-
-// natsConnect connects with the nats.* settings. Secrets are never logged.
-func natsConnect(v *viper.Viper, name string, log *slog.Logger) (*nats.Conn, error) {
-	return bus.Connect(config.NATS(v), name, log)
-}
-
-// s3StoreFrom builds the object store of s3.*: credentials from the standard AWS chain (env,
-// shared config and credentials files, SSO, web identity, ECS/EC2 roles) unless static keys are set.
-func s3StoreFrom(ctx context.Context, v *viper.Viper) (*objstore.Bucket, error) {
-	return objstore.Open(ctx, config.S3(v))
-}
-
-// ortPredictor adapts the ONNX Runtime ensemble to inference.Predictor.
-type ortPredictor struct {
-	ens  *ort.Ensemble
-	info inference.ModelInfo
-}
-
-func (p *ortPredictor) Predict(ctx context.Context, batch []pipeline.Image4) ([][]float64, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	return p.ens.Predict(batch)
-}
-
-func (p *ortPredictor) Model() inference.ModelInfo { return p.info }
-
-// ortLoader loads a model set with ONNX Runtime. A location is a manifest path, a directory
-// holding manifest.json, or s3://<bucket>/<prefix> of such a directory (downloaded under
-// <cache_dir>/models/ first; the manifest's member digests are checked by ort.Load).
-func ortLoader(v *viper.Viper, store *objstore.Bucket, log *slog.Logger) inference.ModelLoader {
-	return func(ctx context.Context, location string) (inference.Predictor, io.Closer, error) {
-		path := location
-		cleanup := func() {}
-		if strings.HasPrefix(location, "s3://") {
-			dir, err := downloadModel(ctx, store, location)
-			if err != nil {
-				return nil, nil, err
-			}
-			path = dir
-			cleanup = func() { _ = os.RemoveAll(dir) }
-		}
-		if st, err := os.Stat(path); err == nil && st.IsDir() {
-			path = filepath.Join(path, "manifest.json")
-		}
-		opt := config.Runtime(v)
-		opt.MaxBatch = max(v.GetInt("inference.batch"), 1)
-		ens, err := ort.Load(path, opt)
-		if err != nil {
-			cleanup()
-			return nil, nil, err
-		}
-		th, err := ens.Thresholds()
-		if err != nil {
-			_ = ens.Close()
-			cleanup()
-			return nil, nil, err
-		}
-		return &ortPredictor{ens: ens, info: inference.ModelInfo{ModelInfo: ens.Info(), Thresholds: th}},
-			closerFunc(func() error { err := ens.Close(); cleanup(); return err }), nil
-	}
-}
-
-type closerFunc func() error
-
-func (f closerFunc) Close() error { return f() }
-
-// downloadModel streams s3://bucket/prefix/* into a new temporary directory (removed when the
-// model set is closed).
-func downloadModel(ctx context.Context, store *objstore.Bucket, location string) (string, error) {
-	u, err := objstore.ParseURL(location)
-	if err != nil {
-		return "", fmt.Errorf("model location %q: want s3://bucket/prefix", location)
-	}
-	dir, err := os.MkdirTemp("", "hpa-model-*")
-	if err != nil {
-		return "", err
-	}
-	n, err := objstore.Download(ctx, store.Client, u, dir)
-	if err == nil && n == 0 {
-		err = errors.New("no objects")
-	}
-	if err != nil {
-		_ = os.RemoveAll(dir)
-		return "", fmt.Errorf("model location %s: %w", location, err)
-	}
-	return dir, nil
-}
-
-// serveMetrics serves h on addr ("" = off) and returns a stop function and the bound address.
-func serveMetrics(addr string, h http.Handler, log *slog.Logger) (func(), string, error) {
-	l, err := serve.Listen(addr, h, log)
-	if err != nil {
-		return nil, "", err
-	}
-	return func() { _ = l.Close() }, l.Addr(), nil
 }

@@ -360,32 +360,6 @@ func TestLabelRealImages(t *testing.T) {
 	}
 }
 
-func TestLabelProgress(t *testing.T) {
-	var buf bytes.Buffer
-	p := newLabelProgress(&buf, 10)
-	if p.tty {
-		t.Fatal("a buffer is not a terminal")
-	}
-	p.add(4) // first report is printed
-	p.add(3) // within two seconds: quiet
-	p.add(3) // the last is always printed
-	p.finish()
-	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
-	if len(lines) != 2 || !strings.HasPrefix(lines[0], "label: 4/10 samples, ") || !strings.HasPrefix(lines[1], "label: 10/10 samples, ") || strings.Contains(buf.String(), "\r") {
-		t.Errorf("plain progress:\n%s", buf.String())
-	}
-	buf.Reset()
-	p = newLabelProgress(&buf, 2)
-	p.tty = true
-	p.add(1)
-	p.add(1)
-	p.finish()
-	s := buf.String()
-	if strings.Count(s, "\r") != 2 || !strings.Contains(s, "1/2 samples") || !strings.Contains(s, "ETA") || !strings.Contains(s, "2/2 samples") || !strings.HasSuffix(s, "\n") {
-		t.Errorf("terminal progress %q", s)
-	}
-}
-
 func TestLabelOutputWriteFailure(t *testing.T) {
 	in := t.TempDir()
 	for _, id := range []string{"a", "b", "c"} {

@@ -142,7 +142,7 @@ type trainProgress struct {
 }
 
 func newTrainProgress(w io.Writer) *trainProgress {
-	return &trainProgress{w: w, tty: labelIsTerminal(w)}
+	return &trainProgress{w: w, tty: serve.IsTerminal(w)}
 }
 
 func (p *trainProgress) update(pr train.Progress) {

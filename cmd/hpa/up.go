@@ -12,6 +12,7 @@ import (
 	"github.com/hpa-plates/hpa/consumers/inference"
 	"github.com/hpa-plates/hpa/internal/config"
 	"github.com/hpa-plates/hpa/internal/local"
+	"github.com/hpa-plates/hpa/internal/model/ort"
 	"github.com/hpa-plates/hpa/internal/serve"
 )
 
@@ -67,9 +68,11 @@ func inferenceOnStack(v *viper.Viper, logw io.Writer, o *local.UpOptions) (local
 		return nil, err
 	}
 	o.Stack.Log, o.Stack.EventsStream = log, cfg.EventsStream
+	rt := config.Runtime(v)
+	rt.MaxBatch = cfg.MaxBatch
 	return func(ctx context.Context, st *local.Stack, model string) (local.Service, error) {
 		cfg.Bucket, cfg.EventsSubjects = st.Endpoints.Bucket, st.EventsSubjects
-		svc, err := inference.New(st.Conn, st.Store, ortLoader(v, st.Store, log), cfg)
+		svc, err := inference.New(st.Conn, st.Store, ort.NewLoader(rt, st.Store.Client), cfg)
 		if err != nil {
 			return nil, err
 		}

@@ -131,7 +131,7 @@ func BenchmarkUpEndToEnd(b *testing.B) {
 	defer ens.Close()
 	t1 := time.Now()
 	for i := 0; i < n; i += 8 {
-		if _, err := ens.Predict(imgs[i:min(i+8, n)]); err != nil {
+		if _, err := ens.Predict(context.Background(), imgs[i:min(i+8, n)]); err != nil {
 			b.Fatal(err)
 		}
 	}

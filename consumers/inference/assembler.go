@@ -77,7 +77,8 @@ func (s *Service) currentDigest() string {
 	return "v"
 }
 
-// runAssembler consumes S3 events until ctx is done, then drains.
+// runAssembler consumes S3 events until ctx is done, then drains. It returns an error when its
+// consumer is gone.
 func (s *Service) runAssembler(ctx context.Context) error {
 	cons, err := s.js.Consumer(ctx, s.cfg.EventsStream, s.cfg.EventsConsumer)
 	if err != nil {
@@ -132,10 +133,16 @@ func (s *Service) runAssembler(ctx context.Context) error {
 			}
 		}()
 	}
+	var fatal error
 	for {
 		msg, err := it.Next()
 		if err != nil {
-			if errors.Is(err, jetstream.ErrMsgIteratorClosed) {
+			if errors.Is(err, jetstream.ErrMsgIteratorClosed) && ctx.Err() != nil {
+				break
+			}
+			if errors.Is(err, jetstream.ErrMsgIteratorClosed) || errors.Is(err, jetstream.ErrConsumerDeleted) ||
+				errors.Is(err, jetstream.ErrConsumerNotFound) {
+				fatal = fmt.Errorf("events consumer %s: %w", s.cfg.EventsConsumer, err)
 				break
 			}
 			s.log.Warn("events consumer", "err", err)
@@ -144,10 +151,11 @@ func (s *Service) runAssembler(ctx context.Context) error {
 		}
 		raw <- msg
 	}
+	it.Stop()
 	close(raw)
 	pwg.Wait()
 	closeAll()
-	return nil
+	return fatal
 }
 
 // parsedEvent is an event message with its parsed records.

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/hpa-plates/hpa/internal/bus"
+	"github.com/hpa-plates/hpa/internal/model"
 	"github.com/hpa-plates/hpa/internal/pipeline"
 )
 
@@ -84,7 +85,7 @@ func BenchmarkEndToEndAccel(b *testing.B) {
 	benchEndToEnd(b, m)
 }
 
-func benchEndToEnd(b *testing.B, model *burnModel) {
+func benchEndToEnd(b *testing.B, bm *burnModel) {
 	const perIter = 24
 	e := newEnv(b, nil)
 	cfg := testConfig()
@@ -96,8 +97,8 @@ func benchEndToEnd(b *testing.B, model *burnModel) {
 	for _, k := range plate.shuffledKeys(1) {
 		e.put(k, plate.files[k])
 	}
-	svc, err := New(e.nc, e.store, func(ctx context.Context, loc string) (Predictor, io.Closer, error) {
-		return model, model, nil
+	svc, err := New(e.nc, e.store, func(ctx context.Context, loc string) (model.Predictor, io.Closer, error) {
+		return bm, bm, nil
 	}, cfg)
 	if err != nil {
 		b.Fatal(err)
@@ -128,7 +129,7 @@ func benchEndToEnd(b *testing.B, model *burnModel) {
 	}
 	t1 := time.Now()
 	for i := 0; i < len(imgs); i += cfg.MaxBatch {
-		if _, err := model.Predict(context.Background(), imgs[i:min(i+cfg.MaxBatch, len(imgs))]); err != nil {
+		if _, err := bm.Predict(context.Background(), imgs[i:min(i+cfg.MaxBatch, len(imgs))]); err != nil {
 			b.Fatal(err)
 		}
 	}

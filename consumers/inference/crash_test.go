@@ -12,6 +12,7 @@ import (
 
 	"github.com/hpa-plates/hpa/internal/labels"
 	"github.com/hpa-plates/hpa/internal/local/natsembed"
+	"github.com/hpa-plates/hpa/internal/model"
 	"github.com/hpa-plates/hpa/internal/pipeline"
 )
 
@@ -46,7 +47,7 @@ func TestReplicaKilledMidBatch(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg := testConfig()
-	svcDead, err := New(ncDead, e.store, func(ctx context.Context, loc string) (Predictor, io.Closer, error) {
+	svcDead, err := New(ncDead, e.store, func(ctx context.Context, loc string) (model.Predictor, io.Closer, error) {
 		return dead, dead, nil
 	}, cfg)
 	if err != nil {

@@ -1,7 +1,6 @@
 package inference
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -52,8 +51,6 @@ type plateGen struct {
 func newCSVBuilder(s *Service) *csvBuilder {
 	return &csvBuilder{s: s, dirty: map[string]bool{}, kick: make(chan struct{}, 1), rows: map[string]cachedRow{}}
 }
-
-func (s *Service) csvKey(plate string) string { return s.cfg.LabelsPrefix + plate + "/submission.csv" }
 
 // labelWritten bumps the plate generation and schedules a build.
 func (b *csvBuilder) labelWritten(ctx context.Context, plate string) error {
@@ -216,8 +213,7 @@ func (b *csvBuilder) buildLocked(ctx context.Context, plate string) error {
 		if !hit || o.ETag == "" || c.etag != o.ETag {
 			data, err := b.s.store.Get(ctx, k, 8<<20)
 			if err != nil {
-				var oe *objstore.Error
-				if errors.As(err, &oe) && oe.NotFound {
+				if errors.Is(err, objstore.ErrNotFound) {
 					continue
 				}
 				return err
@@ -241,11 +237,7 @@ func (b *csvBuilder) buildLocked(ctx context.Context, plate string) error {
 			rows = append(rows, c.row)
 		}
 	}
-	var buf bytes.Buffer
-	if err := labels.WriteSubmission(&buf, rows); err != nil {
-		return err
-	}
-	if err := b.s.store.Put(ctx, b.s.csvKey(plate), buf.Bytes(), "text/csv"); err != nil {
+	if err := b.s.sink.WriteSubmission(ctx, plate, rows); err != nil {
 		return err
 	}
 	b.s.m.csvBuilds.Inc()

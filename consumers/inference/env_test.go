@@ -30,6 +30,7 @@ import (
 	"github.com/hpa-plates/hpa/internal/labels"
 	"github.com/hpa-plates/hpa/internal/local/natsembed"
 	"github.com/hpa-plates/hpa/internal/local/s3local"
+	"github.com/hpa-plates/hpa/internal/model"
 	"github.com/hpa-plates/hpa/internal/objstore"
 	"github.com/hpa-plates/hpa/internal/pipeline"
 )
@@ -44,7 +45,8 @@ const (
 // function of the four planes' mean intensities and the model's seed, so expected labels can be
 // computed independently of the service.
 type fakeModel struct {
-	info    ModelInfo
+	info    labels.ModelInfo
+	th      labels.Thresholds
 	seed    float64
 	delay   time.Duration
 	calls   atomic.Int64
@@ -58,11 +60,8 @@ type fakeModel struct {
 }
 
 func newFakeModel(name string, seed float64) *fakeModel {
-	info := ModelInfo{
-		ModelInfo:  labels.ModelInfo{Name: name, Version: "1", ManifestDigest: "sha256:" + name, Members: 1, TTAViews: 1, Arch: "fake"},
-		Thresholds: labels.UniformThresholds(0.5, labels.NumClasses),
-	}
-	return &fakeModel{info: info, seed: seed}
+	info := labels.ModelInfo{Name: name, Version: "1", ManifestDigest: "sha256:" + name, Members: 1, TTAViews: 1, Arch: "fake"}
+	return &fakeModel{info: info, th: labels.UniformThresholds(0.5, labels.NumClasses), seed: seed}
 }
 
 func expectedProbs(img pipeline.Image4, seed float64) []float64 {
@@ -104,7 +103,8 @@ func (f *fakeModel) Predict(ctx context.Context, batch []pipeline.Image4) ([][]f
 	return out, nil
 }
 
-func (f *fakeModel) Model() ModelInfo { return f.info }
+func (f *fakeModel) Info() labels.ModelInfo        { return f.info }
+func (f *fakeModel) Thresholds() labels.Thresholds { return f.th }
 
 func (f *fakeModel) Close() error {
 	if f.busy.Load() > 0 {
@@ -114,8 +114,8 @@ func (f *fakeModel) Close() error {
 	return nil
 }
 
-func loaderOf(models map[string]*fakeModel) ModelLoader {
-	return func(ctx context.Context, loc string) (Predictor, io.Closer, error) {
+func loaderOf(models map[string]*fakeModel) model.Loader {
+	return func(ctx context.Context, loc string) (model.Predictor, io.Closer, error) {
 		m, ok := models[loc]
 		if !ok {
 			return nil, nil, fmt.Errorf("no model set at %q", loc)
@@ -209,7 +209,7 @@ func testConfig() Config {
 
 // startService runs a replica until the test ends; it returns the service and a stop function
 // that drains it and returns Run's error.
-func (e *testEnv) startService(cfg Config, loader ModelLoader, location string) (*Service, func() error) {
+func (e *testEnv) startService(cfg Config, loader model.Loader, location string) (*Service, func() error) {
 	e.t.Helper()
 	svc, err := New(e.nc, e.store, loader, cfg)
 	if err != nil {
@@ -413,7 +413,7 @@ func (e *testEnv) checkLabel(plate, id string, img pipeline.Image4, m *fakeModel
 			e.t.Fatalf("label %s/%s class %d: p=%v want %v", plate, id, k, cp.P, want[k])
 		}
 	}
-	wantPred := m.info.Thresholds.Apply(roundAll(want))
+	wantPred := m.th.Apply(roundAll(want))
 	if fmt.Sprint(l.PredictedIDs()) != fmt.Sprint(wantPred) {
 		e.t.Errorf("label %s/%s predicted %v, want %v", plate, id, l.PredictedIDs(), wantPred)
 	}

@@ -59,7 +59,10 @@ type digestModel struct {
 	once sync.Once
 }
 
-var digestInfo = inference.ModelInfo{
+var digestInfo = struct {
+	labels.ModelInfo
+	Thresholds labels.Thresholds
+}{
 	ModelInfo: labels.ModelInfo{Name: "minio-digest", Version: "1", ManifestDigest: "sha256:minio-digest",
 		Members: 1, TTAViews: 1, Arch: "digest"},
 	Thresholds: labels.UniformThresholds(0.5, labels.NumClasses),
@@ -96,8 +99,9 @@ func (m *digestModel) Predict(ctx context.Context, batch []pipeline.Image4) ([][
 	return out, nil
 }
 
-func (m *digestModel) Model() inference.ModelInfo { return digestInfo }
-func (m *digestModel) Close() error               { return nil }
+func (m *digestModel) Info() labels.ModelInfo        { return digestInfo.ModelInfo }
+func (m *digestModel) Thresholds() labels.Thresholds { return digestInfo.Thresholds }
+func (m *digestModel) Close() error                  { return nil }
 
 // minioSample is one sample to upload: its object keys by channel and their content.
 type minioSample struct {
@@ -188,12 +192,12 @@ func realHPAChannels(t *testing.T) [4][]byte {
 // letter; the plate CSVs list the labeled samples; the events MinIO put on the stream are its
 // native format (eventVersion 2.0, URL-encoded keys, no Nats-Msg-Id) and parse with bus.
 func TestMinIONativeNotifications(t *testing.T) {
-	model := &digestModel{samples: map[string]int{}}
-	e := startMinIOService(t, func(ctx context.Context, loc string) (inference.Predictor, io.Closer, error) {
+	dm := &digestModel{samples: map[string]int{}}
+	e := startMinIOService(t, func(ctx context.Context, loc string) (model.Predictor, io.Closer, error) {
 		if loc != "digest" {
 			return nil, nil, fmt.Errorf("no model set at %q", loc)
 		}
-		return model, model, nil
+		return dm, dm, nil
 	}, "digest")
 	ctx, cfg, store, js, bucket, subject := context.Background(), e.cfg, e.store, e.js, e.bucket, e.subject
 
@@ -288,13 +292,13 @@ func TestMinIONativeNotifications(t *testing.T) {
 			t.Errorf("%s/%s: %d label events", s.plate, s.id, n)
 		}
 	}
-	model.mu.Lock()
+	dm.mu.Lock()
 	for _, s := range samples {
-		if n := model.samples[s.id]; !s.bad && n != 1 {
+		if n := dm.samples[s.id]; !s.bad && n != 1 {
 			t.Errorf("%s predicted %d times", s.id, n)
 		}
 	}
-	model.mu.Unlock()
+	dm.mu.Unlock()
 
 	// Plate CSVs (rebuilt from the labels listed in MinIO) name every labeled sample.
 	for _, plate := range plates {
@@ -417,14 +421,14 @@ type minioService struct {
 // configuration before they are used.
 type setupOption func(*minio.Options, *inference.Config)
 
-func startMinIOService(t testing.TB, loader inference.ModelLoader, location string, opts ...setupOption) *minioService {
+func startMinIOService(t testing.TB, loader model.Loader, location string, opts ...setupOption) *minioService {
 	t.Helper()
 	return startS3Service(t, "minio", loader, location, opts...)
 }
 
 // startS3Service is startMinIOService with the S3 server chosen: "minio", or "s3local" (the
 // project's in-process server, for comparisons).
-func startS3Service(t testing.TB, backend string, loader inference.ModelLoader, location string, opts ...setupOption) *minioService {
+func startS3Service(t testing.TB, backend string, loader model.Loader, location string, opts ...setupOption) *minioService {
 	t.Helper()
 	e := &minioService{bucket: "hpa", subject: "s3.events.minio", events: map[string]int{}, firstEv: map[string]time.Time{}}
 	ctx := context.Background()
@@ -643,18 +647,6 @@ func waitUntil(t testing.TB, timeout time.Duration, what string, cond func() boo
 	}
 }
 
-// ortPredictor runs the real ONNX Runtime ensemble as the consumer's model.
-type ortPredictor struct {
-	ens  *ort.Ensemble
-	info inference.ModelInfo
-}
-
-func (p *ortPredictor) Predict(ctx context.Context, batch []pipeline.Image4) ([][]float64, error) {
-	return p.ens.Predict(batch)
-}
-
-func (p *ortPredictor) Model() inference.ModelInfo { return p.info }
-
 // tinyModelSet exports two randomly initialized seresnext_tiny members at size px with 8 TTA
 // views and returns the manifest path.
 func tinyModelSet(t *testing.T, size int) string {
@@ -695,18 +687,7 @@ func tinyModelSet(t *testing.T, size int) string {
 // ortOptions keeps ONNX Runtime to the two cores of the test machines.
 var ortOptions = ort.Options{IntraThreads: 2, InterThreads: 1, MaxBatch: 4}
 
-func loadORT(path string) (*ortPredictor, error) {
-	ens, err := ort.Load(path, ortOptions)
-	if err != nil {
-		return nil, err
-	}
-	th, err := ens.Thresholds()
-	if err != nil {
-		_ = ens.Close()
-		return nil, err
-	}
-	return &ortPredictor{ens: ens, info: inference.ModelInfo{ModelInfo: ens.Info(), Thresholds: th}}, nil
-}
+func loadORT(path string) (*ort.Ensemble, error) { return ort.Load(path, ortOptions) }
 
 // TestMinIOWithONNXRuntime is the same chain with every component real: MinIO and its native
 // notifications, JetStream, the consumer and an ONNX Runtime ensemble (two members, 8 TTA views).
@@ -722,13 +703,13 @@ func TestMinIOWithONNXRuntime(t *testing.T) {
 		}
 		t.Fatal(err)
 	}
-	defer ref.ens.Close()
-	e := startMinIOService(t, func(ctx context.Context, loc string) (inference.Predictor, io.Closer, error) {
+	defer ref.Close()
+	e := startMinIOService(t, func(ctx context.Context, loc string) (model.Predictor, io.Closer, error) {
 		p, err := loadORT(loc)
 		if err != nil {
 			return nil, nil, err
 		}
-		return p, p.ens, nil
+		return p, p, nil
 	}, manifest)
 
 	var samples []minioSample
@@ -752,8 +733,8 @@ func TestMinIOWithONNXRuntime(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: %v", key, err)
 		}
-		if l.Model != ref.info.ModelInfo || l.Model.TTAViews != 8 || l.Model.Members != 2 {
-			t.Errorf("%s: model %+v, want %+v", key, l.Model, ref.info.ModelInfo)
+		if l.Model != ref.Info() || l.Model.TTAViews != 8 || l.Model.Members != 2 {
+			t.Errorf("%s: model %+v, want %+v", key, l.Model, ref.Info())
 		}
 		img := pipeline.Image4{ID: s.id, W: size, H: size}
 		for c, b := range s.data {
@@ -761,7 +742,7 @@ func TestMinIOWithONNXRuntime(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		want, err := ref.ens.Predict([]pipeline.Image4{img})
+		want, err := ref.Predict(context.Background(), []pipeline.Image4{img})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -790,10 +771,10 @@ func TestMinIOWithONNXRuntime(t *testing.T) {
 // deployment setting for "nothing lost"), objects uploaded while NATS is down are announced once
 // it is back, and every sample is labeled exactly once.
 func TestMinIOQueueDirSurvivesNATSOutage(t *testing.T) {
-	model := &digestModel{samples: map[string]int{}}
+	dm := &digestModel{samples: map[string]int{}}
 	queue := t.TempDir()
-	e := startMinIOService(t, func(ctx context.Context, loc string) (inference.Predictor, io.Closer, error) {
-		return model, model, nil
+	e := startMinIOService(t, func(ctx context.Context, loc string) (model.Predictor, io.Closer, error) {
+		return dm, dm, nil
 	}, "digest", func(o *minio.Options, _ *inference.Config) { o.QueueDir = queue })
 
 	mk := func(id string, seed uint64) minioSample {
@@ -836,10 +817,10 @@ func TestMinIOQueueDirSurvivesNATSOutage(t *testing.T) {
 		info, err := st.Info(context.Background())
 		return err == nil && info.State.Msgs == 0
 	})
-	model.mu.Lock()
-	defer model.mu.Unlock()
+	dm.mu.Lock()
+	defer dm.mu.Unlock()
 	for _, s := range append(before, during...) {
-		if n := model.samples[s.id]; n != 1 {
+		if n := dm.samples[s.id]; n != 1 {
 			t.Errorf("%s predicted %d times", s.id, n)
 		}
 	}
@@ -850,9 +831,9 @@ func TestMinIOQueueDirSurvivesNATSOutage(t *testing.T) {
 // comes back; every sample, before and after the outage, gets its exact label, transient S3
 // errors were counted, and none is dead-lettered.
 func TestMinIORestartMidLoad(t *testing.T) {
-	model := &digestModel{samples: map[string]int{}, gate: make(chan struct{}), held: make(chan struct{})}
-	e := startMinIOService(t, func(ctx context.Context, loc string) (inference.Predictor, io.Closer, error) {
-		return model, model, nil
+	dm := &digestModel{samples: map[string]int{}, gate: make(chan struct{}), held: make(chan struct{})}
+	e := startMinIOService(t, func(ctx context.Context, loc string) (model.Predictor, io.Closer, error) {
+		return dm, dm, nil
 	}, "digest", func(_ *minio.Options, c *inference.Config) {
 		c.Backoff = 100 * time.Millisecond // 8 deliveries span ~13 s, far more than the outage
 	})
@@ -878,14 +859,14 @@ func TestMinIORestartMidLoad(t *testing.T) {
 		return len(streamMessages(t, e.js, e.cfg.EventsStream)) >= 4*len(before)
 	})
 	select {
-	case <-model.held:
+	case <-dm.held:
 	case <-time.After(20 * time.Second):
 		t.Fatal("no batch reached the model")
 	}
 	if err := e.srv.Stop(); err != nil {
 		t.Fatal(err)
 	}
-	close(model.gate) // the held batch's label writes now fail, as do the other fetches
+	close(dm.gate) // the held batch's label writes now fail, as do the other fetches
 	time.Sleep(time.Second)
 	if n := len(e.labelEvents()); n != 0 {
 		t.Fatalf("%d labels written while MinIO was down", n)
@@ -966,9 +947,9 @@ func BenchmarkMinIOEndToEnd(b *testing.B) {
 }
 
 func endToEnd(b *testing.B, backend string) (rate, p50, p95 float64) {
-	model := &digestModel{samples: map[string]int{}}
-	e := startS3Service(b, backend, func(ctx context.Context, loc string) (inference.Predictor, io.Closer, error) {
-		return model, model, nil
+	dm := &digestModel{samples: map[string]int{}}
+	e := startS3Service(b, backend, func(ctx context.Context, loc string) (model.Predictor, io.Closer, error) {
+		return dm, dm, nil
 	}, "digest")
 	samples := make([]minioSample, b.N)
 	for i := range samples {

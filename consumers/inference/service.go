@@ -12,13 +12,17 @@
 //     <ReadySubject>.<plate token> with Nats-Msg-Id = plate/id/<model digest>/<content hash>,
 //     so the ready stream holds each complete sample once per model version and content, whatever
 //     replica saw which event and however often events were redelivered.
-//  2. Labeling: a durable pull consumer on the ready stream (work-queue retention) feeds
-//     fetch+decode workers (GetObject of the 4 channels, pipeline.DecodeChannel), a batcher with
-//     Triton's dynamic-batching semantics (a batch leaves when it has MaxBatch samples or its
-//     oldest sample waited MaxBatchDelay), one inference goroutine (the model never waits on
-//     I/O: the next batch is assembled while the current one runs) and write workers that put the
-//     label JSON, publish <LabelsSubject>.<plate token> and only then acknowledge the message.
-//     In-flight messages get InProgress heartbeats; MaxAckPending bounds the outstanding work.
+//  2. Labeling (labeler.go) is input -> processors -> output, the sample path `hpa label` shares
+//     (internal/labeling): the JetStream input (input.go: a durable pull consumer on the ready
+//     stream, work-queue retention) alone acknowledges, redelivers with backoff and dead-letters,
+//     and keeps the messages it handed out alive with InProgress heartbeats; the processors are
+//     labeling.Assemble (FetchWorkers goroutines: GetObject of the 4 channels and decode), a
+//     batcher with Triton's dynamic-batching semantics (a batch leaves when it has MaxBatch
+//     samples or its oldest sample waited MaxBatchDelay), labeling.Predict on one inference
+//     goroutine (the model never waits on I/O: the next batch is assembled while the current one
+//     runs) and labeling.Label in WriteWorkers goroutines; the output is labels.ObjectSink plus
+//     the bus (<LabelsSubject>.<plate token> events, the plate CSV generation, the sample's KV
+//     entry), and only then is the message acknowledged. MaxAckPending bounds the outstanding work.
 //  3. Output: labels at <LabelsPrefix><plate>/<id>.json, identical bytes for identical inputs and
 //     model; an existing label with the same manifest digest and sources is not rewritten. A
 //     per-plate Kaggle CSV <LabelsPrefix><plate>/submission.csv is rebuilt from the labels by one
@@ -33,7 +37,10 @@
 //     pointer object in S3 loads the new set beside the old; batches switch between batches; a
 //     failed load keeps the old set and is reported.
 //
-// This package imports NATS but no ONNX runtime: the model comes in through a ModelLoader.
+// A stage that fails (its durable consumer deleted) stops the replica with that error.
+//
+// This package imports NATS but no model runtime: the model comes in through a model.Loader
+// (Main's NewLoader), which the command wires to ONNX Runtime.
 package inference
 
 import (
@@ -50,6 +57,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/hpa-plates/hpa/internal/bus"
+	"github.com/hpa-plates/hpa/internal/labels"
+	"github.com/hpa-plates/hpa/internal/model"
 	"github.com/hpa-plates/hpa/internal/objstore"
 	"github.com/hpa-plates/hpa/internal/pipeline"
 	"github.com/hpa-plates/hpa/internal/serve"
@@ -181,7 +190,7 @@ type Service struct {
 	nc     *nats.Conn
 	js     jetstream.JetStream
 	store  objstore.Store
-	loader ModelLoader
+	loader model.Loader
 	keys   *bus.KeyMapper
 	log    *slog.Logger
 	m      *metrics
@@ -191,9 +200,9 @@ type Service struct {
 	plates  jetstream.KeyValue
 	locks   jetstream.KeyValue
 
-	inflight inflightSet
-	csv      *csvBuilder
-	recs     recCache
+	sink labels.ObjectSink
+	csv  *csvBuilder
+	recs recCache
 
 	mu       sync.Mutex
 	pointer  string // last model location read from the pointer object
@@ -202,7 +211,7 @@ type Service struct {
 }
 
 // New creates a replica. It checks the configuration; Run sets up streams and starts work.
-func New(nc *nats.Conn, store objstore.Store, loader ModelLoader, cfg Config) (*Service, error) {
+func New(nc *nats.Conn, store objstore.Store, loader model.Loader, cfg Config) (*Service, error) {
 	if nc == nil || store == nil {
 		return nil, &ConfigError{"a NATS connection and an object store are required"}
 	}
@@ -218,7 +227,7 @@ func New(nc *nats.Conn, store objstore.Store, loader ModelLoader, cfg Config) (*
 		return nil, fmt.Errorf("jetstream: %w", err)
 	}
 	s := &Service{cfg: cfg, nc: nc, js: js, store: objstore.WithTimeout(store, cfg.OpTimeout), loader: loader, keys: km, log: cfg.Logger, m: newMetrics()}
-	s.inflight.m = map[*inflight]struct{}{}
+	s.sink = labels.ObjectSink{Store: s.store, Prefix: cfg.LabelsPrefix}
 	return s, nil
 }
 
@@ -254,7 +263,7 @@ func (s *Service) Load(ctx context.Context, location string) error {
 func (s *Service) Close() error { return s.model.closeAll() }
 
 // Model returns the serving model set's info; ok is false before the first successful Load.
-func (s *Service) Model() (info ModelInfo, ok bool) {
+func (s *Service) Model() (info labels.ModelInfo, ok bool) {
 	info, _, ok = s.model.info()
 	return info, ok
 }

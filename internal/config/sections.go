@@ -1,7 +1,9 @@
 package config
 
 import (
+	"errors"
 	"fmt"
+	"runtime"
 	"strings"
 	"time"
 
@@ -10,6 +12,7 @@ import (
 
 	"github.com/hpa-plates/hpa/consumers/inference"
 	"github.com/hpa-plates/hpa/internal/bus"
+	"github.com/hpa-plates/hpa/internal/labeling"
 	"github.com/hpa-plates/hpa/internal/local"
 	"github.com/hpa-plates/hpa/internal/model"
 	"github.com/hpa-plates/hpa/internal/model/torch"
@@ -268,4 +271,29 @@ func splitList(in []string) []string {
 		out = append(out, strings.FieldsFunc(s, func(r rune) bool { return r == ',' || r == ' ' })...)
 	}
 	return out
+}
+
+// Label reads the label.* keys (and decode.*) of `hpa label`: the run's options and the model
+// location. Workers 0 means one per CPU.
+func Label(v *viper.Viper) (o labeling.DirOptions, modelLocation string, err error) {
+	o = labeling.DirOptions{Out: v.GetString("label.out"), CSV: v.GetString("label.csv"),
+		Batch: v.GetInt("label.batch"), Workers: v.GetInt("label.workers")}
+	modelLocation = v.GetString("label.model")
+	switch {
+	case modelLocation == "":
+		return o, "", errors.New("label: --model (label.model) is required")
+	case o.Out == "":
+		return o, "", errors.New("label: --out (label.out) must not be empty")
+	case o.Batch < 1:
+		return o, "", fmt.Errorf("label: --batch must be at least 1, not %d", o.Batch)
+	case o.Workers < 0:
+		return o, "", fmt.Errorf("label: --workers must not be negative, not %d", o.Workers)
+	}
+	if o.Workers == 0 {
+		o.Workers = runtime.NumCPU()
+	}
+	if o.Decode, err = Decode(v); err != nil {
+		return o, "", fmt.Errorf("label: %w", err)
+	}
+	return o, modelLocation, nil
 }

@@ -118,3 +118,13 @@ func Run(ctx context.Context, stages ...Stage) error {
 	}
 	return g.Wait()
 }
+
+// IsTerminal reports whether w is a terminal (progress is then one self-overwriting line).
+func IsTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}

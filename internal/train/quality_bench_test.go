@@ -154,14 +154,11 @@ func scoreSet(b testing.TB, m *model.Manifest, dir string, members []model.Membe
 		return 0, err
 	}
 	defer e.Close()
-	probs, err := e.Predict(imgs)
+	probs, err := e.Predict(context.Background(), imgs)
 	if err != nil {
 		return 0, err
 	}
-	th, err := e.Thresholds()
-	if err != nil {
-		return 0, err
-	}
+	th := e.Thresholds()
 	if len(th.Values) != labels.NumClasses {
 		return 0, fmt.Errorf("thresholds: %d values", len(th.Values))
 	}

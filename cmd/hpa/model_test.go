@@ -201,7 +201,7 @@ func TestModelInfo(t *testing.T) {
 	b[len(b)-1] ^= 1
 	os.WriteFile(p, b, 0o644)
 	out, err = runCLI(t, "model", "info", manifest)
-	var me *MemberError
+	var me *onnx.MemberError
 	if !errors.As(err, &me) || len(me.Problems) != 1 || !strings.Contains(err.Error(), "member-01.onnx") || !strings.Contains(out, "SHA256 MISMATCH") {
 		t.Errorf("corrupt member: %v\n%s", err, out)
 	}

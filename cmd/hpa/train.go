@@ -1,21 +1,15 @@
 package main
 
 import (
-	"context"
-	"fmt"
-	"io"
 	"strings"
-	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/viper"
 
 	"github.com/hpa-plates/hpa/internal/config"
 	"github.com/hpa-plates/hpa/internal/model"
-	"github.com/hpa-plates/hpa/internal/model/onnx"
-	"github.com/hpa-plates/hpa/internal/model/torch"
 	"github.com/hpa-plates/hpa/internal/serve"
-	"github.com/hpa-plates/hpa/internal/train"
+	"github.com/hpa-plates/hpa/internal/train/runner"
 )
 
 func init() {
@@ -37,7 +31,11 @@ finished epoch and continues exactly as an uninterrupted run would.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx, stop := serve.SignalContext(cmd.Context())
 			defer stop()
-			return runTrain(ctx, v, cmd.ErrOrStderr(), cmd.OutOrStdout())
+			o, err := config.TrainRun(v)
+			if err != nil {
+				return err
+			}
+			return runner.Run(ctx, o, cmd.ErrOrStderr(), cmd.OutOrStdout())
 		},
 	}
 	f := cmd.Flags()
@@ -76,102 +74,4 @@ finished epoch and continues exactly as an uninterrupted run would.`,
 	f.String("parent-version", "", "version of the model set this one replaces")
 	config.BindFlags(v, cmd, "train", nil)
 	return cmd
-}
-
-func runTrain(ctx context.Context, v *viper.Viper, stderr, stdout io.Writer) error {
-	c, err := config.Train(v)
-	if err != nil {
-		return err
-	}
-	if c.DataDir == "" || c.OutDir == "" {
-		return fmt.Errorf("train: --data and --out are required")
-	}
-	remote, err := stageTrainIO(ctx, v, &c, stderr)
-	if err != nil {
-		return err
-	}
-	lib, err := torch.OpenWith(config.Torch(v))
-	if err != nil {
-		return err
-	}
-	device := v.GetString("train.device")
-	newModel := func(spec model.Spec, seed int64) (train.Backend, error) {
-		return torch.NewBackend(lib, spec, device, uint64(seed), torch.BackendOptions{
-			Optimizer: c.Optimizer, LR: c.LR, Momentum: c.Momentum, WeightDecay: c.WeightDecay, Nesterov: c.Nesterov,
-			Loss: c.Loss, FocalGamma: c.FocalGamma, AMP: v.GetBool("train.amp"),
-			Pretrained: v.GetString("train.pretrained"),
-		})
-	}
-	export := func(path string, spec model.Spec, w model.Weights, size int) error {
-		return onnx.ExportFile(path, spec, w, onnx.ExportOptions{InputSize: size, InputName: "input", OutputName: "logits", Opset: 17})
-	}
-	prog := newTrainProgress(stderr)
-	res, err := train.Run(ctx, c, newModel, export, prog.update)
-	prog.done()
-	if err != nil {
-		return err
-	}
-	for _, s := range res.Skipped {
-		fmt.Fprintln(stderr, "skipped:", s)
-	}
-	for _, w := range res.Report.Warnings {
-		fmt.Fprintln(stderr, "warning:", w)
-	}
-	if remote != nil {
-		if err := remote.upload(ctx, stderr); err != nil {
-			return err
-		}
-	}
-	r := res.Report
-	fmt.Fprintf(stdout, "model set: %s (%d members)\nout-of-fold macro-F1: %.4f (thresholds: %s)\nwall %.1fs, device %.1fs",
-		res.ManifestPath, r.Members, r.MacroF1, r.Policy, r.WallSeconds, r.DeviceSeconds)
-	if r.PricePerHour > 0 {
-		fmt.Fprintf(stdout, ", cost %.4f", r.Cost)
-	}
-	fmt.Fprintln(stdout)
-	return nil
-}
-
-// trainProgress renders fold / cycle / epoch / batch, loss and ETA on one line (terminal) or a line
-// every few seconds (logs).
-type trainProgress struct {
-	w    io.Writer
-	tty  bool
-	last time.Time
-	wide bool
-}
-
-func newTrainProgress(w io.Writer) *trainProgress {
-	return &trainProgress{w: w, tty: serve.IsTerminal(w)}
-}
-
-func (p *trainProgress) update(pr train.Progress) {
-	now := time.Now()
-	if !p.tty && now.Sub(p.last) < 5*time.Second && pr.Phase == "train" && pr.Batch != pr.Batches-1 {
-		return
-	}
-	p.last = now
-	var line string
-	switch pr.Phase {
-	case "train":
-		pct := 100 * float64(pr.Step+1) / float64(max(1, pr.TotalSteps))
-		line = fmt.Sprintf("fold %d/%d  cycle %d/%d  epoch %d/%d  batch %d/%d  %5.1f%%  loss %.4f  lr %.4f  elapsed %s  ETA %s",
-			pr.Fold+1, pr.Folds, pr.Cycle+1, pr.Cycles, pr.Epoch+1, pr.Epochs, pr.Batch+1, pr.Batches, pct, pr.Loss, pr.LR,
-			pr.Elapsed.Round(time.Second), pr.ETA.Round(time.Second))
-	default:
-		line = fmt.Sprintf("fold %d/%d  cycle %d/%d  %s", pr.Fold+1, pr.Folds, pr.Cycle+1, pr.Cycles, map[string]string{
-			"export": "exporting snapshot member", "oof": "out-of-fold predictions (TTA)"}[pr.Phase])
-	}
-	if p.tty {
-		fmt.Fprintf(p.w, "\r\033[K%s", line)
-		p.wide = true
-	} else {
-		fmt.Fprintln(p.w, line)
-	}
-}
-
-func (p *trainProgress) done() {
-	if p.tty && p.wide {
-		fmt.Fprintln(p.w)
-	}
 }

@@ -11,15 +11,19 @@ import (
 	"github.com/spf13/viper"
 
 	"github.com/hpa-plates/hpa/consumers/inference"
+	"github.com/hpa-plates/hpa/internal/benchtrain"
 	"github.com/hpa-plates/hpa/internal/bus"
 	"github.com/hpa-plates/hpa/internal/labeling"
 	"github.com/hpa-plates/hpa/internal/local"
 	"github.com/hpa-plates/hpa/internal/model"
+	"github.com/hpa-plates/hpa/internal/model/onnx"
 	"github.com/hpa-plates/hpa/internal/model/torch"
 	"github.com/hpa-plates/hpa/internal/objstore"
 	"github.com/hpa-plates/hpa/internal/pipeline"
 	"github.com/hpa-plates/hpa/internal/serve"
+	"github.com/hpa-plates/hpa/internal/synth"
 	"github.com/hpa-plates/hpa/internal/train"
+	"github.com/hpa-plates/hpa/internal/train/runner"
 )
 
 // The typed sections: each reads the keys of one section of config.yaml and returns the settings
@@ -296,4 +300,77 @@ func Label(v *viper.Viper) (o labeling.DirOptions, modelLocation string, err err
 		return o, "", fmt.Errorf("label: %w", err)
 	}
 	return o, modelLocation, nil
+}
+
+// ModelExport reads the model_export.* keys of `hpa model export`.
+func ModelExport(v *viper.Viper) onnx.SetOptions {
+	return onnx.SetOptions{
+		Arch: v.GetString("model_export.arch"), Out: v.GetString("model_export.out"),
+		Members: v.GetInt("model_export.members"), Weights: v.GetString("model_export.weights"),
+		Size: v.GetInt("model_export.size"), Seed: v.GetInt64("model_export.seed"),
+		Stem: v.GetString("model_export.stem"),
+	}
+}
+
+// TrainRun reads what `hpa train` runs: Train, train.device, train.amp, train.pretrained, the
+// torch.* and s3.* sections and cache_dir.
+func TrainRun(v *viper.Viper) (runner.Options, error) {
+	c, err := Train(v)
+	return runner.Options{Config: c, Device: v.GetString("train.device"), AMP: v.GetBool("train.amp"),
+		Pretrained: v.GetString("train.pretrained"), Torch: Torch(v), S3: S3(v), CacheDir: v.GetString("cache_dir")}, err
+}
+
+// Folds reads the folds.* keys of `hpa folds`.
+func Folds(v *viper.Viper) runner.FoldsOptions {
+	return runner.FoldsOptions{
+		Labels: v.GetString("folds.labels"), Images: v.GetString("folds.images"),
+		K: v.GetInt("folds.k"), Seed: v.GetUint64("folds.seed"), Out: v.GetString("folds.out"),
+		MaxHamming: v.GetInt("folds.max_hamming"), Channels: v.GetStringSlice("folds.hash_channels"),
+		Workers: v.GetInt("folds.workers"),
+	}
+}
+
+// Synth reads the synth.* keys of `hpa synth`.
+func Synth(v *viper.Viper) synth.Options {
+	return synth.Options{
+		Out: v.GetString("synth.out"), Samples: v.GetInt("synth.samples"), Size: v.GetInt("synth.size"),
+		Seed: v.GetInt64("synth.seed"), Workers: v.GetInt("synth.workers"),
+	}
+}
+
+// TorchCheck reads the torch_check.* keys of `hpa torch check`.
+func TorchCheck(v *viper.Viper) torch.CheckOptions {
+	return torch.CheckOptions{
+		Arch: v.GetString("torch_check.arch"), Device: v.GetString("torch_check.device"),
+		Size: v.GetInt("torch_check.size"), Batch: v.GetInt("torch_check.batch"),
+		Steps: v.GetInt("torch_check.steps"), Seed: v.GetUint64("torch_check.seed"),
+	}
+}
+
+// BenchTrain reads the bench_train.* keys (and torch.library) of `hpa bench train`.
+func BenchTrain(v *viper.Viper) (benchtrain.MainOptions, error) {
+	spec, err := model.Preset(v.GetString("bench_train.arch"))
+	if err != nil {
+		return benchtrain.MainOptions{}, fmt.Errorf("bench train: %w", err)
+	}
+	if st := v.GetString("bench_train.stem"); st != "" {
+		spec.Stem = model.Stem(st)
+	}
+	return benchtrain.MainOptions{
+		Options: benchtrain.Options{
+			StepOptions: benchtrain.StepOptions{
+				Spec: spec, Size: v.GetInt("bench_train.size"), Batch: v.GetInt("bench_train.batch"),
+				Steps: v.GetInt("bench_train.steps"), Warmup: v.GetInt("bench_train.warmup"), Seed: v.GetUint64("bench_train.seed"),
+			},
+			Threads: v.GetInt("bench_train.threads"), Rounds: v.GetInt("bench_train.rounds"),
+			Python: v.GetString("bench_train.python"), Script: v.GetString("bench_train.script"),
+			Preload: v.GetString("bench_train.tcmalloc"), NoInplace: v.GetBool("bench_train.no_inplace"),
+			Loader: benchtrain.LoaderOptions{
+				DataDir: v.GetString("bench_train.data"), Workers: v.GetInt("bench_train.workers"),
+				Samples: v.GetInt("bench_train.samples"), Augment: train.DefaultAugment(),
+			},
+		},
+		Library: v.GetString("torch.library"), SynthSize: v.GetInt("bench_train.synth_size"),
+		Strict: v.GetBool("bench_train.strict"),
+	}, nil
 }

@@ -1,4 +1,4 @@
-package main
+package runner
 
 import (
 	"context"
@@ -7,33 +7,30 @@ import (
 	"path/filepath"
 
 	"github.com/aws/aws-sdk-go-v2/service/s3"
-	"github.com/spf13/viper"
-
-	"github.com/hpa-plates/hpa/internal/config"
 	"github.com/hpa-plates/hpa/internal/objstore"
 	"github.com/hpa-plates/hpa/internal/train"
 )
 
-// trainRemote is an s3:// output of `hpa train`: training writes to a local directory that is
+// remote is an s3:// output of `hpa train`: training writes to a local directory that is
 // uploaded when the run finishes.
-type trainRemote struct {
+type remote struct {
 	client *s3.Client
 	out    objstore.URL
 	local  string
 }
 
-// stageTrainIO downloads s3:// training data into the cache and points the output at a local
+// stageIO downloads s3:// training data into the cache and points the output at a local
 // directory mirroring an s3:// destination (pre-filled with what is already there, so a restarted
 // run resumes). Local paths pass through untouched.
-func stageTrainIO(ctx context.Context, v *viper.Viper, c *train.Config, log io.Writer) (*trainRemote, error) {
+func stageIO(ctx context.Context, o Options, c *train.Config, log io.Writer) (*remote, error) {
 	if !objstore.IsURL(c.DataDir) && !objstore.IsURL(c.OutDir) {
 		return nil, nil
 	}
-	client, err := objstore.NewClient(ctx, config.S3(v))
+	client, err := objstore.NewClient(ctx, o.S3)
 	if err != nil {
 		return nil, err
 	}
-	cache := v.GetString("cache_dir")
+	cache := o.CacheDir
 	if objstore.IsURL(c.DataDir) {
 		u, err := objstore.ParseURL(c.DataDir)
 		if err != nil {
@@ -59,10 +56,10 @@ func stageTrainIO(ctx context.Context, v *viper.Viper, c *train.Config, log io.W
 		return nil, err
 	}
 	c.OutDir = local
-	return &trainRemote{client: client, out: u, local: local}, nil
+	return &remote{client: client, out: u, local: local}, nil
 }
 
-func (r *trainRemote) upload(ctx context.Context, log io.Writer) error {
+func (r *remote) upload(ctx context.Context, log io.Writer) error {
 	// Checkpoints stay in the local cache (a restart on this node resumes from them); the model set goes up.
 	n, err := objstore.Upload(ctx, r.client, r.local, r.out, "checkpoints")
 	if err != nil {

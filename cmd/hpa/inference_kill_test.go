@@ -14,15 +14,14 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/hpa-plates/hpa/internal/bus"
 	"github.com/hpa-plates/hpa/internal/labels"
-	"github.com/hpa-plates/hpa/internal/local/natsembed"
 	"github.com/hpa-plates/hpa/internal/local/s3local"
 	"github.com/hpa-plates/hpa/internal/objstore"
 	"github.com/hpa-plates/hpa/internal/pipeline"
+	"github.com/hpa-plates/hpa/internal/testenv/servers"
 )
 
 // TestHelperProcessHPA is not a test: run with HPA_HELPER_ARGS (a JSON array) it is the hpa
@@ -71,31 +70,14 @@ func startHelper(t *testing.T, args ...string) (*exec.Cmd, *syncBuffer) {
 func TestInferenceProcessKilledAndRestarted(t *testing.T) {
 	manifest := labelModelSet(t)
 	dir := t.TempDir()
-	ns, err := natsembed.Start(natsembed.Options{DataDir: filepath.Join(dir, "nats"), JetStream: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(ns.Shutdown)
-	nc, err := nats.Connect(ns.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, _ := jetstream.New(nc)
+	ns, _, js := servers.JetStream(t, filepath.Join(dir, "nats"))
 	ctx := context.Background()
 	if _, err := bus.EnsureEventsStream(ctx, js, bus.EventsStreamConfig{Name: "S3_EVENTS", Storage: jetstream.FileStorage}); err != nil {
 		t.Fatal(err)
 	}
 	const ak, sk = "AKIAKILLTEST", "kill-test-secret"
-	srv, err := s3local.New(s3local.Options{Dir: filepath.Join(dir, "s3"), AccessKey: ak, SecretKey: sk, Buckets: []string{"plates"},
+	srv := servers.S3(t, s3local.Options{Dir: filepath.Join(dir, "s3"), AccessKey: ak, SecretKey: sk, Buckets: []string{"plates"},
 		Publisher: bus.JetStreamPublisher{JS: js}, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = srv.Close(context.Background()) })
 	store, err := objstore.Open(context.Background(), objstore.Config{Endpoint: srv.Endpoint(), Region: "us-east-1", PathStyle: true,
 		Bucket: "plates", AccessKey: ak, SecretKey: sk})
 	if err != nil {

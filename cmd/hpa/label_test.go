@@ -19,6 +19,7 @@ import (
 	"github.com/hpa-plates/hpa/internal/model/onnx"
 	"github.com/hpa-plates/hpa/internal/pipeline"
 	"github.com/hpa-plates/hpa/internal/synth"
+	"github.com/hpa-plates/hpa/internal/testenv"
 )
 
 // labelModelSet exports two randomly initialized seresnext_tiny members at 64 px with 8-view TTA
@@ -301,20 +302,7 @@ func TestLabelConfigFileAndEnv(t *testing.T) {
 // labelRealDir is ../shared/hpa-real beside the repository root (the directory holding go.mod).
 func labelRealDir(t *testing.T) string {
 	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			break
-		}
-		if filepath.Dir(dir) == dir {
-			t.Fatal("no go.mod above the test directory")
-		}
-		dir = filepath.Dir(dir)
-	}
-	real := filepath.Join(dir, "..", "shared", "hpa-real")
+	real := filepath.Join(testenv.RepoRoot(t), "..", "shared", "hpa-real")
 	if _, err := os.Stat(real); err != nil {
 		t.Skipf("real HPA data not found: %v", err)
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/hpa-plates/hpa/internal/model"
 	"github.com/hpa-plates/hpa/internal/objstore"
 	"github.com/hpa-plates/hpa/internal/synth"
+	"github.com/hpa-plates/hpa/internal/testenv/servers"
 )
 
 // hpa train on a tiny synthetic set writes a model set that hpa label then uses.
@@ -101,14 +102,7 @@ func TestTrainConfigLayers(t *testing.T) {
 // set uploaded (without checkpoints), and a second run on the same --out resumes from what is there.
 func TestTrainS3DataAndOut(t *testing.T) {
 	lib := torchShim(t)
-	srv, err := s3local.New(s3local.Options{Dir: t.TempDir(), AccessKey: "trainkey", SecretKey: "trainsecret1", Buckets: []string{"lab"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Close(context.Background())
+	srv := servers.S3(t, s3local.Options{AccessKey: "trainkey", SecretKey: "trainsecret1", Buckets: []string{"lab"}})
 	ctx := context.Background()
 	data := t.TempDir()
 	if _, err := synth.Generate(ctx, synth.Options{Out: data, Samples: 12, Size: 32, Seed: 5, Workers: 2}); err != nil {

@@ -20,6 +20,7 @@ import (
 	"github.com/hpa-plates/hpa/internal/bus"
 	"github.com/hpa-plates/hpa/internal/labels"
 	"github.com/hpa-plates/hpa/internal/pipeline"
+	"github.com/hpa-plates/hpa/internal/testenv"
 )
 
 func TestBatcherTritonSemantics(t *testing.T) {
@@ -149,7 +150,7 @@ func TestTwoReplicasRandomOrderExactlyOnce(t *testing.T) {
 // realPlate builds n samples whose four channels are real HPA PNGs from the shared data set.
 func realPlate(t *testing.T, plate string, n int) *sampleSet {
 	t.Helper()
-	dir := filepath.Join(repoRoot(t), "..", "shared", "hpa-real", "train_sample")
+	dir := filepath.Join(testenv.RepoRoot(t), "..", "shared", "hpa-real", "train_sample")
 	ents, err := os.ReadDir(dir)
 	if err != nil {
 		t.Skipf("real HPA data not available: %v", err)

@@ -33,6 +33,7 @@ import (
 	"github.com/hpa-plates/hpa/internal/model"
 	"github.com/hpa-plates/hpa/internal/objstore"
 	"github.com/hpa-plates/hpa/internal/pipeline"
+	"github.com/hpa-plates/hpa/internal/testenv/servers"
 )
 
 const (
@@ -145,20 +146,7 @@ func newEnv(t testing.TB, middleware func(http.Handler) http.Handler) *testEnv {
 func newEnvWith(t testing.TB, middleware func(http.Handler) http.Handler, wrap func(bus.Publisher) bus.Publisher) *testEnv {
 	t.Helper()
 	dir := t.TempDir()
-	ns, err := natsembed.Start(natsembed.Options{DataDir: filepath.Join(dir, "nats"), JetStream: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(ns.Shutdown)
-	nc, err := nats.Connect(ns.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ns, nc, js := servers.JetStream(t, filepath.Join(dir, "nats"))
 	ctx := context.Background()
 	if _, err := bus.EnsureEventsStream(ctx, js, bus.EventsStreamConfig{Name: "S3_EVENTS", Storage: jetstream.FileStorage}); err != nil {
 		t.Fatal(err)
@@ -167,16 +155,9 @@ func newEnvWith(t testing.TB, middleware func(http.Handler) http.Handler, wrap f
 	if wrap != nil {
 		pub = wrap(pub)
 	}
-	srv, err := s3local.New(s3local.Options{Dir: filepath.Join(dir, "s3"), AccessKey: testAK, SecretKey: testSK,
+	srv := servers.S3(t, s3local.Options{Dir: filepath.Join(dir, "s3"), AccessKey: testAK, SecretKey: testSK,
 		Buckets: []string{testBucket}, Publisher: pub, Middleware: middleware,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = srv.Close(context.Background()) })
 	store, err := objstore.Open(ctx, objstore.Config{Endpoint: srv.Endpoint(), Region: "us-east-1", PathStyle: true,
 		Bucket: testBucket, AccessKey: testAK, SecretKey: testSK})
 	if err != nil {
@@ -493,22 +474,4 @@ func (e *testEnv) dlq(stream string) []*nats.Msg {
 		out = append(out, &nats.Msg{Subject: rm.Subject, Data: rm.Data, Header: rm.Header})
 	}
 	return out
-}
-
-// repoRoot walks up to the directory holding go.mod.
-func repoRoot(t testing.TB) string {
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatal("go.mod not found")
-		}
-		dir = parent
-	}
 }

@@ -43,6 +43,7 @@ import (
 	"github.com/hpa-plates/hpa/internal/model/ort"
 	"github.com/hpa-plates/hpa/internal/objstore"
 	"github.com/hpa-plates/hpa/internal/pipeline"
+	"github.com/hpa-plates/hpa/internal/testenv"
 	"github.com/hpa-plates/hpa/internal/testenv/minio"
 )
 
@@ -157,19 +158,7 @@ func grayPNG(t testing.TB, size int, seed uint64) []byte {
 // shared sample has one channel per Id) from ../shared/hpa-real/train_sample beside the repo.
 func realHPAChannels(t *testing.T) [4][]byte {
 	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			break
-		}
-		if filepath.Dir(dir) == dir {
-			t.Fatal("go.mod not found")
-		}
-		dir = filepath.Dir(dir)
-	}
+	dir := testenv.RepoRoot(t)
 	sample := filepath.Join(dir, "..", "shared", "hpa-real", "train_sample")
 	var out [4][]byte
 	for c, ch := range pipeline.ChannelNames {

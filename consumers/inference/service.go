@@ -119,46 +119,37 @@ func DefaultConfig() Config {
 	}
 }
 
+// orDefault sets *p to def when *p is the zero value.
+func orDefault[T comparable](p *T, def T) {
+	var zero T
+	if *p == zero {
+		*p = def
+	}
+}
+
 func (c *Config) fill() error {
 	d := DefaultConfig()
-	str := func(p *string, def string) {
-		if *p == "" {
-			*p = def
-		}
-	}
-	str(&c.UploadPrefix, d.UploadPrefix)
-	str(&c.LabelsPrefix, d.LabelsPrefix)
-	str(&c.KeyPattern, d.KeyPattern)
+	orDefault(&c.UploadPrefix, d.UploadPrefix)
+	orDefault(&c.LabelsPrefix, d.LabelsPrefix)
+	orDefault(&c.KeyPattern, d.KeyPattern)
 	c.Topology.Fill()
-	num := func(p *int, def int) {
-		if *p == 0 {
-			*p = def
-		}
-	}
-	num(&c.MaxBatch, d.MaxBatch)
-	num(&c.FetchWorkers, d.FetchWorkers)
-	num(&c.WriteWorkers, d.WriteWorkers)
-	num(&c.EventWorkers, d.EventWorkers)
-	num(&c.MaxAckPending, d.MaxAckPending)
-	num(&c.MaxDeliver, d.MaxDeliver)
-	dur := func(p *time.Duration, def time.Duration) {
-		if *p == 0 {
-			*p = def
-		}
-	}
-	dur(&c.MaxBatchDelay, d.MaxBatchDelay)
-	dur(&c.AckWait, d.AckWait)
-	dur(&c.Backoff, d.Backoff)
-	dur(&c.DedupWindow, d.DedupWindow)
-	dur(&c.IncompleteAge, d.IncompleteAge)
-	dur(&c.SweepInterval, d.SweepInterval)
-	dur(&c.CSVInterval, d.CSVInterval)
-	dur(&c.LockTTL, d.LockTTL)
-	dur(&c.PointerPoll, d.PointerPoll)
-	dur(&c.OpTimeout, d.OpTimeout)
-	if c.MaxObjectBytes == 0 {
-		c.MaxObjectBytes = d.MaxObjectBytes
-	}
+	orDefault(&c.MaxBatch, d.MaxBatch)
+	orDefault(&c.FetchWorkers, d.FetchWorkers)
+	orDefault(&c.WriteWorkers, d.WriteWorkers)
+	orDefault(&c.EventWorkers, d.EventWorkers)
+	orDefault(&c.MaxAckPending, d.MaxAckPending)
+	orDefault(&c.MaxDeliver, d.MaxDeliver)
+	orDefault(&c.MaxBatchDelay, d.MaxBatchDelay)
+	orDefault(&c.AckWait, d.AckWait)
+	orDefault(&c.Backoff, d.Backoff)
+	orDefault(&c.DedupWindow, d.DedupWindow)
+	orDefault(&c.IncompleteAge, d.IncompleteAge)
+	orDefault(&c.SweepInterval, d.SweepInterval)
+	orDefault(&c.CSVInterval, d.CSVInterval)
+	orDefault(&c.LockTTL, d.LockTTL)
+	orDefault(&c.PointerPoll, d.PointerPoll)
+	orDefault(&c.OpTimeout, d.OpTimeout)
+	orDefault(&c.MaxObjectBytes, d.MaxObjectBytes)
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}

@@ -41,11 +41,58 @@ func (e *CSVError) Error() string {
 // An empty Target is a sample without labels. Malformed rows, class ids outside 0..27, repeated
 // class ids within a row and repeated Ids are *CSVError with the line number.
 func ReadTargets(r io.Reader) ([]Target, error) {
+	var out []Target
+	seen := make(map[string]int)
+	err := ReadIDColumn(r, "Target", func(line int, id, value string) error {
+		if prev, dup := seen[id]; dup {
+			return fmt.Errorf("Id %s repeated (first on line %d)", id, prev)
+		}
+		seen[id] = line
+		fields := strings.Fields(value)
+		labels := make([]int, 0, len(fields))
+		var have [NumClasses]bool
+		for _, f := range fields {
+			c, err := strconv.Atoi(f)
+			if err != nil {
+				return fmt.Errorf("Id %s: class id %q is not an integer", id, f)
+			}
+			if c < 0 || c >= NumClasses {
+				return fmt.Errorf("Id %s: unknown class id %d (want 0..%d)", id, c, NumClasses-1)
+			}
+			if have[c] {
+				return fmt.Errorf("Id %s: class id %d repeated", id, c)
+			}
+			have[c] = true
+			labels = append(labels, c)
+		}
+		out = append(out, Target{ID: id, Labels: labels})
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// ReadTargetsFile reads a label file by path; errors name the file.
+func ReadTargetsFile(path string) ([]Target, error) {
+	var out []Target
+	err := ReadIDColumnFile(path, func(r io.Reader) (err error) {
+		out, err = ReadTargets(r)
+		return err
+	})
+	return out, err
+}
+
+// ReadIDColumn reads a two-column CSV file with the header "Id,<column>" (a UTF-8 byte order mark
+// and spaces around the names are allowed), calling row with the 1-based line, the trimmed,
+// non-empty Id and the raw second field of each data row. Malformed CSV, a wrong header, rows of
+// another width, empty Ids and row's errors are *CSVError with the line number. It reads the
+// label file (Id,Target) and the fold file (Id,fold) of internal/train.
+func ReadIDColumn(r io.Reader, column string, row func(line int, id, value string) error) error {
 	cr := csv.NewReader(r)
 	cr.FieldsPerRecord = -1
 	cr.ReuseRecord = true
-	var out []Target
-	seen := make(map[string]int)
 	header := true
 	for {
 		rec, err := cr.Read()
@@ -56,69 +103,49 @@ func ReadTargets(r io.Reader) ([]Target, error) {
 		if err != nil {
 			var pe *csv.ParseError
 			if errors.As(err, &pe) {
-				return nil, &CSVError{Line: pe.Line, Reason: pe.Err.Error()}
+				return &CSVError{Line: pe.Line, Reason: pe.Err.Error()}
 			}
-			return nil, &CSVError{Line: line, Reason: err.Error()}
+			return &CSVError{Line: line, Reason: err.Error()}
 		}
 		if header {
 			header = false
-			if len(rec) != 2 || strings.TrimPrefix(strings.TrimSpace(rec[0]), "\ufeff") != "Id" || strings.TrimSpace(rec[1]) != "Target" {
-				return nil, &CSVError{Line: line, Reason: fmt.Sprintf("header must be Id,Target, got %q", strings.Join(rec, ","))}
+			if len(rec) != 2 || strings.TrimPrefix(strings.TrimSpace(rec[0]), "\ufeff") != "Id" || strings.TrimSpace(rec[1]) != column {
+				return &CSVError{Line: line, Reason: fmt.Sprintf("header must be Id,%s, got %q", column, strings.Join(rec, ","))}
 			}
 			continue
 		}
 		if len(rec) != 2 {
-			return nil, &CSVError{Line: line, Reason: fmt.Sprintf("want 2 fields (Id,Target), got %d", len(rec))}
+			return &CSVError{Line: line, Reason: fmt.Sprintf("want 2 fields (Id,%s), got %d", column, len(rec))}
 		}
 		id := strings.TrimSpace(rec[0])
 		if id == "" {
-			return nil, &CSVError{Line: line, Reason: "empty Id"}
+			return &CSVError{Line: line, Reason: "empty Id"}
 		}
-		if prev, dup := seen[id]; dup {
-			return nil, &CSVError{Line: line, Reason: fmt.Sprintf("Id %s repeated (first on line %d)", id, prev)}
+		if err := row(line, id, rec[1]); err != nil {
+			return &CSVError{Line: line, Reason: err.Error()}
 		}
-		seen[id] = line
-		fields := strings.Fields(rec[1])
-		labels := make([]int, 0, len(fields))
-		var have [NumClasses]bool
-		for _, f := range fields {
-			c, err := strconv.Atoi(f)
-			if err != nil {
-				return nil, &CSVError{Line: line, Reason: fmt.Sprintf("Id %s: class id %q is not an integer", id, f)}
-			}
-			if c < 0 || c >= NumClasses {
-				return nil, &CSVError{Line: line, Reason: fmt.Sprintf("Id %s: unknown class id %d (want 0..%d)", id, c, NumClasses-1)}
-			}
-			if have[c] {
-				return nil, &CSVError{Line: line, Reason: fmt.Sprintf("Id %s: class id %d repeated", id, c)}
-			}
-			have[c] = true
-			labels = append(labels, c)
-		}
-		out = append(out, Target{ID: id, Labels: labels})
 	}
 	if header {
-		return nil, &CSVError{Reason: "empty file: no Id,Target header"}
+		return &CSVError{Reason: "empty file: no Id," + column + " header"}
 	}
-	return out, nil
+	return nil
 }
 
-// ReadTargetsFile reads a label file by path; errors name the file.
-func ReadTargetsFile(path string) ([]Target, error) {
+// ReadIDColumnFile opens path and hands it to read; a *CSVError names the file.
+func ReadIDColumnFile(path string, read func(io.Reader) error) error {
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, &CSVError{File: path, Reason: err.Error()}
+		return &CSVError{File: path, Reason: err.Error()}
 	}
 	defer f.Close()
-	ex, err := ReadTargets(f)
-	if err != nil {
+	if err := read(f); err != nil {
 		var le *CSVError
 		if errors.As(err, &le) {
 			le.File = path
 		}
-		return nil, err
+		return err
 	}
-	return ex, nil
+	return nil
 }
 
 // WriteTargets writes rows in the HPA label format (header "Id,Target", class ids space-separated in

@@ -19,19 +19,13 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/hpa-plates/hpa/internal/local/s3local"
+	"github.com/hpa-plates/hpa/internal/testenv/servers"
 )
 
 // testServer starts the in-process S3 server with one bucket and returns a Config for it.
 func testServer(t *testing.T, bucket string) Config {
 	t.Helper()
-	srv, err := s3local.New(s3local.Options{Dir: t.TempDir(), AccessKey: "ak", SecretKey: "secretsecret", Buckets: []string{bucket}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = srv.Close(context.Background()) })
+	srv := servers.S3(t, s3local.Options{AccessKey: "ak", SecretKey: "secretsecret", Buckets: []string{bucket}})
 	return Config{Endpoint: srv.Endpoint(), Region: "us-east-1", PathStyle: true, Bucket: bucket, AccessKey: "ak", SecretKey: "secretsecret"}
 }
 

@@ -9,8 +9,6 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
-
-	"github.com/hpa-plates/hpa/internal/local/s3local"
 )
 
 func TestParseURL(t *testing.T) {
@@ -33,16 +31,9 @@ func TestParseURL(t *testing.T) {
 }
 
 func TestDownloadUploadRoundTrip(t *testing.T) {
-	srv, err := s3local.New(s3local.Options{Dir: t.TempDir(), AccessKey: "ak", SecretKey: "secretsecret", Buckets: []string{"data"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Close(context.Background())
+	cfg := testServer(t, "data")
 	ctx := context.Background()
-	c, err := NewClient(ctx, Config{Endpoint: srv.Endpoint(), Region: "us-east-1", PathStyle: true, AccessKey: "ak", SecretKey: "secretsecret"})
+	c, err := NewClient(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/hpa-plates/hpa/internal/local/s3local"
 	"github.com/hpa-plates/hpa/internal/objstore"
+	"github.com/hpa-plates/hpa/internal/testenv/servers"
 )
 
 // A model set loads from its manifest, its directory, or an s3:// prefix (streamed to a temporary
@@ -15,14 +16,7 @@ import (
 func TestLoaderLocations(t *testing.T) {
 	path, _ := writeSet(t, "seresnext_tiny", 32, 1, 1)
 	dir := filepath.Dir(path)
-	srv, err := s3local.New(s3local.Options{Dir: t.TempDir(), AccessKey: "ak", SecretKey: "secretsecret", Buckets: []string{"models"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Close(context.Background())
+	srv := servers.S3(t, s3local.Options{AccessKey: "ak", SecretKey: "secretsecret", Buckets: []string{"models"}})
 	ctx := context.Background()
 	client, err := objstore.NewClient(ctx, objstore.Config{Endpoint: srv.Endpoint(), PathStyle: true, AccessKey: "ak", SecretKey: "secretsecret"})
 	if err != nil {

@@ -13,30 +13,17 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/hpa-plates/hpa/internal/bus"
 	"github.com/hpa-plates/hpa/internal/local/natsembed"
+	"github.com/hpa-plates/hpa/internal/testenv/servers"
 )
 
 // natsWithStream starts an embedded JetStream server with a limits stream on "<subject>".
 func natsWithStream(t *testing.T, stream, subject string) (*natsembed.Server, jetstream.JetStream) {
 	t.Helper()
-	ns, err := natsembed.Start(natsembed.Options{DataDir: filepath.Join(t.TempDir(), "nats"), JetStream: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(ns.Shutdown)
-	nc, err := nats.Connect(ns.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ns, _, js := servers.JetStream(t, "")
 	if stream != "" {
 		if _, err := js.CreateStream(context.Background(), jetstream.StreamConfig{Name: stream, Subjects: []string{subject},
 			Storage: jetstream.MemoryStorage}); err != nil {

@@ -11,7 +11,7 @@ import (
 	"github.com/hpa-plates/hpa/internal/model/torch"
 )
 
-// hpa bench train: the training benchmarks of issue 3 section 5 (internal/benchtrain).
+// hpa bench train: the training benchmarks against their goals (internal/benchtrain).
 func init() {
 	subcommands = append(subcommands, func(v *viper.Viper) *cobra.Command {
 		bench := &cobra.Command{

@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/hpa-plates/hpa/internal/bus"
@@ -57,7 +56,7 @@ func ServeS3(ctx context.Context, o S3ServerOptions, out io.Writer, ready chan<-
 		fmt.Fprintf(out, "nats: embedded JetStream at %s (store %s)\n", natsURL, filepath.Clean(o.NATSDir))
 	}
 	if natsURL != "" {
-		nc, err := nats.Connect(natsURL, nats.Name("hpa s3local"), nats.MaxReconnects(-1))
+		nc, err := bus.Connect(bus.Config{URL: natsURL}, "hpa s3local", nil)
 		if err != nil {
 			return fmt.Errorf("s3local: connect to NATS %s: %w", natsURL, err)
 		}

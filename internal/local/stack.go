@@ -93,7 +93,7 @@ func Start(ctx context.Context, o StackOptions) (st *Stack, err error) {
 	if st.NATS, err = natsembed.Start(natsembed.Options{DataDir: filepath.Join(o.DataDir, "nats"), Port: o.NATSPort, JetStream: true}); err != nil {
 		return st, fmt.Errorf("up: %w", err)
 	}
-	if st.Conn, err = nats.Connect(st.NATS.ClientURL(), nats.Name("hpa-up"), nats.MaxReconnects(-1)); err != nil {
+	if st.Conn, err = bus.Connect(bus.Config{URL: st.NATS.ClientURL()}, "hpa-up", o.Log); err != nil {
 		return st, fmt.Errorf("up: connect to the embedded NATS server: %w", err)
 	}
 	if st.JS, err = jetstream.New(st.Conn); err != nil {

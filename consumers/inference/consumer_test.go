@@ -473,13 +473,21 @@ func TestFaultyS3(t *testing.T) {
 	cfg := testConfig()
 	cfg.OpTimeout = 500 * time.Millisecond
 	models := map[string]*fakeModel{"A": model}
-	e.startService(cfg, loaderOf(models), "A")
-	e.startService(cfg, loaderOf(models), "A")
+	svcA, _ := e.startService(cfg, loaderOf(models), "A")
+	svcB, _ := e.startService(cfg, loaderOf(models), "A")
 	p := makePlate("pf", 16, 64, 8)
 	for _, k := range p.shuffledKeys(9) {
 		e.put(k, p.files[k])
 	}
-	waitFor(t, 90*time.Second, "all labels", func() bool { return len(e.labels.snapshot()) == len(p.ids) })
+	deadline := time.Now().Add(90 * time.Second)
+	for len(e.labels.snapshot()) < len(p.ids) {
+		if time.Now().After(deadline) {
+			naks := counter(t, svcA, "hpa_inference_naks_total", nil) + counter(t, svcB, "hpa_inference_naks_total", nil)
+			t.Fatalf("timed out after 90s: %d of %d samples labeled, %d dead letters, %.0f redeliveries, %d of %d S3 requests failed",
+				len(e.labels.snapshot()), len(p.ids), len(e.dlq("HPA_DLQ")), naks, failed.Load(), n.Load())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 	for _, id := range p.ids {
 		e.checkLabel("pf", id, p.imgs[id], model)
 	}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"iter"
 	"strings"
 	"time"
 
@@ -132,14 +133,30 @@ func (s *Bucket) Get(ctx context.Context, key string, max int64) ([]byte, error)
 
 // Put implements Store.
 func (s *Bucket) Put(ctx context.Context, key string, data []byte, contentType string) error {
+	return s.PutReader(ctx, key, bytes.NewReader(data), int64(len(data)), contentType)
+}
+
+// PutReader stores size bytes read from r (streaming: r is not buffered whole).
+func (s *Bucket) PutReader(ctx context.Context, key string, r io.Reader, size int64, contentType string) error {
 	_, err := s.Client.PutObject(ctx, &s3.PutObjectInput{
-		Bucket: aws.String(s.Name), Key: aws.String(key), Body: bytes.NewReader(data),
-		ContentLength: aws.Int64(int64(len(data))), ContentType: aws.String(contentType),
+		Bucket: aws.String(s.Name), Key: aws.String(key), Body: r,
+		ContentLength: aws.Int64(size), ContentType: aws.String(contentType),
 	})
 	if err != nil {
 		return &Error{Op: "put", Bucket: s.Name, Key: key, Err: err}
 	}
 	return nil
+}
+
+// Open streams an object: the caller reads and closes the body. A missing object gives an
+// *Error matching ErrNotFound.
+func (s *Bucket) Open(ctx context.Context, key string) (io.ReadCloser, ObjectInfo, error) {
+	out, err := s.Client.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(s.Name), Key: aws.String(key)})
+	if err != nil {
+		return nil, ObjectInfo{}, &Error{Op: "get", Bucket: s.Name, Key: key, NotFound: isNotFound(err), Err: err}
+	}
+	oi := ObjectInfo{Key: key, ETag: strings.Trim(aws.ToString(out.ETag), `"`), Size: aws.ToInt64(out.ContentLength)}
+	return out.Body, oi, nil
 }
 
 // Delete implements Store.
@@ -151,26 +168,40 @@ func (s *Bucket) Delete(ctx context.Context, key string) error {
 	return nil
 }
 
-// List implements Store.
+// List implements Store: every object below prefix, collected (Objects streams them).
 func (s *Bucket) List(ctx context.Context, prefix string) ([]ObjectInfo, error) {
 	var keys []ObjectInfo
-	p := s3.NewListObjectsV2Paginator(s.Client, &s3.ListObjectsV2Input{Bucket: aws.String(s.Name), Prefix: aws.String(prefix)})
-	for p.HasMorePages() {
-		page, err := p.NextPage(ctx)
+	for oi, err := range s.Objects(ctx, prefix) {
 		if err != nil {
-			return nil, &Error{Op: "list", Bucket: s.Name, Key: prefix, Err: err}
+			return nil, err
 		}
-		for _, o := range page.Contents {
-			if o.Key != nil {
-				oi := ObjectInfo{Key: *o.Key, ETag: strings.Trim(aws.ToString(o.ETag), `"`)}
-				if o.Size != nil {
-					oi.Size = *o.Size
+		keys = append(keys, oi)
+	}
+	return keys, nil
+}
+
+// Objects lists the objects below prefix in lexical key order, a page at a time, so memory does
+// not grow with the listing. A failed page ends the sequence with its error.
+func (s *Bucket) Objects(ctx context.Context, prefix string) iter.Seq2[ObjectInfo, error] {
+	return func(yield func(ObjectInfo, error) bool) {
+		p := s3.NewListObjectsV2Paginator(s.Client, &s3.ListObjectsV2Input{Bucket: aws.String(s.Name), Prefix: aws.String(prefix)})
+		for p.HasMorePages() {
+			page, err := p.NextPage(ctx)
+			if err != nil {
+				yield(ObjectInfo{}, &Error{Op: "list", Bucket: s.Name, Key: prefix, Err: err})
+				return
+			}
+			for _, o := range page.Contents {
+				if o.Key == nil {
+					continue
 				}
-				keys = append(keys, oi)
+				oi := ObjectInfo{Key: *o.Key, ETag: strings.Trim(aws.ToString(o.ETag), `"`), Size: aws.ToInt64(o.Size)}
+				if !yield(oi, nil) {
+					return
+				}
 			}
 		}
 	}
-	return keys, nil
 }
 
 // WithTimeout bounds every call of s by d (List by 4d): a hung request fails, so its caller can

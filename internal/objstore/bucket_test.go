@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"testing"
 	"time"
 
@@ -55,6 +56,35 @@ func TestBucketRoundTripAndErrors(t *testing.T) {
 	objs, err := b.List(ctx, "p/")
 	if err != nil || len(objs) != 2 || objs[0].Key != "p/a.json" || objs[1].Size != 100 || objs[0].ETag == "" {
 		t.Errorf("list: %+v %v", objs, err)
+	}
+	// Streaming: put from a reader, open, list a page at a time.
+	if err := b.PutReader(ctx, "p/c.txt", strings.NewReader("streamed"), 8, "text/plain"); err != nil {
+		t.Fatal(err)
+	}
+	rc, oi, err := b.Open(ctx, "p/c.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(rc)
+	rc.Close()
+	if string(body) != "streamed" || oi.Size != 8 || oi.ETag == "" {
+		t.Errorf("open: %q %+v", body, oi)
+	}
+	if _, _, err := b.Open(ctx, "p/none"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("open missing: %v", err)
+	}
+	var seen []string
+	for oi, err := range b.Objects(ctx, "p/") {
+		if err != nil {
+			t.Fatal(err)
+		}
+		seen = append(seen, oi.Key)
+		if len(seen) == 2 {
+			break // stopping early is fine
+		}
+	}
+	if strings.Join(seen, ",") != "p/a.json,p/b.bin" {
+		t.Errorf("objects %v", seen)
 	}
 	if err := b.Delete(ctx, "p/a.json"); err != nil {
 		t.Fatal(err)

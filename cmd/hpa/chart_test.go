@@ -18,16 +18,16 @@ import (
 	"testing"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/credentials"
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.yaml.in/yaml/v3"
 
-	"github.com/hpa-plates/hpa/consumers/inference"
-	"github.com/hpa-plates/hpa/internal/natsembed"
+	"github.com/hpa-plates/hpa/internal/bus"
+	"github.com/hpa-plates/hpa/internal/labels"
+	"github.com/hpa-plates/hpa/internal/local/s3local"
+	"github.com/hpa-plates/hpa/internal/objstore"
 	"github.com/hpa-plates/hpa/internal/pipeline"
-	"github.com/hpa-plates/hpa/internal/s3local"
+	"github.com/hpa-plates/hpa/internal/testenv"
+	"github.com/hpa-plates/hpa/internal/testenv/servers"
 )
 
 // imageLayout maps the paths the chart's pods see (the image of deploy/Dockerfile and the volumes
@@ -163,10 +163,7 @@ func renderChart(t *testing.T, root string, values map[string]any) []renderedObj
 // from S3 as models.location says, reports ready on the probe's port and path, labels an uploaded
 // sample, and drains on SIGTERM well within the rendered grace period.
 func TestChartInferenceContainerRuns(t *testing.T) {
-	root, err := filepath.Abs(filepath.Join("..", ".."))
-	if err != nil {
-		t.Fatal(err)
-	}
+	root := testenv.RepoRoot(t)
 	dir := t.TempDir()
 	configDir, cacheDir := filepath.Join(dir, "etc-hpa"), filepath.Join(dir, "cache")
 	for _, d := range []string{configDir, cacheDir} {
@@ -176,33 +173,19 @@ func TestChartInferenceContainerRuns(t *testing.T) {
 	}
 	layout := imageLayout(t, root, configDir, cacheDir)
 
-	ns, err := natsembed.Start(natsembed.Options{DataDir: filepath.Join(dir, "nats"), JetStream: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(ns.Shutdown)
-	nc, err := nats.Connect(ns.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, _ := jetstream.New(nc)
+	ns, _, js := servers.JetStream(t, filepath.Join(dir, "nats"))
 	ctx := context.Background()
-	if _, err := s3local.EnsureStream(ctx, js, s3local.StreamConfig{Name: "S3_EVENTS", Storage: jetstream.FileStorage}); err != nil {
+	if _, err := bus.EnsureEventsStream(ctx, js, bus.EventsStreamConfig{Name: "S3_EVENTS", Storage: jetstream.FileStorage}); err != nil {
 		t.Fatal(err)
 	}
 	const ak, sk = "AKIACHARTTEST", "chart-test-secret"
-	srv, err := s3local.New(s3local.Options{Dir: filepath.Join(dir, "s3"), AccessKey: ak, SecretKey: sk, Buckets: []string{"plates"},
-		Publisher: s3local.JetStreamPublisher{JS: js}, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	srv := servers.S3(t, s3local.Options{Dir: filepath.Join(dir, "s3"), AccessKey: ak, SecretKey: sk, Buckets: []string{"plates"},
+		Publisher: bus.JetStreamPublisher{JS: js}, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	store, err := objstore.Open(ctx, objstore.Config{Endpoint: srv.Endpoint(), Region: "us-east-1", PathStyle: true,
+		Bucket: "plates", AccessKey: ak, SecretKey: sk})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := srv.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = srv.Close(context.Background()) })
-	awsCfg := aws.Config{Region: "us-east-1", Credentials: credentials.NewStaticCredentialsProvider(ak, sk, "")}
-	store := &inference.S3Store{Client: inference.NewS3Client(awsCfg, inference.S3Options{Endpoint: srv.Endpoint(), PathStyle: true}), Bucket: "plates"}
 	// The model set, in S3 where the chart's models.location points.
 	manifest := labelModelSet(t)
 	files, _ := os.ReadDir(filepath.Dir(manifest))
@@ -318,7 +301,7 @@ func TestChartInferenceContainerRuns(t *testing.T) {
 	}
 	for {
 		if b, err := store.Get(ctx, "labels/p1/s1.json", 0); err == nil {
-			if _, err := pipeline.ParseLabel(b); err != nil {
+			if _, err := labels.ParseLabel(b); err != nil {
 				t.Fatalf("label: %v", err)
 			}
 			break

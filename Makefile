@@ -35,8 +35,8 @@ chart-docs:
 
 # The install test against a real Kubernetes control plane (etcd, kube-apiserver,
 # kube-controller-manager, kube-scheduler built from source into .cache/bin by setup --k8s: ~10 min
-# cold on 2 cores, so not part of `make test`): helm install/upgrade/uninstall, scheduling of GPU
-# and CPU workloads on two fake nodes.
+# cold on 2 idle cores, far more under load, so not part of `make test`; ~45 s once built): helm
+# install/upgrade/uninstall, scheduling of GPU and CPU workloads on kubelet-less nodes.
 test-k8s: setup
 	scripts/setup.sh --k8s
 	cd test/k8s && HPA_K8S=1 $(GO) test -count=1 -timeout 20m -run 'TestInstall' -v ./...

@@ -20,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	apiextensionsclient "k8s.io/apiextensions-apiserver/pkg/client/clientset/clientset"
@@ -41,7 +42,8 @@ import (
 
 // controlPlane is a real Kubernetes control plane on loopback: etcd, kube-apiserver,
 // kube-controller-manager and kube-scheduler, built from source by `scripts/setup.sh --k8s`.
-// No kubelet runs: Pods are created and bound to nodes, but no container ever starts.
+// No kubelet runs: Pods are created and bound to nodes, but no container ever starts; the test
+// registers the nodes and renews their Leases in the kubelet's place (addNode, nodeHeartbeat).
 type controlPlane struct {
 	dir        string
 	kubeconfig string
@@ -103,11 +105,55 @@ func (cp *controlPlane) stop() {
 func (cp *controlPlane) dumpLogs(t *testing.T) {
 	for name, p := range cp.logs {
 		b, _ := os.ReadFile(p)
-		if len(b) > 3000 {
-			b = b[len(b)-3000:]
+		if len(b) > 8000 {
+			b = b[len(b)-8000:]
 		}
 		t.Logf("--- %s (tail) ---\n%s", name, b)
 	}
+}
+
+// diagnose logs what decides scheduling, for a failed run: each Pod's PodScheduled condition and
+// node, each Node's taints, conditions and allocatable, the node Leases, and the namespace's events.
+func diagnose(t *testing.T, cs kubernetes.Interface) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	var b strings.Builder
+	if pods, err := cs.CoreV1().Pods("").List(ctx, metav1.ListOptions{}); err == nil {
+		for _, p := range pods.Items {
+			fmt.Fprintf(&b, "pod %s/%s node=%q phase=%s", p.Namespace, p.Name, p.Spec.NodeName, p.Status.Phase)
+			for _, c := range p.Status.Conditions {
+				if c.Type == corev1.PodScheduled {
+					fmt.Fprintf(&b, " PodScheduled=%s reason=%s message=%q", c.Status, c.Reason, c.Message)
+				}
+			}
+			b.WriteString("\n")
+		}
+	} else {
+		fmt.Fprintf(&b, "pods: %v\n", err)
+	}
+	if nodes, err := cs.CoreV1().Nodes().List(ctx, metav1.ListOptions{}); err == nil {
+		for _, n := range nodes.Items {
+			fmt.Fprintf(&b, "node %s taints=%v unschedulable=%v allocatable=%v\n", n.Name, n.Spec.Taints, n.Spec.Unschedulable, n.Status.Allocatable)
+			for _, c := range n.Status.Conditions {
+				fmt.Fprintf(&b, "  condition %s=%s reason=%s heartbeat=%s\n", c.Type, c.Status, c.Reason, c.LastHeartbeatTime.Format(time.RFC3339))
+			}
+		}
+	}
+	if leases, err := cs.CoordinationV1().Leases("").List(ctx, metav1.ListOptions{}); err == nil {
+		for _, l := range leases.Items {
+			var holder string
+			if l.Spec.HolderIdentity != nil {
+				holder = *l.Spec.HolderIdentity
+			}
+			fmt.Fprintf(&b, "lease %s/%s holder=%q renew=%v\n", l.Namespace, l.Name, holder, l.Spec.RenewTime)
+		}
+	}
+	if evs, err := cs.CoreV1().Events("").List(ctx, metav1.ListOptions{}); err == nil {
+		for _, e := range evs.Items {
+			fmt.Fprintf(&b, "event %s %s/%s %s: %s (x%d)\n", e.Type, e.InvolvedObject.Kind, e.InvolvedObject.Name, e.Reason, e.Message, e.Count)
+		}
+	}
+	t.Logf("--- cluster state ---\n%s", b.String())
 }
 
 func waitFor(t *testing.T, what string, timeout time.Duration, ok func() (bool, error)) {
@@ -199,10 +245,15 @@ current-context: test
 		return r.StatusCode == 200, fmt.Errorf("%d %s", r.StatusCode, body)
 	})
 
-	// Controllers (Deployments -> ReplicaSets -> Pods, garbage collection, service accounts) without
-	// the node lifecycle controller: with no kubelet it would taint the nodes not-ready.
+	// Every default controller (Deployments -> ReplicaSets -> Pods, Jobs, StatefulSets, persistent
+	// volume binding, garbage collection, service accounts) including the node lifecycle controller:
+	// the TaintNodesByCondition admission plugin gives each new Node the taint
+	// node.kubernetes.io/not-ready:NoSchedule, and only that controller lifts it once the node is
+	// Ready. It also watches the node Leases: nodeHeartbeat renews them as a kubelet would, or it
+	// would taint the nodes unreachable after --node-monitor-grace-period (50 s by default; shorter
+	// here, so that one run shows both sides: a node without heartbeat is tainted, the others not).
 	cp.start(t, "kube-controller-manager", kcm, "--kubeconfig", cp.kubeconfig, "--leader-elect=false",
-		"--controllers=*,-nodelifecycle", "--secure-port=0", "--service-account-private-key-file", keyFile,
+		"--controllers=*", fmt.Sprintf("--node-monitor-grace-period=%v", nodeMonitorGracePeriod), "--node-monitor-period=2s", "--secure-port=0", "--service-account-private-key-file", keyFile,
 		"--root-ca-file", filepath.Join(cp.dir, "certs", "apiserver.crt"), "--use-service-account-credentials=false",
 		"--concurrent-deployment-syncs=2", "--v=0")
 	cp.start(t, "kube-scheduler", sched, "--kubeconfig", cp.kubeconfig, "--leader-elect=false", "--secure-port=0", "--v=0")
@@ -250,15 +301,24 @@ func installKEDACRDs(t *testing.T, cfg *rest.Config) {
 	})
 }
 
-// addNode creates a Ready node with the given allocatable resources (no kubelet: the test plays its part).
-func addNode(t *testing.T, cs kubernetes.Interface, name string, labels map[string]string, taints []corev1.Taint, res corev1.ResourceList) {
+// addNode creates a Ready node with the given allocatable resources and its Lease in
+// kube-node-lease, as a kubelet registers itself (none runs: the test plays its part; nodeHeartbeat
+// renews the Lease).
+func addNode(t *testing.T, cs kubernetes.Interface, name string, labels map[string]string, spec corev1.NodeSpec, res corev1.ResourceList) {
 	t.Helper()
 	ctx := context.Background()
 	labels["kubernetes.io/hostname"] = name
 	labels["kubernetes.io/os"] = "linux"
 	n, err := cs.CoreV1().Nodes().Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels},
-		Spec: corev1.NodeSpec{Taints: taints}}, metav1.CreateOptions{})
+		Spec: spec}, metav1.CreateOptions{})
 	if err != nil {
+		t.Fatal(err)
+	}
+	holder, duration, now := name, int32(40), metav1.NowMicro()
+	if _, err := cs.CoordinationV1().Leases(corev1.NamespaceNodeLease).Create(ctx, &coordinationv1.Lease{
+		ObjectMeta: metav1.ObjectMeta{Name: name, OwnerReferences: []metav1.OwnerReference{{APIVersion: "v1", Kind: "Node", Name: name, UID: n.UID}}},
+		Spec:       coordinationv1.LeaseSpec{HolderIdentity: &holder, LeaseDurationSeconds: &duration, RenewTime: &now},
+	}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	// Controllers touch a new Node too: update its status on the latest version.
@@ -276,6 +336,61 @@ func addNode(t *testing.T, cs kubernetes.Interface, name string, labels map[stri
 	if err != nil {
 		t.Fatal(err)
 	}
+}
+
+// nodeMonitorGracePeriod is how long the node lifecycle controller waits for a node's heartbeat
+// before it marks the node Unknown and taints it unreachable (50 s by default).
+const nodeMonitorGracePeriod = 20 * time.Second
+
+// nodeHeartbeat renews the nodes' Leases every few seconds until the test ends: the part of a
+// kubelet that tells the node lifecycle controller its node is alive (a kubelet renews every 10 s
+// against the default 50 s grace period; here every 4 s against nodeMonitorGracePeriod). The Ready
+// condition itself stays as addNode wrote it: the controller takes a renewed Lease as the heartbeat.
+func nodeHeartbeat(t *testing.T, cs kubernetes.Interface, nodes ...string) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	t.Cleanup(func() { cancel(); <-done })
+	go func() {
+		defer close(done)
+		tick := time.NewTicker(4 * time.Second)
+		defer tick.Stop()
+		for {
+			for _, name := range nodes {
+				err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+					l, err := cs.CoordinationV1().Leases(corev1.NamespaceNodeLease).Get(ctx, name, metav1.GetOptions{})
+					if err != nil {
+						return err
+					}
+					now := metav1.NowMicro()
+					l.Spec.RenewTime = &now
+					_, err = cs.CoordinationV1().Leases(corev1.NamespaceNodeLease).Update(ctx, l, metav1.UpdateOptions{})
+					return err
+				})
+				if err != nil && ctx.Err() == nil {
+					t.Logf("heartbeat of node %s: %v", name, err)
+				}
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+}
+
+// nodeTaints is the taint keys of a node.
+func nodeTaints(t *testing.T, cs kubernetes.Interface, name string) []string {
+	t.Helper()
+	n, err := cs.CoreV1().Nodes().Get(context.Background(), name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var keys []string
+	for _, tn := range n.Spec.Taints {
+		keys = append(keys, tn.Key+":"+string(tn.Effect))
+	}
+	return keys
 }
 
 // dryRunStrict sends every object of a manifest to the server as a dry-run create with
@@ -320,14 +435,21 @@ func usesGPU(p corev1.Pod) bool {
 
 // TestInstallOnKubeAPIServer installs the chart into a real control plane (make test-k8s):
 //   - the server accepts every rendered object (dry run with strict field validation, then helm install);
+//   - three Node objects stand in for machines: a GPU node (4 nvidia.com/gpu, the usual GPU taint), a
+//     CPU node, and a cordoned one. No kubelet runs, so no container ever starts: Pods are created
+//     and bound to nodes, and stay Pending. The test plays the kubelet's registration (Node status,
+//     Lease) and its heartbeat (nodeHeartbeat renews the Leases of the first two), so the node
+//     lifecycle controller lifts the not-ready taint that admission puts on every new Node; the
+//     third node gets no heartbeat and must end up tainted unreachable (the control);
 //   - the controllers create the Pods and the scheduler binds the GPU workloads (inference, GPU
-//     training workers) to the node that advertises nvidia.com/gpu and the others to the CPU node;
-//     no kubelet runs, so the Pods are bound but their containers never start;
+//     training workers) to the GPU node and the others to the CPU node, the only one their
+//     tolerations allow; the NATS server's JetStream claim binds a static PersistentVolume;
 //   - helm upgrade with changed values changes the Deployments (5 inference replicas on a node with
-//     4 GPUs, one taken by a worker: 3 bound, 2 unschedulable for lack of nvidia.com/gpu);
-//   - no secret value appears in a ConfigMap or in `helm get values`;
+//     4 GPUs, one taken by a worker: 3 bound, 2 unschedulable for lack of nvidia.com/gpu; the
+//     bridge rolls to a new ReplicaSet);
+//   - no secret value appears in a ConfigMap or in `helm get values`; the pods reference the Secrets;
 //   - helm uninstall removes everything it created (bound Pods are left marked for deletion: only a
-//     kubelet could confirm it).
+//     kubelet could confirm it; the StatefulSet's JetStream claim is retained, as on any cluster).
 func TestInstallOnKubeAPIServer(t *testing.T) {
 	if os.Getenv("HPA_K8S") == "" {
 		t.Skip("the install test needs the Kubernetes control plane built by `make test-k8s`, which runs it")
@@ -337,6 +459,11 @@ func TestInstallOnKubeAPIServer(t *testing.T) {
 	cp := startControlPlane(t)
 	t.Logf("control plane ready in %v", time.Since(t0).Round(time.Millisecond))
 	cs := kubernetes.NewForConfigOrDie(cp.cfg)
+	t.Cleanup(func() {
+		if t.Failed() {
+			diagnose(t, cs)
+		}
+	})
 	ctx := context.Background()
 	installKEDACRDs(t, cp.cfg)
 
@@ -363,14 +490,45 @@ func TestInstallOnKubeAPIServer(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	gpuNode, cpuNode := "gpu-node-1", "cpu-node-1"
+	// Two nodes with a heartbeat (one with 4 GPUs and the usual GPU taint, one CPU only), and a
+	// cordoned one without: the control that the node lifecycle controller is at work.
+	gpuNode, cpuNode, staleNode := "gpu-node-1", "cpu-node-1", "stale-node-1"
 	addNode(t, cs, gpuNode, map[string]string{"nvidia.com/gpu.present": "true"},
-		[]corev1.Taint{{Key: "nvidia.com/gpu", Value: "present", Effect: corev1.TaintEffectNoSchedule}},
+		corev1.NodeSpec{Taints: []corev1.Taint{{Key: "nvidia.com/gpu", Value: "present", Effect: corev1.TaintEffectNoSchedule}}},
 		corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("32"), corev1.ResourceMemory: resource.MustParse("256Gi"),
 			corev1.ResourcePods: resource.MustParse("110"), gpuResource: resource.MustParse("4")})
-	addNode(t, cs, cpuNode, map[string]string{}, nil,
-		corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("16"), corev1.ResourceMemory: resource.MustParse("64Gi"),
-			corev1.ResourcePods: resource.MustParse("110")})
+	cpuRes := corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("16"), corev1.ResourceMemory: resource.MustParse("64Gi"),
+		corev1.ResourcePods: resource.MustParse("110")}
+	addNode(t, cs, cpuNode, map[string]string{}, corev1.NodeSpec{}, cpuRes)
+	addNode(t, cs, staleNode, map[string]string{}, corev1.NodeSpec{Unschedulable: true}, cpuRes)
+	nodesAt := time.Now()
+	nodeHeartbeat(t, cs, gpuNode, cpuNode)
+	// The admission plugin TaintNodesByCondition tainted both nodes not-ready at creation; the node
+	// lifecycle controller lifts the taint from a Ready node with a live Lease.
+	for _, name := range []string{gpuNode, cpuNode} {
+		waitFor(t, "the node lifecycle controller to lift the not-ready taint of "+name, time.Minute, func() (bool, error) {
+			taints := nodeTaints(t, cs, name)
+			return !slices.ContainsFunc(taints, func(k string) bool { return strings.HasPrefix(k, "node.kubernetes.io/") }), fmt.Errorf("taints %v", taints)
+		})
+	}
+	t.Logf("nodes ready for scheduling: %s taints %v, %s taints %v", gpuNode, nodeTaints(t, cs, gpuNode), cpuNode, nodeTaints(t, cs, cpuNode))
+
+	if withNATS {
+		// The JetStream PVC of the NATS chart names no StorageClass and the cluster has no default
+		// one (no provisioner runs here): an administrator's static PersistentVolume of the size
+		// the chart asks for binds it, as on a cluster without dynamic provisioning.
+		if _, err := cs.CoreV1().PersistentVolumes().Create(ctx, &corev1.PersistentVolume{
+			ObjectMeta: metav1.ObjectMeta{Name: "nats-jetstream-pv"},
+			Spec: corev1.PersistentVolumeSpec{
+				Capacity:                      corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("20Gi")},
+				AccessModes:                   []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
+				PersistentVolumeReclaimPolicy: corev1.PersistentVolumeReclaimRetain,
+				PersistentVolumeSource:        corev1.PersistentVolumeSource{HostPath: &corev1.HostPathVolumeSource{Path: "/var/lib/hpa-test/nats"}},
+			},
+		}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
 
 	values := map[string]any{
 		"s3Credentials": map[string]any{"existingSecret": "s3-keys"},
@@ -452,15 +610,38 @@ func TestInstallOnKubeAPIServer(t *testing.T) {
 	if gpuPods != 2 {
 		t.Errorf("%d GPU pods, want 2 (inference and a training worker)", gpuPods)
 	}
+	if withNATS {
+		// The NATS server (no GPU toleration) on the CPU node, with its JetStream volume bound.
+		var nats corev1.Pod
+		waitFor(t, "the NATS pod bound", time.Minute, func() (bool, error) {
+			p, err := cs.CoreV1().Pods(namespace).Get(ctx, release+"-nats-0", metav1.GetOptions{})
+			if err != nil {
+				return false, err
+			}
+			nats = *p
+			return p.Spec.NodeName != "", fmt.Errorf("%s not bound: %v", p.Name, p.Status.Conditions)
+		})
+		pvc, err := cs.CoreV1().PersistentVolumeClaims(namespace).Get(ctx, release+"-nats-js-"+release+"-nats-0", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("pod %s (NATS) -> node %s; PVC %s %s to %s", nats.Name, nats.Spec.NodeName, pvc.Name, pvc.Status.Phase, pvc.Spec.VolumeName)
+		if nats.Spec.NodeName != cpuNode || pvc.Status.Phase != corev1.ClaimBound {
+			t.Errorf("NATS pod on %q, want %s; PVC %s", nats.Spec.NodeName, cpuNode, pvc.Status.Phase)
+		}
+	}
 
 	// No secret value in ConfigMaps or in the release's values.
 	cms, err := cs.CoreV1().ConfigMaps(namespace).List(ctx, metav1.ListOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
+	secretValue := func(v string) bool {
+		return strings.Contains(v, s3Secret) || strings.Contains(v, natsSecret) || strings.Contains(v, "AKIAHPATEST")
+	}
 	for _, cm := range cms.Items {
 		for k, v := range cm.Data {
-			if strings.Contains(v, s3Secret) || strings.Contains(v, natsSecret) {
+			if secretValue(v) {
 				t.Errorf("ConfigMap %s key %s holds a secret value", cm.Name, k)
 			}
 		}
@@ -469,11 +650,26 @@ func TestInstallOnKubeAPIServer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if strings.Contains(gv, s3Secret) || strings.Contains(gv, natsSecret) || strings.Contains(gv, "AKIAHPATEST") {
+	if secretValue(gv) {
 		t.Error("helm get values shows a secret value")
 	}
+	// ... while the pods do get them, by reference to the Secret.
+	inferencePod := slices.IndexFunc(listPods(), func(p corev1.Pod) bool { return p.Labels["app.kubernetes.io/component"] == "inference" })
+	if inferencePod < 0 {
+		t.Fatal("no inference pod")
+	}
+	refs := map[string]string{}
+	for _, e := range listPods()[inferencePod].Spec.Containers[0].Env {
+		if e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil {
+			refs[e.Name] = e.ValueFrom.SecretKeyRef.Name + "/" + e.ValueFrom.SecretKeyRef.Key
+		}
+	}
+	if refs["HPA_S3_ACCESS_KEY"] != "s3-keys/access-key" || refs["HPA_S3_SECRET_KEY"] != "s3-keys/secret-key" {
+		t.Errorf("inference pod's S3 credentials from Secrets: %v", refs)
+	}
+	t.Logf("no secret value in %d ConfigMaps nor in `helm get values --all`; the inference pod reads %v", len(cms.Items), refs)
 
-	// Upgrade: inference off autoscaling with 5 replicas, a new env on the coordinator.
+	// Upgrade: inference off autoscaling with 5 replicas, a new env on the bridge.
 	values["inference"] = map[string]any{"autoscaling": map[string]any{"enabled": false}, "replicaCount": 5,
 		"gpu": map[string]any{"nodeSelector": map[string]any{"nvidia.com/gpu.present": "true"}}}
 	// (The bridge rolls: a surge pod with the new template. A Recreate Deployment such as the
@@ -526,6 +722,15 @@ func TestInstallOnKubeAPIServer(t *testing.T) {
 		}
 		return false, nil
 	})
+	for _, p := range listPods() {
+		node := p.Spec.NodeName
+		for _, c := range p.Status.Conditions {
+			if c.Type == corev1.PodScheduled && c.Status == corev1.ConditionFalse {
+				node = "unscheduled: " + c.Message
+			}
+		}
+		t.Logf("after upgrade: pod %s (component %s) -> %s", p.Name, p.Labels["app.kubernetes.io/component"], node)
+	}
 	t.Logf("helm upgrade and rescheduling: %v", time.Since(t2).Round(time.Millisecond))
 
 	// Uninstall: every object of the release goes, and the garbage collector takes the Pods.
@@ -560,5 +765,41 @@ func TestInstallOnKubeAPIServer(t *testing.T) {
 		slices.Sort(left)
 		return len(left) == 0, fmt.Errorf("left: %s", strings.Join(left, ", "))
 	})
-	t.Logf("helm uninstall and garbage collection: %v; whole test %v", time.Since(t3).Round(time.Millisecond), time.Since(t0).Round(time.Millisecond))
+	t.Logf("helm uninstall and garbage collection: %v", time.Since(t3).Round(time.Millisecond))
+	var left []string
+	if pods, err := cs.CoreV1().Pods(namespace).List(ctx, sel); err == nil {
+		left = append(left, fmt.Sprintf("%d Pods marked for deletion (only a kubelet confirms it)", len(pods.Items)))
+	}
+	// The StatefulSet controller, not helm, created the JetStream claim; like every StatefulSet
+	// claim it outlives the release (retention policy Retain), and the stream data with it.
+	if pvcs, err := cs.CoreV1().PersistentVolumeClaims(namespace).List(ctx, metav1.ListOptions{}); err == nil {
+		for _, c := range pvcs.Items {
+			left = append(left, "PVC "+c.Name+" (retained)")
+		}
+	}
+	t.Logf("left after uninstall: %s", strings.Join(left, "; "))
+
+	// The heartbeat is what keeps the nodes schedulable: the node without one is marked Unknown and
+	// tainted unreachable once its Lease is older than the grace period, the others are not.
+	waitFor(t, "the node lifecycle controller to taint "+staleNode+" unreachable", nodeMonitorGracePeriod+time.Minute, func() (bool, error) {
+		taints := nodeTaints(t, cs, staleNode)
+		return slices.Contains(taints, corev1.TaintNodeUnreachable+":"+string(corev1.TaintEffectNoExecute)), fmt.Errorf("taints %v", taints)
+	})
+	t.Logf("%s tainted %v %v after it stopped renewing its Lease", staleNode, nodeTaints(t, cs, staleNode), time.Since(nodesAt).Round(time.Second))
+	time.Sleep(4 * time.Second) // two more passes of the controller (--node-monitor-period=2s) over the live nodes
+	for _, name := range []string{gpuNode, cpuNode} {
+		n, err := cs.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range n.Status.Conditions {
+			if c.Type == corev1.NodeReady && c.Status != corev1.ConditionTrue {
+				t.Errorf("node %s Ready=%s (%s) %v after its creation despite the heartbeat", name, c.Status, c.Reason, time.Since(nodesAt).Round(time.Second))
+			}
+		}
+		if taints := nodeTaints(t, cs, name); slices.ContainsFunc(taints, func(k string) bool { return strings.HasPrefix(k, "node.kubernetes.io/") }) {
+			t.Errorf("node %s tainted %v despite the heartbeat", name, taints)
+		}
+	}
+	t.Logf("whole test %v", time.Since(t0).Round(time.Millisecond))
 }

@@ -35,7 +35,7 @@ chart-docs:
 
 # The install test against a real Kubernetes control plane (etcd, kube-apiserver,
 # kube-controller-manager, kube-scheduler built from source into .cache/bin by setup --k8s: ~10 min
-# cold on 2 idle cores, far more under load, so not part of `make test`; ~45 s once built): helm
+# cold on 2 idle cores, far more under load, so not part of `make test`; about a minute once built): helm
 # install/upgrade/uninstall, scheduling of GPU and CPU workloads on kubelet-less nodes.
 test-k8s: setup
 	scripts/setup.sh --k8s

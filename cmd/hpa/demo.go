@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -52,6 +53,7 @@ macro-F1 over the classes present in the truth or the predictions, then stops th
 	f.Int64("seed", 1, "synthetic plate seed")
 	f.String("plate", "demo", "plate name (the key folder under the upload prefix)")
 	f.Duration("timeout", 5*time.Minute, "give up when the labels are not all there by then")
+	f.Bool("serve", false, "keep the service and the plate viewer running after the table, until Ctrl-C")
 	return cmd
 }
 
@@ -103,6 +105,18 @@ func runDemo(ctx context.Context, v *viper.Viper, out, logw io.Writer) error {
 		return err
 	}
 	printDemoTable(out, plate, results)
+	if ep.ViewerURL != "" {
+		serve := v.GetBool("demo.serve")
+		if serve {
+			fmt.Fprintln(out, "\nThe service keeps running until Ctrl-C; look at the plate in the viewer:")
+		} else {
+			fmt.Fprintln(out, "\nThe service stops now (hpa demo --serve, or make demo in a terminal, keeps it and the viewer open):")
+		}
+		fmt.Fprintf(out, "viewer: %splates/%s  (user %s, password %s)\n", ep.ViewerURL, url.PathEscape(plate), ep.AccessKey, ep.SecretKey)
+		if serve {
+			<-ctx.Done()
+		}
+	}
 	return stopUp()
 }
 

@@ -25,6 +25,7 @@ import (
 	"github.com/hpa-plates/hpa/internal/model/ort"
 	"github.com/hpa-plates/hpa/internal/pipeline"
 	"github.com/hpa-plates/hpa/internal/s3client"
+	"github.com/hpa-plates/hpa/internal/viewer"
 )
 
 func init() {
@@ -139,11 +140,26 @@ func runInference(ctx context.Context, v *viper.Viper, logw io.Writer) error {
 	if err := svc.Load(ctx, v.GetString("inference.model")); err != nil {
 		return fmt.Errorf("inference: %w", err)
 	}
-	stopMetrics, _, err := serveMetrics(v.GetString("inference.metrics_addr"), svc.Handler(), log)
+	var vw *viewer.Viewer
+	if addr := v.GetString("inference.metrics_addr"); webEnabled(v) && addr != "" {
+		if v.GetString("s3.access_key") == "" && v.GetString("web.token") == "" {
+			log.Warn("plate viewer off: it needs static S3 keys (s3.access_key/secret_key) or web.token to sign in with")
+		} else if vw, err = newViewer(v, log, store, nc, cfg, v.GetString("inference.model"), "", ""); err != nil {
+			return fmt.Errorf("inference: viewer: %w", err)
+		}
+	}
+	stopMetrics, addr, err := serveMetrics(v.GetString("inference.metrics_addr"), withViewer(svc.Handler(), vw), log)
 	if err != nil {
+		if vw != nil {
+			vw.Close()
+		}
 		return err
 	}
 	defer stopMetrics()
+	if vw != nil {
+		defer vw.Close() // before stopMetrics: ends the viewer's event streams
+		log.Info("plate viewer", "url", "http://"+addr+"/")
+	}
 	log.Info("inference consumer running", "nats", nc.ConnectedUrlRedacted(), "bucket", v.GetString("s3.bucket"),
 		"upload_prefix", cfg.UploadPrefix, "labels_prefix", cfg.LabelsPrefix)
 	return svc.Run(ctx)

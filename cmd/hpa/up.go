@@ -27,6 +27,7 @@ import (
 	"github.com/hpa-plates/hpa/internal/config"
 	"github.com/hpa-plates/hpa/internal/natsembed"
 	"github.com/hpa-plates/hpa/internal/s3local"
+	"github.com/hpa-plates/hpa/internal/viewer"
 )
 
 func init() {
@@ -45,6 +46,8 @@ type Endpoints struct {
 	LabelsPrefix string `json:"labels_prefix"`
 	NATSURL      string `json:"nats_url"`
 	MetricsURL   string `json:"metrics_url"`
+	// ViewerURL is the plate viewer (basic auth: access key / secret key); "" when off.
+	ViewerURL string `json:"viewer_url,omitempty"`
 }
 
 // upOptions configure runUp.
@@ -205,15 +208,30 @@ func runUp(ctx context.Context, v *viper.Viper, o upOptions, out, logw io.Writer
 	if err := svc.Load(ctx, o.Model); err != nil {
 		return fmt.Errorf("up: %w", err)
 	}
-	stopMetrics, metricsAddr, err := serveMetrics(o.MetricsAddr, svc.Handler(), log)
+	var vw *viewer.Viewer
+	if webEnabled(v) && o.MetricsAddr != "" {
+		if vw, err = newViewer(v, log, store, nc, cfg, o.Model, ak, sk); err != nil {
+			return fmt.Errorf("up: viewer: %w", err)
+		}
+	}
+	stopMetrics, metricsAddr, err := serveMetrics(o.MetricsAddr, withViewer(svc.Handler(), vw), log)
 	if err != nil {
+		if vw != nil {
+			vw.Close()
+		}
 		return fmt.Errorf("up: %w", err)
 	}
 	defer stopMetrics()
+	if vw != nil {
+		defer vw.Close() // before stopMetrics: ends the viewer's event streams
+	}
 	ep := Endpoints{S3Endpoint: s3srv.Endpoint(), Region: o.Region, Bucket: o.Bucket, AccessKey: ak, SecretKey: sk,
 		UploadPrefix: cfg.UploadPrefix, LabelsPrefix: cfg.LabelsPrefix, NATSURL: ns.ClientURL()}
 	if metricsAddr != "" {
 		ep.MetricsURL = "http://" + metricsAddr + "/metrics"
+		if vw != nil {
+			ep.ViewerURL = "http://" + metricsAddr + "/"
+		}
 	}
 	b, _ := json.MarshalIndent(ep, "", "  ")
 	epPath := filepath.Join(o.DataDir, "endpoints.json")
@@ -227,6 +245,9 @@ func runUp(ctx context.Context, v *viper.Viper, o upOptions, out, logw io.Writer
 	fmt.Fprintf(out, "  upload to     s3://%s/%s<plate>/<id>_{red,green,blue,yellow}.png\n  labels at     s3://%s/%s<plate>/<id>.json\n",
 		ep.Bucket, ep.UploadPrefix, ep.Bucket, ep.LabelsPrefix)
 	fmt.Fprintf(out, "  nats          %s\n  metrics       %s\n  endpoints     %s\n", ep.NATSURL, ep.MetricsURL, epPath)
+	if ep.ViewerURL != "" {
+		fmt.Fprintf(out, "  viewer        %s (sign in with the access key and secret key)\n", ep.ViewerURL)
+	}
 
 	runErr := make(chan error, 1)
 	go func() { runErr <- svc.Run(ctx) }()

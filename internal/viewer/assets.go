@@ -36,6 +36,13 @@ var funcs = template.FuncMap{
 	"pct":   func(x float64) string { return fmt.Sprintf("%.0f%%", 100*x) },
 	"f3":    func(x float64) string { return fmt.Sprintf("%.3f", x) },
 	"f4":    func(x float64) string { return fmt.Sprintf("%.4f", x) },
+	// metric shows whole numbers (counts) without decimals.
+	"metric": func(x float64) string {
+		if x == math.Trunc(x) && math.Abs(x) < 1e15 {
+			return fmt.Sprintf("%.0f", x)
+		}
+		return fmt.Sprintf("%.4f", x)
+	},
 	"f4p": func(x *float64) string {
 		if x == nil {
 			return "–"

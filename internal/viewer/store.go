@@ -2,7 +2,9 @@ package viewer
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"strings"
 	"time"
 )
 
@@ -51,3 +53,38 @@ type EventSource interface {
 // manifest.json, or s3://bucket/prefix of one. Static locations and the inference consumer's
 // model pointer object both fit.
 type ModelLocator func(ctx context.Context) (string, error)
+
+// StaticModel is the ModelLocator of a fixed location.
+func StaticModel(location string) ModelLocator {
+	return func(context.Context) (string, error) { return location, nil }
+}
+
+// PointerModel is the ModelLocator of the inference consumer's model pointer: the object at key
+// holds the location (plain text, or JSON {"location": ...} / {"manifest": ...}). While the
+// pointer does not exist, fallback is the location ("" = none).
+func PointerModel(store ObjectStore, key, fallback string) ModelLocator {
+	return func(ctx context.Context) (string, error) {
+		b, err := store.Get(ctx, key, 1<<16)
+		if errors.Is(err, ErrNotFound) && fallback != "" {
+			return fallback, nil
+		}
+		if err != nil {
+			return "", err
+		}
+		var v struct {
+			Location string `json:"location"`
+			Manifest string `json:"manifest"`
+		}
+		loc := string(b)
+		if json.Unmarshal(b, &v) == nil {
+			loc = v.Location
+			if loc == "" {
+				loc = v.Manifest
+			}
+		}
+		if loc = strings.TrimSpace(loc); loc == "" {
+			return "", errors.New("model pointer " + key + " is empty")
+		}
+		return loc, nil
+	}
+}

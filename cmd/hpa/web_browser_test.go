@@ -203,6 +203,7 @@ func TestViewerInBrowser(t *testing.T) {
 	// The plate page: one lazy thumbnail per sample, every image with an alt text, all decoded.
 	tPlate := time.Now()
 	navigate(r.ep.ViewerURL + "plates/" + plate)
+	poll("the plate page's script", `document.body.dataset.ready === "1"`, 10*time.Second)
 	if got := eval(`String(document.querySelectorAll('#grid img.thumb[loading="lazy"]').length)`); got != strconv.Itoa(n) {
 		t.Errorf("%s lazy thumbnails, want %d", got, n)
 	}
@@ -235,7 +236,7 @@ func TestViewerInBrowser(t *testing.T) {
 		t.Fatalf("after Right Right Left the focus is on %q, want %q", got, cards[1])
 	}
 	key(kb.Enter)
-	poll("the sample page", `document.body.dataset.page === "sample"`, 10*time.Second)
+	poll("the sample page", `document.body.dataset.page === "sample" && document.body.dataset.ready === "1"`, 10*time.Second)
 	sample := cards[1]
 	if got := eval(`document.querySelector('[data-sample]').dataset.sample`); got != sample {
 		t.Fatalf("Enter opened %q, want %q", got, sample)
@@ -279,9 +280,9 @@ func TestViewerInBrowser(t *testing.T) {
 	shot("sample")
 	// k goes to the previous sample, u back to the plate.
 	key("k")
-	poll("the previous sample", `document.querySelector('[data-sample]') && document.querySelector('[data-sample]').dataset.sample === "`+cards[0]+`"`, 10*time.Second)
+	poll("the previous sample", `document.body.dataset.ready === "1" && document.querySelector('[data-sample]').dataset.sample === "`+cards[0]+`"`, 10*time.Second)
 	key("u")
-	poll("the plate page", `document.body.dataset.page === "plate"`, 10*time.Second)
+	poll("the plate page", `document.body.dataset.page === "plate" && document.body.dataset.ready === "1"`, 10*time.Second)
 
 	// Live: a sample uploaded while the plate page is open appears without a reload.
 	poll("live updates", `document.body.dataset.live === "on"`, 10*time.Second)
@@ -299,6 +300,41 @@ func TestViewerInBrowser(t *testing.T) {
 		t.Errorf("new card alt %q", got)
 	}
 	poll("the new thumbnail", `(i => i && i.complete && i.naturalWidth > 0)(document.querySelector('#grid li[data-id="`+newID+`"] img'))`, 30*time.Second)
+	// A sample with a corrupt channel appears live too, marked failed with its error kind.
+	badID := "zz-corrupt"
+	for _, ch := range pipeline.ChannelNames {
+		data := []byte("\x89PNG\r\n\x1a\nnot really a png")
+		if ch != "green" {
+			data, _ = os.ReadFile(filepath.Join(synthDir, "train", newID+"_"+ch+".png"))
+		}
+		if err := r.store.Put(context.Background(), r.ep.UploadPrefix+plate+"/"+badID+"_"+ch+".png", data, "image/png"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var rec pipeline.ErrorRecord
+	for deadline := time.Now().Add(90 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		b, err := r.store.Get(context.Background(), r.ep.LabelsPrefix+plate+"/"+badID+".error.json", 0)
+		if err == nil {
+			if rec, err = pipeline.ParseError(b); err != nil {
+				t.Fatal(err)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no error record for %s: %v", badID, err)
+		}
+	}
+	poll("the failed sample's card", `(li => li && li.classList.contains("failed") && li.innerText.includes("failed: `+rec.Kind+`"))(document.querySelector('#grid li[data-id="`+badID+`"]'))`, 30*time.Second)
+	poll("the failed count", `document.querySelector('[data-count="failed"]').textContent === "1"`, 10*time.Second)
+	if got := eval(`document.getElementById('shown').textContent`); !strings.HasPrefix(got, fmt.Sprintf("Showing %d of %d ", n+2, n+2)) {
+		t.Errorf("the count of shown samples was not updated: %q", got)
+	}
+	if got := eval(`document.querySelector('#grid li[data-id="` + badID + `"] img').alt`); got != "Sample "+badID+" failed: "+rec.Kind {
+		t.Errorf("failed card alt %q", got)
+	}
+	if eval(`String(window.__notReloaded === true)`) != "true" {
+		t.Error("the page reloaded instead of updating")
+	}
 	shot("plate-live")
 
 	// Filters: the first predicted class of the first sample selects a subset containing it.
@@ -362,4 +398,3 @@ func sortedNatural(s []string) []string {
 	return out
 }
 
-var _ = fmt.Sprint

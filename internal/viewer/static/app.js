@@ -90,10 +90,20 @@
             if (el) el.textContent = d.counts[k];
           }
           const old = grid.querySelector('li[data-id="' + CSS.escape(d.id) + '"]');
+          const bump = function (n) {
+            ["shown-n", "total-n"].forEach(function (id) {
+              const el = document.getElementById(id);
+              if (el) el.textContent = String(Number(el.textContent) + n);
+            });
+          };
           if (!d.matches) {
-            if (old) old.remove();
+            if (old) {
+              old.remove();
+              bump(-1);
+            }
             return;
           }
+          if (!old) bump(1);
           const li = fromHTML(d.html);
           if (old) {
             old.replaceWith(li);
@@ -276,4 +286,7 @@
       e.preventDefault();
     });
   }
+
+  // The page's handlers are in place (tests wait for this before they press keys).
+  body.dataset.ready = "1";
 })();

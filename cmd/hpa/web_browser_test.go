@@ -397,4 +397,3 @@ func sortedNatural(s []string) []string {
 	}
 	return out
 }
-

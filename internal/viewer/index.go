@@ -335,6 +335,11 @@ func (c *summaries) get(ctx context.Context, objs []Object) []*labelSummary {
 	sem := make(chan struct{}, c.v.cfg.ReadWorkers)
 	var wg sync.WaitGroup
 	for _, i := range todo {
+		if err := ctx.Err(); err != nil {
+			// Out of time: the rest are shown as unreadable (and read on a later request).
+			out[i] = &labelSummary{Bad: err.Error(), transient: true}
+			continue
+		}
 		wg.Add(1)
 		sem <- struct{}{}
 		go func(i int) {

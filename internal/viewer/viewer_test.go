@@ -544,3 +544,42 @@ func TestEventStreamLimit(t *testing.T) {
 		t.Errorf("second stream: %d, want 503", code)
 	}
 }
+
+// slowStore delays every Get.
+type slowStore struct {
+	*memStore
+	delay time.Duration
+}
+
+func (s slowStore) Get(ctx context.Context, key string, max int64) ([]byte, error) {
+	select {
+	case <-time.After(s.delay):
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	return s.memStore.Get(ctx, key, max)
+}
+
+// A page over a slow store ends at the request timeout without reading every label.
+func TestBoundedWorkPerRequest(t *testing.T) {
+	m := newMemStore()
+	for i := range 200 {
+		id := "s" + string(rune('a'+i/26)) + string(rune('a'+i%26))
+		m.put("labels/p/"+id+".json", mkLabel(t, id, "v1", map[int]float64{1: 0.9}))
+	}
+	_, srv := newTestViewer(t, slowStore{m, 20 * time.Millisecond}, func(c *Config) {
+		c.RequestTimeout, c.ReadWorkers = 300*time.Millisecond, 2
+	})
+	t0 := time.Now()
+	code, _, _ := get(t, srv, "/")
+	if d := time.Since(t0); d > 3*time.Second {
+		t.Errorf("the plates page took %v with a 300ms request timeout", d)
+	}
+	reads := 0
+	for _, k := range m.keys("labels/") {
+		reads += m.getCount(k)
+	}
+	if reads >= 200 {
+		t.Errorf("%d label reads after the timeout, want fewer than 200 (code %d)", reads, code)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"html/template"
 	"net/http"
 	"net/url"
 	"slices"
@@ -335,7 +336,7 @@ func (s *sampleObjects) result() Object {
 type plateData struct {
 	Name, URL, CSVURL string
 	Counts            plateRow
-	Cards             []card
+	Cards             []template.HTML
 	Shown, Total      int
 	Filter            filter
 	Classes           []classRef
@@ -345,8 +346,14 @@ type plateData struct {
 	Versions          []string
 }
 
-// plateCards summarizes a plate and returns the cards the filter selects.
-func (v *Viewer) plateCards(ctx context.Context, p *plateObjects, f filter) (plateRow, []card, []string) {
+// match is a sample a filter selected, with its label or error summary (may be nil).
+type match struct {
+	s   *sampleObjects
+	sum *labelSummary
+}
+
+// plateCards summarizes a plate and returns the samples the filter selects, in natural order.
+func (v *Viewer) plateCards(ctx context.Context, p *plateObjects, f filter) (plateRow, []match, []string) {
 	ids := p.sortedIDs()
 	objs := make([]Object, 0, len(ids))
 	idx := make([]int, len(ids))
@@ -359,7 +366,7 @@ func (v *Viewer) plateCards(ctx context.Context, p *plateObjects, f filter) (pla
 	}
 	sums := v.sums.get(ctx, objs)
 	counts := plateRow{Name: p.Name, Samples: len(ids), Updated: p.CSV.Modified}
-	var cards []card
+	var out []match
 	var labeled []*labelSummary
 	for i, id := range ids {
 		s := p.Samples[id]
@@ -383,10 +390,42 @@ func (v *Viewer) plateCards(ctx context.Context, p *plateObjects, f filter) (pla
 			counts.Updated = t
 		}
 		if f.matches(st, sum) {
-			cards = append(cards, makeCard(p.Name, s, sum))
+			out = append(out, match{s, sum})
 		}
 	}
-	return counts, cards, sortedVersions(labeled)
+	return counts, out, sortedVersions(labeled)
+}
+
+// maxCards bounds the rendered-card cache.
+const maxCards = 100_000
+
+// cardHTML renders the grid card of a sample, cached by everything it shows: the plate, the
+// sample, its status, the version of its channel objects and its label or error record's ETag.
+func (v *Viewer) cardHTML(plate string, m match) (template.HTML, error) {
+	key := plate + "\x00" + m.s.ID + "\x00" + m.s.status() + "\x00" + m.s.version() + "\x00" + m.s.result().ETag
+	if m.sum != nil && m.sum.transient {
+		key = "" // an unread record: render, do not keep
+	}
+	v.cardsMu.Lock()
+	h, ok := v.cards[key]
+	v.cardsMu.Unlock()
+	if ok && key != "" {
+		return h, nil
+	}
+	var buf bytes.Buffer
+	if err := v.tmpl["plate"].ExecuteTemplate(&buf, "card", makeCard(plate, m.s, m.sum)); err != nil {
+		return "", err
+	}
+	h = template.HTML(buf.String()) // html/template's output: escaped
+	if key != "" {
+		v.cardsMu.Lock()
+		if len(v.cards) >= maxCards {
+			clear(v.cards)
+		}
+		v.cards[key] = h
+		v.cardsMu.Unlock()
+	}
+	return h, nil
 }
 
 // servePlate is GET /plates/{plate}: the sample grid.
@@ -413,8 +452,8 @@ func (v *Viewer) servePlate(w http.ResponseWriter, r *http.Request) {
 		v.httpError(w, r, err)
 		return
 	}
-	counts, cards, versions := v.plateCards(r.Context(), p, f)
-	d := plateData{Name: plate, URL: plateURL(plate), Counts: counts, Total: len(cards), Filter: f, Versions: versions,
+	counts, matches, versions := v.plateCards(r.Context(), p, f)
+	d := plateData{Name: plate, URL: plateURL(plate), Counts: counts, Total: len(matches), Filter: f, Versions: versions,
 		Statuses: []string{StatusLabeled, StatusFailed, StatusIncomplete, StatusPending}}
 	if p.CSV.Key != "" {
 		d.CSVURL = plateURL(plate) + "/submission.csv"
@@ -422,10 +461,18 @@ func (v *Viewer) servePlate(w http.ResponseWriter, r *http.Request) {
 	for k, n := range pipeline.ClassNames {
 		d.Classes = append(d.Classes, classRef{k, n})
 	}
-	d.Pages = max(1, (len(cards)+v.cfg.PageSize-1)/v.cfg.PageSize)
+	d.Pages = max(1, (len(matches)+v.cfg.PageSize-1)/v.cfg.PageSize)
 	d.Page = min(pn, d.Pages)
-	lo, hi := (d.Page-1)*v.cfg.PageSize, min(len(cards), d.Page*v.cfg.PageSize)
-	d.Cards = cards[lo:hi]
+	lo, hi := (d.Page-1)*v.cfg.PageSize, min(len(matches), d.Page*v.cfg.PageSize)
+	for _, m := range matches[lo:hi] {
+		h, err := v.cardHTML(plate, m)
+		if err != nil {
+			v.log.Error("viewer: template", "page", "card", "err", err)
+			http.Error(w, "template error", http.StatusInternalServerError)
+			return
+		}
+		d.Cards = append(d.Cards, h)
+	}
 	d.Shown = len(d.Cards)
 	pageURL := func(n int) string {
 		q := f.Query()
@@ -469,9 +516,8 @@ func (v *Viewer) serveCard(w http.ResponseWriter, r *http.Request) {
 	if o := s.result(); o.Key != "" {
 		sum = v.sums.get(r.Context(), []Object{o})[0]
 	}
-	var buf bytes.Buffer
-	c := makeCard(plate, s, sum)
-	if err := v.tmpl["plate"].ExecuteTemplate(&buf, "card", c); err != nil {
+	h, err := v.cardHTML(plate, match{s, sum})
+	if err != nil {
 		http.Error(w, "template error", http.StatusInternalServerError)
 		return
 	}
@@ -482,7 +528,7 @@ func (v *Viewer) serveCard(w http.ResponseWriter, r *http.Request) {
 		next = ids[i+1]
 	}
 	writeJSON(w, map[string]any{
-		"id": id, "html": buf.String(), "matches": f.matches(s.status(), sum), "before": next,
+		"id": id, "html": string(h), "matches": f.matches(s.status(), sum), "before": next,
 		"counts": map[string]int{"samples": counts.Samples, "labeled": counts.Labeled, "failed": counts.Failed,
 			"incomplete": counts.Incomplete, "pending": counts.Pending},
 	})

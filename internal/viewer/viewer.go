@@ -154,8 +154,11 @@ type Viewer struct {
 	mux    *http.ServeMux
 	stop   func()
 	closed chan struct{}
-	once   sync.Once
-	stats  struct {
+	// cards caches rendered grid cards (see cardHTML).
+	cardsMu sync.Mutex
+	cards   map[string]template.HTML
+	once    sync.Once
+	stats   struct {
 		renders, thumbsCached atomic.Int64
 	}
 }
@@ -171,6 +174,7 @@ func New(store ObjectStore, cfg Config) (*Viewer, error) {
 	v := &Viewer{cfg: cfg, store: store, log: cfg.Logger, hub: newHub(cfg.MaxStreams), closed: make(chan struct{}), stop: func() {}}
 	v.idx = newIndex(v)
 	v.sums = &summaries{v: v, m: map[string]summaryEntry{}}
+	v.cards = map[string]template.HTML{}
 	v.thumbs = newThumbMaker(v)
 	var err error
 	if v.tmpl, err = parseTemplates(); err != nil {

@@ -56,5 +56,7 @@
 // traversal, no control characters) and every key built from them is checked to be a clean key
 // below its configured prefix. Work per request is bounded: a request timeout, a page size,
 // concurrent label reads, concurrent renders, the size of objects decoded, the number of event
-// streams; listings and parsed labels are cached (IndexTTL, dropped early by label events).
+// streams; listings and parsed labels are cached (IndexTTL, dropped early by label events), and
+// the parsed labels of a plate are kept in <thumbs prefix><plate>/_labels.json so a restarted
+// viewer reads one object instead of every label.
 package viewer

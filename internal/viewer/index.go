@@ -4,11 +4,13 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"slices"
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hpa-plates/hpa/internal/pipeline"
@@ -305,9 +307,10 @@ type summaryEntry struct {
 
 // summaries caches parsed label and error records (bounded; cleared when full).
 type summaries struct {
-	v  *Viewer
-	mu sync.Mutex
-	m  map[string]summaryEntry
+	v     *Viewer
+	mu    sync.Mutex
+	m     map[string]summaryEntry
+	reads atomic.Int64 // records read from the store
 }
 
 const maxSummaries = 200_000
@@ -362,6 +365,7 @@ func (c *summaries) get(ctx context.Context, objs []Object) []*labelSummary {
 }
 
 func (c *summaries) read(ctx context.Context, o Object) *labelSummary {
+	c.reads.Add(1)
 	b, err := c.v.store.Get(ctx, o.Key, maxRecordBytes)
 	if err != nil {
 		return &labelSummary{Bad: err.Error(), transient: !errors.Is(err, ErrTooLarge)}
@@ -398,4 +402,122 @@ func sortedVersions(sums []*labelSummary) []string {
 	}
 	slices.Sort(vs)
 	return vs
+}
+
+// The label summaries of a plate are also kept in the thumbnail cache, as one object per plate,
+// so that a restarted viewer reads one object instead of every label of the plate:
+//
+//	<thumbs prefix><plate>/_labels.json   {"schema": "hpa.viewer.labels/v1",
+//	                                       "entries": {"<label key>": {"etag": ..., summary fields}}}
+//
+// Entries count only while their ETag is the record's. A page that had to read many records
+// (indexWriteAfter) rewrites the object.
+const (
+	labelIndexSchema = "hpa.viewer.labels/v1"
+	labelIndexName   = "_labels.json"
+	indexWriteAfter  = 32
+)
+
+type indexEntry struct {
+	ETag         string    `json:"etag"`
+	Predicted    []int     `json:"predicted,omitempty"`
+	Probs        []float64 `json:"probs,omitempty"`
+	ModelName    string    `json:"model_name,omitempty"`
+	ModelVersion string    `json:"model_version,omitempty"`
+	ErrorKind    string    `json:"error_kind,omitempty"`
+	ErrorReason  string    `json:"error_reason,omitempty"`
+	Bad          string    `json:"bad,omitempty"`
+}
+
+type labelIndex struct {
+	Schema  string                `json:"schema"`
+	Entries map[string]indexEntry `json:"entries"`
+}
+
+func (v *Viewer) labelIndexKey(plate string) string {
+	return v.cfg.ThumbsPrefix + plate + "/" + labelIndexName
+}
+
+// plateSummaries returns the summaries of a plate's records (objs), seeding the in-memory cache
+// from the plate's stored index when many are missing, and storing the index again after a page
+// that had to read many records.
+func (v *Viewer) plateSummaries(ctx context.Context, plate string, objs []Object) []*labelSummary {
+	if v.sums.missing(objs) >= indexWriteAfter {
+		v.loadLabelIndex(ctx, plate)
+	}
+	before := v.sums.reads.Load()
+	sums := v.sums.get(ctx, objs)
+	if v.sums.reads.Load()-before >= indexWriteAfter && ctx.Err() == nil {
+		v.storeLabelIndex(ctx, plate, objs, sums)
+	}
+	return sums
+}
+
+func (c *summaries) missing(objs []Object) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := 0
+	for _, o := range objs {
+		if e, ok := c.m[o.Key]; !ok || e.etag != o.ETag {
+			n++
+		}
+	}
+	return n
+}
+
+func (v *Viewer) loadLabelIndex(ctx context.Context, plate string) {
+	key := v.labelIndexKey(plate)
+	if keyUnder(key, v.cfg.ThumbsPrefix) != nil {
+		return
+	}
+	b, err := v.store.Get(ctx, key, 64<<20)
+	if err != nil {
+		return
+	}
+	var idx labelIndex
+	if json.Unmarshal(b, &idx) != nil || idx.Schema != labelIndexSchema {
+		return
+	}
+	prefix := v.cfg.LabelsPrefix + plate + "/"
+	v.sums.mu.Lock()
+	defer v.sums.mu.Unlock()
+	for k, e := range idx.Entries {
+		if !strings.HasPrefix(k, prefix) || e.ETag == "" || (len(e.Probs) != 0 && len(e.Probs) != pipeline.NumClasses) {
+			continue
+		}
+		if cur, ok := v.sums.m[k]; ok && cur.etag == e.ETag {
+			continue
+		}
+		s := &labelSummary{Predicted: e.Predicted, ModelName: e.ModelName, ModelVersion: e.ModelVersion,
+			ErrorKind: e.ErrorKind, ErrorReason: e.ErrorReason, Bad: e.Bad}
+		copy(s.Probs[:], e.Probs)
+		if slices.ContainsFunc(s.Predicted, func(k int) bool { return k < 0 || k >= pipeline.NumClasses }) {
+			continue
+		}
+		v.sums.m[k] = summaryEntry{etag: e.ETag, sum: s}
+	}
+}
+
+func (v *Viewer) storeLabelIndex(ctx context.Context, plate string, objs []Object, sums []*labelSummary) {
+	idx := labelIndex{Schema: labelIndexSchema, Entries: make(map[string]indexEntry, len(objs))}
+	for i, o := range objs {
+		s := sums[i]
+		if s == nil || s.transient {
+			continue
+		}
+		e := indexEntry{ETag: o.ETag, Predicted: s.Predicted, ModelName: s.ModelName, ModelVersion: s.ModelVersion,
+			ErrorKind: s.ErrorKind, ErrorReason: s.ErrorReason, Bad: s.Bad}
+		if s.ErrorKind == "" && s.Bad == "" {
+			e.Probs = s.Probs[:]
+		}
+		idx.Entries[o.Key] = e
+	}
+	b, err := json.Marshal(idx)
+	key := v.labelIndexKey(plate)
+	if err != nil || keyUnder(key, v.cfg.ThumbsPrefix) != nil {
+		return
+	}
+	if err := v.store.Put(ctx, key, b, "application/json"); err != nil {
+		v.log.Warn("viewer: could not store the label index", "key", key, "err", err)
+	}
 }

@@ -190,18 +190,20 @@ func (v *Viewer) plateRows(ctx context.Context) ([]plateRow, error) {
 	if err != nil {
 		return nil, err
 	}
-	var labels []Object
+	byKey := map[string]*labelSummary{}
 	for _, p := range plates {
+		if ctx.Err() != nil {
+			break
+		}
+		var labels []Object
 		for _, s := range p.Samples {
 			if s.Label.Key != "" {
 				labels = append(labels, s.Label)
 			}
 		}
-	}
-	sums := v.sums.get(ctx, labels)
-	byKey := make(map[string]*labelSummary, len(labels))
-	for i, o := range labels {
-		byKey[o.Key] = sums[i]
+		for i, sum := range v.plateSummaries(ctx, p.Name, labels) {
+			byKey[labels[i].Key] = sum
+		}
 	}
 	rows := make([]plateRow, 0, len(plates))
 	for _, p := range plates {
@@ -364,7 +366,7 @@ func (v *Viewer) plateCards(ctx context.Context, p *plateObjects, f filter) (pla
 			objs = append(objs, o)
 		}
 	}
-	sums := v.sums.get(ctx, objs)
+	sums := v.plateSummaries(ctx, p.Name, objs)
 	counts := plateRow{Name: p.Name, Samples: len(ids), Updated: p.CSV.Modified}
 	var out []match
 	var labeled []*labelSummary

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -581,5 +582,54 @@ func TestBoundedWorkPerRequest(t *testing.T) {
 	}
 	if reads >= 200 {
 		t.Errorf("%d label reads after the timeout, want fewer than 200 (code %d)", reads, code)
+	}
+}
+
+// The parsed labels of a plate survive a restart in the thumbnail cache: a new viewer reads one
+// index object instead of every label, and only the labels that changed since.
+func TestLabelIndexAfterRestart(t *testing.T) {
+	m := newMemStore()
+	var ids []string
+	for i := range 40 {
+		id := "s" + strconv.Itoa(i)
+		ids = append(ids, id)
+		m.put("labels/p/"+id+".json", mkLabel(t, id, "v1", map[int]float64{i % 28: 0.9}))
+	}
+	labelReads := func() int {
+		n := 0
+		for _, id := range ids {
+			n += m.getCount("labels/p/" + id + ".json")
+		}
+		return n
+	}
+	_, srv1 := newTestViewer(t, m, nil)
+	_, _, page1 := get(t, srv1, "/plates/p")
+	if labelReads() != 40 || len(m.keys("thumbs/p/_labels.json")) != 1 {
+		t.Fatalf("first view: %d label reads, index %v", labelReads(), m.keys("thumbs/"))
+	}
+	idxReads := m.getCount("thumbs/p/_labels.json") // the first viewer looked for it too
+	_, srv2 := newTestViewer(t, m, nil)
+	_, _, page2 := get(t, srv2, "/plates/p")
+	if labelReads() != 40 || m.getCount("thumbs/p/_labels.json") != idxReads+1 {
+		t.Errorf("after a restart: %d label reads (want none more), %d index reads (want 1)", labelReads()-40, m.getCount("thumbs/p/_labels.json")-idxReads)
+	}
+	if page1 != page2 {
+		t.Error("the page from the index differs from the page from the labels")
+	}
+	// A relabeled sample is read again; its new prediction shows.
+	m.put("labels/p/s3.json", mkLabel(t, "s3", "v2", map[int]float64{27: 0.95}))
+	_, srv3 := newTestViewer(t, m, nil)
+	_, _, page3 := get(t, srv3, "/plates/p")
+	if got := m.getCount("labels/p/s3.json"); got != 2 || labelReads() != 41 {
+		t.Errorf("s3 read %d times, %d label reads in all; want 2 and 41", got, labelReads())
+	}
+	if !strings.Contains(page3, "Rods &amp; rings") {
+		t.Error("the relabeled sample's new class is not shown")
+	}
+	// A damaged index is ignored.
+	m.put("thumbs/p/_labels.json", []byte(`{"schema":"hpa.viewer.labels/v1","entries":{"labels/p/s1.json":{"etag":"x","predicted":[99]}}}`))
+	_, srv4 := newTestViewer(t, m, nil)
+	if code, _, _ := get(t, srv4, "/plates/p"); code != 200 {
+		t.Errorf("with a damaged index: %d", code)
 	}
 }

@@ -3,13 +3,19 @@ package main
 import (
 	"context"
 	"io"
+	"net"
 	"net/http"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/hpa-plates/hpa/internal/config"
+	"github.com/hpa-plates/hpa/internal/natsembed"
+	"github.com/hpa-plates/hpa/internal/s3local"
 )
 
 func httpGet(t *testing.T, url, user, pass string) (int, string) {
@@ -109,4 +115,122 @@ func TestWebServesViewer(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Error("hpa web did not stop")
 	}
+}
+
+// freeAddr is a loopback address with a port that was free a moment ago.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// `hpa inference` serves the viewer on its metrics listener when it has static S3 keys or a
+// token to sign in with, and leaves it off (metrics still served) otherwise.
+func TestInferenceServesViewer(t *testing.T) {
+	manifest := labelModelSet(t)
+	dir := t.TempDir()
+	s3srv, err := s3local.New(s3local.Options{Dir: filepath.Join(dir, "s3"), AccessKey: "AKINF", SecretKey: "inf-secret", Buckets: []string{"plates"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s3srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s3srv.Close(context.Background()) })
+
+	// Each run gets a new NATS server: the consumers' existence then says the service's Setup is
+	// done (stopping it during Setup is an error of its own).
+	run := func(t *testing.T, extra ...string) (addr string, stop func() string) {
+		ns, err := natsembed.Start(natsembed.Options{DataDir: t.TempDir(), JetStream: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(ns.Shutdown)
+		addr = freeAddr(t)
+		args := append([]string{"inference", "--model", manifest, "--nats-url", ns.ClientURL(), "--s3-endpoint", s3srv.Endpoint(),
+			"--s3-path-style", "--bucket", "plates", "--metrics-addr", addr}, extra...)
+		root := newRoot()
+		out := &syncBuffer{}
+		root.SetOut(out)
+		root.SetErr(out)
+		root.SetArgs(args)
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- root.ExecuteContext(ctx) }()
+		// Ready once the consumers exist (the service's Setup is done) and the listener answers.
+		nc, err := nats.Connect(ns.ClientURL())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer nc.Close()
+		js, _ := jetstream.New(nc)
+		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+			_, cerr := js.Consumer(ctx, "HPA_READY", "hpa-labeler")
+			if resp, err := http.Get("http://" + addr + "/readyz"); err == nil {
+				resp.Body.Close()
+				if resp.StatusCode == 200 && cerr == nil {
+					break
+				}
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("hpa inference not ready:\n%s", out.String())
+			}
+		}
+		return addr, func() string {
+			cancel()
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Errorf("hpa inference: %v", err)
+				}
+			case <-time.After(30 * time.Second):
+				t.Error("hpa inference did not stop")
+			}
+			return out.String()
+		}
+	}
+
+	t.Run("static keys", func(t *testing.T) {
+		addr, stop := run(t, "--s3-access-key", "AKINF", "--s3-secret-key", "inf-secret")
+		if code, _ := httpGet(t, "http://"+addr+"/", "", ""); code != 401 {
+			t.Errorf("viewer without credentials: %d", code)
+		}
+		if code, body := httpGet(t, "http://"+addr+"/", "AKINF", "inf-secret"); code != 200 || !strings.Contains(body, "Plates") {
+			t.Errorf("viewer: %d %.200s", code, body)
+		}
+		if code, _ := httpGet(t, "http://"+addr+"/metrics", "", ""); code != 200 {
+			t.Errorf("metrics: %d", code)
+		}
+		if out := stop(); !strings.Contains(out, "plate viewer") {
+			t.Errorf("no viewer URL logged:\n%s", out)
+		}
+	})
+	t.Run("credential chain without a token", func(t *testing.T) {
+		t.Setenv("AWS_ACCESS_KEY_ID", "AKINF")
+		t.Setenv("AWS_SECRET_ACCESS_KEY", "inf-secret")
+		addr, stop := run(t)
+		if code, _ := httpGet(t, "http://"+addr+"/", "AKINF", "inf-secret"); code != 404 {
+			t.Errorf("viewer without a way to sign in: %d, want it off (404)", code)
+		}
+		if out := stop(); !strings.Contains(out, "plate viewer off") {
+			t.Errorf("no warning:\n%s", out)
+		}
+	})
+	t.Run("credential chain with a token", func(t *testing.T) {
+		t.Setenv("AWS_ACCESS_KEY_ID", "AKINF")
+		t.Setenv("AWS_SECRET_ACCESS_KEY", "inf-secret")
+		t.Setenv("HPA_WEB_TOKEN", "tok-inf")
+		addr, stop := run(t)
+		if code, _ := httpGet(t, "http://"+addr+"/models", "biologist", "tok-inf"); code != 200 {
+			t.Errorf("viewer with the token: %d", code)
+		}
+		if code, _ := httpGet(t, "http://"+addr+"/models", "AKINF", "inf-secret"); code != 401 {
+			t.Errorf("the chain's keys are not the viewer's: %d, want 401", code)
+		}
+		stop()
+	})
 }

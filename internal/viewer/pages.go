@@ -278,6 +278,19 @@ func (v *Viewer) loadPlate(ctx context.Context, plate string) (*plateObjects, er
 	return p, nil
 }
 
+// loadSample returns a plate's listing and one of its samples; an unknown one is ErrNotFound.
+func (v *Viewer) loadSample(ctx context.Context, plate, id string) (*plateObjects, *sampleObjects, error) {
+	p, err := v.loadPlate(ctx, plate)
+	if err != nil {
+		return nil, nil, err
+	}
+	s := p.Samples[id]
+	if s == nil {
+		return nil, nil, fmt.Errorf("sample %q: %w", id, ErrNotFound)
+	}
+	return p, s, nil
+}
+
 // makeCard builds the grid card of sample s (sum: its label or error summary, may be nil).
 func makeCard(plate string, s *sampleObjects, sum *labelSummary) card {
 	c := card{ID: s.ID, URL: sampleURL(plate, s.ID), Status: s.status()}
@@ -503,14 +516,9 @@ func (v *Viewer) serveCard(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
-	p, err := v.loadPlate(r.Context(), plate)
+	p, s, err := v.loadSample(r.Context(), plate, id)
 	if err != nil {
 		v.httpError(w, r, err)
-		return
-	}
-	s := p.Samples[id]
-	if s == nil {
-		v.httpError(w, r, fmt.Errorf("sample %q: %w", id, ErrNotFound))
 		return
 	}
 	counts, _, _ := v.plateCards(r.Context(), p, filter{Class: -1})
@@ -592,14 +600,9 @@ func (v *Viewer) serveImage(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "unknown image kind", http.StatusNotFound)
 		return
 	}
-	p, err := v.loadPlate(r.Context(), plate)
+	_, s, err := v.loadSample(r.Context(), plate, id)
 	if err != nil {
 		v.httpError(w, r, err)
-		return
-	}
-	s := p.Samples[id]
-	if s == nil {
-		v.httpError(w, r, fmt.Errorf("sample %q: %w", id, ErrNotFound))
 		return
 	}
 	ver := s.version()

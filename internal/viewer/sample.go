@@ -68,14 +68,9 @@ func (v *Viewer) serveSample(w http.ResponseWriter, r *http.Request) {
 		v.httpError(w, r, err)
 		return
 	}
-	p, err := v.loadPlate(r.Context(), plate)
+	p, s, err := v.loadSample(r.Context(), plate, id)
 	if err != nil {
 		v.httpError(w, r, err)
-		return
-	}
-	s := p.Samples[id]
-	if s == nil {
-		v.httpError(w, r, fmt.Errorf("sample %q: %w", id, ErrNotFound))
 		return
 	}
 	d := sampleData{Plate: plate, PlateURL: plateURL(plate), ID: id, Status: s.status(), ChartW: chartWidth, BarX: chartLabelW}
@@ -163,14 +158,12 @@ func (v *Viewer) serveRecord(w http.ResponseWriter, r *http.Request) {
 		v.httpError(w, r, err)
 		return
 	}
-	p, err := v.loadPlate(r.Context(), plate)
+	_, s, err := v.loadSample(r.Context(), plate, id)
+	if err == nil && s.result().Key == "" {
+		err = fmt.Errorf("no label or error record for %q: %w", id, ErrNotFound)
+	}
 	if err != nil {
 		v.httpError(w, r, err)
-		return
-	}
-	s := p.Samples[id]
-	if s == nil || s.result().Key == "" {
-		v.httpError(w, r, fmt.Errorf("no label or error record for %q: %w", id, ErrNotFound))
 		return
 	}
 	key := s.result().Key

@@ -58,6 +58,10 @@ func TestWebServesViewer(t *testing.T) {
 	if code != 200 || !strings.Contains(body, `data-id="w1"`) {
 		t.Fatalf("up's viewer: %d %.300s", code, body)
 	}
+	// The listing's modification times reach the page (the plate's last update).
+	if code, body := httpGet(t, r.ep.ViewerURL, r.ep.AccessKey, r.ep.SecretKey); code != 200 || !strings.Contains(body, `<time datetime="20`) {
+		t.Errorf("plates page without a last-update time: %d %.300s", code, body)
+	}
 	if !strings.Contains(r.out.String(), "viewer        "+r.ep.ViewerURL) {
 		t.Errorf("hpa up does not print the viewer URL:\n%s", r.out.String())
 	}

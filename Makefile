@@ -54,7 +54,7 @@ fuzz-decode:
 test-minio: setup
 	$(GO) test -race -count=1 -run 'MinIO|NativeNATS|NoStream|FindBinary|TailBuffer' ./internal/testenv/minio ./consumers/inference
 
-# Training benchmarks of issue 3 section 5 in one command: Go+libtorch vs PyTorch train step (goal
+# Training benchmarks in one command: Go+libtorch vs PyTorch train step on the same libtorch (goal
 # ratio <= 1.05) and data-loader vs train-step samples/s (goal >= 1.5). BENCH_TRAIN_ARGS overrides
 # (e.g. --arch seresnext50_32x4d --batch 8); results are recorded in docs/benchmarks.md.
 .PHONY: bench-train bench-train-synth
@@ -72,7 +72,7 @@ bench-train: setup build
 bench-train-synth: setup build
 	bin/hpa bench train $(BENCH_TRAIN_ARGS)
 
-# Inference service benchmarks of issue 4 section 3 in one command: end-to-end samples/s through
+# Inference service benchmarks in one command: end-to-end samples/s through
 # NATS + S3 + decode + batching + JSON vs the raw model in the same run (e2e/raw, goal >= 0.90) and
 # sample-ready events/s from S3 events (vs_goal_20k, goal >= 1).
 .PHONY: bench-inference

@@ -2,22 +2,16 @@ package main
 
 import (
 	"errors"
-	"fmt"
-	"os"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/viper"
 
 	"github.com/hpa-plates/hpa/internal/benchtrain"
 	"github.com/hpa-plates/hpa/internal/config"
-	"github.com/hpa-plates/hpa/internal/model"
 	"github.com/hpa-plates/hpa/internal/model/torch"
-	"github.com/hpa-plates/hpa/internal/pipeline"
-	"github.com/hpa-plates/hpa/internal/synth"
-	"github.com/hpa-plates/hpa/internal/train"
 )
 
-// hpa bench train: the training benchmarks of issue 3 section 5 (internal/benchtrain).
+// hpa bench train: the training benchmarks against their goals (internal/benchtrain).
 func init() {
 	subcommands = append(subcommands, func(v *viper.Viper) *cobra.Command {
 		bench := &cobra.Command{
@@ -37,7 +31,15 @@ func init() {
 			Args: cobra.NoArgs,
 			RunE: func(c *cobra.Command, _ []string) error {
 				config.BindFlags(v, c, "bench_train", map[string]string{"library": "torch.library"})
-				return benchTrain(c, v)
+				o, err := config.BenchTrain(v)
+				if err != nil {
+					return err
+				}
+				err = benchtrain.Main(c.Context(), o, c.OutOrStdout())
+				if errors.Is(err, benchtrain.ErrGoalNotMet) {
+					return &exitError{code: 1, err: err}
+				}
+				return err
 			},
 		}
 		f := cmd.Flags()
@@ -63,71 +65,4 @@ func init() {
 		bench.AddCommand(cmd)
 		return bench
 	})
-}
-
-func benchTrain(c *cobra.Command, v *viper.Viper) error {
-	spec, err := model.Preset(v.GetString("bench_train.arch"))
-	if err != nil {
-		return fmt.Errorf("bench train: %w", err)
-	}
-	if st := v.GetString("bench_train.stem"); st != "" {
-		spec.Stem = model.Stem(st)
-	}
-	o := benchtrain.Options{
-		StepOptions: benchtrain.StepOptions{
-			Spec: spec, Size: v.GetInt("bench_train.size"), Batch: v.GetInt("bench_train.batch"),
-			Steps: v.GetInt("bench_train.steps"), Warmup: v.GetInt("bench_train.warmup"), Seed: v.GetUint64("bench_train.seed"),
-		},
-		Threads: v.GetInt("bench_train.threads"), Rounds: v.GetInt("bench_train.rounds"),
-		Python: v.GetString("bench_train.python"), Script: v.GetString("bench_train.script"),
-		Preload: v.GetString("bench_train.tcmalloc"), NoInplace: v.GetBool("bench_train.no_inplace"),
-		Loader: benchtrain.LoaderOptions{
-			DataDir: v.GetString("bench_train.data"), Workers: v.GetInt("bench_train.workers"),
-			Samples: v.GetInt("bench_train.samples"), Augment: train.DefaultAugment(),
-		},
-	}
-	if err := o.Validate(); err != nil {
-		return err
-	}
-	norm := model.DefaultNormalization(spec.InChans)
-	o.Loader.Norm = pipeline.Norm{Mean: norm.Mean, Std: norm.Std}
-	if o.Preload == "" && torch.Allocator == "tcmalloc" {
-		if o.Preload, err = benchtrain.FindTCMalloc(); err != nil {
-			return err
-		}
-	}
-	lib, err := torch.Open(v.GetString("torch.library"))
-	if err != nil {
-		return err
-	}
-	w := c.OutOrStdout()
-	if o.Loader.DataDir == "" {
-		if o.Loader.Samples < 1 {
-			return &benchtrain.OptionsError{Reason: "--samples must be >= 1 to synthesize a dataset"}
-		}
-		dir, err := os.MkdirTemp("", "hpa-bench-train-data-")
-		if err != nil {
-			return err
-		}
-		defer os.RemoveAll(dir)
-		s, err := synth.Generate(c.Context(), synth.Options{Out: dir, Samples: o.Loader.Samples,
-			Size: v.GetInt("bench_train.synth_size"), Seed: int64(o.Seed)})
-		if err != nil {
-			return err
-		}
-		fmt.Fprintf(w, "synthesized %d samples (%dx%d px) in %s\n", s.Samples, s.Size, s.Size, s.Elapsed.Round(1e6))
-		o.Loader.DataDir = dir
-	}
-	r, err := benchtrain.Run(c.Context(), lib, o, w)
-	if err != nil {
-		return err
-	}
-	r.Write(w)
-	if r.LoaderError != nil {
-		return r.LoaderError
-	}
-	if v.GetBool("bench_train.strict") && (!r.StepPass() || !r.LoaderPass()) {
-		return &exitError{code: 1, err: errors.New("bench train: a goal is not met")}
-	}
-	return nil
 }

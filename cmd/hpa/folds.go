@@ -1,20 +1,12 @@
 package main
 
 import (
-	"bufio"
-	"errors"
-	"fmt"
-	"io"
-	"os"
-	"path/filepath"
-	"time"
-
 	"github.com/spf13/cobra"
 	"github.com/spf13/viper"
 
 	"github.com/hpa-plates/hpa/internal/config"
-	"github.com/hpa-plates/hpa/internal/pipeline"
 	"github.com/hpa-plates/hpa/internal/train"
+	"github.com/hpa-plates/hpa/internal/train/runner"
 )
 
 func init() {
@@ -29,12 +21,7 @@ func init() {
 				"and land in the same fold. Writes Id,fold to --out and prints per-fold and per-class balance.",
 			Args: cobra.NoArgs,
 			RunE: func(cmd *cobra.Command, args []string) error {
-				return runFolds(cmd.OutOrStdout(), foldsOptions{
-					Labels: v.GetString("folds.labels"), Images: v.GetString("folds.images"),
-					K: v.GetInt("folds.k"), Seed: v.GetUint64("folds.seed"), Out: v.GetString("folds.out"),
-					MaxHamming: v.GetInt("folds.max_hamming"), Channels: v.GetStringSlice("folds.hash_channels"),
-					Workers: v.GetInt("folds.workers"),
-				})
+				return runner.Folds(cmd.OutOrStdout(), config.Folds(v))
 			},
 		}
 		f := cmd.Flags()
@@ -49,104 +36,4 @@ func init() {
 		config.BindFlags(v, cmd, "folds", nil)
 		return cmd
 	})
-}
-
-type foldsOptions struct {
-	Labels, Images, Out string
-	K                   int
-	Seed                uint64
-	MaxHamming          int
-	Channels            []string
-	Workers             int
-}
-
-func runFolds(w io.Writer, o foldsOptions) error {
-	if o.Labels == "" {
-		return errors.New("folds: --labels is required")
-	}
-	if o.Out == "" {
-		return errors.New("folds: --out is empty")
-	}
-	start := time.Now()
-	ex, err := pipeline.ReadLabelsFile(o.Labels)
-	if err != nil {
-		return err
-	}
-	if len(ex) == 0 {
-		return fmt.Errorf("folds: %s has no samples", o.Labels)
-	}
-	labels := train.LabelMatrix(ex)
-	opt := train.FoldOptions{K: o.K, Seed: o.Seed}
-	if o.Images != "" {
-		ids := make([]string, len(ex))
-		for i, e := range ex {
-			ids[i] = e.ID
-		}
-		hashes, err := train.SampleHashes(o.Images, ids, o.Channels, o.Workers)
-		if err != nil {
-			return err
-		}
-		opt.Groups = train.GroupByHash(hashes, o.MaxHamming)
-		size := map[int]int{}
-		for _, g := range opt.Groups {
-			size[g]++
-		}
-		dupGroups, dupSamples := 0, 0
-		for _, n := range size {
-			if n > 1 {
-				dupGroups++
-				dupSamples += n
-			}
-		}
-		fmt.Fprintf(w, "hashed %d samples (%v) in %s: %d near-duplicate groups (max Hamming %d) hold %d samples\n",
-			len(ids), o.Channels, time.Since(start).Round(time.Millisecond), dupGroups, o.MaxHamming, dupSamples)
-	}
-	folds, err := train.StratifiedKFold(labels, pipeline.NumClasses, opt)
-	if err != nil {
-		return fmt.Errorf("%s: %w", o.Labels, err)
-	}
-	k := o.K
-	if k == 0 {
-		k = train.DefaultFolds
-	}
-	if err := writeFoldsCSV(o.Out, ex, folds); err != nil {
-		return err
-	}
-	b, err := train.ComputeFoldBalance(labels, folds, k, pipeline.NumClasses)
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(w, "%d samples from %s -> %d folds (seed %d) in %s: %s\n", len(ex), o.Labels, k, o.Seed,
-		time.Since(start).Round(time.Millisecond), o.Out)
-	return b.Write(w, pipeline.ClassNames[:])
-}
-
-// writeFoldsCSV writes Id,fold next to the target and renames it into place.
-func writeFoldsCSV(path string, ex []train.Example, folds []int) error {
-	if dir := filepath.Dir(path); dir != "." {
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			return fmt.Errorf("folds: %w", err)
-		}
-	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".folds-*.csv")
-	if err != nil {
-		return fmt.Errorf("folds: %w", err)
-	}
-	defer os.Remove(tmp.Name())
-	bw := bufio.NewWriter(tmp)
-	err = train.WriteFolds(bw, ex, folds)
-	if err == nil {
-		err = bw.Flush()
-	}
-	if err != nil {
-		tmp.Close()
-		return fmt.Errorf("folds: write %s: %w", path, err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("folds: write %s: %w", path, err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return fmt.Errorf("folds: %w", err)
-	}
-	return nil
 }

@@ -11,7 +11,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/hpa-plates/hpa/internal/pipeline"
+	"github.com/hpa-plates/hpa/internal/labels"
 	"github.com/hpa-plates/hpa/internal/train"
 )
 
@@ -176,7 +176,7 @@ func TestFoldsCommandLabelsOnlyAndConfig(t *testing.T) {
 }
 
 func TestFoldsCommandErrors(t *testing.T) {
-	labels, images, _ := foldsFixture(t, 6, nil)
+	labelFile, images, _ := foldsFixture(t, 6, nil)
 	out := filepath.Join(t.TempDir(), "f.csv")
 	if _, err := runCLI(t, "folds", "--labels", "", "--out", out); err == nil || !strings.Contains(err.Error(), "--labels is required") {
 		t.Errorf("no labels: %v", err)
@@ -184,17 +184,17 @@ func TestFoldsCommandErrors(t *testing.T) {
 	bad := filepath.Join(t.TempDir(), "bad.csv")
 	os.WriteFile(bad, []byte("Id,Target\na,1\nb,31\n"), 0o644)
 	_, err := runCLI(t, "folds", "--labels", bad, "--out", out)
-	var le *pipeline.LabelsError
+	var le *labels.CSVError
 	if !errors.As(err, &le) || !strings.Contains(err.Error(), bad+":3: Id b: unknown class id 31") {
 		t.Errorf("bad labels: %v", err)
 	}
 	os.Remove(filepath.Join(images, "s004_blue.png"))
-	_, err = runCLI(t, "folds", "--labels", labels, "--images", images, "--k", "2", "--out", out)
+	_, err = runCLI(t, "folds", "--labels", labelFile, "--images", images, "--k", "2", "--out", out)
 	var he *train.HashError
 	if !errors.As(err, &he) || !strings.Contains(err.Error(), "s004_blue.png") {
 		t.Errorf("missing image: %v", err)
 	}
-	_, err = runCLI(t, "folds", "--labels", labels, "--k", "7", "--out", out)
+	_, err = runCLI(t, "folds", "--labels", labelFile, "--k", "7", "--out", out)
 	var fe *train.FoldError
 	if !errors.As(err, &fe) || !strings.Contains(err.Error(), "6 examples/groups cannot fill 7 folds") {
 		t.Errorf("too many folds: %v", err)

@@ -14,15 +14,14 @@ import (
 	"testing"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/credentials"
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/hpa-plates/hpa/consumers/inference"
-	"github.com/hpa-plates/hpa/internal/natsembed"
+	"github.com/hpa-plates/hpa/internal/bus"
+	"github.com/hpa-plates/hpa/internal/labels"
+	"github.com/hpa-plates/hpa/internal/local/s3local"
+	"github.com/hpa-plates/hpa/internal/objstore"
 	"github.com/hpa-plates/hpa/internal/pipeline"
-	"github.com/hpa-plates/hpa/internal/s3local"
+	"github.com/hpa-plates/hpa/internal/testenv/servers"
 )
 
 // TestHelperProcessHPA is not a test: run with HPA_HELPER_ARGS (a JSON array) it is the hpa
@@ -71,33 +70,19 @@ func startHelper(t *testing.T, args ...string) (*exec.Cmd, *syncBuffer) {
 func TestInferenceProcessKilledAndRestarted(t *testing.T) {
 	manifest := labelModelSet(t)
 	dir := t.TempDir()
-	ns, err := natsembed.Start(natsembed.Options{DataDir: filepath.Join(dir, "nats"), JetStream: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(ns.Shutdown)
-	nc, err := nats.Connect(ns.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, _ := jetstream.New(nc)
+	ns, _, js := servers.JetStream(t, filepath.Join(dir, "nats"))
 	ctx := context.Background()
-	if _, err := s3local.EnsureStream(ctx, js, s3local.StreamConfig{Name: "S3_EVENTS", Storage: jetstream.FileStorage}); err != nil {
+	if _, err := bus.EnsureEventsStream(ctx, js, bus.EventsStreamConfig{Name: "S3_EVENTS", Storage: jetstream.FileStorage}); err != nil {
 		t.Fatal(err)
 	}
 	const ak, sk = "AKIAKILLTEST", "kill-test-secret"
-	srv, err := s3local.New(s3local.Options{Dir: filepath.Join(dir, "s3"), AccessKey: ak, SecretKey: sk, Buckets: []string{"plates"},
-		Publisher: s3local.JetStreamPublisher{JS: js}, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	srv := servers.S3(t, s3local.Options{Dir: filepath.Join(dir, "s3"), AccessKey: ak, SecretKey: sk, Buckets: []string{"plates"},
+		Publisher: bus.JetStreamPublisher{JS: js}, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	store, err := objstore.Open(context.Background(), objstore.Config{Endpoint: srv.Endpoint(), Region: "us-east-1", PathStyle: true,
+		Bucket: "plates", AccessKey: ak, SecretKey: sk})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := srv.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = srv.Close(context.Background()) })
-	awsCfg := aws.Config{Region: "us-east-1", Credentials: credentials.NewStaticCredentialsProvider(ak, sk, "")}
-	store := &inference.S3Store{Client: inference.NewS3Client(awsCfg, inference.S3Options{Endpoint: srv.Endpoint(), PathStyle: true}), Bucket: "plates"}
 
 	args := []string{"inference", "--nats-url", ns.ClientURL(), "--s3-endpoint", srv.Endpoint(), "--s3-path-style",
 		"--bucket", "plates", "--s3-access-key", ak, "--s3-secret-key", sk, "--model", manifest, "--metrics-addr", "",
@@ -165,7 +150,7 @@ func TestInferenceProcessKilledAndRestarted(t *testing.T) {
 		for {
 			b, err := store.Get(ctx, labelKey(i), 0)
 			if err == nil {
-				if _, err := pipeline.ParseLabel(b); err != nil {
+				if _, err := labels.ParseLabel(b); err != nil {
 					t.Fatalf("label %d: %v", i, err)
 				}
 				if old, ok := before[i]; ok && !bytes.Equal(old, b) {

@@ -14,10 +14,12 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/hpa-plates/hpa/internal/labels"
 	"github.com/hpa-plates/hpa/internal/model"
 	"github.com/hpa-plates/hpa/internal/model/onnx"
 	"github.com/hpa-plates/hpa/internal/pipeline"
 	"github.com/hpa-plates/hpa/internal/synth"
+	"github.com/hpa-plates/hpa/internal/testenv"
 )
 
 // labelModelSet exports two randomly initialized seresnext_tiny members at 64 px with 8-view TTA
@@ -48,7 +50,7 @@ func labelModelSet(t *testing.T) string {
 	m := &model.Manifest{
 		Schema: model.ManifestSchema, Name: "label-test", Version: "v1", Arch: spec, InputSize: 64,
 		ChannelOrder: []string{"red", "green", "blue", "yellow"}, Normalization: model.DefaultNormalization(4),
-		ClassNames: pipeline.ClassNames[:], InputName: "input", OutputName: "logits", TTAViews: 8,
+		ClassNames: labels.ClassNames[:], InputName: "input", OutputName: "logits", TTAViews: 8,
 		// Low uniform threshold so that random models predict something; at_least_top as a safety net.
 		Thresholds: model.Thresholds{Mode: "uniform", Uniform: 0.5, AtLeastTop: true},
 		Members:    members,
@@ -155,7 +157,7 @@ func TestLabelEndToEnd(t *testing.T) {
 	if !slices.Equal(names, wantFiles) {
 		t.Fatalf("outputs %v, want %v", names, wantFiles)
 	}
-	subRows, err := pipeline.ReadSubmission(bytes.NewReader(first["submission.csv"]))
+	subRows, err := labels.ReadSubmission(bytes.NewReader(first["submission.csv"]))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -163,7 +165,7 @@ func TestLabelEndToEnd(t *testing.T) {
 		t.Fatalf("submission rows %+v", subRows)
 	}
 	for i, id := range good {
-		l, err := pipeline.ParseLabel(first[id+".json"])
+		l, err := labels.ParseLabel(first[id+".json"])
 		if err != nil {
 			t.Fatalf("%s: %v", id, err)
 		}
@@ -174,7 +176,7 @@ func TestLabelEndToEnd(t *testing.T) {
 			t.Fatalf("%s: %d sources", id, len(l.Sources))
 		}
 		for c, s := range l.Sources {
-			want, err := pipeline.DescribeSource(pipeline.Channel(c), filepath.Join(in, id+"_"+pipeline.ChannelNames[c]+".png"))
+			want, err := labels.DescribeFile(pipeline.Channel(c), filepath.Join(in, id+"_"+pipeline.ChannelNames[c]+".png"))
 			if err != nil || s != want {
 				t.Errorf("%s: source %d %+v, want %+v (%v)", id, c, s, want, err)
 			}
@@ -186,14 +188,14 @@ func TestLabelEndToEnd(t *testing.T) {
 			t.Errorf("submission row %+v, label predicts %v", subRows[i], l.PredictedIDs())
 		}
 	}
-	rec, err := pipeline.ParseError(first["bad.error.json"])
+	rec, err := labels.ParseErrorRecord(first["bad.error.json"])
 	if err != nil {
 		t.Fatal(err)
 	}
 	if rec.File != "bad_green.png" || (rec.Kind != "truncated" && rec.Kind != "corrupt") || rec.Reason == "" || rec.Model == nil || rec.Model.Members != 2 {
 		t.Errorf("error record %+v", rec)
 	}
-	rec, err = pipeline.ParseError(first["part.error.json"])
+	rec, err = labels.ParseErrorRecord(first["part.error.json"])
 	if err != nil || rec.Kind != "missing_channel" || !strings.Contains(rec.Reason, "yellow") {
 		t.Errorf("incomplete record %+v %v", rec, err)
 	}
@@ -300,20 +302,7 @@ func TestLabelConfigFileAndEnv(t *testing.T) {
 // labelRealDir is ../shared/hpa-real beside the repository root (the directory holding go.mod).
 func labelRealDir(t *testing.T) string {
 	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			break
-		}
-		if filepath.Dir(dir) == dir {
-			t.Fatal("no go.mod above the test directory")
-		}
-		dir = filepath.Dir(dir)
-	}
-	real := filepath.Join(dir, "..", "shared", "hpa-real")
+	real := filepath.Join(testenv.RepoRoot(t), "..", "shared", "hpa-real")
 	if _, err := os.Stat(real); err != nil {
 		t.Skipf("real HPA data not found: %v", err)
 	}
@@ -347,41 +336,15 @@ func TestLabelRealImages(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l, err := pipeline.ParseLabel(b)
+	l, err := labels.ParseLabel(b)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for c, s := range l.Sources {
-		want, err := pipeline.DescribeSource(pipeline.Channel(c), filepath.Join(src, ents[c].Name()))
+		want, err := labels.DescribeFile(pipeline.Channel(c), filepath.Join(src, ents[c].Name()))
 		if err != nil || s.SHA256 != want.SHA256 || s.Size != want.Size {
 			t.Errorf("source %d: %+v, want the digest of %s", c, s, ents[c].Name())
 		}
-	}
-}
-
-func TestLabelProgress(t *testing.T) {
-	var buf bytes.Buffer
-	p := newLabelProgress(&buf, 10)
-	if p.tty {
-		t.Fatal("a buffer is not a terminal")
-	}
-	p.add(4) // first report is printed
-	p.add(3) // within two seconds: quiet
-	p.add(3) // the last is always printed
-	p.finish()
-	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
-	if len(lines) != 2 || !strings.HasPrefix(lines[0], "label: 4/10 samples, ") || !strings.HasPrefix(lines[1], "label: 10/10 samples, ") || strings.Contains(buf.String(), "\r") {
-		t.Errorf("plain progress:\n%s", buf.String())
-	}
-	buf.Reset()
-	p = newLabelProgress(&buf, 2)
-	p.tty = true
-	p.add(1)
-	p.add(1)
-	p.finish()
-	s := buf.String()
-	if strings.Count(s, "\r") != 2 || !strings.Contains(s, "1/2 samples") || !strings.Contains(s, "ETA") || !strings.Contains(s, "2/2 samples") || !strings.HasSuffix(s, "\n") {
-		t.Errorf("terminal progress %q", s)
 	}
 }
 

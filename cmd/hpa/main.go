@@ -15,21 +15,28 @@ import (
 var subcommands []func(v *viper.Viper) *cobra.Command
 
 // newRoot builds the command tree on a fresh configuration (flags > HPA_* env > config file >
-// defaults), so every in-process run (tests run many) starts from the same state.
+// endpoints file > defaults), so every in-process run (tests run many) starts from the same state.
 func newRoot() *cobra.Command { return newRootWith(config.New()) }
 
 func newRootWith(cfg *viper.Viper) *cobra.Command {
-	var cfgPath string
+	var cfgPath, endpointsPath string
 	root := &cobra.Command{
 		Use:           "hpa",
 		Short:         "Label Human Protein Atlas plates: protein localization in 28 compartments",
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		PersistentPreRunE: func(cmd *cobra.Command, args []string) error {
-			return config.Load(cfg, cfgPath)
+			if err := config.Load(cfg, cfgPath); err != nil {
+				return err
+			}
+			if endpointsPath != "" {
+				return config.LoadEndpoints(cfg, endpointsPath)
+			}
+			return nil
 		},
 	}
 	root.PersistentFlags().StringVar(&cfgPath, "config", "", "config file (default ./config.yaml when present)")
+	root.PersistentFlags().StringVar(&endpointsPath, "endpoints", "", "endpoints.json of `hpa up`: the defaults of the S3 and NATS settings (flags, HPA_* and --config override them)")
 	for _, mk := range subcommands {
 		root.AddCommand(mk(cfg))
 	}

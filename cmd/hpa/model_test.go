@@ -11,9 +11,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/hpa-plates/hpa/internal/labels"
 	"github.com/hpa-plates/hpa/internal/model"
 	"github.com/hpa-plates/hpa/internal/model/onnx"
-	"github.com/hpa-plates/hpa/internal/pipeline"
 )
 
 // runCLI runs the hpa root command in-process.
@@ -51,7 +51,7 @@ func TestModelExportWritesManifestAndMembers(t *testing.T) {
 	spec.Stem = model.StemConv
 	if m.Schema != 1 || m.Arch.Name != "seresnext_tiny" || m.Arch.Stem != model.StemConv || m.InputSize != 64 ||
 		!slices.Equal(m.ChannelOrder, []string{"red", "green", "blue", "yellow"}) ||
-		!slices.Equal(m.ClassNames, pipeline.ClassNames[:]) || m.InputName != "input" || m.OutputName != "logits" ||
+		!slices.Equal(m.ClassNames, labels.ClassNames[:]) || m.InputName != "input" || m.OutputName != "logits" ||
 		m.TTAViews != 8 || m.Thresholds.Mode != "uniform" || m.Thresholds.Uniform != 0.2 ||
 		!slices.Equal(m.Normalization.Mean, model.DefaultNormalization(4).Mean) {
 		t.Fatalf("manifest: %+v", m)
@@ -201,7 +201,7 @@ func TestModelInfo(t *testing.T) {
 	b[len(b)-1] ^= 1
 	os.WriteFile(p, b, 0o644)
 	out, err = runCLI(t, "model", "info", manifest)
-	var me *MemberError
+	var me *onnx.MemberError
 	if !errors.As(err, &me) || len(me.Problems) != 1 || !strings.Contains(err.Error(), "member-01.onnx") || !strings.Contains(out, "SHA256 MISMATCH") {
 		t.Errorf("corrupt member: %v\n%s", err, out)
 	}

@@ -2,23 +2,16 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"io"
-	"os"
-	"os/signal"
-	"path/filepath"
-	"strings"
-	"syscall"
 	"time"
 
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/spf13/cobra"
 	"github.com/spf13/viper"
 
+	"github.com/hpa-plates/hpa/internal/bus"
 	"github.com/hpa-plates/hpa/internal/config"
-	"github.com/hpa-plates/hpa/internal/natsembed"
-	"github.com/hpa-plates/hpa/internal/s3local"
+	"github.com/hpa-plates/hpa/internal/local"
+	"github.com/hpa-plates/hpa/internal/serve"
 )
 
 func init() {
@@ -34,7 +27,7 @@ func init() {
 				"Runs until interrupted (SIGINT/SIGTERM).",
 			Args: cobra.NoArgs,
 			RunE: func(cmd *cobra.Command, args []string) error {
-				ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+				ctx, stop := serve.SignalContext(cmd.Context())
 				defer stop()
 				return runS3Local(ctx, v, cmd.OutOrStdout(), nil)
 			},
@@ -51,91 +44,15 @@ func init() {
 		f.String("nats-dir", "hpa-data/nats", "JetStream store of the embedded server")
 		f.Int("nats-port", 4222, "client port of the embedded server (0: a free port)")
 		f.Bool("nats-sync-always", false, "embedded server fsyncs every message (acked events survive power loss; slower)")
-		f.String("subject-prefix", s3local.DefaultEventSubjectPrefix, "events go to <prefix>.<bucket>")
-		f.String("stream", "S3_EVENTS", "JetStream stream capturing <prefix>.> (created when missing)")
+		f.String("subject-prefix", bus.EventsSubjectPrefix, "events go to <prefix>.<bucket>")
+		f.String("stream", bus.EventsStream, "JetStream stream capturing <prefix>.> (created when missing)")
 		f.Duration("publish-timeout", 10*time.Second, "wait at most this long for JetStream's ack of an event")
 		config.BindFlags(v, cmd, "s3local", nil)
 		return cmd
 	})
 }
 
-// runS3Local serves until ctx ends. ready, when not nil, receives the S3 endpoint and the NATS
-// URL ("" without events) once both accept connections.
+// runS3Local serves until ctx ends (local.ServeS3).
 func runS3Local(ctx context.Context, v *viper.Viper, out io.Writer, ready chan<- [2]string) error {
-	natsURL := v.GetString("s3local.nats_url")
-	embedded := v.GetBool("s3local.nats_embedded")
-	if natsURL != "" && embedded {
-		return fmt.Errorf("s3local: --nats-url and --nats-embedded exclude each other")
-	}
-	var pub s3local.Publisher
-	if embedded {
-		ns, err := natsembed.Start(natsembed.Options{DataDir: v.GetString("s3local.nats_dir"), Port: v.GetInt("s3local.nats_port"),
-			JetStream: true, SyncAlways: v.GetBool("s3local.nats_sync_always")})
-		if err != nil {
-			return err
-		}
-		defer ns.Shutdown()
-		natsURL = ns.ClientURL()
-		fmt.Fprintf(out, "nats: embedded JetStream at %s (store %s)\n", natsURL, filepath.Clean(v.GetString("s3local.nats_dir")))
-	}
-	if natsURL != "" {
-		nc, err := nats.Connect(natsURL, nats.Name("hpa s3local"), nats.MaxReconnects(-1))
-		if err != nil {
-			return fmt.Errorf("s3local: connect to NATS %s: %w", natsURL, err)
-		}
-		defer nc.Close()
-		js, err := jetstream.New(nc)
-		if err != nil {
-			return fmt.Errorf("s3local: JetStream on %s: %w", natsURL, err)
-		}
-		sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		_, err = s3local.EnsureStream(sctx, js, s3local.StreamConfig{Name: v.GetString("s3local.stream"),
-			SubjectPrefix: v.GetString("s3local.subject_prefix"), Storage: jetstream.FileStorage})
-		cancel()
-		if err != nil {
-			return err
-		}
-		pub = s3local.JetStreamPublisher{JS: js}
-	}
-	srv, err := s3local.New(s3local.Options{
-		Dir: v.GetString("s3local.dir"), Addr: v.GetString("s3local.addr"), Region: v.GetString("s3local.region"),
-		AccessKey: v.GetString("s3local.access_key"), SecretKey: v.GetString("s3local.secret_key"),
-		Buckets: splitList(v.GetStringSlice("s3local.buckets")), Publisher: pub,
-		EventSubjectPrefix: v.GetString("s3local.subject_prefix"), PublishTimeout: v.GetDuration("s3local.publish_timeout"),
-	})
-	if err != nil {
-		return err
-	}
-	if err := srv.Start(); err != nil {
-		return err
-	}
-	fmt.Fprintf(out, "s3: serving %s (store %s, buckets %v)\n", srv.Endpoint(), filepath.Clean(v.GetString("s3local.dir")), splitList(v.GetStringSlice("s3local.buckets")))
-	if pub != nil {
-		fmt.Fprintf(out, "events: %s.<bucket> on stream %s\n", v.GetString("s3local.subject_prefix"), v.GetString("s3local.stream"))
-	}
-	if ready != nil {
-		ready <- [2]string{srv.Endpoint(), natsURL}
-	}
-	<-ctx.Done()
-	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := srv.Close(sctx); err != nil {
-		return fmt.Errorf("s3local: shutdown: %w", err)
-	}
-	if n := srv.PendingEvents(); n > 0 {
-		fmt.Fprintf(out, "s3: %d events still pending; they are published at the next start\n", n)
-	}
-	return nil
-}
-
-// splitList accepts lists written with commas or spaces (flags give "a,b"; HPA_* variables and
-// config files may give "a b" or "a,b").
-func splitList(in []string) []string {
-	var out []string
-	for _, s := range in {
-		for _, f := range strings.FieldsFunc(s, func(r rune) bool { return r == ',' || r == ' ' }) {
-			out = append(out, f)
-		}
-	}
-	return out
+	return local.ServeS3(ctx, config.S3Local(v), out, ready)
 }

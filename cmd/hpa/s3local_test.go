@@ -15,8 +15,8 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/viper"
 
+	"github.com/hpa-plates/hpa/internal/bus"
 	"github.com/hpa-plates/hpa/internal/config"
-	"github.com/hpa-plates/hpa/internal/s3events"
 )
 
 // s3localCommand builds the s3local subcommand bound to a fresh configuration.
@@ -85,7 +85,7 @@ func TestS3LocalCommandEndToEnd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	evs, err := s3events.Parse(m.Data)
+	evs, err := bus.ParseS3Events(m.Data)
 	if err != nil || len(evs) != 1 || evs[0].Key != "in/p 1/S_green.png" {
 		t.Fatalf("event %v %v", evs, err)
 	}

@@ -1,16 +1,10 @@
 package main
 
 import (
-	"fmt"
-	"io"
-	"path/filepath"
-	"time"
-
 	"github.com/spf13/cobra"
 	"github.com/spf13/viper"
 
 	"github.com/hpa-plates/hpa/internal/config"
-	"github.com/hpa-plates/hpa/internal/pipeline"
 	"github.com/hpa-plates/hpa/internal/synth"
 )
 
@@ -25,15 +19,11 @@ func init() {
 				"byte-identical files whatever the worker count.",
 			Args: cobra.NoArgs,
 			RunE: func(cmd *cobra.Command, args []string) error {
-				o := synth.Options{
-					Out: v.GetString("synth.out"), Samples: v.GetInt("synth.samples"), Size: v.GetInt("synth.size"),
-					Seed: v.GetInt64("synth.seed"), Workers: v.GetInt("synth.workers"),
-				}
-				s, err := synth.Generate(cmd.Context(), o)
+				s, err := synth.Generate(cmd.Context(), config.Synth(v))
 				if err != nil {
 					return err
 				}
-				printSynthSummary(cmd.OutOrStdout(), s)
+				s.Write(cmd.OutOrStdout())
 				return nil
 			},
 		}
@@ -46,16 +36,4 @@ func init() {
 		config.BindFlags(v, cmd, "synth", nil)
 		return cmd
 	})
-}
-
-func printSynthSummary(w io.Writer, s synth.Summary) {
-	fmt.Fprintf(w, "wrote %d samples (%d PNGs, %.1f MiB, %dx%d px, seed %d) to %s in %s\n",
-		s.Samples, s.Files, float64(s.Bytes)/(1<<20), s.Size, s.Size, s.Seed,
-		filepath.Join(s.Out, "train"), s.Elapsed.Round(time.Millisecond))
-	fmt.Fprintf(w, "labels: %s\n", filepath.Join(s.Out, "train.csv"))
-	for c, n := range s.ClassCounts {
-		if n > 0 {
-			fmt.Fprintf(w, "  %2d %-30s %d\n", c, pipeline.ClassNames[c], n)
-		}
-	}
 }

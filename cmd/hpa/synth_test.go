@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/hpa-plates/hpa/internal/pipeline"
+	"github.com/hpa-plates/hpa/internal/labels"
 	"github.com/hpa-plates/hpa/internal/synth"
 )
 
@@ -21,7 +21,7 @@ func TestSynthCommand(t *testing.T) {
 	if !strings.Contains(out, "wrote 3 samples (12 PNGs") {
 		t.Errorf("output: %s", out)
 	}
-	rows, err := pipeline.ReadLabelsFile(filepath.Join(a, "train.csv"))
+	rows, err := labels.ReadTargetsFile(filepath.Join(a, "train.csv"))
 	if err != nil || len(rows) != 3 {
 		t.Fatalf("train.csv: %v %v", rows, err)
 	}

@@ -1,25 +1,15 @@
 package main
 
 import (
-	"context"
-	"fmt"
-	"io"
-	"os"
-	"os/signal"
 	"strings"
-	"syscall"
-	"time"
 
-	"github.com/spf13/cast"
 	"github.com/spf13/cobra"
 	"github.com/spf13/viper"
 
 	"github.com/hpa-plates/hpa/internal/config"
 	"github.com/hpa-plates/hpa/internal/model"
-	"github.com/hpa-plates/hpa/internal/model/onnx"
-	"github.com/hpa-plates/hpa/internal/model/torch"
-	"github.com/hpa-plates/hpa/internal/pipeline"
-	"github.com/hpa-plates/hpa/internal/train"
+	"github.com/hpa-plates/hpa/internal/serve"
+	"github.com/hpa-plates/hpa/internal/train/runner"
 )
 
 func init() {
@@ -39,9 +29,13 @@ images in DIR/train/ or DIR. Killed and restarted with the same --out, training 
 finished epoch and continues exactly as an uninterrupted run would.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			ctx, stop := serve.SignalContext(cmd.Context())
 			defer stop()
-			return runTrain(ctx, v, cmd.ErrOrStderr(), cmd.OutOrStdout())
+			o, err := config.TrainRun(v)
+			if err != nil {
+				return err
+			}
+			return runner.Run(ctx, o, cmd.ErrOrStderr(), cmd.OutOrStdout())
 		},
 	}
 	f := cmd.Flags()
@@ -80,155 +74,4 @@ finished epoch and continues exactly as an uninterrupted run would.`,
 	f.String("parent-version", "", "version of the model set this one replaces")
 	config.BindFlags(v, cmd, "train", nil)
 	return cmd
-}
-
-func trainConfigFrom(v *viper.Viper) (train.Config, error) {
-	spec, err := model.Preset(v.GetString("train.arch"))
-	if err != nil {
-		return train.Config{}, err
-	}
-	if s := v.GetString("train.stem"); s != "" {
-		spec.Stem = model.Stem(s)
-	}
-	c := train.DefaultConfig(spec)
-	c.DataDir, c.OutDir = v.GetString("train.data"), v.GetString("train.out")
-	c.Size = v.GetInt("train.size")
-	c.Folds = v.GetInt("train.folds")
-	c.TrainFolds = v.GetIntSlice("train.train_folds")
-	c.FoldsFile = v.GetString("train.folds_file")
-	c.DedupHamming = v.GetInt("train.dedup_hamming")
-	c.Cycles, c.EpochsPerCycle, c.BatchSize = v.GetInt("train.cycles"), v.GetInt("train.epochs"), v.GetInt("train.batch")
-	c.Optimizer = v.GetString("train.optimizer")
-	c.LR, c.LRMin = v.GetFloat64("train.lr"), v.GetFloat64("train.lr_min")
-	c.Momentum, c.WeightDecay, c.Nesterov = v.GetFloat64("train.momentum"), v.GetFloat64("train.weight_decay"), v.GetBool("train.nesterov")
-	c.Loss, c.FocalGamma = v.GetString("train.loss"), v.GetFloat64("train.focal_gamma")
-	c.Sampler = v.GetString("train.sampler")
-	c.TTAViews = v.GetInt("train.tta_views")
-	c.Seed = v.GetInt64("train.seed")
-	c.Workers, c.Prefetch = v.GetInt("train.workers"), v.GetInt("train.prefetch")
-	c.SkipMissing = v.GetBool("train.skip_missing")
-	c.PricePerHour = v.GetFloat64("train.price_per_hour")
-	c.Name, c.Version, c.ParentVersion = v.GetString("train.name"), v.GetString("train.version"), v.GetString("train.parent_version")
-	a := &c.Augment
-	a.Brightness = v.GetFloat64("train.augment.brightness")
-	a.Contrast = v.GetFloat64("train.augment.contrast")
-	a.Expand = v.GetFloat64("train.augment.expand")
-	a.Rot90 = v.GetBool("train.augment.rot90")
-	a.FlipLR = v.GetBool("train.augment.flip_lr")
-	a.FlipUD = v.GetBool("train.augment.flip_ud")
-	a.EraseProb = v.GetFloat64("train.augment.erase_prob")
-	a.RotateDeg = v.GetFloat64("train.augment.rotate_deg")
-	b := &c.Balance
-	b.MinorBelow, b.MajorFrom = v.GetFloat64("train.balance.minor_below"), v.GetFloat64("train.balance.major_from")
-	shares, err := cast.ToFloat64SliceE(v.Get("train.balance.shares"))
-	if err != nil || len(shares) != 3 {
-		return c, fmt.Errorf("train.balance.shares needs 3 values (minor, middle, major), got %v", shares)
-	}
-	copy(b.Shares[:], shares)
-	c.ShrinkK = v.GetFloat64("train.threshold_shrink_k")
-	if c.Decode, err = pipeline.DecodeOptionsFromConfig(v); err != nil {
-		return c, err
-	}
-	if c.Version == "" {
-		c.Version = fmt.Sprintf("%s-%dpx-k%d-c%dx%d-s%d", spec.Name, c.Size, c.Folds, c.Cycles, c.EpochsPerCycle, c.Seed)
-	}
-	return c, nil
-}
-
-func runTrain(ctx context.Context, v *viper.Viper, stderr, stdout io.Writer) error {
-	c, err := trainConfigFrom(v)
-	if err != nil {
-		return err
-	}
-	if c.DataDir == "" || c.OutDir == "" {
-		return fmt.Errorf("train: --data and --out are required")
-	}
-	remote, err := stageTrainIO(ctx, v, &c, stderr)
-	if err != nil {
-		return err
-	}
-	lib, err := torch.OpenConfigured(v)
-	if err != nil {
-		return err
-	}
-	device := v.GetString("train.device")
-	newModel := func(spec model.Spec, seed int64) (train.Backend, error) {
-		return torch.NewBackend(lib, spec, device, uint64(seed), torch.BackendOptions{
-			Optimizer: c.Optimizer, LR: c.LR, Momentum: c.Momentum, WeightDecay: c.WeightDecay, Nesterov: c.Nesterov,
-			Loss: c.Loss, FocalGamma: c.FocalGamma, AMP: v.GetBool("train.amp"),
-			Pretrained: v.GetString("train.pretrained"),
-		})
-	}
-	export := func(path string, spec model.Spec, w model.Weights, size int) error {
-		return onnx.ExportFile(path, spec, w, onnx.ExportOptions{InputSize: size, InputName: "input", OutputName: "logits", Opset: 17})
-	}
-	prog := newTrainProgress(stderr)
-	res, err := train.Run(ctx, c, newModel, export, prog.update)
-	prog.done()
-	if err != nil {
-		return err
-	}
-	for _, s := range res.Skipped {
-		fmt.Fprintln(stderr, "skipped:", s)
-	}
-	for _, w := range res.Report.Warnings {
-		fmt.Fprintln(stderr, "warning:", w)
-	}
-	if remote != nil {
-		if err := remote.upload(ctx, stderr); err != nil {
-			return err
-		}
-	}
-	r := res.Report
-	fmt.Fprintf(stdout, "model set: %s (%d members)\nout-of-fold macro-F1: %.4f (thresholds: %s)\nwall %.1fs, device %.1fs",
-		res.ManifestPath, r.Members, r.MacroF1, r.Policy, r.WallSeconds, r.DeviceSeconds)
-	if r.PricePerHour > 0 {
-		fmt.Fprintf(stdout, ", cost %.4f", r.Cost)
-	}
-	fmt.Fprintln(stdout)
-	return nil
-}
-
-// trainProgress renders fold / cycle / epoch / batch, loss and ETA on one line (terminal) or a line
-// every few seconds (logs).
-type trainProgress struct {
-	w    io.Writer
-	tty  bool
-	last time.Time
-	wide bool
-}
-
-func newTrainProgress(w io.Writer) *trainProgress {
-	return &trainProgress{w: w, tty: labelIsTerminal(w)}
-}
-
-func (p *trainProgress) update(pr train.Progress) {
-	now := time.Now()
-	if !p.tty && now.Sub(p.last) < 5*time.Second && pr.Phase == "train" && pr.Batch != pr.Batches-1 {
-		return
-	}
-	p.last = now
-	var line string
-	switch pr.Phase {
-	case "train":
-		pct := 100 * float64(pr.Step+1) / float64(max(1, pr.TotalSteps))
-		line = fmt.Sprintf("fold %d/%d  cycle %d/%d  epoch %d/%d  batch %d/%d  %5.1f%%  loss %.4f  lr %.4f  elapsed %s  ETA %s",
-			pr.Fold+1, pr.Folds, pr.Cycle+1, pr.Cycles, pr.Epoch+1, pr.Epochs, pr.Batch+1, pr.Batches, pct, pr.Loss, pr.LR,
-			pr.Elapsed.Round(time.Second), pr.ETA.Round(time.Second))
-	default:
-		line = fmt.Sprintf("fold %d/%d  cycle %d/%d  %s", pr.Fold+1, pr.Folds, pr.Cycle+1, pr.Cycles, map[string]string{
-			"export": "exporting snapshot member", "oof": "out-of-fold predictions (TTA)"}[pr.Phase])
-	}
-	if p.tty {
-		fmt.Fprintf(p.w, "\r\033[K%s", line)
-		p.wide = true
-	} else {
-		fmt.Fprintln(p.w, line)
-	}
-}
-
-func (p *trainProgress) done() {
-	if p.tty && p.wide {
-		fmt.Fprintln(p.w)
-	}
 }

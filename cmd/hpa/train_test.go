@@ -12,10 +12,12 @@ import (
 	"time"
 
 	"github.com/hpa-plates/hpa/internal/config"
+	"github.com/hpa-plates/hpa/internal/local"
+	"github.com/hpa-plates/hpa/internal/local/s3local"
 	"github.com/hpa-plates/hpa/internal/model"
-	"github.com/hpa-plates/hpa/internal/s3client"
-	"github.com/hpa-plates/hpa/internal/s3local"
+	"github.com/hpa-plates/hpa/internal/objstore"
 	"github.com/hpa-plates/hpa/internal/synth"
+	"github.com/hpa-plates/hpa/internal/testenv/servers"
 )
 
 // hpa train on a tiny synthetic set writes a model set that hpa label then uses.
@@ -83,7 +85,7 @@ func TestTrainConfigLayers(t *testing.T) {
 	if err := config.Load(cfg, cfgFile); err != nil {
 		t.Fatal(err)
 	}
-	c, err := trainConfigFrom(cfg)
+	c, err := config.Train(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -100,41 +102,35 @@ func TestTrainConfigLayers(t *testing.T) {
 // set uploaded (without checkpoints), and a second run on the same --out resumes from what is there.
 func TestTrainS3DataAndOut(t *testing.T) {
 	lib := torchShim(t)
-	srv, err := s3local.New(s3local.Options{Dir: t.TempDir(), AccessKey: "trainkey", SecretKey: "trainsecret1", Buckets: []string{"lab"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Close(context.Background())
+	srv := servers.S3(t, s3local.Options{AccessKey: "trainkey", SecretKey: "trainsecret1", Buckets: []string{"lab"}})
 	ctx := context.Background()
 	data := t.TempDir()
 	if _, err := synth.Generate(ctx, synth.Options{Out: data, Samples: 12, Size: 32, Seed: 5, Workers: 2}); err != nil {
 		t.Fatal(err)
 	}
-	client, err := s3client.New(ctx, s3client.Config{Endpoint: srv.Endpoint(), Region: "us-east-1", PathStyle: true, AccessKey: "trainkey", SecretKey: "trainsecret1"})
+	client, err := objstore.NewClient(ctx, objstore.Config{Endpoint: srv.Endpoint(), Region: "us-east-1", PathStyle: true, AccessKey: "trainkey", SecretKey: "trainsecret1"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n, err := s3client.Upload(ctx, client, data, s3client.URL{Bucket: "lab", Prefix: "datasets/synth/"}); err != nil || n != 49 {
+	if n, err := objstore.Upload(ctx, client, data, objstore.URL{Bucket: "lab", Prefix: "datasets/synth/"}); err != nil || n != 49 {
 		t.Fatalf("uploaded %d, %v", n, err)
 	}
 	t.Setenv("HPA_TORCH_LIBRARY", lib)
 	t.Setenv("HPA_TORCH_THREADS", "1")
-	t.Setenv("HPA_S3_ENDPOINT", srv.Endpoint())
-	t.Setenv("HPA_S3_PATH_STYLE", "true")
-	t.Setenv("HPA_S3_ACCESS_KEY", "trainkey")
-	t.Setenv("HPA_S3_SECRET_KEY", "trainsecret1")
 	t.Setenv("HPA_CACHE_DIR", t.TempDir())
-	args := []string{"train", "--data", "s3://lab/datasets/synth", "--out", "s3://lab/models/v1/", "--arch", "seresnext_tiny",
+	// The S3 settings come from an endpoints file, as after `hpa up`.
+	ep := filepath.Join(t.TempDir(), "endpoints.json")
+	if err := (local.Endpoints{S3Endpoint: srv.Endpoint(), Region: "us-east-1", Bucket: "lab", AccessKey: "trainkey", SecretKey: "trainsecret1"}).Write(ep); err != nil {
+		t.Fatal(err)
+	}
+	args := []string{"train", "--endpoints", ep, "--data", "s3://lab/datasets/synth", "--out", "s3://lab/models/v1/", "--arch", "seresnext_tiny",
 		"--size", "32", "--folds", "2", "--cycles", "1", "--epochs", "1", "--batch", "4", "--tta-views", "1"}
 	out, err := runCLI(t, args...)
 	if err != nil {
 		t.Fatalf("%v\n%s", err, out)
 	}
 	back := t.TempDir()
-	if _, err := s3client.Download(ctx, client, s3client.URL{Bucket: "lab", Prefix: "models/v1/"}, back); err != nil {
+	if _, err := objstore.Download(ctx, client, objstore.URL{Bucket: "lab", Prefix: "models/v1/"}, back); err != nil {
 		t.Fatal(err)
 	}
 	m, err := model.ReadManifest(filepath.Join(back, "manifest.json"))
@@ -160,7 +156,7 @@ func TestTrainS3DataAndOut(t *testing.T) {
 	}
 	again, _ := os.ReadFile(filepath.Join(back, "manifest.json"))
 	back2 := t.TempDir()
-	s3client.Download(ctx, client, s3client.URL{Bucket: "lab", Prefix: "models/v1/"}, back2)
+	objstore.Download(ctx, client, objstore.URL{Bucket: "lab", Prefix: "models/v1/"}, back2)
 	if now, _ := os.ReadFile(filepath.Join(back2, "manifest.json")); !bytes.Equal(again, now) {
 		t.Error("resumed run changed the model set")
 	}

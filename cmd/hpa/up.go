@@ -2,65 +2,24 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
-	"io/fs"
-	"os"
-	"os/signal"
-	"path/filepath"
-	"syscall"
-	"time"
+	"net/http"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/credentials"
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 	"github.com/spf13/viper"
 
 	"github.com/hpa-plates/hpa/consumers/inference"
 	"github.com/hpa-plates/hpa/internal/config"
-	"github.com/hpa-plates/hpa/internal/natsembed"
-	"github.com/hpa-plates/hpa/internal/s3local"
+	"github.com/hpa-plates/hpa/internal/local"
+	"github.com/hpa-plates/hpa/internal/model/ort"
+	"github.com/hpa-plates/hpa/internal/serve"
 	"github.com/hpa-plates/hpa/internal/viewer"
 )
 
 func init() {
 	subcommands = append(subcommands, newUpCmd)
-}
-
-// Endpoints is what `hpa up` writes to <data-dir>/endpoints.json: everything an S3 client (aws cli,
-// boto3, mc) and a NATS client need.
-type Endpoints struct {
-	S3Endpoint   string `json:"s3_endpoint"`
-	Region       string `json:"region"`
-	Bucket       string `json:"bucket"`
-	AccessKey    string `json:"access_key"`
-	SecretKey    string `json:"secret_key"`
-	UploadPrefix string `json:"upload_prefix"`
-	LabelsPrefix string `json:"labels_prefix"`
-	NATSURL      string `json:"nats_url"`
-	MetricsURL   string `json:"metrics_url"`
-	// ViewerURL is the plate viewer (basic auth: access key / secret key); "" when off.
-	ViewerURL string `json:"viewer_url,omitempty"`
-}
-
-// upOptions configure runUp.
-type upOptions struct {
-	DataDir     string
-	Model       string
-	S3Addr      string
-	NATSPort    int
-	MetricsAddr string
-	Bucket      string
-	Region      string
-	AccessKey   string
-	SecretKey   string
 }
 
 func upFlags(f *pflag.FlagSet, s3Addr string, natsPort int, metricsAddr, dataDir string) {
@@ -73,16 +32,6 @@ func upFlags(f *pflag.FlagSet, s3Addr string, natsPort int, metricsAddr, dataDir
 	f.String("region", "us-east-1", "S3 region")
 	f.String("access-key", "", "S3 access key (default: generated once, kept in <data-dir>/credentials.json)")
 	f.String("secret-key", "", "S3 secret key (default: generated once, kept in <data-dir>/credentials.json)")
-}
-
-func upOptionsFrom(v *viper.Viper, section string) upOptions {
-	return upOptions{
-		DataDir: v.GetString(section + ".data_dir"), Model: v.GetString(section + ".model"),
-		S3Addr: v.GetString(section + ".s3_addr"), NATSPort: v.GetInt(section + ".nats_port"),
-		MetricsAddr: v.GetString(section + ".metrics_addr"), Bucket: v.GetString(section + ".bucket"),
-		Region: v.GetString(section + ".region"), AccessKey: v.GetString(section + ".access_key"),
-		SecretKey: v.GetString(section + ".secret_key"),
-	}
 }
 
 func newUpCmd(v *viper.Viper) *cobra.Command {
@@ -98,174 +47,80 @@ directory it picks up where it stopped. Consumer tuning comes from the inference
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			config.BindFlags(v, cmd, "up", nil)
-			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			ctx, stop := serve.SignalContext(cmd.Context())
 			defer stop()
-			return runUp(ctx, v, upOptionsFrom(v, "up"), cmd.OutOrStdout(), cmd.ErrOrStderr(), nil)
+			o := config.Up(v, "up")
+			start, err := inferenceOnStack(v, cmd.ErrOrStderr(), &o)
+			if err != nil {
+				return err
+			}
+			return local.Up(ctx, o, cmd.OutOrStdout(), start, nil)
 		},
 	}
 	upFlags(cmd.Flags(), "127.0.0.1:9000", 4222, "127.0.0.1:9090", "hpa-data")
 	return cmd
 }
 
-// upCredentials returns the S3 keys: the given ones, or the ones kept in the data directory
-// (generated on first start).
-func upCredentials(o upOptions) (ak, sk string, err error) {
-	if o.AccessKey != "" || o.SecretKey != "" {
-		if o.AccessKey == "" || o.SecretKey == "" {
-			return "", "", errors.New("up: --access-key and --secret-key go together")
-		}
-		return o.AccessKey, o.SecretKey, nil
-	}
-	path := filepath.Join(o.DataDir, "credentials.json")
-	var c struct {
-		AccessKey string `json:"access_key"`
-		SecretKey string `json:"secret_key"`
-	}
-	b, err := os.ReadFile(path)
-	switch {
-	case err == nil:
-		if err := json.Unmarshal(b, &c); err != nil || c.AccessKey == "" || c.SecretKey == "" {
-			return "", "", fmt.Errorf("up: %s is not a credentials file: %v", path, err)
-		}
-		return c.AccessKey, c.SecretKey, nil
-	case !errors.Is(err, fs.ErrNotExist):
-		return "", "", fmt.Errorf("up: %w", err)
-	}
-	rnd := func(n int) string {
-		b := make([]byte, n)
-		_, _ = rand.Read(b)
-		return hex.EncodeToString(b)
-	}
-	c.AccessKey, c.SecretKey = "HPA"+rnd(8), rnd(20)
-	b, _ = json.MarshalIndent(c, "", "  ")
-	if err := os.WriteFile(path, append(b, '\n'), 0o600); err != nil {
-		return "", "", fmt.Errorf("up: %w", err)
-	}
-	return c.AccessKey, c.SecretKey, nil
-}
-
-// runUp runs until ctx ends, then drains and stops everything. ready, when not nil, receives the
-// endpoints once uploads are labeled.
-func runUp(ctx context.Context, v *viper.Viper, o upOptions, out, logw io.Writer, ready chan<- Endpoints) error {
+// inferenceOnStack is the service of `hpa up` and `hpa demo`: the inference consumer (inference.*
+// keys) with the ONNX Runtime model loader, on the local stack.
+func inferenceOnStack(v *viper.Viper, logw io.Writer, o *local.UpOptions) (local.Factory, error) {
 	log := newLogger(v, logw)
-	if o.DataDir == "" {
-		return errors.New("up: --data-dir must not be empty")
-	}
-	if err := os.MkdirAll(o.DataDir, 0o755); err != nil {
-		return fmt.Errorf("up: data directory: %w", err)
-	}
-	ak, sk, err := upCredentials(o)
-	if err != nil {
-		return err
-	}
 	cfg, err := inferenceConfig(v, log)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	cfg.Bucket = o.Bucket
+	o.Stack.Log, o.Stack.EventsStream = log, cfg.EventsStream
+	rt := config.Runtime(v)
+	rt.MaxBatch = cfg.MaxBatch
+	var wcfg *viewer.Config
+	if config.WebEnabled(v) && o.MetricsAddr != "" {
+		c, err := config.Web(v)
+		if err != nil {
+			return nil, err
+		}
+		c.Logger = log
+		wcfg = &c
+	}
+	return func(ctx context.Context, st *local.Stack, model string) (local.Service, error) {
+		cfg.Bucket, cfg.EventsSubjects = st.Endpoints.Bucket, st.EventsSubjects
+		svc, err := inference.New(st.Conn, st.Store, ort.NewLoader(rt, st.Store.Client), cfg)
+		if err != nil {
+			return nil, err
+		}
+		if err := svc.Load(ctx, model); err != nil {
+			_ = svc.Close()
+			return nil, fmt.Errorf("up: %w", err)
+		}
+		if wcfg == nil {
+			return svc, nil
+		}
+		c := *wcfg
+		c.Bucket, c.AccessKey, c.SecretKey = st.Endpoints.Bucket, st.Endpoints.AccessKey, st.Endpoints.SecretKey
+		c.UploadPrefix, c.LabelsPrefix = cfg.UploadPrefix, cfg.LabelsPrefix
+		vw, err := viewer.ForDeployment(st.Store, c, viewer.Deployment{Conn: st.Conn, Topology: cfg.Topology,
+			Model: model, ModelPointer: cfg.ModelPointer})
+		if err != nil {
+			_ = svc.Close()
+			return nil, fmt.Errorf("up: viewer: %w", err)
+		}
+		return withPages{Service: svc, vw: vw, h: viewer.Mount(ctx, svc.Handler(), vw)}, nil
+	}, nil
+}
 
-	ns, err := natsembed.Start(natsembed.Options{DataDir: filepath.Join(o.DataDir, "nats"), Port: o.NATSPort, JetStream: true})
-	if err != nil {
-		return fmt.Errorf("up: %w", err)
-	}
-	defer ns.Shutdown()
-	nc, err := nats.Connect(ns.ClientURL(), nats.Name("hpa-up"), nats.MaxReconnects(-1))
-	if err != nil {
-		return fmt.Errorf("up: connect to the embedded NATS server: %w", err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return fmt.Errorf("up: %w", err)
-	}
-	const subjectPrefix = s3local.DefaultEventSubjectPrefix
-	cfg.EventsSubjects = []string{subjectPrefix + ".>"}
-	if _, err := s3local.EnsureStream(ctx, js, s3local.StreamConfig{Name: cfg.EventsStream, SubjectPrefix: subjectPrefix,
-		Storage: jetstream.FileStorage}); err != nil {
-		return fmt.Errorf("up: %w", err)
-	}
-	s3srv, err := s3local.New(s3local.Options{Dir: filepath.Join(o.DataDir, "s3"), Addr: o.S3Addr, Region: o.Region,
-		AccessKey: ak, SecretKey: sk, Buckets: []string{o.Bucket}, Publisher: s3local.JetStreamPublisher{JS: js},
-		EventSubjectPrefix: subjectPrefix, Logger: log})
-	if err != nil {
-		return fmt.Errorf("up: %w", err)
-	}
-	if err := s3srv.Start(); err != nil {
-		return fmt.Errorf("up: %w", err)
-	}
-	defer func() {
-		cctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		_ = s3srv.Close(cctx)
-	}()
-	awsCfg := aws.Config{Region: o.Region, Credentials: credentials.NewStaticCredentialsProvider(ak, sk, "")}
-	store := &inference.S3Store{Client: inference.NewS3Client(awsCfg, inference.S3Options{Endpoint: s3srv.Endpoint(), PathStyle: true}), Bucket: o.Bucket}
-	svc, err := inference.New(nc, store, ortLoader(v, store, log), cfg)
-	if err != nil {
-		return err
-	}
-	defer svc.Close()
-	if err := svc.Load(ctx, o.Model); err != nil {
-		return fmt.Errorf("up: %w", err)
-	}
-	var vw *viewer.Viewer
-	if webEnabled(v) && o.MetricsAddr != "" {
-		if vw, err = newViewer(v, log, store, nc, cfg, o.Model, ak, sk); err != nil {
-			return fmt.Errorf("up: viewer: %w", err)
-		}
-	}
-	stopMetrics, metricsAddr, err := serveMetrics(o.MetricsAddr, withViewer(svc.Handler(), vw), log)
-	if err != nil {
-		if vw != nil {
-			vw.Close()
-		}
-		return fmt.Errorf("up: %w", err)
-	}
-	defer stopMetrics()
-	if vw != nil {
-		defer vw.Close() // before stopMetrics: ends the viewer's event streams
-	}
-	ep := Endpoints{S3Endpoint: s3srv.Endpoint(), Region: o.Region, Bucket: o.Bucket, AccessKey: ak, SecretKey: sk,
-		UploadPrefix: cfg.UploadPrefix, LabelsPrefix: cfg.LabelsPrefix, NATSURL: ns.ClientURL()}
-	if metricsAddr != "" {
-		ep.MetricsURL = "http://" + metricsAddr + "/metrics"
-		if vw != nil {
-			ep.ViewerURL = "http://" + metricsAddr + "/"
-		}
-	}
-	b, _ := json.MarshalIndent(ep, "", "  ")
-	epPath := filepath.Join(o.DataDir, "endpoints.json")
-	if err := os.WriteFile(epPath, append(b, '\n'), 0o600); err != nil {
-		return fmt.Errorf("up: %w", err)
-	}
-	info, _ := svc.Model()
-	fmt.Fprintf(out, "hpa up: labeling service running (model %s %s, %s)\n", info.Name, info.Version, info.ManifestDigest)
-	fmt.Fprintf(out, "  s3 endpoint   %s (path-style, region %s)\n  bucket        %s\n  access key    %s\n  secret key    %s\n",
-		ep.S3Endpoint, ep.Region, ep.Bucket, ep.AccessKey, ep.SecretKey)
-	fmt.Fprintf(out, "  upload to     s3://%s/%s<plate>/<id>_{red,green,blue,yellow}.png\n  labels at     s3://%s/%s<plate>/<id>.json\n",
-		ep.Bucket, ep.UploadPrefix, ep.Bucket, ep.LabelsPrefix)
-	fmt.Fprintf(out, "  nats          %s\n  metrics       %s\n  endpoints     %s\n", ep.NATSURL, ep.MetricsURL, epPath)
-	if ep.ViewerURL != "" {
-		fmt.Fprintf(out, "  viewer        %s (sign in with the access key and secret key)\n", ep.ViewerURL)
-	}
+// withPages is the service of `hpa up` with the plate viewer on its listener.
+type withPages struct {
+	local.Service
+	vw *viewer.Viewer
+	h  http.Handler
+}
 
-	runErr := make(chan error, 1)
-	go func() { runErr <- svc.Run(ctx) }()
-	if ready != nil {
-		// The consumers exist once Setup ran; wait for them so the first uploads are seen.
-		for {
-			if _, err := js.Consumer(ctx, cfg.ReadyStream, cfg.LabelConsumer); err == nil {
-				break
-			}
-			select {
-			case err := <-runErr:
-				return err
-			case <-time.After(20 * time.Millisecond):
-			}
-		}
-		ready <- ep
+func (w withPages) Handler() http.Handler { return w.h }
+func (w withPages) ServesPages() bool     { return true }
+
+func (w withPages) Close() error {
+	w.vw.Close()
+	if c, ok := w.Service.(io.Closer); ok {
+		return c.Close()
 	}
-	err = <-runErr
-	fmt.Fprintln(out, "hpa up: stopped")
-	return err
+	return nil
 }

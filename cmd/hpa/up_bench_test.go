@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hpa-plates/hpa/internal/labels"
 	"github.com/hpa-plates/hpa/internal/model"
 	"github.com/hpa-plates/hpa/internal/model/onnx"
 	"github.com/hpa-plates/hpa/internal/model/ort"
@@ -47,7 +48,7 @@ func benchModelSet(b testing.TB, size, members int) string {
 	m := &model.Manifest{
 		Schema: model.ManifestSchema, Name: "bench", Version: "v1", Arch: spec, InputSize: size,
 		ChannelOrder: []string{"red", "green", "blue", "yellow"}, Normalization: model.DefaultNormalization(4),
-		ClassNames: pipeline.ClassNames[:], InputName: "input", OutputName: "logits", TTAViews: 8,
+		ClassNames: labels.ClassNames[:], InputName: "input", OutputName: "logits", TTAViews: 8,
 		Thresholds: model.Thresholds{Mode: "uniform", Uniform: 0.5, AtLeastTop: true}, Members: ms,
 	}
 	path, err := model.WriteManifest(dir, m)
@@ -130,7 +131,7 @@ func BenchmarkUpEndToEnd(b *testing.B) {
 	defer ens.Close()
 	t1 := time.Now()
 	for i := 0; i < n; i += 8 {
-		if _, err := ens.Predict(imgs[i:min(i+8, n)]); err != nil {
+		if _, err := ens.Predict(context.Background(), imgs[i:min(i+8, n)]); err != nil {
 			b.Fatal(err)
 		}
 	}

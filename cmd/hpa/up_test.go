@@ -17,13 +17,16 @@ import (
 	"testing"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/nats-io/nats.go"
+	"github.com/spf13/cobra"
 
 	"github.com/hpa-plates/hpa/consumers/inference"
+	"github.com/hpa-plates/hpa/internal/bus"
 	"github.com/hpa-plates/hpa/internal/config"
+	"github.com/hpa-plates/hpa/internal/labels"
+	"github.com/hpa-plates/hpa/internal/local"
 	"github.com/hpa-plates/hpa/internal/model"
+	"github.com/hpa-plates/hpa/internal/objstore"
 	"github.com/hpa-plates/hpa/internal/pipeline"
 )
 
@@ -57,22 +60,28 @@ func upPNG(size int, seed uint64) []byte {
 }
 
 type upRun struct {
-	ep     Endpoints
-	store  *inference.S3Store
-	cancel context.CancelFunc
-	done   chan error
-	out    *syncBuffer
+	dataDir string
+	ep      local.Endpoints
+	store   *objstore.Bucket
+	cancel  context.CancelFunc
+	done    chan error
+	out     *syncBuffer
 }
 
 // startUp runs `hpa up` in-process on dataDir with free ports.
 func startUp(t testing.TB, dataDir, manifest string) *upRun {
 	t.Helper()
 	v := config.New()
-	o := upOptions{DataDir: dataDir, Model: manifest, S3Addr: "127.0.0.1:0", MetricsAddr: "127.0.0.1:0", Bucket: "plates", Region: "us-east-1"}
+	o := local.UpOptions{Stack: local.StackOptions{DataDir: dataDir, S3Addr: "127.0.0.1:0", Bucket: "plates", Region: "us-east-1"},
+		Model: manifest, MetricsAddr: "127.0.0.1:0"}
 	ctx, cancel := context.WithCancel(context.Background())
-	r := &upRun{cancel: cancel, done: make(chan error, 1), out: &syncBuffer{}}
-	ready := make(chan Endpoints, 1)
-	go func() { r.done <- runUp(ctx, v, o, r.out, r.out, ready) }()
+	r := &upRun{dataDir: dataDir, cancel: cancel, done: make(chan error, 1), out: &syncBuffer{}}
+	start, err := inferenceOnStack(v, r.out, &o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ready := make(chan local.Endpoints, 1)
+	go func() { r.done <- local.Up(ctx, o, r.out, start, ready) }()
 	select {
 	case r.ep = <-ready:
 	case err := <-r.done:
@@ -81,8 +90,12 @@ func startUp(t testing.TB, dataDir, manifest string) *upRun {
 		t.Fatal("up did not become ready")
 	}
 	t.Cleanup(func() { r.stop(t) })
-	cfg := aws.Config{Region: r.ep.Region, Credentials: credentials.NewStaticCredentialsProvider(r.ep.AccessKey, r.ep.SecretKey, "")}
-	r.store = &inference.S3Store{Client: inference.NewS3Client(cfg, inference.S3Options{Endpoint: r.ep.S3Endpoint, PathStyle: true}), Bucket: r.ep.Bucket}
+	store, err := objstore.Open(context.Background(), objstore.Config{Endpoint: r.ep.S3Endpoint, Region: r.ep.Region, PathStyle: true,
+		Bucket: r.ep.Bucket, AccessKey: r.ep.AccessKey, SecretKey: r.ep.SecretKey})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.store = store
 	return r
 }
 
@@ -156,10 +169,10 @@ func TestUpLabelsAndResumes(t *testing.T) {
 	}
 	r.upload(t, "plate A", "s1", 1)
 	r.upload(t, "plate A", "s2", 2)
-	labels := map[string][]byte{}
+	got := map[string][]byte{}
 	for _, id := range []string{"s1", "s2"} {
-		labels[id] = r.waitLabel(t, "plate A", id)
-		l, err := pipeline.ParseLabel(labels[id])
+		got[id] = r.waitLabel(t, "plate A", id)
+		l, err := labels.ParseLabel(got[id])
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -200,7 +213,7 @@ func TestUpLabelsAndResumes(t *testing.T) {
 	}
 	r2.upload(t, "plate A", "s3", 3)
 	r2.waitLabel(t, "plate A", "s3")
-	for id, want := range labels {
+	for id, want := range got {
 		got, err := r2.store.Get(context.Background(), r2.ep.LabelsPrefix+"plate A/"+id+".json", 0)
 		if err != nil || !bytes.Equal(got, want) {
 			t.Errorf("label %s changed across restart (%v)", id, err)
@@ -211,7 +224,7 @@ func TestUpLabelsAndResumes(t *testing.T) {
 	for {
 		b, err := r2.store.Get(context.Background(), r2.ep.LabelsPrefix+"plate A/submission.csv", 0)
 		if err == nil {
-			rows, err := pipeline.ReadSubmission(bytes.NewReader(b))
+			rows, err := labels.ReadSubmission(bytes.NewReader(b))
 			if err == nil && len(rows) == 3 {
 				break
 			}
@@ -235,8 +248,8 @@ func TestInferenceCommandReplica(t *testing.T) {
 	logs := &syncBuffer{}
 	root.SetOut(logs)
 	root.SetErr(logs)
-	root.SetArgs([]string{"inference", "--nats-url", r.ep.NATSURL, "--s3-endpoint", r.ep.S3Endpoint, "--s3-path-style",
-		"--bucket", r.ep.Bucket, "--s3-access-key", r.ep.AccessKey, "--s3-secret-key", r.ep.SecretKey,
+	// S3, NATS and the prefixes come from the endpoints file of `hpa up` alone.
+	root.SetArgs([]string{"inference", "--endpoints", filepath.Join(r.dataDir, "endpoints.json"),
 		"--model", filepath.Dir(manifest), "--metrics-addr", "", "--batch", "2"})
 	done := make(chan error, 1)
 	go func() { done <- root.ExecuteContext(ctx) }()
@@ -300,14 +313,6 @@ func TestDemo(t *testing.T) {
 	}
 }
 
-func TestMacroF1(t *testing.T) {
-	f1, n := macroF1([]demoResult{{Truth: []int{0, 2}, Predicted: []int{0}}, {Truth: []int{2}, Predicted: []int{2, 5}}})
-	// class 0: tp1 -> 1; class 2: tp1 fn1 -> 2/3; class 5: fp1 -> 0.
-	if n != 3 || f1 < 0.5555 || f1 > 0.5556 {
-		t.Errorf("macro-F1 %v over %d", f1, n)
-	}
-}
-
 // inference.* keys follow the project's precedence: flags > HPA_* env > config file > defaults.
 func TestInferenceConfigPrecedence(t *testing.T) {
 	file := filepath.Join(t.TempDir(), "c.yaml")
@@ -335,6 +340,62 @@ func TestInferenceConfigPrecedence(t *testing.T) {
 	t.Setenv("HPA_INFERENCE_WRITE_WORKERS", "0")
 	if _, err := inferenceConfig(v, newLogger(v, io.Discard)); err == nil {
 		t.Error("zero write workers accepted")
+	}
+}
+
+// --endpoints FILE is the default of the S3 and NATS settings of a client command: flags > HPA_*
+// env > config file > endpoints file > defaults, on the real flags of `hpa inference`.
+func TestInferenceEndpointsPrecedence(t *testing.T) {
+	dir := t.TempDir()
+	ep := filepath.Join(dir, "endpoints.json")
+	if err := (local.Endpoints{S3Endpoint: "http://127.0.0.1:9100", Region: "eu-local-1", Bucket: "ep-bucket", AccessKey: "AKEP",
+		SecretKey: "sk-ep", UploadPrefix: "up/", LabelsPrefix: "lab/", NATSURL: "nats://127.0.0.1:4333"}).Write(ep); err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(dir, "c.yaml")
+	if err := os.WriteFile(file, []byte("s3:\n  region: file-region\ninference:\n  labels_prefix: file-labels/\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("HPA_S3_SECRET_KEY", "sk-env")
+	v := config.New()
+	root := newRootWith(v)
+	var got struct {
+		s3  objstore.Config
+		bus bus.Config
+		inf inference.Config
+	}
+	cmd, _, err := root.Find([]string{"inference"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.RunE = func(c *cobra.Command, _ []string) error {
+		config.BindFlags(v, c, "inference", inferenceFlagKeys)
+		got.s3, got.bus = config.S3(v), config.NATS(v)
+		got.inf, err = config.Inference(v)
+		return err
+	}
+	root.SetArgs([]string{"inference", "--config", file, "--endpoints", ep, "--bucket", "flag-bucket"})
+	if err := root.Execute(); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct{ what, got, want string }{
+		{"bucket (flag)", got.s3.Bucket, "flag-bucket"}, {"secret key (env)", got.s3.SecretKey, "sk-env"},
+		{"region (file)", got.s3.Region, "file-region"}, {"labels prefix (file)", got.inf.LabelsPrefix, "file-labels/"},
+		{"endpoint (endpoints)", got.s3.Endpoint, "http://127.0.0.1:9100"}, {"access key (endpoints)", got.s3.AccessKey, "AKEP"},
+		{"nats url (endpoints)", got.bus.URL, "nats://127.0.0.1:4333"}, {"upload prefix (endpoints)", got.inf.UploadPrefix, "up/"},
+		{"ready stream (default)", got.inf.ReadyStream, "HPA_READY"},
+	} {
+		if c.got != c.want {
+			t.Errorf("%s = %q, want %q", c.what, c.got, c.want)
+		}
+	}
+	if !got.s3.PathStyle {
+		t.Error("path-style addressing from the endpoints file")
+	}
+	root = newRoot()
+	root.SetArgs([]string{"inference", "--endpoints", filepath.Join(dir, "missing.json")})
+	if err := root.Execute(); err == nil || !strings.Contains(err.Error(), "endpoints file") {
+		t.Errorf("missing endpoints file: %v", err)
 	}
 }
 
@@ -394,7 +455,7 @@ func TestUpPromotionFromS3(t *testing.T) {
 		t.Errorf("failed promotion not counted")
 	}
 	r.upload(t, "pp", "after", 5)
-	l, err := pipeline.ParseLabel(r.waitLabel(t, "pp", "after"))
+	l, err := labels.ParseLabel(r.waitLabel(t, "pp", "after"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -19,10 +19,11 @@ import (
 	"github.com/chromedp/chromedp"
 	"github.com/chromedp/chromedp/kb"
 
+	"github.com/hpa-plates/hpa/internal/labels"
 	"github.com/hpa-plates/hpa/internal/model"
 	"github.com/hpa-plates/hpa/internal/pipeline"
 	"github.com/hpa-plates/hpa/internal/synth"
-	"github.com/hpa-plates/hpa/internal/testutil"
+	"github.com/hpa-plates/hpa/internal/testenv"
 )
 
 // chromiumPath finds Debian's chromium (HPA_CHROMIUM overrides). Without one the test skips
@@ -77,8 +78,8 @@ func screenshotDir(t *testing.T) string {
 // while the page is open appears without a reload; keyboard navigation and alt texts work.
 func TestViewerInBrowser(t *testing.T) {
 	bin := chromiumPath(t)
-	testutil.NativeLibrary(t, "HPA_ORT_LIBRARY", ".cache/libonnxruntime.so")
-	root := testutil.RepoRoot(t)
+	testenv.NativeLibrary(t, "HPA_ORT_LIBRARY", ".cache/libonnxruntime.so")
+	root := testenv.RepoRoot(t)
 	manifest := filepath.Join(root, "models", "bundled", "manifest.json")
 	m, err := model.ReadManifest(manifest)
 	if err != nil {
@@ -90,7 +91,7 @@ func TestViewerInBrowser(t *testing.T) {
 	if _, err := synth.Generate(context.Background(), synth.Options{Out: synthDir, Samples: n + 1, Size: m.InputSize, Seed: 3}); err != nil {
 		t.Fatal(err)
 	}
-	truth, err := pipeline.ReadLabelsFile(filepath.Join(synthDir, "train.csv"))
+	truth, err := labels.ReadTargetsFile(filepath.Join(synthDir, "train.csv"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -116,13 +117,13 @@ func TestViewerInBrowser(t *testing.T) {
 		upload(row.ID)
 		ids = append(ids, row.ID)
 	}
-	labels := map[string]pipeline.Label{}
+	labelOf := map[string]labels.Label{}
 	for _, id := range ids {
-		l, err := pipeline.ParseLabel(r.waitLabel(t, plate, id))
+		l, err := labels.ParseLabel(r.waitLabel(t, plate, id))
 		if err != nil {
 			t.Fatal(err)
 		}
-		labels[id] = l
+		labelOf[id] = l
 	}
 	tLabeled := time.Now()
 
@@ -251,9 +252,9 @@ func TestViewerInBrowser(t *testing.T) {
 	if err := json.Unmarshal([]byte(eval(`JSON.stringify(Array.from(document.querySelectorAll('#probs tbody tr')).map(tr => [tr.dataset.classId, tr.querySelector('td.p').textContent]))`)), &shown); err != nil {
 		t.Fatal(err)
 	}
-	l := labels[sample]
-	if len(shown) != pipeline.NumClasses {
-		t.Fatalf("%d probabilities shown, want %d", len(shown), pipeline.NumClasses)
+	l := labelOf[sample]
+	if len(shown) != labels.NumClasses {
+		t.Fatalf("%d probabilities shown, want %d", len(shown), labels.NumClasses)
 	}
 	for k, s := range shown {
 		p, err := strconv.ParseFloat(s[1], 64)
@@ -311,11 +312,11 @@ func TestViewerInBrowser(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	var rec pipeline.ErrorRecord
+	var rec labels.ErrorRecord
 	for deadline := time.Now().Add(90 * time.Second); ; time.Sleep(50 * time.Millisecond) {
 		b, err := r.store.Get(context.Background(), r.ep.LabelsPrefix+plate+"/"+badID+".error.json", 0)
 		if err == nil {
-			if rec, err = pipeline.ParseError(b); err != nil {
+			if rec, err = labels.ParseErrorRecord(b); err != nil {
 				t.Fatal(err)
 			}
 			break
@@ -346,7 +347,7 @@ func TestViewerInBrowser(t *testing.T) {
 	filtered := strings.Fields(eval(`Array.from(document.querySelectorAll('#grid li.card')).map(li => li.dataset.id).join(" ")`))
 	want := 0
 	for _, id := range append(ids, newID) {
-		if l, ok := labels[id]; ok && containsInt(l.PredictedIDs(), cls) {
+		if l, ok := labelOf[id]; ok && containsInt(l.PredictedIDs(), cls) {
 			want++
 		}
 	}

@@ -13,9 +13,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/hpa-plates/hpa/internal/config"
-	"github.com/hpa-plates/hpa/internal/natsembed"
-	"github.com/hpa-plates/hpa/internal/s3local"
+	"github.com/hpa-plates/hpa/internal/local/natsembed"
+	"github.com/hpa-plates/hpa/internal/local/s3local"
 )
 
 func httpGet(t *testing.T, url, user, pass string) (int, string) {
@@ -67,28 +66,25 @@ func TestWebServesViewer(t *testing.T) {
 	}
 
 	// hpa web with endpoints.json, a token, and the model pointer unset: the static model.
-	v := config.New()
-	cmd := newWebCmd(v)
-	if err := cmd.Flags().Parse([]string{"--endpoints", filepath.Join(dataDir, "endpoints.json"), "--addr", "127.0.0.1:0",
-		"--token", "tok-web", "--model", manifest}); err != nil {
-		t.Fatal(err)
-	}
-	config.BindFlags(v, cmd, "web", webFlagKeys)
-	if err := loadEndpoints(v, v.GetString("web.endpoints")); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	ready := make(chan string, 1)
-	done := make(chan error, 1)
+	addr := freeAddr(t)
+	url := "http://" + addr + "/"
+	root := newRoot()
 	out := &syncBuffer{}
-	go func() { done <- runWeb(ctx, v, out, out, ready) }()
-	var url string
-	select {
-	case url = <-ready:
-	case err := <-done:
-		t.Fatalf("hpa web: %v\n%s", err, out.String())
-	case <-time.After(30 * time.Second):
-		t.Fatal("hpa web did not start")
+	root.SetOut(out)
+	root.SetErr(out)
+	root.SetArgs([]string{"web", "--endpoints", filepath.Join(dataDir, "endpoints.json"), "--addr", addr, "--token", "tok-web", "--model", manifest})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- root.ExecuteContext(ctx) }()
+	for deadline := time.Now().Add(30 * time.Second); !strings.Contains(out.String(), "plate viewer at "+url); time.Sleep(20 * time.Millisecond) {
+		select {
+		case err := <-done:
+			t.Fatalf("hpa web: %v\n%s", err, out.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("hpa web did not start:\n%s", out.String())
+		}
 	}
 	if code, _ := httpGet(t, url, "", ""); code != 401 {
 		t.Errorf("hpa web without credentials: %d", code)
@@ -110,11 +106,15 @@ func TestWebServesViewer(t *testing.T) {
 		t.Fatalf("events: %v %v", err, resp)
 	}
 	defer resp.Body.Close()
+	t0 := time.Now()
 	cancel()
 	select {
 	case err := <-done:
 		if err != nil {
 			t.Errorf("hpa web: %v", err)
+		}
+		if d := time.Since(t0); d > 3*time.Second {
+			t.Errorf("hpa web took %v to stop with an event stream open", d)
 		}
 	case <-time.After(10 * time.Second):
 		t.Error("hpa web did not stop")

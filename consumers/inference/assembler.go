@@ -8,33 +8,23 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
-	"strings"
 	"sync"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/hpa-plates/hpa/internal/bus"
 	"github.com/hpa-plates/hpa/internal/pipeline"
-	"github.com/hpa-plates/hpa/internal/s3events"
 )
-
-// objRef is one channel object as an event described it.
-type objRef struct {
-	Key       string `json:"key"`
-	ETag      string `json:"etag,omitempty"`
-	Size      int64  `json:"size"`
-	Sequencer string `json:"sequencer,omitempty"`
-}
 
 // sampleRec is the KV value of a sample: which channels have been seen.
 type sampleRec struct {
-	Plate     string     `json:"plate"`
-	ID        string     `json:"id"`
-	Channels  [4]*objRef `json:"channels"`
-	FirstSeen int64      `json:"first_seen"`         // unix nanoseconds of the first channel event
-	Reported  bool       `json:"reported,omitempty"` // reported incomplete (error record written)
-	Failed    bool       `json:"failed,omitempty"`   // an error record was written for this content
+	Plate     string            `json:"plate"`
+	ID        string            `json:"id"`
+	Channels  [4]*bus.ObjectRef `json:"channels"`
+	FirstSeen int64             `json:"first_seen"`         // unix nanoseconds of the first channel event
+	Reported  bool              `json:"reported,omitempty"` // reported incomplete (error record written)
+	Failed    bool              `json:"failed,omitempty"`   // an error record was written for this content
 	// Labeled is "<model digest>/<content hash>" of the last label written, so replays of old
 	// events do not publish the sample again.
 	Labeled string `json:"labeled,omitempty"`
@@ -70,14 +60,6 @@ func (r *sampleRec) contentHash() string {
 	return hex.EncodeToString(h.Sum(nil))[:16]
 }
 
-// readyMsg is the body of a sample-ready message.
-type readyMsg struct {
-	Plate   string    `json:"plate"`
-	ID      string    `json:"id"`
-	Objects [4]objRef `json:"objects"` // red, green, blue, yellow
-	Content string    `json:"content"` // contentHash
-}
-
 // eventError is a transient failure while handling an event (KV or publish): retried.
 type eventError struct {
 	Op  string
@@ -95,7 +77,8 @@ func (s *Service) currentDigest() string {
 	return "v"
 }
 
-// runAssembler consumes S3 events until ctx is done, then drains.
+// runAssembler consumes S3 events until ctx is done, then drains. It returns an error when its
+// consumer is gone.
 func (s *Service) runAssembler(ctx context.Context) error {
 	cons, err := s.js.Consumer(ctx, s.cfg.EventsStream, s.cfg.EventsConsumer)
 	if err != nil {
@@ -138,7 +121,7 @@ func (s *Service) runAssembler(ctx context.Context) error {
 			defer pwg.Done()
 			for msg := range raw {
 				pe := parsedEvent{msg: msg}
-				pe.evs, pe.err = s3events.Parse(msg.Data())
+				pe.evs, pe.err = bus.ParseS3Events(msg.Data())
 				h := fnv.New32a()
 				for _, ev := range pe.evs {
 					if sk, ok, _ := s.keys.Map(ev.Key); ok {
@@ -150,10 +133,16 @@ func (s *Service) runAssembler(ctx context.Context) error {
 			}
 		}()
 	}
+	var fatal error
 	for {
 		msg, err := it.Next()
 		if err != nil {
-			if errors.Is(err, jetstream.ErrMsgIteratorClosed) {
+			if errors.Is(err, jetstream.ErrMsgIteratorClosed) && ctx.Err() != nil {
+				break
+			}
+			if errors.Is(err, jetstream.ErrMsgIteratorClosed) || errors.Is(err, jetstream.ErrConsumerDeleted) ||
+				errors.Is(err, jetstream.ErrConsumerNotFound) {
+				fatal = fmt.Errorf("events consumer %s: %w", s.cfg.EventsConsumer, err)
 				break
 			}
 			s.log.Warn("events consumer", "err", err)
@@ -162,16 +151,17 @@ func (s *Service) runAssembler(ctx context.Context) error {
 		}
 		raw <- msg
 	}
+	it.Stop()
 	close(raw)
 	pwg.Wait()
 	closeAll()
-	return nil
+	return fatal
 }
 
 // parsedEvent is an event message with its parsed records.
 type parsedEvent struct {
 	msg jetstream.Msg
-	evs []s3events.ObjectEvent
+	evs []bus.ObjectEvent
 	err error
 }
 
@@ -188,7 +178,7 @@ func (s *Service) handleEvent(ctx context.Context, pe parsedEvent) {
 	}
 	for _, ev := range evs {
 		if err := s.applyEvent(ctx, ev); err != nil {
-			var ke *KeyError
+			var ke *bus.KeyError
 			if errors.As(err, &ke) {
 				s.m.events.WithLabelValues("bad").Inc()
 				s.m.errors.WithLabelValues("key").Inc()
@@ -231,7 +221,7 @@ func (s *Service) backoff(n uint64) time.Duration {
 }
 
 // applyEvent records one object event; the event completing a sample publishes it as ready.
-func (s *Service) applyEvent(ctx context.Context, ev s3events.ObjectEvent) error {
+func (s *Service) applyEvent(ctx context.Context, ev bus.ObjectEvent) error {
 	if !ev.IsCreate() || (s.cfg.Bucket != "" && ev.Bucket != s.cfg.Bucket) {
 		s.m.events.WithLabelValues("ignored").Inc()
 		return nil
@@ -244,7 +234,7 @@ func (s *Service) applyEvent(ctx context.Context, ev s3events.ObjectEvent) error
 		s.m.events.WithLabelValues("ignored").Inc()
 		return nil
 	}
-	ref := objRef{Key: ev.Key, ETag: ev.ETag, Size: ev.Size, Sequencer: ev.Sequencer}
+	ref := bus.ObjectRef{Key: ev.Key, ETag: ev.ETag, Size: ev.Size, Sequencer: ev.Sequencer}
 	key := kvKey(sk.Plate, sk.ID)
 	for attempt := 0; ; attempt++ {
 		if attempt == 100 {
@@ -278,7 +268,7 @@ func (s *Service) applyEvent(ctx context.Context, ev s3events.ObjectEvent) error
 		}
 		cur := rec.Channels[sk.Channel]
 		changed := cur == nil || (cur.ETag != ref.ETag && !(ref.Sequencer != "" && cur.Sequencer != "" &&
-			s3events.CompareSequencer(ref.Sequencer, cur.Sequencer) < 0))
+			bus.CompareSequencer(ref.Sequencer, cur.Sequencer) < 0))
 		if changed {
 			rec.Channels[sk.Channel] = &ref
 			b, _ := json.Marshal(&rec)
@@ -319,16 +309,14 @@ func (s *Service) applyEvent(ctx context.Context, ev s3events.ObjectEvent) error
 }
 
 func (s *Service) publishReady(ctx context.Context, rec *sampleRec, digest, content string) error {
-	rm := readyMsg{Plate: rec.Plate, ID: rec.ID, Content: content}
+	rm := bus.SampleReady{Plate: rec.Plate, ID: rec.ID, Content: content}
 	for c, o := range rec.Channels {
 		rm.Objects[c] = *o
 	}
 	b, _ := json.Marshal(&rm)
-	m := nats.NewMsg(s.cfg.ReadySubject + "." + subjectToken(rec.Plate))
-	m.Data = b
 	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	ack, err := s.js.PublishMsg(pctx, m, jetstream.WithMsgID(rec.Plate+"/"+rec.ID+"/"+digest+"/"+content))
+	ack, err := s.js.Publish(pctx, s.cfg.ReadySubjectOf(rec.Plate), b, jetstream.WithMsgID(rm.MsgID(digest)))
 	if err != nil {
 		return &eventError{"publish ready", err}
 	}
@@ -341,39 +329,12 @@ func (s *Service) publishReady(ctx context.Context, rec *sampleRec, digest, cont
 // deadLetter publishes a dead-letter entry; failures are logged (the error record, when there is
 // one, is already in S3).
 func (s *Service) deadLetter(ctx context.Context, plate, id, kind, reason, object string, original []byte) {
-	body, _ := json.Marshal(map[string]any{
-		"plate": plate, "sample_id": id, "kind": kind, "reason": reason, "object": object,
-		"original": json.RawMessage(validJSONOrString(original)),
-	})
-	tok := "_"
-	if plate != "" {
-		tok = subjectToken(plate)
-	}
-	m := nats.NewMsg(s.cfg.DLQSubject + "." + tok)
-	m.Data = body
-	m.Header.Set("Hpa-Error-Kind", kind)
-	m.Header.Set("Hpa-Error-Reason", strings.ToValidUTF8(firstLine(reason), "?"))
 	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	if _, err := s.js.PublishMsg(pctx, m); err != nil {
+	if err := bus.PublishDeadLetter(pctx, s.js, s.cfg.Topology, bus.NewDeadLetter(plate, id, kind, reason, object, original)); err != nil {
 		s.m.errors.WithLabelValues("nats").Inc()
 		s.log.Error("dead-letter publish failed", "plate", plate, "sample", id, "err", err)
 	}
-}
-
-func firstLine(s string) string {
-	if i := strings.IndexAny(s, "\r\n"); i >= 0 {
-		return s[:i]
-	}
-	return s
-}
-
-func validJSONOrString(b []byte) []byte {
-	if len(b) > 0 && json.Valid(b) {
-		return b
-	}
-	q, _ := json.Marshal(string(b))
-	return q
 }
 
 // recCache remembers the sample entries this replica wrote last (value and revision), so the next

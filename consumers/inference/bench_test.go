@@ -9,8 +9,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hpa-plates/hpa/internal/bus"
+	"github.com/hpa-plates/hpa/internal/model"
 	"github.com/hpa-plates/hpa/internal/pipeline"
-	"github.com/hpa-plates/hpa/internal/s3events"
 )
 
 // burnModel stands in for an ensemble whose compute dominates: it spends about perSample of CPU
@@ -84,7 +85,7 @@ func BenchmarkEndToEndAccel(b *testing.B) {
 	benchEndToEnd(b, m)
 }
 
-func benchEndToEnd(b *testing.B, model *burnModel) {
+func benchEndToEnd(b *testing.B, bm *burnModel) {
 	const perIter = 24
 	e := newEnv(b, nil)
 	cfg := testConfig()
@@ -96,8 +97,8 @@ func benchEndToEnd(b *testing.B, model *burnModel) {
 	for _, k := range plate.shuffledKeys(1) {
 		e.put(k, plate.files[k])
 	}
-	svc, err := New(e.nc, e.store, func(ctx context.Context, loc string) (Predictor, io.Closer, error) {
-		return model, model, nil
+	svc, err := New(e.nc, e.store, func(ctx context.Context, loc string) (model.Predictor, io.Closer, error) {
+		return bm, bm, nil
 	}, cfg)
 	if err != nil {
 		b.Fatal(err)
@@ -128,7 +129,7 @@ func benchEndToEnd(b *testing.B, model *burnModel) {
 	}
 	t1 := time.Now()
 	for i := 0; i < len(imgs); i += cfg.MaxBatch {
-		if _, err := model.Predict(context.Background(), imgs[i:min(i+cfg.MaxBatch, len(imgs))]); err != nil {
+		if _, err := bm.Predict(context.Background(), imgs[i:min(i+cfg.MaxBatch, len(imgs))]); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -164,9 +165,9 @@ func BenchmarkReadyEvents(b *testing.B) {
 	n := samplesPerIter * b.N
 	for i := range n {
 		for c, ch := range pipeline.ChannelNames {
-			msg, err := s3events.Encode(s3events.EncodeOptions{Region: "us-east-1"}, s3events.ObjectEvent{
+			msg, err := bus.EncodeS3Events(bus.S3EventOptions{Region: "us-east-1"}, bus.ObjectEvent{
 				Bucket: testBucket, Key: fmt.Sprintf("incoming/plate%d/s%06d_%s.png", i%7, i, ch), Size: 1000 + int64(c),
-				ETag: fmt.Sprintf("%032x", i*4+c), EventName: s3events.ObjectCreatedPut, EventTime: time.Unix(1700000000, 0)})
+				ETag: fmt.Sprintf("%032x", i*4+c), EventName: bus.ObjectCreatedPut, EventTime: time.Unix(1700000000, 0)})
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -17,61 +17,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hpa-plates/hpa/internal/bus"
+	"github.com/hpa-plates/hpa/internal/labels"
 	"github.com/hpa-plates/hpa/internal/pipeline"
-	"github.com/hpa-plates/hpa/internal/s3events"
+	"github.com/hpa-plates/hpa/internal/testenv"
 )
-
-func TestKeyMapper(t *testing.T) {
-	m, err := NewKeyMapper("incoming/", "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cases := []struct {
-		key   string
-		ok    bool
-		bad   bool
-		plate string
-		id    string
-		ch    pipeline.Channel
-	}{
-		{"incoming/plate 1/abc_def_green.png", true, false, "plate 1", "abc_def", pipeline.Green},
-		{"incoming/p/x_yellow.TIF", true, false, "p", "x", pipeline.Yellow},
-		{"incoming/p/x_purple.png", false, false, "", "", 0},
-		{"other/p/x_red.png", false, false, "", "", 0},
-		{"incoming/x_red.png", false, false, "", "", 0},
-		{"incoming/p/q/x_red.png", false, false, "", "", 0},
-		{"incoming/../x_red.png", false, true, "", "", 0},
-		{"incoming/p/a\\b_red.png", false, true, "", "", 0},
-		{"incoming/p/a\x01_red.png", false, true, "", "", 0},
-	}
-	for _, c := range cases {
-		sk, ok, err := m.Map(c.key)
-		if (err != nil) != c.bad {
-			t.Errorf("%q: err %v, want bad=%v", c.key, err, c.bad)
-			continue
-		}
-		if ok != c.ok || (ok && (sk.Plate != c.plate || sk.ID != c.id || sk.Channel != c.ch)) {
-			t.Errorf("%q: got %+v ok=%v", c.key, sk, ok)
-		}
-	}
-	if _, err := NewKeyMapper("", `^(?P<plate>[^/]+)/(?P<id>.+)$`); err == nil {
-		t.Error("pattern without a channel group must be refused")
-	}
-	// Nested plates through a custom pattern.
-	m2, err := NewKeyMapper("up/", `^(?P<plate>.+)/(?P<id>[^/]+)_(?P<channel>red|green|blue|yellow)\.png$`)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if sk, ok, err := m2.Map("up/exp1/plate7/s1_blue.png"); err != nil || !ok || sk.Plate != "exp1/plate7" {
-		t.Errorf("nested plate: %+v %v %v", sk, ok, err)
-	}
-	if _, _, err := m2.Map("up/exp1/../s1_blue.png"); err == nil {
-		t.Error("'..' in a nested plate must be refused")
-	}
-	if a, b := subjectToken("plate 1"), subjectToken("plate_1"); a == b || strings.ContainsAny(a, " .*>") {
-		t.Errorf("subject tokens %q %q", a, b)
-	}
-}
 
 func TestBatcherTritonSemantics(t *testing.T) {
 	s := &Service{cfg: Config{MaxBatch: 4, MaxBatchDelay: 30 * time.Millisecond}, m: newMetrics()}
@@ -185,7 +135,7 @@ func TestTwoReplicasRandomOrderExactlyOnce(t *testing.T) {
 			if err != nil {
 				return false
 			}
-			rows, err := pipeline.ReadSubmission(bytes.NewReader(b))
+			rows, err := labels.ReadSubmission(bytes.NewReader(b))
 			return err == nil && len(rows) == len(p.ids)
 		})
 	}
@@ -200,7 +150,7 @@ func TestTwoReplicasRandomOrderExactlyOnce(t *testing.T) {
 // realPlate builds n samples whose four channels are real HPA PNGs from the shared data set.
 func realPlate(t *testing.T, plate string, n int) *sampleSet {
 	t.Helper()
-	dir := filepath.Join(repoRoot(t), "..", "shared", "hpa-real", "train_sample")
+	dir := filepath.Join(testenv.RepoRoot(t), "..", "shared", "hpa-real", "train_sample")
 	ents, err := os.ReadDir(dir)
 	if err != nil {
 		t.Skipf("real HPA data not available: %v", err)
@@ -264,8 +214,8 @@ func TestPoisonInputs(t *testing.T) {
 	up("huge", [4][]byte{ok, pngGray(400, 400, 3), ok, ok})
 	// Missing object: three real uploads and an event for a fourth object that does not exist.
 	up("missing", [4][]byte{ok, ok, ok, nil})
-	ev, err := s3events.Encode(s3events.EncodeOptions{Region: "us-east-1"}, s3events.ObjectEvent{Bucket: testBucket,
-		Key: "incoming/pz/missing_yellow.png", Size: 10, ETag: "abc", EventName: s3events.ObjectCreatedPut, EventTime: time.Now()})
+	ev, err := bus.EncodeS3Events(bus.S3EventOptions{Region: "us-east-1"}, bus.ObjectEvent{Bucket: testBucket,
+		Key: "incoming/pz/missing_yellow.png", Size: 10, ETag: "abc", EventName: bus.ObjectCreatedPut, EventTime: time.Now()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -279,13 +229,13 @@ func TestPoisonInputs(t *testing.T) {
 
 	wantKinds := map[string]string{"corrupt": "", "text": "unsupported", "mismatch": "size_mismatch", "huge": "too_large", "missing": "missing_channel"}
 	for id, kind := range wantKinds {
-		var rec pipeline.ErrorRecord
+		var rec labels.ErrorRecord
 		waitFor(t, 30*time.Second, "error record "+id, func() bool {
 			b, err := e.get("labels/pz/" + id + ".error.json")
 			if err != nil {
 				return false
 			}
-			rec, err = pipeline.ParseError(b)
+			rec, err = labels.ParseErrorRecord(b)
 			return err == nil
 		})
 		if kind != "" && rec.Kind != kind {
@@ -363,9 +313,9 @@ func TestIdempotentRelabel(t *testing.T) {
 		e.put(k, p.files[k])
 	}
 	// A ready message published again outside dedup (new msg id): the writer finds the label.
-	rm := readyMsg{Plate: "pi", ID: p.ids[0], Content: "x"}
+	rm := bus.SampleReady{Plate: "pi", ID: p.ids[0], Content: "x"}
 	for c, ch := range pipeline.ChannelNames {
-		rm.Objects[c] = objRef{Key: "incoming/pi/" + p.ids[0] + "_" + ch + ".png"}
+		rm.Objects[c] = bus.ObjectRef{Key: "incoming/pi/" + p.ids[0] + "_" + ch + ".png"}
 	}
 	b, _ := json.Marshal(rm)
 	if _, err := e.js.Publish(context.Background(), cfg.ReadySubject+".pi", b); err != nil {
@@ -450,7 +400,7 @@ func TestHotReload(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		l, _ := pipeline.ParseLabel(lb)
+		l, _ := labels.ParseLabel(lb)
 		m := a
 		if l.Model.ManifestDigest == "sha256:B" {
 			m, nB = b, nB+1
@@ -523,13 +473,21 @@ func TestFaultyS3(t *testing.T) {
 	cfg := testConfig()
 	cfg.OpTimeout = 500 * time.Millisecond
 	models := map[string]*fakeModel{"A": model}
-	e.startService(cfg, loaderOf(models), "A")
-	e.startService(cfg, loaderOf(models), "A")
+	svcA, _ := e.startService(cfg, loaderOf(models), "A")
+	svcB, _ := e.startService(cfg, loaderOf(models), "A")
 	p := makePlate("pf", 16, 64, 8)
 	for _, k := range p.shuffledKeys(9) {
 		e.put(k, p.files[k])
 	}
-	waitFor(t, 90*time.Second, "all labels", func() bool { return len(e.labels.snapshot()) == len(p.ids) })
+	deadline := time.Now().Add(90 * time.Second)
+	for len(e.labels.snapshot()) < len(p.ids) {
+		if time.Now().After(deadline) {
+			naks := counter(t, svcA, "hpa_inference_naks_total", nil) + counter(t, svcB, "hpa_inference_naks_total", nil)
+			t.Fatalf("timed out after 90s: %d of %d samples labeled, %d dead letters, %.0f redeliveries, %d of %d S3 requests failed",
+				len(e.labels.snapshot()), len(p.ids), len(e.dlq("HPA_DLQ")), naks, failed.Load(), n.Load())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 	for _, id := range p.ids {
 		e.checkLabel("pf", id, p.imgs[id], model)
 	}
@@ -566,7 +524,7 @@ func TestIncompleteSweep(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rec, err := pipeline.ParseError(b)
+	rec, err := labels.ParseErrorRecord(b)
 	if err != nil || rec.Kind != "missing_channel" || !strings.Contains(rec.Reason, "green, yellow") {
 		t.Fatalf("record %+v %v", rec, err)
 	}

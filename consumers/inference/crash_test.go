@@ -10,7 +10,9 @@ import (
 
 	"github.com/nats-io/nats.go"
 
-	"github.com/hpa-plates/hpa/internal/natsembed"
+	"github.com/hpa-plates/hpa/internal/labels"
+	"github.com/hpa-plates/hpa/internal/local/natsembed"
+	"github.com/hpa-plates/hpa/internal/model"
 	"github.com/hpa-plates/hpa/internal/pipeline"
 )
 
@@ -45,7 +47,7 @@ func TestReplicaKilledMidBatch(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg := testConfig()
-	svcDead, err := New(ncDead, e.store, func(ctx context.Context, loc string) (Predictor, io.Closer, error) {
+	svcDead, err := New(ncDead, e.store, func(ctx context.Context, loc string) (model.Predictor, io.Closer, error) {
 		return dead, dead, nil
 	}, cfg)
 	if err != nil {
@@ -117,8 +119,8 @@ func TestNATSRestartMidLoad(t *testing.T) {
 	}
 	// Labels are the same bytes a second time around (deterministic JSON).
 	b1, _ := e.get("labels/pn/" + p.ids[0] + ".json")
-	l, _ := pipeline.ParseLabel(b1)
-	b2, _ := pipeline.MarshalLabel(l)
+	l, _ := labels.ParseLabel(b1)
+	b2, _ := labels.MarshalLabel(l)
 	if !bytes.Equal(b1, b2) {
 		t.Error("label bytes not canonical")
 	}

@@ -1,7 +1,6 @@
 package inference
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -10,9 +9,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/hpa-plates/hpa/internal/labels"
+	"github.com/hpa-plates/hpa/internal/objstore"
 	"github.com/nats-io/nats.go/jetstream"
-
-	"github.com/hpa-plates/hpa/internal/pipeline"
 )
 
 // csvBuilder keeps <LabelsPrefix><plate>/submission.csv (Kaggle "Id,Predicted") equal to the
@@ -39,7 +38,7 @@ type csvBuilder struct {
 
 type cachedRow struct {
 	etag string
-	row  pipeline.SubmissionRow
+	row  labels.SubmissionRow
 	ok   bool // false: the object is not a readable label (skipped)
 }
 
@@ -52,8 +51,6 @@ type plateGen struct {
 func newCSVBuilder(s *Service) *csvBuilder {
 	return &csvBuilder{s: s, dirty: map[string]bool{}, kick: make(chan struct{}, 1), rows: map[string]cachedRow{}}
 }
-
-func (s *Service) csvKey(plate string) string { return s.cfg.LabelsPrefix + plate + "/submission.csv" }
 
 // labelWritten bumps the plate generation and schedules a build.
 func (b *csvBuilder) labelWritten(ctx context.Context, plate string) error {
@@ -203,7 +200,7 @@ func (b *csvBuilder) buildLocked(ctx context.Context, plate string) error {
 	if err != nil {
 		return err
 	}
-	var rows []pipeline.SubmissionRow
+	var rows []labels.SubmissionRow
 	for _, o := range objs {
 		k := o.Key
 		rest := k[len(prefix):]
@@ -216,17 +213,16 @@ func (b *csvBuilder) buildLocked(ctx context.Context, plate string) error {
 		if !hit || o.ETag == "" || c.etag != o.ETag {
 			data, err := b.s.store.Get(ctx, k, 8<<20)
 			if err != nil {
-				var oe *ObjectError
-				if errors.As(err, &oe) && oe.NotFound {
+				if errors.Is(err, objstore.ErrNotFound) {
 					continue
 				}
 				return err
 			}
 			c = cachedRow{etag: o.ETag}
-			if l, err := pipeline.ParseLabel(data); err != nil {
+			if l, err := labels.ParseLabel(data); err != nil {
 				b.s.log.Warn("skipping unreadable label in plate CSV", "key", k, "err", err)
 			} else {
-				c.row, c.ok = pipeline.SubmissionRow{ID: l.SampleID, Predicted: l.PredictedIDs()}, true
+				c.row, c.ok = labels.SubmissionRow{ID: l.SampleID, Predicted: l.PredictedIDs()}, true
 			}
 			if o.ETag != "" {
 				b.rowsMu.Lock()
@@ -241,11 +237,7 @@ func (b *csvBuilder) buildLocked(ctx context.Context, plate string) error {
 			rows = append(rows, c.row)
 		}
 	}
-	var buf bytes.Buffer
-	if err := pipeline.WriteSubmission(&buf, rows); err != nil {
-		return err
-	}
-	if err := b.s.store.Put(ctx, b.s.csvKey(plate), buf.Bytes(), "text/csv"); err != nil {
+	if err := b.s.sink.WriteSubmission(ctx, plate, rows); err != nil {
 		return err
 	}
 	b.s.m.csvBuilds.Inc()

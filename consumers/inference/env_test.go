@@ -22,15 +22,18 @@ import (
 	"testing"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	dto "github.com/prometheus/client_model/go"
 
-	"github.com/hpa-plates/hpa/internal/natsembed"
+	"github.com/hpa-plates/hpa/internal/bus"
+	"github.com/hpa-plates/hpa/internal/labels"
+	"github.com/hpa-plates/hpa/internal/local/natsembed"
+	"github.com/hpa-plates/hpa/internal/local/s3local"
+	"github.com/hpa-plates/hpa/internal/model"
+	"github.com/hpa-plates/hpa/internal/objstore"
 	"github.com/hpa-plates/hpa/internal/pipeline"
-	"github.com/hpa-plates/hpa/internal/s3local"
+	"github.com/hpa-plates/hpa/internal/testenv/servers"
 )
 
 const (
@@ -43,7 +46,8 @@ const (
 // function of the four planes' mean intensities and the model's seed, so expected labels can be
 // computed independently of the service.
 type fakeModel struct {
-	info    ModelInfo
+	info    labels.ModelInfo
+	th      labels.Thresholds
 	seed    float64
 	delay   time.Duration
 	calls   atomic.Int64
@@ -57,11 +61,8 @@ type fakeModel struct {
 }
 
 func newFakeModel(name string, seed float64) *fakeModel {
-	info := ModelInfo{
-		ModelInfo:  pipeline.ModelInfo{Name: name, Version: "1", ManifestDigest: "sha256:" + name, Members: 1, TTAViews: 1, Arch: "fake"},
-		Thresholds: pipeline.UniformThresholds(0.5, pipeline.NumClasses),
-	}
-	return &fakeModel{info: info, seed: seed}
+	info := labels.ModelInfo{Name: name, Version: "1", ManifestDigest: "sha256:" + name, Members: 1, TTAViews: 1, Arch: "fake"}
+	return &fakeModel{info: info, th: labels.UniformThresholds(0.5, labels.NumClasses), seed: seed}
 }
 
 func expectedProbs(img pipeline.Image4, seed float64) []float64 {
@@ -73,7 +74,7 @@ func expectedProbs(img pipeline.Image4, seed float64) []float64 {
 		}
 		means[c] = float64(sum) / float64(len(p.Pix)) / 255
 	}
-	out := make([]float64, pipeline.NumClasses)
+	out := make([]float64, labels.NumClasses)
 	for k := range out {
 		x := means[k%4]*3 + float64(k)*0.17 + seed
 		out[k] = 0.5 + 0.5*math.Sin(x*7)
@@ -103,7 +104,8 @@ func (f *fakeModel) Predict(ctx context.Context, batch []pipeline.Image4) ([][]f
 	return out, nil
 }
 
-func (f *fakeModel) Model() ModelInfo { return f.info }
+func (f *fakeModel) Info() labels.ModelInfo        { return f.info }
+func (f *fakeModel) Thresholds() labels.Thresholds { return f.th }
 
 func (f *fakeModel) Close() error {
 	if f.busy.Load() > 0 {
@@ -113,8 +115,8 @@ func (f *fakeModel) Close() error {
 	return nil
 }
 
-func loaderOf(models map[string]*fakeModel) ModelLoader {
-	return func(ctx context.Context, loc string) (Predictor, io.Closer, error) {
+func loaderOf(models map[string]*fakeModel) model.Loader {
+	return func(ctx context.Context, loc string) (model.Predictor, io.Closer, error) {
 		m, ok := models[loc]
 		if !ok {
 			return nil, nil, fmt.Errorf("no model set at %q", loc)
@@ -130,7 +132,7 @@ type testEnv struct {
 	nc     *nats.Conn
 	js     jetstream.JetStream
 	s3     *s3local.Server
-	store  *S3Store
+	store  *objstore.Bucket
 	labels *labelWatch
 }
 
@@ -141,44 +143,27 @@ func newEnv(t testing.TB, middleware func(http.Handler) http.Handler) *testEnv {
 
 // newEnvWith is newEnv with the S3 server's event publisher wrapped (nil: as it is), e.g. to lose
 // events as an object store that drops notifications does.
-func newEnvWith(t testing.TB, middleware func(http.Handler) http.Handler, wrap func(s3local.Publisher) s3local.Publisher) *testEnv {
+func newEnvWith(t testing.TB, middleware func(http.Handler) http.Handler, wrap func(bus.Publisher) bus.Publisher) *testEnv {
 	t.Helper()
 	dir := t.TempDir()
-	ns, err := natsembed.Start(natsembed.Options{DataDir: filepath.Join(dir, "nats"), JetStream: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(ns.Shutdown)
-	nc, err := nats.Connect(ns.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ns, nc, js := servers.JetStream(t, filepath.Join(dir, "nats"))
 	ctx := context.Background()
-	if _, err := s3local.EnsureStream(ctx, js, s3local.StreamConfig{Name: "S3_EVENTS", Storage: jetstream.FileStorage}); err != nil {
+	if _, err := bus.EnsureEventsStream(ctx, js, bus.EventsStreamConfig{Name: "S3_EVENTS", Storage: jetstream.FileStorage}); err != nil {
 		t.Fatal(err)
 	}
-	var pub s3local.Publisher = s3local.JetStreamPublisher{JS: js}
+	var pub bus.Publisher = bus.JetStreamPublisher{JS: js}
 	if wrap != nil {
 		pub = wrap(pub)
 	}
-	srv, err := s3local.New(s3local.Options{Dir: filepath.Join(dir, "s3"), AccessKey: testAK, SecretKey: testSK,
+	srv := servers.S3(t, s3local.Options{Dir: filepath.Join(dir, "s3"), AccessKey: testAK, SecretKey: testSK,
 		Buckets: []string{testBucket}, Publisher: pub, Middleware: middleware,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	store, err := objstore.Open(ctx, objstore.Config{Endpoint: srv.Endpoint(), Region: "us-east-1", PathStyle: true,
+		Bucket: testBucket, AccessKey: testAK, SecretKey: testSK})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := srv.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = srv.Close(context.Background()) })
-	cfg := aws.Config{Region: "us-east-1", Credentials: credentials.NewStaticCredentialsProvider(testAK, testSK, "")}
-	cl := NewS3Client(cfg, S3Options{Endpoint: srv.Endpoint(), PathStyle: true})
-	e := &testEnv{t: t, ns: ns, nc: nc, js: js, s3: srv, store: &S3Store{Client: cl, Bucket: testBucket}}
+	e := &testEnv{t: t, ns: ns, nc: nc, js: js, s3: srv, store: store}
 	e.labels = watchLabels(t, nc)
 	return e
 }
@@ -205,7 +190,7 @@ func testConfig() Config {
 
 // startService runs a replica until the test ends; it returns the service and a stop function
 // that drains it and returns Run's error.
-func (e *testEnv) startService(cfg Config, loader ModelLoader, location string) (*Service, func() error) {
+func (e *testEnv) startService(cfg Config, loader model.Loader, location string) (*Service, func() error) {
 	e.t.Helper()
 	svc, err := New(e.nc, e.store, loader, cfg)
 	if err != nil {
@@ -273,7 +258,7 @@ func (e *testEnv) get(key string) ([]byte, error) {
 		if b, err = e.store.Get(context.Background(), key, 0); err == nil {
 			return b, nil
 		}
-		var oe *ObjectError
+		var oe *objstore.Error
 		if errors.As(err, &oe) && oe.NotFound {
 			return nil, err
 		}
@@ -390,13 +375,13 @@ func (s *sampleSet) shuffledKeys(seed uint64) []string {
 }
 
 // checkLabel reads a label and compares its prediction with the fake model's.
-func (e *testEnv) checkLabel(plate, id string, img pipeline.Image4, m *fakeModel) pipeline.Label {
+func (e *testEnv) checkLabel(plate, id string, img pipeline.Image4, m *fakeModel) labels.Label {
 	e.t.Helper()
 	b, err := e.get("labels/" + plate + "/" + id + ".json")
 	if err != nil {
 		e.t.Fatalf("label %s/%s: %v", plate, id, err)
 	}
-	l, err := pipeline.ParseLabel(b)
+	l, err := labels.ParseLabel(b)
 	if err != nil {
 		e.t.Fatalf("label %s/%s: %v", plate, id, err)
 	}
@@ -409,7 +394,7 @@ func (e *testEnv) checkLabel(plate, id string, img pipeline.Image4, m *fakeModel
 			e.t.Fatalf("label %s/%s class %d: p=%v want %v", plate, id, k, cp.P, want[k])
 		}
 	}
-	wantPred := m.info.Thresholds.Apply(roundAll(want))
+	wantPred := m.th.Apply(roundAll(want))
 	if fmt.Sprint(l.PredictedIDs()) != fmt.Sprint(wantPred) {
 		e.t.Errorf("label %s/%s predicted %v, want %v", plate, id, l.PredictedIDs(), wantPred)
 	}
@@ -419,7 +404,7 @@ func (e *testEnv) checkLabel(plate, id string, img pipeline.Image4, m *fakeModel
 func roundAll(p []float64) []float64 {
 	out := make([]float64, len(p))
 	for i, v := range p {
-		out[i] = pipeline.RoundProb(v)
+		out[i] = labels.RoundProb(v)
 	}
 	return out
 }
@@ -489,22 +474,4 @@ func (e *testEnv) dlq(stream string) []*nats.Msg {
 		out = append(out, &nats.Msg{Subject: rm.Subject, Data: rm.Data, Header: rm.Header})
 	}
 	return out
-}
-
-// repoRoot walks up to the directory holding go.mod.
-func repoRoot(t testing.TB) string {
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatal("go.mod not found")
-		}
-		dir = parent
-	}
 }

@@ -1,10 +1,7 @@
 package inference
 
 import (
-	"net/http"
-
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
 // metrics are the Prometheus series of one Service (its own registry, so several services can
@@ -67,8 +64,4 @@ func newMetrics() *metrics {
 		m.errors, m.events, m.ready, m.incomplete, m.modelInfo, m.reloads, m.csvBuilds, m.redeliveries,
 		prometheus.NewGoCollector())
 	return m
-}
-
-func (m *metrics) handler() http.Handler {
-	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})
 }

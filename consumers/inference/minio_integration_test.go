@@ -30,19 +30,20 @@ import (
 	"testing"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/hpa-plates/hpa/consumers/inference"
+	"github.com/hpa-plates/hpa/internal/bus"
+	"github.com/hpa-plates/hpa/internal/labels"
+	"github.com/hpa-plates/hpa/internal/local/natsembed"
+	"github.com/hpa-plates/hpa/internal/local/s3local"
 	"github.com/hpa-plates/hpa/internal/model"
 	"github.com/hpa-plates/hpa/internal/model/onnx"
 	"github.com/hpa-plates/hpa/internal/model/ort"
-	"github.com/hpa-plates/hpa/internal/natsembed"
+	"github.com/hpa-plates/hpa/internal/objstore"
 	"github.com/hpa-plates/hpa/internal/pipeline"
-	"github.com/hpa-plates/hpa/internal/s3events"
-	"github.com/hpa-plates/hpa/internal/s3local"
+	"github.com/hpa-plates/hpa/internal/testenv"
 	"github.com/hpa-plates/hpa/internal/testenv/minio"
 )
 
@@ -59,10 +60,13 @@ type digestModel struct {
 	once sync.Once
 }
 
-var digestInfo = inference.ModelInfo{
-	ModelInfo: pipeline.ModelInfo{Name: "minio-digest", Version: "1", ManifestDigest: "sha256:minio-digest",
+var digestInfo = struct {
+	labels.ModelInfo
+	Thresholds labels.Thresholds
+}{
+	ModelInfo: labels.ModelInfo{Name: "minio-digest", Version: "1", ManifestDigest: "sha256:minio-digest",
 		Members: 1, TTAViews: 1, Arch: "digest"},
-	Thresholds: pipeline.UniformThresholds(0.5, pipeline.NumClasses),
+	Thresholds: labels.UniformThresholds(0.5, labels.NumClasses),
 }
 
 func digestProbs(img pipeline.Image4) []float64 {
@@ -72,7 +76,7 @@ func digestProbs(img pipeline.Image4) []float64 {
 		h.Write(p.Pix)
 	}
 	sum := h.Sum(nil)
-	out := make([]float64, pipeline.NumClasses)
+	out := make([]float64, labels.NumClasses)
 	for k := range out {
 		out[k] = float64(sum[k]) / 255
 	}
@@ -96,8 +100,9 @@ func (m *digestModel) Predict(ctx context.Context, batch []pipeline.Image4) ([][
 	return out, nil
 }
 
-func (m *digestModel) Model() inference.ModelInfo { return digestInfo }
-func (m *digestModel) Close() error               { return nil }
+func (m *digestModel) Info() labels.ModelInfo        { return digestInfo.ModelInfo }
+func (m *digestModel) Thresholds() labels.Thresholds { return digestInfo.Thresholds }
+func (m *digestModel) Close() error                  { return nil }
 
 // minioSample is one sample to upload: its object keys by channel and their content.
 type minioSample struct {
@@ -115,20 +120,20 @@ func (s minioSample) key(c int) string {
 func (s minioSample) want(t testing.TB) []byte {
 	t.Helper()
 	img := pipeline.Image4{ID: s.id}
-	srcs := make([]pipeline.Source, 4)
+	srcs := make([]labels.Source, 4)
 	for c, b := range s.data {
 		p, err := pipeline.DecodeChannel(b, s.id, pipeline.Channel(c), pipeline.DecodeOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}
 		img.Planes[c], img.W, img.H = p, p.W, p.H
-		srcs[c] = pipeline.SourceOf(pipeline.Channel(c), filepath.Base(s.key(c)), b)
+		srcs[c] = labels.SourceOf(pipeline.Channel(c), filepath.Base(s.key(c)), b)
 	}
-	l, err := pipeline.NewLabel(s.id, srcs, digestInfo.ModelInfo, digestInfo.Thresholds, digestProbs(img))
+	l, err := labels.NewLabel(s.id, srcs, digestInfo.ModelInfo, digestInfo.Thresholds, digestProbs(img))
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := pipeline.MarshalLabel(l)
+	b, err := labels.MarshalLabel(l)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -153,19 +158,7 @@ func grayPNG(t testing.TB, size int, seed uint64) []byte {
 // shared sample has one channel per Id) from ../shared/hpa-real/train_sample beside the repo.
 func realHPAChannels(t *testing.T) [4][]byte {
 	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			break
-		}
-		if filepath.Dir(dir) == dir {
-			t.Fatal("go.mod not found")
-		}
-		dir = filepath.Dir(dir)
-	}
+	dir := testenv.RepoRoot(t)
 	sample := filepath.Join(dir, "..", "shared", "hpa-real", "train_sample")
 	var out [4][]byte
 	for c, ch := range pipeline.ChannelNames {
@@ -186,14 +179,14 @@ func realHPAChannels(t *testing.T) [4][]byte {
 // one sample of real HPA images, one with a corrupt channel. Every good sample gets exactly the
 // label bytes computed independently, exactly once; the corrupt one an error record and a dead
 // letter; the plate CSVs list the labeled samples; the events MinIO put on the stream are its
-// native format (eventVersion 2.0, URL-encoded keys, no Nats-Msg-Id) and parse with s3events.
+// native format (eventVersion 2.0, URL-encoded keys, no Nats-Msg-Id) and parse with bus.
 func TestMinIONativeNotifications(t *testing.T) {
-	model := &digestModel{samples: map[string]int{}}
-	e := startMinIOService(t, func(ctx context.Context, loc string) (inference.Predictor, io.Closer, error) {
+	dm := &digestModel{samples: map[string]int{}}
+	e := startMinIOService(t, func(ctx context.Context, loc string) (model.Predictor, io.Closer, error) {
 		if loc != "digest" {
 			return nil, nil, fmt.Errorf("no model set at %q", loc)
 		}
-		return model, model, nil
+		return dm, dm, nil
 	}, "digest")
 	ctx, cfg, store, js, bucket, subject := context.Background(), e.cfg, e.store, e.js, e.bucket, e.subject
 
@@ -233,20 +226,20 @@ func TestMinIONativeNotifications(t *testing.T) {
 		if want := s.want(t); !bytes.Equal(got, want) {
 			t.Errorf("%s:\n got %s\nwant %s", key, got, want)
 		}
-		l, err := pipeline.ParseLabel(got)
+		l, err := labels.ParseLabel(got)
 		if err != nil {
 			t.Fatalf("%s: %v", key, err)
 		}
 		predicted[s.plate+"/"+s.id] = l.PredictedIDs()
 	}
 	errKey := cfg.LabelsPrefix + broken.plate + "/" + broken.id + ".error.json"
-	var rec pipeline.ErrorRecord
+	var rec labels.ErrorRecord
 	waitUntil(t, 30*time.Second, "error record "+errKey, func() bool {
 		b, err := store.Get(ctx, errKey, 0)
 		if err != nil {
 			return false
 		}
-		rec, err = pipeline.ParseError(b)
+		rec, err = labels.ParseErrorRecord(b)
 		if err != nil {
 			t.Fatalf("%s: %v", errKey, err)
 		}
@@ -288,13 +281,13 @@ func TestMinIONativeNotifications(t *testing.T) {
 			t.Errorf("%s/%s: %d label events", s.plate, s.id, n)
 		}
 	}
-	model.mu.Lock()
+	dm.mu.Lock()
 	for _, s := range samples {
-		if n := model.samples[s.id]; !s.bad && n != 1 {
+		if n := dm.samples[s.id]; !s.bad && n != 1 {
 			t.Errorf("%s predicted %d times", s.id, n)
 		}
 	}
-	model.mu.Unlock()
+	dm.mu.Unlock()
 
 	// Plate CSVs (rebuilt from the labels listed in MinIO) name every labeled sample.
 	for _, plate := range plates {
@@ -306,7 +299,7 @@ func TestMinIONativeNotifications(t *testing.T) {
 			}
 		}
 		sort.Strings(want)
-		var rows []pipeline.SubmissionRow
+		var rows []labels.SubmissionRow
 		var last []byte
 		waitUntil(t, 10*time.Second, "CSV "+key, func() bool {
 			b, err := store.Get(ctx, key, 0)
@@ -315,7 +308,7 @@ func TestMinIONativeNotifications(t *testing.T) {
 				return false
 			}
 			last = b
-			if rows, err = pipeline.ReadSubmission(bytes.NewReader(b)); err != nil {
+			if rows, err = labels.ReadSubmission(bytes.NewReader(b)); err != nil {
 				t.Fatalf("%s: %v", key, err)
 			}
 			var ids []string
@@ -360,9 +353,9 @@ func TestMinIONativeNotifications(t *testing.T) {
 		if err := json.Unmarshal(m.Data, &raw); err != nil || len(raw.Records) != 1 {
 			t.Fatalf("event %s: %v", m.Data, err)
 		}
-		evs, err := s3events.Parse(m.Data)
+		evs, err := bus.ParseS3Events(m.Data)
 		if err != nil || len(evs) != 1 {
-			t.Fatalf("s3events.Parse(%s): %v", m.Data, err)
+			t.Fatalf("bus.ParseS3Events(%s): %v", m.Data, err)
 		}
 		ev := evs[0]
 		if !ev.IsCreate() || ev.Bucket != bucket || ev.Source != "minio:s3" {
@@ -403,7 +396,7 @@ type minioService struct {
 	ns              *natsembed.Server
 	js              jetstream.JetStream
 	srv             *minio.Server
-	store           *inference.S3Store
+	store           *objstore.Bucket
 	svc             *inference.Service
 
 	mu      sync.Mutex
@@ -417,14 +410,14 @@ type minioService struct {
 // configuration before they are used.
 type setupOption func(*minio.Options, *inference.Config)
 
-func startMinIOService(t testing.TB, loader inference.ModelLoader, location string, opts ...setupOption) *minioService {
+func startMinIOService(t testing.TB, loader model.Loader, location string, opts ...setupOption) *minioService {
 	t.Helper()
 	return startS3Service(t, "minio", loader, location, opts...)
 }
 
 // startS3Service is startMinIOService with the S3 server chosen: "minio", or "s3local" (the
 // project's in-process server, for comparisons).
-func startS3Service(t testing.TB, backend string, loader inference.ModelLoader, location string, opts ...setupOption) *minioService {
+func startS3Service(t testing.TB, backend string, loader model.Loader, location string, opts ...setupOption) *minioService {
 	t.Helper()
 	e := &minioService{bucket: "hpa", subject: "s3.events.minio", events: map[string]int{}, firstEv: map[string]time.Time{}}
 	ctx := context.Background()
@@ -462,7 +455,7 @@ func startS3Service(t testing.TB, backend string, loader inference.ModelLoader, 
 	case "s3local":
 		region, ak, sk = "us-east-1", "AKIAS3LOCALCOMPARE", "s3local-compare-secret"
 		ls, err := s3local.New(s3local.Options{Dir: filepath.Join(t.TempDir(), "s3"), AccessKey: ak, SecretKey: sk,
-			Buckets: []string{e.bucket}, Publisher: s3local.JetStreamPublisher{JS: e.js},
+			Buckets: []string{e.bucket}, Publisher: bus.JetStreamPublisher{JS: e.js},
 			Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 		if err != nil {
 			t.Fatal(err)
@@ -475,10 +468,12 @@ func startS3Service(t testing.TB, backend string, loader inference.ModelLoader, 
 	default:
 		t.Fatalf("unknown S3 backend %q", backend)
 	}
-	s3c := inference.NewS3Client(aws.Config{Region: region,
-		Credentials: credentials.NewStaticCredentialsProvider(ak, sk, "")},
-		inference.S3Options{Endpoint: endpoint, PathStyle: true})
-	e.store = &inference.S3Store{Client: s3c, Bucket: e.bucket}
+	store, err := objstore.Open(context.Background(), objstore.Config{Endpoint: endpoint, Region: region, PathStyle: true,
+		Bucket: e.bucket, AccessKey: ak, SecretKey: sk})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.store = store
 
 	cfg.Bucket = e.bucket
 	cfg.MaxBatch = 4
@@ -543,9 +538,9 @@ func startS3Service(t testing.TB, backend string, loader inference.ModelLoader, 
 }
 
 // waitLabels waits for every sample's label and returns them by plate/id.
-func (e *minioService) waitLabels(t testing.TB, samples []minioSample, timeout time.Duration) map[string]pipeline.Label {
+func (e *minioService) waitLabels(t testing.TB, samples []minioSample, timeout time.Duration) map[string]labels.Label {
 	t.Helper()
-	out := map[string]pipeline.Label{}
+	out := map[string]labels.Label{}
 	for _, s := range samples {
 		key := e.cfg.LabelsPrefix + s.plate + "/" + s.id + ".json"
 		var got []byte
@@ -554,7 +549,7 @@ func (e *minioService) waitLabels(t testing.TB, samples []minioSample, timeout t
 			got, err = e.store.Get(context.Background(), key, 0)
 			return err == nil
 		})
-		l, err := pipeline.ParseLabel(got)
+		l, err := labels.ParseLabel(got)
 		if err != nil {
 			t.Fatalf("%s: %v", key, err)
 		}
@@ -641,18 +636,6 @@ func waitUntil(t testing.TB, timeout time.Duration, what string, cond func() boo
 	}
 }
 
-// ortPredictor runs the real ONNX Runtime ensemble as the consumer's model.
-type ortPredictor struct {
-	ens  *ort.Ensemble
-	info inference.ModelInfo
-}
-
-func (p *ortPredictor) Predict(ctx context.Context, batch []pipeline.Image4) ([][]float64, error) {
-	return p.ens.Predict(batch)
-}
-
-func (p *ortPredictor) Model() inference.ModelInfo { return p.info }
-
 // tinyModelSet exports two randomly initialized seresnext_tiny members at size px with 8 TTA
 // views and returns the manifest path.
 func tinyModelSet(t *testing.T, size int) string {
@@ -681,7 +664,7 @@ func tinyModelSet(t *testing.T, size int) string {
 	path, err := model.WriteManifest(dir, &model.Manifest{
 		Schema: model.ManifestSchema, Name: "minio-ort", Version: "v1", Arch: spec, InputSize: size,
 		ChannelOrder: []string{"red", "green", "blue", "yellow"}, Normalization: model.DefaultNormalization(spec.InChans),
-		ClassNames: pipeline.ClassNames[:], InputName: "input", OutputName: "logits", TTAViews: 8,
+		ClassNames: labels.ClassNames[:], InputName: "input", OutputName: "logits", TTAViews: 8,
 		Thresholds: model.Thresholds{Mode: "uniform", Uniform: 0.5}, Members: members,
 	})
 	if err != nil {
@@ -693,18 +676,7 @@ func tinyModelSet(t *testing.T, size int) string {
 // ortOptions keeps ONNX Runtime to the two cores of the test machines.
 var ortOptions = ort.Options{IntraThreads: 2, InterThreads: 1, MaxBatch: 4}
 
-func loadORT(path string) (*ortPredictor, error) {
-	ens, err := ort.Load(path, ortOptions)
-	if err != nil {
-		return nil, err
-	}
-	th, err := ens.Thresholds()
-	if err != nil {
-		_ = ens.Close()
-		return nil, err
-	}
-	return &ortPredictor{ens: ens, info: inference.ModelInfo{ModelInfo: ens.Info(), Thresholds: th}}, nil
-}
+func loadORT(path string) (*ort.Ensemble, error) { return ort.Load(path, ortOptions) }
 
 // TestMinIOWithONNXRuntime is the same chain with every component real: MinIO and its native
 // notifications, JetStream, the consumer and an ONNX Runtime ensemble (two members, 8 TTA views).
@@ -720,13 +692,13 @@ func TestMinIOWithONNXRuntime(t *testing.T) {
 		}
 		t.Fatal(err)
 	}
-	defer ref.ens.Close()
-	e := startMinIOService(t, func(ctx context.Context, loc string) (inference.Predictor, io.Closer, error) {
+	defer ref.Close()
+	e := startMinIOService(t, func(ctx context.Context, loc string) (model.Predictor, io.Closer, error) {
 		p, err := loadORT(loc)
 		if err != nil {
 			return nil, nil, err
 		}
-		return p, p.ens, nil
+		return p, p, nil
 	}, manifest)
 
 	var samples []minioSample
@@ -746,12 +718,12 @@ func TestMinIOWithONNXRuntime(t *testing.T) {
 			got, err = e.store.Get(context.Background(), key, 0)
 			return err == nil
 		})
-		l, err := pipeline.ParseLabel(got)
+		l, err := labels.ParseLabel(got)
 		if err != nil {
 			t.Fatalf("%s: %v", key, err)
 		}
-		if l.Model != ref.info.ModelInfo || l.Model.TTAViews != 8 || l.Model.Members != 2 {
-			t.Errorf("%s: model %+v, want %+v", key, l.Model, ref.info.ModelInfo)
+		if l.Model != ref.Info() || l.Model.TTAViews != 8 || l.Model.Members != 2 {
+			t.Errorf("%s: model %+v, want %+v", key, l.Model, ref.Info())
 		}
 		img := pipeline.Image4{ID: s.id, W: size, H: size}
 		for c, b := range s.data {
@@ -759,7 +731,7 @@ func TestMinIOWithONNXRuntime(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		want, err := ref.ens.Predict([]pipeline.Image4{img})
+		want, err := ref.Predict(context.Background(), []pipeline.Image4{img})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -788,10 +760,10 @@ func TestMinIOWithONNXRuntime(t *testing.T) {
 // deployment setting for "nothing lost"), objects uploaded while NATS is down are announced once
 // it is back, and every sample is labeled exactly once.
 func TestMinIOQueueDirSurvivesNATSOutage(t *testing.T) {
-	model := &digestModel{samples: map[string]int{}}
+	dm := &digestModel{samples: map[string]int{}}
 	queue := t.TempDir()
-	e := startMinIOService(t, func(ctx context.Context, loc string) (inference.Predictor, io.Closer, error) {
-		return model, model, nil
+	e := startMinIOService(t, func(ctx context.Context, loc string) (model.Predictor, io.Closer, error) {
+		return dm, dm, nil
 	}, "digest", func(o *minio.Options, _ *inference.Config) { o.QueueDir = queue })
 
 	mk := func(id string, seed uint64) minioSample {
@@ -834,10 +806,10 @@ func TestMinIOQueueDirSurvivesNATSOutage(t *testing.T) {
 		info, err := st.Info(context.Background())
 		return err == nil && info.State.Msgs == 0
 	})
-	model.mu.Lock()
-	defer model.mu.Unlock()
+	dm.mu.Lock()
+	defer dm.mu.Unlock()
 	for _, s := range append(before, during...) {
-		if n := model.samples[s.id]; n != 1 {
+		if n := dm.samples[s.id]; n != 1 {
 			t.Errorf("%s predicted %d times", s.id, n)
 		}
 	}
@@ -848,9 +820,9 @@ func TestMinIOQueueDirSurvivesNATSOutage(t *testing.T) {
 // comes back; every sample, before and after the outage, gets its exact label, transient S3
 // errors were counted, and none is dead-lettered.
 func TestMinIORestartMidLoad(t *testing.T) {
-	model := &digestModel{samples: map[string]int{}, gate: make(chan struct{}), held: make(chan struct{})}
-	e := startMinIOService(t, func(ctx context.Context, loc string) (inference.Predictor, io.Closer, error) {
-		return model, model, nil
+	dm := &digestModel{samples: map[string]int{}, gate: make(chan struct{}), held: make(chan struct{})}
+	e := startMinIOService(t, func(ctx context.Context, loc string) (model.Predictor, io.Closer, error) {
+		return dm, dm, nil
 	}, "digest", func(_ *minio.Options, c *inference.Config) {
 		c.Backoff = 100 * time.Millisecond // 8 deliveries span ~13 s, far more than the outage
 	})
@@ -876,14 +848,14 @@ func TestMinIORestartMidLoad(t *testing.T) {
 		return len(streamMessages(t, e.js, e.cfg.EventsStream)) >= 4*len(before)
 	})
 	select {
-	case <-model.held:
+	case <-dm.held:
 	case <-time.After(20 * time.Second):
 		t.Fatal("no batch reached the model")
 	}
 	if err := e.srv.Stop(); err != nil {
 		t.Fatal(err)
 	}
-	close(model.gate) // the held batch's label writes now fail, as do the other fetches
+	close(dm.gate) // the held batch's label writes now fail, as do the other fetches
 	time.Sleep(time.Second)
 	if n := len(e.labelEvents()); n != 0 {
 		t.Fatalf("%d labels written while MinIO was down", n)
@@ -935,9 +907,9 @@ func metricValue(t *testing.T, svc *inference.Service, series string) float64 {
 	return 0
 }
 
-func mustMarshal(t *testing.T, l pipeline.Label) []byte {
+func mustMarshal(t *testing.T, l labels.Label) []byte {
 	t.Helper()
-	b, err := pipeline.MarshalLabel(l)
+	b, err := labels.MarshalLabel(l)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -945,7 +917,7 @@ func mustMarshal(t *testing.T, l pipeline.Label) []byte {
 }
 
 // BenchmarkMinIOEndToEnd measures the service on a real MinIO and, in the same run, on the
-// project's in-process S3 server (internal/s3local): b.N samples (4 x 64 px PNG each) uploaded by
+// project's in-process S3 server (internal/local/s3local): b.N samples (4 x 64 px PNG each) uploaded by
 // 4 concurrent clients per backend. It reports MinIO's samples/s from the first upload to the last
 // label event, the latency from a sample's last channel PUT to its label event (p50, p95), and
 // the throughput ratio MinIO / s3local. The model is the cheap digest model, so the numbers are
@@ -964,9 +936,9 @@ func BenchmarkMinIOEndToEnd(b *testing.B) {
 }
 
 func endToEnd(b *testing.B, backend string) (rate, p50, p95 float64) {
-	model := &digestModel{samples: map[string]int{}}
-	e := startS3Service(b, backend, func(ctx context.Context, loc string) (inference.Predictor, io.Closer, error) {
-		return model, model, nil
+	dm := &digestModel{samples: map[string]int{}}
+	e := startS3Service(b, backend, func(ctx context.Context, loc string) (model.Predictor, io.Closer, error) {
+		return dm, dm, nil
 	}, "digest")
 	samples := make([]minioSample, b.N)
 	for i := range samples {

@@ -7,28 +7,9 @@ import (
 	"sync"
 	"sync/atomic"
 
-	"github.com/hpa-plates/hpa/internal/pipeline"
+	"github.com/hpa-plates/hpa/internal/labels"
+	"github.com/hpa-plates/hpa/internal/model"
 )
-
-// ModelInfo identifies a loaded model set and says how its probabilities become labels. The
-// embedded pipeline.ModelInfo is what label and error JSON record.
-type ModelInfo struct {
-	pipeline.ModelInfo
-	Thresholds pipeline.Thresholds
-}
-
-// Predictor runs a model set on a batch of decoded samples and returns, per sample, one probability
-// per class (pipeline.NumClasses values, averaged over members and test-time views). It is called
-// by one goroutine at a time. This package never imports an ONNX runtime: the command wires the
-// real ensemble in through a ModelLoader.
-type Predictor interface {
-	Predict(ctx context.Context, batch []pipeline.Image4) ([][]float64, error)
-	Model() ModelInfo
-}
-
-// ModelLoader loads the model set at location (a manifest path, or whatever the loader
-// understands, e.g. an S3 prefix). The closer frees it; it is called once no batch uses it.
-type ModelLoader func(ctx context.Context, location string) (Predictor, io.Closer, error)
 
 // ModelError reports a model set that could not be loaded or is unusable.
 type ModelError struct {
@@ -50,9 +31,10 @@ func (e *ModelError) Unwrap() error { return e.Err }
 // loadedModel is one model set plus a reference count of the batches using it, so the set is
 // closed only after its last batch finished (a swap never pulls a model out from under a batch).
 type loadedModel struct {
-	pred     Predictor
+	pred     model.Predictor
 	closer   io.Closer
-	info     ModelInfo
+	info     labels.ModelInfo
+	th       labels.Thresholds
 	location string
 	refs     sync.WaitGroup
 	retired  atomic.Bool
@@ -80,36 +62,36 @@ func (h *modelHolder) acquire() *loadedModel {
 
 func (m *loadedModel) release() { m.refs.Done() }
 
-func validateModel(location string, p Predictor) (ModelInfo, error) {
-	info := p.Model()
+func validateModel(location string, p model.Predictor) (labels.ModelInfo, labels.Thresholds, error) {
+	info, th := p.Info(), p.Thresholds()
 	if info.ManifestDigest == "" {
-		return info, &ModelError{Location: location, Reason: "model has no manifest digest"}
+		return info, th, &ModelError{Location: location, Reason: "model has no manifest digest"}
 	}
-	if err := info.Thresholds.Validate(pipeline.NumClasses); err != nil {
-		return info, &ModelError{Location: location, Reason: "bad thresholds", Err: err}
+	if err := th.Validate(labels.NumClasses); err != nil {
+		return info, th, &ModelError{Location: location, Reason: "bad thresholds", Err: err}
 	}
-	return info, nil
+	return info, th, nil
 }
 
 // load loads location beside the serving set and, when it works, swaps it in. The old set is
 // closed in the background once its in-flight batches are done. A failed load leaves the
 // serving set untouched and returns the error.
-func (h *modelHolder) load(ctx context.Context, loader ModelLoader, location string) (ModelInfo, *loadedModel, error) {
+func (h *modelHolder) load(ctx context.Context, loader model.Loader, location string) (labels.ModelInfo, *loadedModel, error) {
 	if loader == nil {
-		return ModelInfo{}, nil, &ModelError{Location: location, Reason: "no model loader configured"}
+		return labels.ModelInfo{}, nil, &ModelError{Location: location, Reason: "no model loader configured"}
 	}
 	pred, closer, err := loader(ctx, location)
 	if err != nil {
-		return ModelInfo{}, nil, &ModelError{Location: location, Reason: "load failed", Err: err}
+		return labels.ModelInfo{}, nil, &ModelError{Location: location, Reason: "load failed", Err: err}
 	}
-	info, err := validateModel(location, pred)
+	info, th, err := validateModel(location, pred)
 	if err != nil {
 		if closer != nil {
 			_ = closer.Close()
 		}
-		return ModelInfo{}, nil, err
+		return labels.ModelInfo{}, nil, err
 	}
-	nm := &loadedModel{pred: pred, closer: closer, info: info, location: location, closed: make(chan struct{})}
+	nm := &loadedModel{pred: pred, closer: closer, info: info, th: th, location: location, closed: make(chan struct{})}
 	h.mu.Lock()
 	old := h.cur.Swap(nm)
 	h.mu.Unlock()
@@ -147,10 +129,10 @@ func (h *modelHolder) closeAll() error {
 }
 
 // info returns the serving set's info and whether one is loaded.
-func (h *modelHolder) info() (ModelInfo, string, bool) {
+func (h *modelHolder) info() (labels.ModelInfo, string, bool) {
 	m := h.cur.Load()
 	if m == nil {
-		return ModelInfo{}, "", false
+		return labels.ModelInfo{}, "", false
 	}
 	return m.info, m.location, true
 }

@@ -6,13 +6,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hpa-plates/hpa/internal/s3local"
+	"github.com/hpa-plates/hpa/internal/bus"
 )
 
 // dropPublisher loses the events of keys containing a marker, as an object store that drops
 // notifications does.
 type dropPublisher struct {
-	next   s3local.Publisher
+	next   bus.Publisher
 	marker string
 }
 
@@ -27,7 +27,7 @@ func (p dropPublisher) Publish(ctx context.Context, subject string, data []byte,
 // sample's other channels: the sample is labeled, not reported incomplete, and the label equals the
 // one a normal upload gives.
 func TestSweepRecoversLostEvent(t *testing.T) {
-	e := newEnvWith(t, nil, func(p s3local.Publisher) s3local.Publisher { return dropPublisher{p, "lost_yellow"} })
+	e := newEnvWith(t, nil, func(p bus.Publisher) bus.Publisher { return dropPublisher{p, "lost_yellow"} })
 	ctx := context.Background()
 
 	cfg := testConfig()

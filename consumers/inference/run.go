@@ -6,19 +6,22 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/hpa-plates/hpa/internal/bus"
+	"github.com/hpa-plates/hpa/internal/labels"
+	"github.com/hpa-plates/hpa/internal/objstore"
 	"github.com/hpa-plates/hpa/internal/pipeline"
-	"github.com/hpa-plates/hpa/internal/s3events"
+	"github.com/hpa-plates/hpa/internal/serve"
 )
 
 // Run sets up the streams, buckets and consumers, then works until ctx is done. On cancellation
 // it stops taking new messages, finishes the ones it holds (labels written and acknowledged,
-// events applied), brings plate CSVs up to date and returns nil. The model set is loaded by
+// events applied), brings plate CSVs up to date and returns nil. When a stage fails (the
+// assembler's or the labeler's consumer is gone) the others drain and Run returns that error. The model set is loaded by
 // Load before or while Run runs; messages that arrive before a model is loaded are retried later.
 func (s *Service) Run(ctx context.Context) error {
 	s.mu.Lock()
@@ -34,7 +37,7 @@ func (s *Service) Run(ctx context.Context) error {
 	s.csv = newCSVBuilder(s)
 
 	sub, err := s.nc.Subscribe(s.cfg.PromotedSubject, func(m *nats.Msg) {
-		loc := strings.TrimSpace(promotedLocation(m.Data))
+		loc := bus.ParsePromotion(m.Data).Location
 		if loc == "" {
 			s.log.Warn("empty model promotion ignored", "subject", m.Subject)
 			return
@@ -47,56 +50,32 @@ func (s *Service) Run(ctx context.Context) error {
 	}
 	defer func() { _ = sub.Unsubscribe() }()
 
-	var wg sync.WaitGroup
-	errs := make(chan error, 2)
-	wg.Add(2)
-	go func() { defer wg.Done(); errs <- s.runAssembler(ctx) }()
-	hbCtx, hbStop := context.WithCancel(context.WithoutCancel(ctx))
-	go func() { defer wg.Done(); errs <- s.runLabeler(ctx) }()
-	go s.heartbeat(hbCtx)
+	// The plate CSV builder outlives the other stages: its last flush comes after the last label
+	// was written.
+	csvCtx, csvStop := context.WithCancel(context.WithoutCancel(ctx))
 	csvDone := make(chan struct{})
-	go func() { defer close(csvDone); s.csv.run(ctx) }()
-	go s.sweep(ctx)
+	go func() { defer close(csvDone); s.csv.run(csvCtx) }()
+	stages := []serve.Stage{s.runAssembler, s.runLabeler, s.sweep}
 	if s.cfg.ModelPointer != "" {
-		go s.pollPointer(ctx)
+		stages = append(stages, s.pollPointer)
 	}
-	wg.Wait()
-	hbStop()
+	// Any stage failing (e.g. its durable consumer was deleted) stops the others: the service
+	// stops with that error instead of running half.
+	err = serve.Run(ctx, stages...)
+	csvStop()
 	<-csvDone
-	close(errs)
-	var first error
-	for e := range errs {
-		if e != nil && first == nil {
-			first = e
-		}
-	}
-	return first
-}
-
-// promotedLocation accepts a bare location or JSON {"location": "..."} / {"manifest": "..."}.
-func promotedLocation(b []byte) string {
-	var v struct {
-		Location string `json:"location"`
-		Manifest string `json:"manifest"`
-	}
-	if json.Unmarshal(b, &v) == nil {
-		if v.Location != "" {
-			return v.Location
-		}
-		return v.Manifest
-	}
-	return string(b)
+	return err
 }
 
 // pollPointer reloads when the model pointer object names a different location.
-func (s *Service) pollPointer(ctx context.Context) {
+func (s *Service) pollPointer(ctx context.Context) error {
 	t := time.NewTicker(s.cfg.PointerPoll)
 	defer t.Stop()
 	for {
 		s.checkPointer(ctx)
 		select {
 		case <-ctx.Done():
-			return
+			return nil
 		case <-t.C:
 		}
 	}
@@ -105,13 +84,12 @@ func (s *Service) pollPointer(ctx context.Context) {
 func (s *Service) checkPointer(ctx context.Context) {
 	data, err := s.store.Get(ctx, s.cfg.ModelPointer, 1<<16)
 	if err != nil {
-		var oe *ObjectError
-		if !errors.As(err, &oe) || !oe.NotFound {
+		if !errors.Is(err, objstore.ErrNotFound) {
 			s.log.Warn("model pointer unreadable", "key", s.cfg.ModelPointer, "err", err)
 		}
 		return
 	}
-	loc := strings.TrimSpace(promotedLocation(data))
+	loc := bus.ParsePromotion(data).Location
 	s.mu.Lock()
 	changed := loc != "" && loc != s.pointer
 	s.mu.Unlock()
@@ -135,13 +113,13 @@ func (s *Service) checkPointer(ctx context.Context) {
 
 // sweep reports incomplete samples older than IncompleteAge (once each: a CAS-set flag in the
 // sample's KV entry makes one replica report it) and re-queues plates whose CSV is behind.
-func (s *Service) sweep(ctx context.Context) {
+func (s *Service) sweep(ctx context.Context) error {
 	t := time.NewTicker(s.cfg.SweepInterval)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
-			return
+			return nil
 		case <-t.C:
 		}
 		if err := s.SweepOnce(ctx, time.Now()); err != nil && ctx.Err() == nil {
@@ -220,14 +198,14 @@ func (s *Service) reportIfStale(ctx context.Context, key string, now time.Time) 
 		s.m.incomplete.Inc()
 		s.m.errors.WithLabelValues(string(pipeline.KindMissingChannel)).Inc()
 		s.log.Warn("incomplete sample", "plate", rec.Plate, "sample", rec.ID, "missing", missing)
-		var infoPtr *pipeline.ModelInfo
+		var infoPtr *labels.ModelInfo
 		if info, _, ok := s.model.info(); ok {
-			infoPtr = &info.ModelInfo
+			infoPtr = &info
 		}
-		er := pipeline.ErrorRecord{Schema: pipeline.ErrorSchema, SampleID: rec.ID, Kind: string(pipeline.KindMissingChannel),
+		er := labels.ErrorRecord{Schema: labels.ErrorSchema, SampleID: rec.ID, Kind: string(pipeline.KindMissingChannel),
 			Reason: reason, Model: infoPtr}
-		if doc, err := pipeline.MarshalError(er); err == nil {
-			if err := s.store.Put(ctx, s.errorKey(rec.Plate, rec.ID), doc, "application/json"); err != nil {
+		if doc, err := labels.MarshalError(er); err == nil {
+			if err := s.sink.WriteError(ctx, labels.Ref{Plate: rec.Plate, ID: rec.ID}, doc); err != nil {
 				s.log.Warn("incomplete-sample record not written", "plate", rec.Plate, "sample", rec.ID, "err", err)
 			}
 		}
@@ -266,7 +244,7 @@ func (s *Service) recoverMissing(ctx context.Context, rec *sampleRec) (int, erro
 		if err != nil || !ok || sk.Plate != rec.Plate || sk.ID != rec.ID || rec.Channels[sk.Channel] != nil {
 			continue
 		}
-		ev := s3events.ObjectEvent{Bucket: s.cfg.Bucket, Key: o.Key, ETag: o.ETag, Size: o.Size, EventName: "ObjectCreated:Put"}
+		ev := bus.ObjectEvent{Bucket: s.cfg.Bucket, Key: o.Key, ETag: o.ETag, Size: o.Size, EventName: "ObjectCreated:Put"}
 		if err := s.applyEvent(ctx, ev); err != nil {
 			return found, err
 		}

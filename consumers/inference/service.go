@@ -12,13 +12,17 @@
 //     <ReadySubject>.<plate token> with Nats-Msg-Id = plate/id/<model digest>/<content hash>,
 //     so the ready stream holds each complete sample once per model version and content, whatever
 //     replica saw which event and however often events were redelivered.
-//  2. Labeling: a durable pull consumer on the ready stream (work-queue retention) feeds
-//     fetch+decode workers (GetObject of the 4 channels, pipeline.DecodeChannel), a batcher with
-//     Triton's dynamic-batching semantics (a batch leaves when it has MaxBatch samples or its
-//     oldest sample waited MaxBatchDelay), one inference goroutine (the model never waits on
-//     I/O: the next batch is assembled while the current one runs) and write workers that put the
-//     label JSON, publish <LabelsSubject>.<plate token> and only then acknowledge the message.
-//     In-flight messages get InProgress heartbeats; MaxAckPending bounds the outstanding work.
+//  2. Labeling (labeler.go) is input -> processors -> output, the sample path `hpa label` shares
+//     (internal/labeling): the JetStream input (input.go: a durable pull consumer on the ready
+//     stream, work-queue retention) alone acknowledges, redelivers with backoff and dead-letters,
+//     and keeps the messages it handed out alive with InProgress heartbeats; the processors are
+//     labeling.Assemble (FetchWorkers goroutines: GetObject of the 4 channels and decode), a
+//     batcher with Triton's dynamic-batching semantics (a batch leaves when it has MaxBatch
+//     samples or its oldest sample waited MaxBatchDelay), labeling.Predict on one inference
+//     goroutine (the model never waits on I/O: the next batch is assembled while the current one
+//     runs) and labeling.Label in WriteWorkers goroutines; the output is labels.ObjectSink plus
+//     the bus (<LabelsSubject>.<plate token> events, the plate CSV generation, the sample's KV
+//     entry), and only then is the message acknowledged. MaxAckPending bounds the outstanding work.
 //  3. Output: labels at <LabelsPrefix><plate>/<id>.json, identical bytes for identical inputs and
 //     model; an existing label with the same manifest digest and sources is not rewritten. A
 //     per-plate Kaggle CSV <LabelsPrefix><plate>/submission.csv is rebuilt from the labels by one
@@ -33,7 +37,10 @@
 //     pointer object in S3 loads the new set beside the old; batches switch between batches; a
 //     failed load keeps the old set and is reported.
 //
-// This package imports NATS but no ONNX runtime: the model comes in through a ModelLoader.
+// A stage that fails (its durable consumer deleted) stops the replica with that error.
+//
+// This package imports NATS but no model runtime: the model comes in through a model.Loader
+// (Main's NewLoader), which the command wires to ONNX Runtime.
 package inference
 
 import (
@@ -49,7 +56,12 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/hpa-plates/hpa/internal/bus"
+	"github.com/hpa-plates/hpa/internal/labels"
+	"github.com/hpa-plates/hpa/internal/model"
+	"github.com/hpa-plates/hpa/internal/objstore"
 	"github.com/hpa-plates/hpa/internal/pipeline"
+	"github.com/hpa-plates/hpa/internal/serve"
 )
 
 // Config configures a Service. Zero fields take the defaults of DefaultConfig.
@@ -63,27 +75,8 @@ type Config struct {
 	// LabelsPrefix is where labels, error records and plate CSVs go ("labels/").
 	LabelsPrefix string
 
-	// EventsStream is the stream S3 events are published to; created (limits retention) on
-	// EventsSubjects when missing, used as it is otherwise.
-	EventsStream   string
-	EventsSubjects []string
-	// EventsFilter filters the events consumer (empty: the whole stream).
-	EventsFilter string
-	ReadyStream  string
-	ReadySubject string // prefix; messages go to <ReadySubject>.<plate token>
-	DLQStream    string
-	DLQSubject   string
-	// LabelsSubject is the prefix of the label-written events (<LabelsSubject>.<plate token>).
-	LabelsSubject string
-	// PromotedSubject carries model promotions (body: the new model location).
-	PromotedSubject string
-	// EventsConsumer and LabelConsumer are the durable consumer names shared by all replicas.
-	EventsConsumer string
-	LabelConsumer  string
-	// SamplesBucket, PlatesBucket and LocksBucket are the KV buckets.
-	SamplesBucket string
-	PlatesBucket  string
-	LocksBucket   string
+	// Topology names the streams, subjects, durable consumers and KV buckets (bus defaults).
+	bus.Topology
 
 	MaxBatch      int
 	MaxBatchDelay time.Duration
@@ -116,12 +109,8 @@ type Config struct {
 // DefaultConfig returns the defaults (the values config.yaml documents).
 func DefaultConfig() Config {
 	return Config{
-		UploadPrefix: "incoming/", LabelsPrefix: "labels/", KeyPattern: DefaultKeyPattern,
-		EventsStream: "S3_EVENTS", EventsSubjects: []string{"s3.events.>"},
-		ReadyStream: "HPA_READY", ReadySubject: "hpa.ready", DLQStream: "HPA_DLQ", DLQSubject: "hpa.dlq",
-		LabelsSubject: "hpa.labels", PromotedSubject: "hpa.models.promoted",
-		EventsConsumer: "hpa-assembler", LabelConsumer: "hpa-labeler",
-		SamplesBucket: "hpa_samples", PlatesBucket: "hpa_plates", LocksBucket: "hpa_locks",
+		UploadPrefix: "incoming/", LabelsPrefix: "labels/", KeyPattern: bus.DefaultKeyPattern,
+		Topology: bus.DefaultTopology(),
 		MaxBatch: 8, MaxBatchDelay: 20 * time.Millisecond, FetchWorkers: 4, WriteWorkers: 4, EventWorkers: 16,
 		MaxAckPending: 256, AckWait: 30 * time.Second, MaxDeliver: 8, Backoff: 250 * time.Millisecond,
 		DedupWindow: 2 * time.Minute, IncompleteAge: 10 * time.Minute, SweepInterval: time.Minute,
@@ -130,60 +119,37 @@ func DefaultConfig() Config {
 	}
 }
 
+// orDefault sets *p to def when *p is the zero value.
+func orDefault[T comparable](p *T, def T) {
+	var zero T
+	if *p == zero {
+		*p = def
+	}
+}
+
 func (c *Config) fill() error {
 	d := DefaultConfig()
-	str := func(p *string, def string) {
-		if *p == "" {
-			*p = def
-		}
-	}
-	str(&c.UploadPrefix, d.UploadPrefix)
-	str(&c.LabelsPrefix, d.LabelsPrefix)
-	str(&c.KeyPattern, d.KeyPattern)
-	str(&c.EventsStream, d.EventsStream)
-	str(&c.ReadyStream, d.ReadyStream)
-	str(&c.ReadySubject, d.ReadySubject)
-	str(&c.DLQStream, d.DLQStream)
-	str(&c.DLQSubject, d.DLQSubject)
-	str(&c.LabelsSubject, d.LabelsSubject)
-	str(&c.PromotedSubject, d.PromotedSubject)
-	str(&c.EventsConsumer, d.EventsConsumer)
-	str(&c.LabelConsumer, d.LabelConsumer)
-	str(&c.SamplesBucket, d.SamplesBucket)
-	str(&c.PlatesBucket, d.PlatesBucket)
-	str(&c.LocksBucket, d.LocksBucket)
-	if len(c.EventsSubjects) == 0 {
-		c.EventsSubjects = d.EventsSubjects
-	}
-	num := func(p *int, def int) {
-		if *p == 0 {
-			*p = def
-		}
-	}
-	num(&c.MaxBatch, d.MaxBatch)
-	num(&c.FetchWorkers, d.FetchWorkers)
-	num(&c.WriteWorkers, d.WriteWorkers)
-	num(&c.EventWorkers, d.EventWorkers)
-	num(&c.MaxAckPending, d.MaxAckPending)
-	num(&c.MaxDeliver, d.MaxDeliver)
-	dur := func(p *time.Duration, def time.Duration) {
-		if *p == 0 {
-			*p = def
-		}
-	}
-	dur(&c.MaxBatchDelay, d.MaxBatchDelay)
-	dur(&c.AckWait, d.AckWait)
-	dur(&c.Backoff, d.Backoff)
-	dur(&c.DedupWindow, d.DedupWindow)
-	dur(&c.IncompleteAge, d.IncompleteAge)
-	dur(&c.SweepInterval, d.SweepInterval)
-	dur(&c.CSVInterval, d.CSVInterval)
-	dur(&c.LockTTL, d.LockTTL)
-	dur(&c.PointerPoll, d.PointerPoll)
-	dur(&c.OpTimeout, d.OpTimeout)
-	if c.MaxObjectBytes == 0 {
-		c.MaxObjectBytes = d.MaxObjectBytes
-	}
+	orDefault(&c.UploadPrefix, d.UploadPrefix)
+	orDefault(&c.LabelsPrefix, d.LabelsPrefix)
+	orDefault(&c.KeyPattern, d.KeyPattern)
+	c.Topology.Fill()
+	orDefault(&c.MaxBatch, d.MaxBatch)
+	orDefault(&c.FetchWorkers, d.FetchWorkers)
+	orDefault(&c.WriteWorkers, d.WriteWorkers)
+	orDefault(&c.EventWorkers, d.EventWorkers)
+	orDefault(&c.MaxAckPending, d.MaxAckPending)
+	orDefault(&c.MaxDeliver, d.MaxDeliver)
+	orDefault(&c.MaxBatchDelay, d.MaxBatchDelay)
+	orDefault(&c.AckWait, d.AckWait)
+	orDefault(&c.Backoff, d.Backoff)
+	orDefault(&c.DedupWindow, d.DedupWindow)
+	orDefault(&c.IncompleteAge, d.IncompleteAge)
+	orDefault(&c.SweepInterval, d.SweepInterval)
+	orDefault(&c.CSVInterval, d.CSVInterval)
+	orDefault(&c.LockTTL, d.LockTTL)
+	orDefault(&c.PointerPoll, d.PointerPoll)
+	orDefault(&c.OpTimeout, d.OpTimeout)
+	orDefault(&c.MaxObjectBytes, d.MaxObjectBytes)
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -214,9 +180,9 @@ type Service struct {
 	cfg    Config
 	nc     *nats.Conn
 	js     jetstream.JetStream
-	store  ObjectStore
-	loader ModelLoader
-	keys   *KeyMapper
+	store  objstore.Store
+	loader model.Loader
+	keys   *bus.KeyMapper
 	log    *slog.Logger
 	m      *metrics
 	model  modelHolder
@@ -225,9 +191,9 @@ type Service struct {
 	plates  jetstream.KeyValue
 	locks   jetstream.KeyValue
 
-	inflight inflightSet
-	csv      *csvBuilder
-	recs     recCache
+	sink labels.ObjectSink
+	csv  *csvBuilder
+	recs recCache
 
 	mu       sync.Mutex
 	pointer  string // last model location read from the pointer object
@@ -236,14 +202,14 @@ type Service struct {
 }
 
 // New creates a replica. It checks the configuration; Run sets up streams and starts work.
-func New(nc *nats.Conn, store ObjectStore, loader ModelLoader, cfg Config) (*Service, error) {
+func New(nc *nats.Conn, store objstore.Store, loader model.Loader, cfg Config) (*Service, error) {
 	if nc == nil || store == nil {
 		return nil, &ConfigError{"a NATS connection and an object store are required"}
 	}
 	if err := cfg.fill(); err != nil {
 		return nil, err
 	}
-	km, err := NewKeyMapper(cfg.UploadPrefix, cfg.KeyPattern)
+	km, err := bus.NewKeyMapper(cfg.UploadPrefix, cfg.KeyPattern)
 	if err != nil {
 		return nil, err
 	}
@@ -251,8 +217,8 @@ func New(nc *nats.Conn, store ObjectStore, loader ModelLoader, cfg Config) (*Ser
 	if err != nil {
 		return nil, fmt.Errorf("jetstream: %w", err)
 	}
-	s := &Service{cfg: cfg, nc: nc, js: js, store: timeoutStore{store, cfg.OpTimeout}, loader: loader, keys: km, log: cfg.Logger, m: newMetrics()}
-	s.inflight.m = map[*inflight]struct{}{}
+	s := &Service{cfg: cfg, nc: nc, js: js, store: objstore.WithTimeout(store, cfg.OpTimeout), loader: loader, keys: km, log: cfg.Logger, m: newMetrics()}
+	s.sink = labels.ObjectSink{Store: s.store, Prefix: cfg.LabelsPrefix}
 	return s, nil
 }
 
@@ -288,7 +254,7 @@ func (s *Service) Load(ctx context.Context, location string) error {
 func (s *Service) Close() error { return s.model.closeAll() }
 
 // Model returns the serving model set's info; ok is false before the first successful Load.
-func (s *Service) Model() (info ModelInfo, ok bool) {
+func (s *Service) Model() (info labels.ModelInfo, ok bool) {
 	info, _, ok = s.model.info()
 	return info, ok
 }
@@ -306,21 +272,7 @@ func (s *Service) Ready() error {
 
 // Handler serves /metrics (Prometheus), /healthz (the process is up) and /readyz (model loaded
 // and NATS connected).
-func (s *Service) Handler() http.Handler {
-	mux := http.NewServeMux()
-	mux.Handle("/metrics", s.m.handler())
-	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
-		_, _ = w.Write([]byte("ok\n"))
-	})
-	mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {
-		if err := s.Ready(); err != nil {
-			http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
-			return
-		}
-		_, _ = w.Write([]byte("ready\n"))
-	})
-	return mux
-}
+func (s *Service) Handler() http.Handler { return serve.Handler(s.m.reg, s.Ready) }
 
 // Setup creates what is missing: the events stream (limits retention), the ready stream
 // (work queue, duplicate window), the dead-letter stream, the KV buckets and the durable
@@ -328,27 +280,13 @@ func (s *Service) Handler() http.Handler {
 // several replicas at once.
 func (s *Service) Setup(ctx context.Context) error {
 	c := s.cfg
-	ensure := func(sc jetstream.StreamConfig) error {
-		if _, err := s.js.Stream(ctx, sc.Name); err == nil {
-			return nil
-		} else if !errors.Is(err, jetstream.ErrStreamNotFound) {
-			return fmt.Errorf("stream %s: %w", sc.Name, err)
-		}
-		if _, err := s.js.CreateStream(ctx, sc); err != nil && !errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
-			return fmt.Errorf("create stream %s: %w", sc.Name, err)
-		}
-		return nil
-	}
-	if err := ensure(jetstream.StreamConfig{Name: c.EventsStream, Subjects: c.EventsSubjects,
-		Retention: jetstream.LimitsPolicy, Storage: jetstream.FileStorage}); err != nil {
+	if _, err := bus.EnsureEventsStream(ctx, s.js, bus.EventsStreamConfig{Name: c.EventsStream, Subjects: c.EventsSubjects}); err != nil {
 		return err
 	}
-	if err := ensure(jetstream.StreamConfig{Name: c.ReadyStream, Subjects: []string{c.ReadySubject + ".>"},
-		Retention: jetstream.WorkQueuePolicy, Storage: jetstream.FileStorage, Duplicates: c.DedupWindow}); err != nil {
+	if err := bus.EnsureReadyStream(ctx, s.js, c.Topology, c.DedupWindow); err != nil {
 		return err
 	}
-	if err := ensure(jetstream.StreamConfig{Name: c.DLQStream, Subjects: []string{c.DLQSubject + ".>"},
-		Retention: jetstream.LimitsPolicy, Storage: jetstream.FileStorage}); err != nil {
+	if err := bus.EnsureDLQStream(ctx, s.js, c.Topology); err != nil {
 		return err
 	}
 	var err error
@@ -382,4 +320,24 @@ func (s *Service) Setup(ctx context.Context) error {
 		return fmt.Errorf("consumer %s on %s: %w", c.LabelConsumer, c.ReadyStream, err)
 	}
 	return nil
+}
+
+// Summary names the serving model set: "<name> <version>, <manifest digest>" ("no model" before
+// the first Load).
+func (s *Service) Summary() string {
+	info, ok := s.Model()
+	if !ok {
+		return "no model"
+	}
+	return fmt.Sprintf("%s %s, %s", info.Name, info.Version, info.ManifestDigest)
+}
+
+// Prefixes are the upload and labels prefixes.
+func (s *Service) Prefixes() (upload, labels string) { return s.cfg.UploadPrefix, s.cfg.LabelsPrefix }
+
+// Consuming reports whether the durable consumers exist (Run created them), so that objects
+// uploaded now are seen.
+func (s *Service) Consuming(ctx context.Context) bool {
+	_, err := s.js.Consumer(ctx, s.cfg.ReadyStream, s.cfg.LabelConsumer)
+	return err == nil
 }

@@ -8,7 +8,7 @@ import (
 
 	"github.com/hpa-plates/hpa/internal/pipeline"
 	"github.com/hpa-plates/hpa/internal/synth"
-	"github.com/hpa-plates/hpa/internal/testutil"
+	"github.com/hpa-plates/hpa/internal/testenv"
 	"github.com/hpa-plates/hpa/internal/train"
 )
 
@@ -31,7 +31,7 @@ func BenchmarkTrainStepGoVsPython(b *testing.B) {
 			b.Fatal(err)
 		}
 		ps, err := PythonSteps(context.Background(), PyOptions{StepOptions: so, Threads: 1, Python: py,
-			Script: filepath.Join(testutil.RepoRoot(b), DefaultScript), Preload: preload})
+			Script: filepath.Join(testenv.RepoRoot(b), DefaultScript), Preload: preload})
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -11,7 +11,7 @@ import (
 	"github.com/hpa-plates/hpa/internal/model"
 	"github.com/hpa-plates/hpa/internal/model/torch"
 	"github.com/hpa-plates/hpa/internal/synth"
-	"github.com/hpa-plates/hpa/internal/testutil"
+	"github.com/hpa-plates/hpa/internal/testenv"
 )
 
 // openLib opens the shim built by scripts/setup.sh; without it the test is skipped unless CI is set.
@@ -19,7 +19,7 @@ func openLib(t testing.TB) *torch.Lib {
 	t.Helper()
 	p := os.Getenv("HPA_TORCH_LIBRARY")
 	if p == "" {
-		p = filepath.Join(testutil.RepoRoot(t), torch.DefaultLibrary)
+		p = filepath.Join(testenv.RepoRoot(t), torch.DefaultLibrary)
 	}
 	if _, err := os.Stat(p); err != nil && os.Getenv("CI") == "" {
 		t.Skipf("training shim %s not built (run scripts/setup.sh); CI unset, so skipping", p)

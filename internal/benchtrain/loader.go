@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/hpa-plates/hpa/internal/labels"
 	"github.com/hpa-plates/hpa/internal/model"
 	"github.com/hpa-plates/hpa/internal/pipeline"
 	"github.com/hpa-plates/hpa/internal/train"
@@ -95,7 +96,7 @@ func measureLoader(ctx context.Context, o LoaderOptions, onBatch func(epoch, fir
 	if len(o.Norm.Mean) < o.Spec.InChans || len(o.Norm.Std) < o.Spec.InChans {
 		return LoaderResult{}, &OptionsError{Reason: fmt.Sprintf("loader: normalization needs %d means and stds", o.Spec.InChans)}
 	}
-	labels, err := pipeline.ReadLabelsFile(filepath.Join(o.DataDir, "train.csv"))
+	labels, err := labels.ReadTargetsFile(filepath.Join(o.DataDir, "train.csv"))
 	if err != nil {
 		return LoaderResult{}, err
 	}

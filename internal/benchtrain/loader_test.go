@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/hpa-plates/hpa/internal/labels"
 	"github.com/hpa-plates/hpa/internal/pipeline"
 	"github.com/hpa-plates/hpa/internal/train"
 )
@@ -26,7 +27,7 @@ func TestLoaderPreparesTheTrainerInputs(t *testing.T) {
 	dir := synthData(t)
 	o := loaderOpts(t, dir)
 	o.Augment = train.Augment{}
-	labels, err := pipeline.ReadLabelsFile(filepath.Join(dir, "train.csv"))
+	labels, err := labels.ReadTargetsFile(filepath.Join(dir, "train.csv"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -149,7 +150,7 @@ func TestLoaderErrors(t *testing.T) {
 	if err := os.CopyFS(broken, os.DirFS(dir)); err != nil {
 		t.Fatal(err)
 	}
-	labels, err := pipeline.ReadLabelsFile(filepath.Join(broken, "train.csv"))
+	labels, err := labels.ReadTargetsFile(filepath.Join(broken, "train.csv"))
 	if err != nil {
 		t.Fatal(err)
 	}

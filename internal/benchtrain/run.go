@@ -9,7 +9,7 @@ import (
 	"github.com/hpa-plates/hpa/internal/model/torch"
 )
 
-// Goals of issue 3 section 5.
+// The goals the training benchmarks are measured against.
 const (
 	StepGoal   = 1.05 // Go+libtorch step time / PyTorch step time, at most
 	LoaderGoal = 1.5  // loader samples/s / train-step samples/s, at least

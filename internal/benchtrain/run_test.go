@@ -11,7 +11,7 @@ import (
 
 	"github.com/hpa-plates/hpa/internal/model"
 	"github.com/hpa-plates/hpa/internal/pipeline"
-	"github.com/hpa-plates/hpa/internal/testutil"
+	"github.com/hpa-plates/hpa/internal/testenv"
 	"github.com/hpa-plates/hpa/internal/train"
 )
 
@@ -137,7 +137,7 @@ func TestGoSteps(t *testing.T) {
 // both stems and a full-size preset, and its steps train.
 func TestPythonModelIsTheSpec(t *testing.T) {
 	py := pythonWithTorch(t)
-	script := filepath.Join(testutil.RepoRoot(t), DefaultScript)
+	script := filepath.Join(testenv.RepoRoot(t), DefaultScript)
 	conv := preset(t, "seresnext_tiny")
 	conv.Stem = model.StemConv
 	for _, spec := range []model.Spec{preset(t, "seresnext_tiny"), conv, preset(t, "seresnext50_32x4d")} {
@@ -173,7 +173,7 @@ func TestRunBothHalves(t *testing.T) {
 	}
 	o := Options{
 		StepOptions: StepOptions{Spec: preset(t, "seresnext_tiny"), Size: 64, Batch: 2, Steps: 2, Warmup: 1, Seed: 1},
-		Threads:     1, Rounds: 2, Python: py, Script: filepath.Join(testutil.RepoRoot(t), DefaultScript), Preload: preload,
+		Threads:     1, Rounds: 2, Python: py, Script: filepath.Join(testenv.RepoRoot(t), DefaultScript), Preload: preload,
 		Loader: LoaderOptions{DataDir: synthData(t), Workers: 2, Augment: train.DefaultAugment(),
 			Norm: pipeline.Norm{Mean: []float32{.1, .1, .1, .1}, Std: []float32{.2, .2, .2, .2}}},
 	}

@@ -1,4 +1,4 @@
-// Package benchtrain measures the training side of hpa against its goals (issue 3, section 5):
+// Package benchtrain measures the training side of hpa against its goals:
 //
 //  1. the time of one Go+libtorch training step (internal/model/torch, through the shim) against
 //     the same step of a PyTorch-Python script (scripts/bench_train_step.py) with the same

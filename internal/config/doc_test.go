@@ -30,7 +30,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
-	"github.com/hpa-plates/hpa/internal/testutil"
+	"github.com/hpa-plates/hpa/internal/testenv"
 )
 
 const modulePath = "github.com/hpa-plates/hpa"
@@ -321,7 +321,7 @@ func sameScalar(n *yaml.Node, c constant.Value) bool {
 
 func readConfigYAML(t *testing.T) (map[string]*yamlEntry, string) {
 	t.Helper()
-	path := filepath.Join(testutil.RepoRoot(t), "config.yaml")
+	path := filepath.Join(testenv.RepoRoot(t), "config.yaml")
 	data, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
@@ -335,7 +335,7 @@ func readConfigYAML(t *testing.T) (map[string]*yamlEntry, string) {
 
 func TestConfigYAMLDocumentsEveryKey(t *testing.T) {
 	entries, _ := readConfigYAML(t)
-	s, err := scanKeys(testutil.RepoRoot(t), modulePath, scannedDirs...)
+	s, err := scanKeys(testenv.RepoRoot(t), modulePath, scannedDirs...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -379,7 +379,7 @@ func checkConfigExtra(uses []keyUse, entries map[string]*yamlEntry) []string {
 
 // The scan must see the key forms the program uses; otherwise the test above could pass vacuously.
 func TestKeyScanFindsEveryForm(t *testing.T) {
-	s, err := scanKeys(testutil.RepoRoot(t), modulePath, scannedDirs...)
+	s, err := scanKeys(testenv.RepoRoot(t), modulePath, scannedDirs...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -389,11 +389,11 @@ func TestKeyScanFindsEveryForm(t *testing.T) {
 	}
 	for key, how := range map[string]string{
 		"ort.intra_threads":         "GetInt",     // literal
-		"torch.library":             "GetString",  // constant of another package (torch.KeyLibrary)
+		"torch.library":             "GetString",  // literal (config.Torch)
 		"decode.max_pixels":         "IsSet",      // constant, IsSet
 		"inference.events_consumer": "GetString",  // closure parameter (str("...", &c.X))
 		"demo.data_dir":             "GetString",  // function parameter concatenated (section + ".data_dir")
-		"up.secret_key":             "GetString",  // the other call site of the same function
+		"up.secret_key":             "GetString",  // the other call site of the same function, in another package (config.Up)
 		"train.augment.rot90":       "SetDefault", // defaults.go
 		"train.dedup_hamming":       "flag --dedup-hamming",
 		"ort.inter_threads":         "flag --inter-threads", // keys map literal

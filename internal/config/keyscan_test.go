@@ -22,8 +22,10 @@ import (
 	"go/parser"
 	"go/token"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -518,17 +520,29 @@ func (s *keyScanner) callSites(f *srcFile, id *ast.Ident, field *ast.Field) (arg
 	if !found {
 		return nil, fmt.Errorf("%s: parameter not found", id.Name)
 	}
-	// The callee: a FuncDecl by name, or a closure `name := func(...)`.
-	var match func(call *ast.CallExpr) bool
+	// The callee: a FuncDecl by name (called in its package, or qualified, pkg.Name, from any other
+	// package when exported), or a closure `name := func(...)` (called in its package).
+	var match func(pf *srcFile, call *ast.CallExpr) bool
+	files := f.pkg.files
 	switch fn := s.parents[funcType].(type) {
 	case *ast.FuncDecl:
 		if fn.Recv != nil {
 			return nil, fmt.Errorf("%s: parameter of method %s", id.Name, fn.Name.Name)
 		}
 		name := fn.Name.Name
-		match = func(call *ast.CallExpr) bool {
-			ci, ok := call.Fun.(*ast.Ident)
-			return ok && ci.Name == name && (ci.Obj == nil || ci.Obj.Decl == fn)
+		match = func(pf *srcFile, call *ast.CallExpr) bool {
+			switch ci := call.Fun.(type) {
+			case *ast.Ident:
+				return pf.pkg == f.pkg && ci.Name == name && (ci.Obj == nil || ci.Obj.Decl == fn)
+			case *ast.SelectorExpr:
+				x, ok := ci.X.(*ast.Ident)
+				return ok && x.Obj == nil && ci.Sel.Name == name && ast.IsExported(name) && pf.imports[x.Name] == f.pkg.importPath
+			}
+			return false
+		}
+		files = nil
+		for _, ip := range slices.Sorted(maps.Keys(s.pkgs)) {
+			files = append(files, s.pkgs[ip].files...)
 		}
 	case *ast.FuncLit:
 		as, ok := s.parents[fn].(*ast.AssignStmt)
@@ -546,17 +560,17 @@ func (s *keyScanner) callSites(f *srcFile, id *ast.Ident, field *ast.Field) (arg
 		if obj == nil {
 			return nil, fmt.Errorf("%s: parameter of an unnamed closure", id.Name)
 		}
-		match = func(call *ast.CallExpr) bool {
+		match = func(_ *srcFile, call *ast.CallExpr) bool {
 			ci, ok := call.Fun.(*ast.Ident)
 			return ok && ci.Obj == obj
 		}
 	default:
 		return nil, fmt.Errorf("%s: parameter of an unnamed function", id.Name)
 	}
-	for _, pf := range f.pkg.files {
+	for _, pf := range files {
 		ast.Inspect(pf.ast, func(n ast.Node) bool {
 			call, ok := n.(*ast.CallExpr)
-			if ok && match(call) && index < len(call.Args) {
+			if ok && match(pf, call) && index < len(call.Args) {
 				args = append(args, binding{obj: id.Obj, arg: call.Args[index], file: pf})
 			}
 			return true

@@ -9,12 +9,12 @@ import (
 	"runtime"
 	"testing"
 
-	"github.com/hpa-plates/hpa/internal/testutil"
+	"github.com/hpa-plates/hpa/internal/testenv"
 )
 
 func realPNGs(t testing.TB) []string {
 	t.Helper()
-	root := testutil.HPAReal(t)
+	root := testenv.HPAReal(t)
 	var files []string
 	for _, sub := range []string{"train_sample", "test_sample"} {
 		m, err := filepath.Glob(filepath.Join(root, sub, "*.png"))

@@ -9,7 +9,7 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/hpa-plates/hpa/internal/testutil"
+	"github.com/hpa-plates/hpa/internal/testenv"
 )
 
 func TestParseName(t *testing.T) {
@@ -202,7 +202,7 @@ func TestDecodeConcurrent(t *testing.T) {
 // TestScanDirReal: the real sample directory holds one channel per Id, so every Id is incomplete
 // with three channels missing, and the list is sorted.
 func TestScanDirReal(t *testing.T) {
-	dir := filepath.Join(testutil.HPAReal(t), "train_sample")
+	dir := filepath.Join(testenv.HPAReal(t), "train_sample")
 	complete, incomplete, err := ScanDir(dir)
 	if err != nil {
 		t.Fatal(err)

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/hpa-plates/hpa/internal/labels"
 	"github.com/hpa-plates/hpa/internal/pipeline"
 )
 
@@ -203,8 +204,8 @@ func greenFeatures(ch [4]*image.Gray) []float64 {
 func TestClassPatternsDiffer(t *testing.T) {
 	const k, size = 10, 80
 	nf := len(featureNames)
-	feats := make([][][]float64, pipeline.NumClasses) // class -> sample -> feature
-	for c := range pipeline.NumClasses {
+	feats := make([][][]float64, labels.NumClasses) // class -> sample -> feature
+	for c := range labels.NumClasses {
 		for i := range 2 * k {
 			feats[c] = append(feats[c], greenFeatures(Render(11, fmt.Sprintf("c%d-%d", c, i), []int{c}, size)))
 		}
@@ -221,8 +222,8 @@ func TestClassPatternsDiffer(t *testing.T) {
 		return m, math.Sqrt(sd / float64(to-from-1))
 	}
 	minD := math.Inf(1)
-	for a := range pipeline.NumClasses {
-		for b := a + 1; b < pipeline.NumClasses; b++ {
+	for a := range labels.NumClasses {
+		for b := a + 1; b < labels.NumClasses; b++ {
 			best, bestF := 0.0, 0
 			for f := range nf {
 				ma, sa := stats(a, f, 0, 2*k)
@@ -234,7 +235,7 @@ func TestClassPatternsDiffer(t *testing.T) {
 			}
 			minD = math.Min(minD, best)
 			if best < 1 {
-				t.Errorf("%s vs %s: largest effect size %.2f (%s), want >= 1", pipeline.ClassNames[a], pipeline.ClassNames[b], best, featureNames[bestF])
+				t.Errorf("%s vs %s: largest effect size %.2f (%s), want >= 1", labels.ClassNames[a], labels.ClassNames[b], best, featureNames[bestF])
 			}
 		}
 	}
@@ -243,7 +244,7 @@ func TestClassPatternsDiffer(t *testing.T) {
 	sd := make([]float64, nf)
 	for f := range nf {
 		var all []float64
-		for c := range pipeline.NumClasses {
+		for c := range labels.NumClasses {
 			for i := range k {
 				all = append(all, feats[c][i][f])
 			}
@@ -257,7 +258,7 @@ func TestClassPatternsDiffer(t *testing.T) {
 		}
 		sd[f] = math.Sqrt(sd[f]/float64(len(all))) + 1e-9
 	}
-	cent := make([][]float64, pipeline.NumClasses)
+	cent := make([][]float64, labels.NumClasses)
 	for c := range cent {
 		cent[c] = make([]float64, nf)
 		for f := range nf {
@@ -266,7 +267,7 @@ func TestClassPatternsDiffer(t *testing.T) {
 		}
 	}
 	correct := 0
-	for c := range pipeline.NumClasses {
+	for c := range labels.NumClasses {
 		for i := k; i < 2*k; i++ {
 			best, arg := math.Inf(1), -1
 			for c2 := range cent {
@@ -284,8 +285,8 @@ func TestClassPatternsDiffer(t *testing.T) {
 			}
 		}
 	}
-	acc := float64(correct) / float64(pipeline.NumClasses*k)
-	t.Logf("smallest pairwise effect size %.2f; nearest-centroid accuracy %.2f (chance %.3f)", minD, acc, 1.0/pipeline.NumClasses)
+	acc := float64(correct) / float64(labels.NumClasses*k)
+	t.Logf("smallest pairwise effect size %.2f; nearest-centroid accuracy %.2f (chance %.3f)", minD, acc, 1.0/labels.NumClasses)
 	if acc < 0.5 {
 		t.Errorf("nearest-centroid accuracy %.2f, want >= 0.5", acc)
 	}

@@ -18,6 +18,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/hpa-plates/hpa/internal/labels"
 	"github.com/hpa-plates/hpa/internal/pipeline"
 )
 
@@ -45,7 +46,7 @@ type Summary struct {
 	Seed        int64
 	Files       int   // PNG files written
 	Bytes       int64 // bytes written, PNGs and train.csv
-	ClassCounts [pipeline.NumClasses]int
+	ClassCounts [labels.NumClasses]int
 	Elapsed     time.Duration
 }
 
@@ -171,7 +172,7 @@ feed:
 
 	csvPath := filepath.Join(o.Out, "train.csv")
 	var buf bytes.Buffer
-	if err := pipeline.WriteLabels(&buf, rows); err != nil {
+	if err := labels.WriteTargets(&buf, rows); err != nil {
 		return Summary{}, err
 	}
 	if err := writeFileAtomic(csvPath, buf.Bytes()); err != nil {
@@ -228,13 +229,13 @@ func writeFileAtomic(path string, data []byte) error {
 
 // ValidateSample checks the arguments of Render: Render itself never fails, it ignores bad labels
 // and returns empty images for a non-positive size.
-func ValidateSample(id string, labels []int, size int) error {
+func ValidateSample(id string, classes []int, size int) error {
 	if size < 1 || size > MaxSize {
 		return &OptionError{"size", fmt.Sprintf("sample %q: %d, want 1..%d", id, size, MaxSize)}
 	}
-	for _, c := range labels {
-		if c < 0 || c >= pipeline.NumClasses {
-			return &OptionError{"labels", fmt.Sprintf("sample %q: unknown class id %d (want 0..%d)", id, c, pipeline.NumClasses-1)}
+	for _, c := range classes {
+		if c < 0 || c >= labels.NumClasses {
+			return &OptionError{"labels", fmt.Sprintf("sample %q: unknown class id %d (want 0..%d)", id, c, labels.NumClasses-1)}
 		}
 	}
 	return nil

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hpa-plates/hpa/internal/labels"
 	"github.com/hpa-plates/hpa/internal/pipeline"
 )
 
@@ -81,7 +82,7 @@ func TestGenerateFormat(t *testing.T) {
 	if !bytes.HasPrefix(csv, []byte("Id,Target\n")) {
 		t.Fatalf("train.csv starts %q", csv[:min(len(csv), 20)])
 	}
-	rows, err := pipeline.ReadLabels(bytes.NewReader(csv))
+	rows, err := labels.ReadTargets(bytes.NewReader(csv))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -259,7 +260,7 @@ func TestCounterstains(t *testing.T) {
 	for i := range 8 {
 		id := fmt.Sprint("cs", i)
 		ch := Render(4, id, []int{0}, size)
-		s := newScene(newRNGFor(4, id), size, [pipeline.NumClasses]bool{})
+		s := newScene(newRNGFor(4, id), size, [labels.NumClasses]bool{})
 		var nn, nc, nb float64
 		var sums [7]float64
 		for idx := range s.owner {

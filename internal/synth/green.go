@@ -3,14 +3,15 @@ package synth
 import (
 	"math"
 
+	"github.com/hpa-plates/hpa/internal/labels"
 	"github.com/hpa-plates/hpa/internal/pipeline"
 )
 
 // pattern paints class-specific green into cell ci with expression level e (about 0.4..1).
 type pattern func(s *scene, g []float32, ci int, e float64)
 
-// patterns holds the green pattern of every class, indexed by class id (see pipeline.ClassNames).
-var patterns = [pipeline.NumClasses]pattern{
+// patterns holds the green pattern of every class, indexed by class id (see labels.ClassNames).
+var patterns = [labels.NumClasses]pattern{
 	0:  nucleoplasm,
 	1:  nuclearMembrane,
 	2:  nucleoli,

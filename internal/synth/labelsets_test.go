@@ -11,8 +11,8 @@ import (
 	"slices"
 	"testing"
 
-	"github.com/hpa-plates/hpa/internal/pipeline"
-	"github.com/hpa-plates/hpa/internal/testutil"
+	"github.com/hpa-plates/hpa/internal/labels"
+	"github.com/hpa-plates/hpa/internal/testenv"
 )
 
 var update = flag.Bool("update", false, "rewrite labelsets_gen.go from ../shared/hpa-real/train.csv")
@@ -21,7 +21,7 @@ const genFile = "labelsets_gen.go"
 
 func realRows(t testing.TB) []LabeledID {
 	t.Helper()
-	rows, err := pipeline.ReadLabelsFile(filepath.Join(testutil.HPAReal(t), "train.csv"))
+	rows, err := labels.ReadTargetsFile(filepath.Join(testenv.HPAReal(t), "train.csv"))
 	if err != nil {
 		t.Fatalf("real train.csv: %v", err)
 	}
@@ -140,11 +140,11 @@ func TestDrawnLabelSetsMatchRealFrequencies(t *testing.T) {
 		drawn[i].Labels = smp.draw(r)
 	}
 	got := ClassFrequencies(drawn)
-	for c := range pipeline.NumClasses {
+	for c := range labels.NumClasses {
 		p := real[c]
 		tol := 4.5*math.Sqrt(p*(1-p)/draws) + 0.5/draws
 		if d := math.Abs(got[c] - p); d > tol {
-			t.Errorf("class %d %s: drawn frequency %.4f, real %.4f (|diff| %.4f > %.4f)", c, pipeline.ClassNames[c], got[c], p, d, tol)
+			t.Errorf("class %d %s: drawn frequency %.4f, real %.4f (|diff| %.4f > %.4f)", c, labels.ClassNames[c], got[c], p, d, tol)
 		}
 	}
 	// Label sets themselves: the most common set is drawn about as often as in the real data.

@@ -4,6 +4,7 @@ import (
 	"image"
 	"math"
 
+	"github.com/hpa-plates/hpa/internal/labels"
 	"github.com/hpa-plates/hpa/internal/pipeline"
 )
 
@@ -11,7 +12,7 @@ import (
 // pipeline.Channel (red microtubules, green protein, blue nuclei, yellow ER). The result is a pure
 // function of (seed, id, labels as a set, size). Labels outside [0, 28) are ignored; size <= 0
 // gives four empty images. Use ValidateSample to reject such input with an error instead.
-func Render(seed int64, id string, labels []int, size int) [4]*image.Gray {
+func Render(seed int64, id string, classes []int, size int) [4]*image.Gray {
 	var out [4]*image.Gray
 	n := max(size, 0)
 	for c := range out {
@@ -21,8 +22,8 @@ func Render(seed int64, id string, labels []int, size int) [4]*image.Gray {
 		return out
 	}
 	r := newRNGFor(seed, id)
-	var has [pipeline.NumClasses]bool
-	for _, c := range sortedUnique(labels, pipeline.NumClasses) {
+	var has [labels.NumClasses]bool
+	for _, c := range sortedUnique(classes, labels.NumClasses) {
 		has[c] = true
 	}
 	s := newScene(r, n, has)
@@ -94,7 +95,7 @@ type scene struct {
 	r     *rng
 	n     int
 	u     float64 // pixels per 1/128 of the image side
-	has   [pipeline.NumClasses]bool
+	has   [labels.NumClasses]bool
 	cells []cell
 	owner []int16   // owning cell per pixel, -1 for background
 	rc    []float32 // owner's normalised outline distance (1 on the outline)
@@ -106,7 +107,7 @@ type scene struct {
 	cytTx []float32
 }
 
-func newScene(r *rng, n int, has [pipeline.NumClasses]bool) *scene {
+func newScene(r *rng, n int, has [labels.NumClasses]bool) *scene {
 	s := &scene{r: r, n: n, u: float64(n) / 128, has: has}
 	for c := range s.ch {
 		s.ch[c] = make([]float32, n*n)

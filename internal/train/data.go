@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/hpa-plates/hpa/internal/labels"
 	"github.com/hpa-plates/hpa/internal/pipeline"
 )
 
@@ -58,7 +59,7 @@ func ImageDir(dataDir string) string {
 // Samples with missing channels are a *MissingImagesError unless skip is set; then they are dropped
 // and returned as skipped.
 func loadDataset(dataDir string, size int, order []pipeline.Channel, dec pipeline.DecodeOptions, skip bool, cacheMax int) (*dataset, []string, error) {
-	examples, err := pipeline.ReadLabelsFile(filepath.Join(dataDir, "train.csv"))
+	examples, err := labels.ReadTargetsFile(filepath.Join(dataDir, "train.csv"))
 	if err != nil {
 		return nil, nil, err
 	}

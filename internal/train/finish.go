@@ -7,6 +7,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/hpa-plates/hpa/internal/labels"
 	"github.com/hpa-plates/hpa/internal/model"
 	"github.com/hpa-plates/hpa/internal/pipeline"
 )
@@ -16,7 +17,7 @@ import (
 func (t *trainer) finish(folds []*checkpoint, trained []int, skipped []string) (*Result, error) {
 	k := t.cfg.Arch.NumClasses
 	var probs [][]float64
-	var labels [][]int
+	var oofLabels [][]int
 	var members []model.Member
 	memberF1 := map[string]float64{}
 	var deviceSeconds float64
@@ -39,7 +40,7 @@ func (t *trainer) finish(folds []*checkpoint, trained []int, skipped []string) (
 				}
 			}
 			probs = append(probs, p)
-			labels = append(labels, t.data.labels[ex])
+			oofLabels = append(oofLabels, t.data.labels[ex])
 		}
 		for si, snap := range ck.SnapshotOOF {
 			truth := make([][]int, len(val))
@@ -52,7 +53,7 @@ func (t *trainer) finish(folds []*checkpoint, trained []int, skipped []string) (
 	if len(probs) == 0 {
 		return nil, fmt.Errorf("train: no out-of-fold predictions (no fold was trained)")
 	}
-	truth, err := TruthFromLabels(labels, k)
+	truth, err := TruthFromLabels(oofLabels, k)
 	if err != nil {
 		return nil, err
 	}
@@ -61,7 +62,7 @@ func (t *trainer) finish(folds []*checkpoint, trained []int, skipped []string) (
 		opt.ShrinkK = t.cfg.ShrinkK
 	}
 	// Rate matching reproduces the class rates of the whole label file.
-	opt.Rates, err = pipeline.ClassRates(t.data.labels, k)
+	opt.Rates, err = labels.ClassRates(t.data.labels, k)
 	if err != nil {
 		return nil, err
 	}
@@ -94,7 +95,7 @@ func (t *trainer) finish(folds []*checkpoint, trained []int, skipped []string) (
 	mf := &model.Manifest{
 		Schema: model.ManifestSchema, Name: t.cfg.Name, Version: t.cfg.Version, ParentVersion: t.cfg.ParentVersion,
 		Arch: t.cfg.Arch, InputSize: t.cfg.Size, ChannelOrder: slices.Clone(pipeline.ChannelNames[:t.cfg.Arch.InChans]),
-		Normalization: t.cfg.Normalization, ClassNames: slices.Clone(pipeline.ClassNames[:]),
+		Normalization: t.cfg.Normalization, ClassNames: slices.Clone(labels.ClassNames[:]),
 		InputName: "input", OutputName: "logits", TTAViews: t.cfg.TTAViews,
 		Thresholds: model.Thresholds{Mode: sel.Mode, Uniform: sel.Uniform, PerClass: sel.PerClass},
 		Members:    members, Report: "report.md",
@@ -126,7 +127,7 @@ func (t *trainer) finish(folds []*checkpoint, trained []int, skipped []string) (
 	}
 	for c := 0; c < k; c++ {
 		cs := chosen.Scores.PerClass[c]
-		rep.PerClass = append(rep.PerClass, ClassRow{ID: c, Name: pipeline.ClassNames[c], Positives: cs.Support,
+		rep.PerClass = append(rep.PerClass, ClassRow{ID: c, Name: labels.ClassNames[c], Positives: cs.Support,
 			Threshold: chosen.Thresholds[c], Precision: cs.Precision, Recall: cs.Recall, F1: cs.F1})
 	}
 	if err := rep.Write(t.cfg.OutDir); err != nil {
@@ -168,7 +169,7 @@ func (t *trainer) rareClassWarnings() []string {
 			}
 		}
 		w = append(w, fmt.Sprintf("class %d (%s) has %d examples, fewer than %d folds; folds without it: %v",
-			c, pipeline.ClassNames[c], count[c], t.cfg.Folds, lacking))
+			c, labels.ClassNames[c], count[c], t.cfg.Folds, lacking))
 	}
 	return w
 }

@@ -2,18 +2,16 @@ package train
 
 import (
 	"encoding/csv"
-	"errors"
 	"fmt"
 	"io"
-	"os"
 	"strconv"
 	"strings"
 
-	"github.com/hpa-plates/hpa/internal/pipeline"
+	"github.com/hpa-plates/hpa/internal/labels"
 )
 
-// Example is one labeled sample of a label file (pipeline.LabeledSample).
-type Example = pipeline.LabeledSample
+// Example is one labeled sample of a label file (labels.Target).
+type Example = labels.Target
 
 // LabelMatrix returns the label lists of the examples, the form the fold and sampler code take.
 func LabelMatrix(ex []Example) [][]int {
@@ -43,68 +41,32 @@ func WriteFolds(w io.Writer, ex []Example, folds []int) error {
 }
 
 // ReadFolds reads a fold file written by WriteFolds (`Id,fold`) into a map Id -> fold. Malformed
-// rows, negative folds and repeated Ids are *pipeline.LabelsError with the line number.
+// rows, negative folds and repeated Ids are *labels.CSVError with the line number.
 func ReadFolds(r io.Reader) (map[string]int, error) {
-	cr := csv.NewReader(r)
-	cr.FieldsPerRecord = -1
 	out := make(map[string]int)
-	header := true
-	for {
-		rec, err := cr.Read()
-		if err == io.EOF {
-			break
-		}
-		line, _ := cr.FieldPos(0)
-		if err != nil {
-			var pe *csv.ParseError
-			if errors.As(err, &pe) {
-				return nil, &pipeline.LabelsError{Line: pe.Line, Reason: pe.Err.Error()}
-			}
-			return nil, &pipeline.LabelsError{Line: line, Reason: err.Error()}
-		}
-		if header {
-			header = false
-			if len(rec) != 2 || strings.TrimPrefix(strings.TrimSpace(rec[0]), "\ufeff") != "Id" || strings.TrimSpace(rec[1]) != "fold" {
-				return nil, &pipeline.LabelsError{Line: line, Reason: fmt.Sprintf("header must be Id,fold, got %q", strings.Join(rec, ","))}
-			}
-			continue
-		}
-		if len(rec) != 2 {
-			return nil, &pipeline.LabelsError{Line: line, Reason: fmt.Sprintf("want 2 fields (Id,fold), got %d", len(rec))}
-		}
-		id := strings.TrimSpace(rec[0])
-		if id == "" {
-			return nil, &pipeline.LabelsError{Line: line, Reason: "empty Id"}
-		}
-		f, err := strconv.Atoi(strings.TrimSpace(rec[1]))
+	err := labels.ReadIDColumn(r, "fold", func(_ int, id, value string) error {
+		f, err := strconv.Atoi(strings.TrimSpace(value))
 		if err != nil || f < 0 {
-			return nil, &pipeline.LabelsError{Line: line, Reason: fmt.Sprintf("Id %s: fold %q is not a non-negative integer", id, rec[1])}
+			return fmt.Errorf("Id %s: fold %q is not a non-negative integer", id, value)
 		}
 		if _, dup := out[id]; dup {
-			return nil, &pipeline.LabelsError{Line: line, Reason: fmt.Sprintf("Id %s repeated", id)}
+			return fmt.Errorf("Id %s repeated", id)
 		}
 		out[id] = f
-	}
-	if header {
-		return nil, &pipeline.LabelsError{Reason: "empty file: no Id,fold header"}
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	return out, nil
 }
 
 // ReadFoldsFile reads a fold file by path; errors name the file.
 func ReadFoldsFile(path string) (map[string]int, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, &pipeline.LabelsError{File: path, Reason: err.Error()}
-	}
-	defer f.Close()
-	m, err := ReadFolds(f)
-	if err != nil {
-		var le *pipeline.LabelsError
-		if errors.As(err, &le) {
-			le.File = path
-		}
-		return nil, err
-	}
-	return m, nil
+	var m map[string]int
+	err := labels.ReadIDColumnFile(path, func(r io.Reader) (err error) {
+		m, err = ReadFolds(r)
+		return err
+	})
+	return m, err
 }

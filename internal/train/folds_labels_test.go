@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/hpa-plates/hpa/internal/pipeline"
+	"github.com/hpa-plates/hpa/internal/labels"
 )
 
 func TestFoldsRoundTrip(t *testing.T) {
@@ -36,7 +36,7 @@ func TestFoldsRoundTrip(t *testing.T) {
 		"Id,fold\na,1\nb,1,2\n": "labels:3: want 2 fields",
 	} {
 		_, err := ReadFolds(strings.NewReader(in))
-		var le *pipeline.LabelsError
+		var le *labels.CSVError
 		if !errors.As(err, &le) || !strings.Contains(err.Error(), want) {
 			t.Errorf("%q: got %v, want %q", in, err, want)
 		}

@@ -8,13 +8,13 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/hpa-plates/hpa/internal/pipeline"
-	"github.com/hpa-plates/hpa/internal/testutil"
+	"github.com/hpa-plates/hpa/internal/labels"
+	"github.com/hpa-plates/hpa/internal/testenv"
 )
 
 func realHPALabels(t testing.TB) [][]int {
 	t.Helper()
-	ex, err := pipeline.ReadLabelsFile(filepath.Join(testutil.HPAReal(t), "train.csv"))
+	ex, err := labels.ReadTargetsFile(filepath.Join(testenv.HPAReal(t), "train.csv"))
 	if err != nil {
 		t.Fatal(err)
 	}

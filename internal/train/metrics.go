@@ -104,7 +104,7 @@ func Score(pred, truth [][]bool) (Scores, error) {
 }
 
 // ScoreThresholds scores probabilities (N x C) against the truth with per-class thresholds: class c is
-// predicted when probs[i][c] > thresholds[c] (strictly, as pipeline.Thresholds.Apply).
+// predicted when probs[i][c] > thresholds[c] (strictly, as labels.Thresholds.Apply).
 func ScoreThresholds(probs [][]float64, truth [][]bool, thresholds []float64) (Scores, error) {
 	c, err := checkProbs(probs, truth)
 	if err != nil {

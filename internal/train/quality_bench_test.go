@@ -8,10 +8,11 @@ import (
 	"strconv"
 	"testing"
 
+	"github.com/hpa-plates/hpa/internal/labels"
 	"github.com/hpa-plates/hpa/internal/model"
 	"github.com/hpa-plates/hpa/internal/model/ort"
 	"github.com/hpa-plates/hpa/internal/pipeline"
-	"github.com/hpa-plates/hpa/internal/testutil"
+	"github.com/hpa-plates/hpa/internal/testenv"
 )
 
 // BenchmarkEnsembleQuality trains a K x C snapshot ensemble of the tiny preset on synthetic data and
@@ -77,7 +78,7 @@ func BenchmarkEnsembleQuality(b *testing.B) {
 // scripts/train-bundled.sh with this trainer) on a held-out synthetic set of another seed: the
 // ensemble against each member alone, 8-view TTA, the set's thresholds.
 func BenchmarkBundledEnsembleQuality(b *testing.B) {
-	dir := filepath.Join(testutil.RepoRoot(b), "models", "bundled")
+	dir := filepath.Join(testenv.RepoRoot(b), "models", "bundled")
 	m, err := model.ReadManifest(filepath.Join(dir, "manifest.json"))
 	if err != nil {
 		b.Fatal(err)
@@ -108,7 +109,7 @@ func BenchmarkBundledEnsembleQuality(b *testing.B) {
 }
 
 func loadHeldOut(b testing.TB, dir string) ([]pipeline.Image4, [][]bool) {
-	ex, err := pipeline.ReadLabelsFile(filepath.Join(dir, "train.csv"))
+	ex, err := labels.ReadTargetsFile(filepath.Join(dir, "train.csv"))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -121,7 +122,7 @@ func loadHeldOut(b testing.TB, dir string) ([]pipeline.Image4, [][]bool) {
 		files[s.ID] = s.Files
 	}
 	var imgs []pipeline.Image4
-	var labels [][]int
+	var targets [][]int
 	for _, e := range ex {
 		f := files[e.ID]
 		for i := range f {
@@ -134,9 +135,9 @@ func loadHeldOut(b testing.TB, dir string) ([]pipeline.Image4, [][]bool) {
 			b.Fatal(err)
 		}
 		imgs = append(imgs, img)
-		labels = append(labels, e.Labels)
+		targets = append(targets, e.Labels)
 	}
-	truth, err := TruthFromLabels(labels, pipeline.NumClasses)
+	truth, err := TruthFromLabels(targets, labels.NumClasses)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -148,20 +149,17 @@ func loadHeldOut(b testing.TB, dir string) ([]pipeline.Image4, [][]bool) {
 func scoreSet(b testing.TB, m *model.Manifest, dir string, members []model.Member, imgs []pipeline.Image4, truth [][]bool) (float64, error) {
 	sub := *m
 	sub.Members = members
-	e, err := ort.New(&sub, dir, ort.Options{Library: filepath.Join(testutil.RepoRoot(b), ort.DefaultLibrary), IntraThreads: 1})
+	e, err := ort.New(&sub, dir, ort.Options{Library: filepath.Join(testenv.RepoRoot(b), ort.DefaultLibrary), IntraThreads: 1})
 	if err != nil {
 		return 0, err
 	}
 	defer e.Close()
-	probs, err := e.Predict(imgs)
+	probs, err := e.Predict(context.Background(), imgs)
 	if err != nil {
 		return 0, err
 	}
-	th, err := e.Thresholds()
-	if err != nil {
-		return 0, err
-	}
-	if len(th.Values) != pipeline.NumClasses {
+	th := e.Thresholds()
+	if len(th.Values) != labels.NumClasses {
 		return 0, fmt.Errorf("thresholds: %d values", len(th.Values))
 	}
 	sc, err := ScoreThresholds(probs, truth, th.Values)

@@ -15,12 +15,13 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/hpa-plates/hpa/internal/labels"
 	"github.com/hpa-plates/hpa/internal/model"
 	"github.com/hpa-plates/hpa/internal/model/onnx"
 	"github.com/hpa-plates/hpa/internal/model/torch"
 	"github.com/hpa-plates/hpa/internal/pipeline"
 	"github.com/hpa-plates/hpa/internal/synth"
-	"github.com/hpa-plates/hpa/internal/testutil"
+	"github.com/hpa-plates/hpa/internal/testenv"
 )
 
 var (
@@ -32,7 +33,7 @@ var (
 // torchLib opens the training shim; missing, the test is skipped outside CI and fails in CI.
 func torchLib(t testing.TB) *torch.Lib {
 	t.Helper()
-	p := testutil.NativeLibrary(t, "HPA_TORCH_LIBRARY", torch.DefaultLibrary)
+	p := testenv.NativeLibrary(t, "HPA_TORCH_LIBRARY", torch.DefaultLibrary)
 	libOnce.Do(func() {
 		lib, libErr = torch.Open(p)
 		if libErr == nil {
@@ -267,7 +268,7 @@ func TestRunFoldsFile(t *testing.T) {
 // its original, and the report says so.
 func TestRunKeepsNearDuplicatesTogether(t *testing.T) {
 	data := synthData(t, 20, 32, 8)
-	rows, err := pipeline.ReadLabelsFile(filepath.Join(data, "train.csv"))
+	rows, err := labels.ReadTargetsFile(filepath.Join(data, "train.csv"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -287,9 +288,9 @@ func TestRunKeepsNearDuplicatesTogether(t *testing.T) {
 		png.Encode(&out, g)
 		os.WriteFile(filepath.Join(data, "train", dup+"_"+ch+".png"), out.Bytes(), 0o644)
 	}
-	rows = append(rows, pipeline.LabeledSample{ID: dup, Labels: rows[0].Labels})
+	rows = append(rows, labels.Target{ID: dup, Labels: rows[0].Labels})
 	f, _ := os.Create(filepath.Join(data, "train.csv"))
-	pipeline.WriteLabels(f, rows)
+	labels.WriteTargets(f, rows)
 	f.Close()
 	newModel, export := backends(t)
 	out := t.TempDir()

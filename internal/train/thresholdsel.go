@@ -86,14 +86,14 @@ func (s *ThresholdSelection) Policies() []PolicyResult {
 }
 
 // SelectThresholds chooses thresholds from out-of-fold probabilities (N x C) and the truth (N x C).
-// A class is predicted when p > t (strictly, as pipeline.Thresholds.Apply). Three policies:
+// A class is predicted when p > t (strictly, as labels.Thresholds.Apply). Three policies:
 //
 //   - uniform: the grid value with the best macro-F1 over all classes;
 //   - per_class: each class's own F1-best grid value, shrunk toward the uniform value (ShrinkK);
 //   - rate: per class, the threshold at which the predicted positive rate equals the class's rate
 //     (opt.Rates, or the truth's): with the class's probabilities sorted descending p[0] >= p[1] >= ...
 //     and m = round(rate*N), t = (p[m-1] + p[m]) / 2 with the sentinels p[-1] = 1 and p[N] = 0, as
-//     pipeline.RateMatchedThresholds.
+//     labels.RateMatchedThresholds.
 //
 // Ties on the grid go to the value closest to 0.5, then the lower one. The rule: uniform is the
 // baseline; per_class and rate are candidates only when their OOF macro-F1 exceeds uniform's by more

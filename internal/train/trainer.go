@@ -5,7 +5,6 @@ import (
 	"encoding/gob"
 	"errors"
 	"fmt"
-	"math"
 	"os"
 	"path/filepath"
 	"sync"
@@ -285,4 +284,4 @@ func (t *trainer) loader(ctx context.Context, batches [][]int, epoch int) <-chan
 	return out
 }
 
-func sigmoid(x float32) float64 { return 1 / (1 + math.Exp(-float64(x))) }
+func sigmoid(x float32) float64 { return model.Sigmoid(float64(x)) }

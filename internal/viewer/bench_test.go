@@ -14,16 +14,17 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
+	"github.com/hpa-plates/hpa/internal/local/s3local"
+	"github.com/hpa-plates/hpa/internal/objstore"
 	"github.com/hpa-plates/hpa/internal/pipeline"
-	"github.com/hpa-plates/hpa/internal/s3local"
 )
 
 // plateGoal is the bound on the server time of a 384-sample plate page.
 const plateGoal = 300 * time.Millisecond
 
 // s3Plate starts the in-process S3 server (the real S3 API, signed requests over HTTP) holding
-// a labeled plate of n samples, and returns an S3Store on it.
-func s3Plate(b *testing.B, n int) *S3Store {
+// a labeled plate of n samples, and returns the bucket as objstore opens it.
+func s3Plate(b *testing.B, n int) *objstore.Bucket {
 	b.Helper()
 	srv, err := s3local.New(s3local.Options{Dir: b.TempDir(), Addr: "127.0.0.1:0", AccessKey: testKey, SecretKey: testSecret, Buckets: []string{"plates"}})
 	if err != nil {
@@ -35,7 +36,7 @@ func s3Plate(b *testing.B, n int) *S3Store {
 	b.Cleanup(func() { _ = srv.Close(context.Background()) })
 	cl := s3.New(s3.Options{Region: "us-east-1", BaseEndpoint: aws.String(srv.Endpoint()), UsePathStyle: true,
 		Credentials: credentials.NewStaticCredentialsProvider(testKey, testSecret, "")})
-	st := &S3Store{Client: cl, Bucket: "plates"}
+	st := &objstore.Bucket{Client: cl, Name: "plates"}
 	ctx := context.Background()
 	img := flatPNG(64, 64, 50)
 	sem := make(chan struct{}, 16)

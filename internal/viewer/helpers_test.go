@@ -17,6 +17,7 @@ import (
 
 	"golang.org/x/image/tiff"
 
+	"github.com/hpa-plates/hpa/internal/labels"
 	"github.com/hpa-plates/hpa/internal/pipeline"
 )
 
@@ -120,23 +121,23 @@ func uploadSample(m *memStore, plate, id string, size int, vals [4]uint8) {
 // thresholds uniform 0.5.
 func mkLabel(t testing.TB, id, version string, probs map[int]float64) []byte {
 	t.Helper()
-	p := make([]float64, pipeline.NumClasses)
+	p := make([]float64, labels.NumClasses)
 	for k := range p {
 		p[k] = 0.01
 	}
 	for k, v := range probs {
 		p[k] = v
 	}
-	src := make([]pipeline.Source, 4)
+	src := make([]labels.Source, 4)
 	for c, n := range pipeline.ChannelNames {
-		src[c] = pipeline.SourceOf(pipeline.Channel(c), id+"_"+n+".png", []byte(n))
+		src[c] = labels.SourceOf(pipeline.Channel(c), id+"_"+n+".png", []byte(n))
 	}
-	l, err := pipeline.NewLabel(id, src, pipeline.ModelInfo{Name: "hpa-test", Version: version, ManifestDigest: "sha256:" + strings.Repeat("ab", 32),
-		Members: 2, TTAViews: 8, Arch: "seresnext_tiny"}, pipeline.UniformThresholds(0.5, pipeline.NumClasses), p)
+	l, err := labels.NewLabel(id, src, labels.ModelInfo{Name: "hpa-test", Version: version, ManifestDigest: "sha256:" + strings.Repeat("ab", 32),
+		Members: 2, TTAViews: 8, Arch: "seresnext_tiny"}, labels.UniformThresholds(0.5, labels.NumClasses), p)
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := pipeline.MarshalLabel(l)
+	b, err := labels.MarshalLabel(l)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -145,7 +146,7 @@ func mkLabel(t testing.TB, id, version string, probs map[int]float64) []byte {
 
 func mkError(t testing.TB, id, kind string) []byte {
 	t.Helper()
-	b, err := pipeline.MarshalError(pipeline.ErrorRecord{Schema: pipeline.ErrorSchema, SampleID: id, Kind: kind,
+	b, err := labels.MarshalError(labels.ErrorRecord{Schema: labels.ErrorSchema, SampleID: id, Kind: kind,
 		Reason: "sample " + id + ": the green channel is " + kind, Object: "incoming/p/" + id + "_green.png"})
 	if err != nil {
 		t.Fatal(err)

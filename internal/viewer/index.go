@@ -13,7 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/hpa-plates/hpa/internal/pipeline"
+	"github.com/hpa-plates/hpa/internal/labels"
 )
 
 // Sample states.
@@ -273,7 +273,7 @@ func (x *index) list(ctx context.Context, sub string) (map[string]*plateObjects,
 type labelSummary struct {
 	// label
 	Predicted    []int
-	Probs        [pipeline.NumClasses]float64
+	Probs        [labels.NumClasses]float64
 	ModelName    string
 	ModelVersion string
 	// error record
@@ -375,13 +375,13 @@ func (c *summaries) read(ctx context.Context, o Object) *labelSummary {
 
 func summarize(key string, b []byte) *labelSummary {
 	if strings.HasSuffix(key, ".error.json") {
-		r, err := pipeline.ParseError(b)
+		r, err := labels.ParseErrorRecord(b)
 		if err != nil {
 			return &labelSummary{Bad: err.Error()}
 		}
 		return &labelSummary{ErrorKind: r.Kind, ErrorReason: r.Reason}
 	}
-	l, err := pipeline.ParseLabel(b)
+	l, err := labels.ParseLabel(b)
 	if err != nil {
 		return &labelSummary{Bad: err.Error()}
 	}
@@ -482,7 +482,7 @@ func (v *Viewer) loadLabelIndex(ctx context.Context, plate string) {
 	v.sums.mu.Lock()
 	defer v.sums.mu.Unlock()
 	for k, e := range idx.Entries {
-		if !strings.HasPrefix(k, prefix) || e.ETag == "" || (len(e.Probs) != 0 && len(e.Probs) != pipeline.NumClasses) {
+		if !strings.HasPrefix(k, prefix) || e.ETag == "" || (len(e.Probs) != 0 && len(e.Probs) != labels.NumClasses) {
 			continue
 		}
 		if cur, ok := v.sums.m[k]; ok && cur.etag == e.ETag {
@@ -491,7 +491,7 @@ func (v *Viewer) loadLabelIndex(ctx context.Context, plate string) {
 		s := &labelSummary{Predicted: e.Predicted, ModelName: e.ModelName, ModelVersion: e.ModelVersion,
 			ErrorKind: e.ErrorKind, ErrorReason: e.ErrorReason, Bad: e.Bad}
 		copy(s.Probs[:], e.Probs)
-		if slices.ContainsFunc(s.Predicted, func(k int) bool { return k < 0 || k >= pipeline.NumClasses }) {
+		if slices.ContainsFunc(s.Predicted, func(k int) bool { return k < 0 || k >= labels.NumClasses }) {
 			continue
 		}
 		v.sums.m[k] = summaryEntry{etag: e.ETag, sum: s}

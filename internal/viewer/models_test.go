@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/hpa-plates/hpa/internal/runs"
-	"github.com/hpa-plates/hpa/internal/testutil"
+	"github.com/hpa-plates/hpa/internal/testenv"
 )
 
 func TestModelsPageEmptyStates(t *testing.T) {
@@ -26,7 +26,7 @@ func TestModelsPageEmptyStates(t *testing.T) {
 }
 
 func TestModelsPage(t *testing.T) {
-	bundled := filepath.Join(testutil.RepoRoot(t), "models", "bundled")
+	bundled := filepath.Join(testenv.RepoRoot(t), "models", "bundled")
 	m := newMemStore()
 	// The bundled set, copied to models/v1/ in S3; the same files serve from disk.
 	for _, f := range []string{"manifest.json", "report.json", "curves.png"} {

@@ -5,16 +5,18 @@ import (
 	"errors"
 
 	"github.com/nats-io/nats.go"
+
+	"github.com/hpa-plates/hpa/internal/bus"
 )
 
 // NATSEvents is the EventSource of an inference deployment: the label-written events
-// (core NATS, <LabelsSubject>.<plate token>, body {"plate","sample_id",...}) and the dead-letter
-// records of failed samples (<DLQSubject>.<plate token>, body {"plate","sample_id","kind",...}),
-// which a plain subscription sees as they are stored in the dead-letter stream.
+// (bus.LabelWritten, core NATS, on the topology's labels subjects) and the dead letters of failed
+// samples (bus.DeadLetter on the DLQ subjects, which a plain subscription sees as they are stored
+// in the dead-letter stream).
 type NATSEvents struct {
-	Conn          *nats.Conn
-	LabelsSubject string // default "hpa.labels"
-	DLQSubject    string // default "hpa.dlq"
+	Conn *nats.Conn
+	// Topology names the subjects; zero fields take the bus defaults.
+	Topology bus.Topology
 }
 
 // Subscribe implements EventSource.
@@ -22,31 +24,21 @@ func (n NATSEvents) Subscribe(fn func(LabelEvent)) (func(), error) {
 	if n.Conn == nil {
 		return nil, errors.New("viewer: NATSEvents without a connection")
 	}
-	labels, dlq := n.LabelsSubject, n.DLQSubject
-	if labels == "" {
-		labels = "hpa.labels"
-	}
-	if dlq == "" {
-		dlq = "hpa.dlq"
-	}
-	type body struct {
-		Plate    string `json:"plate"`
-		SampleID string `json:"sample_id"`
-		Kind     string `json:"kind"`
-	}
-	s1, err := n.Conn.Subscribe(labels+".>", func(m *nats.Msg) {
-		var b body
-		if json.Unmarshal(m.Data, &b) == nil && b.Plate != "" && b.SampleID != "" {
-			fn(LabelEvent{Kind: "label", Plate: b.Plate, SampleID: b.SampleID})
+	t := n.Topology
+	t.Fill()
+	s1, err := n.Conn.Subscribe(t.LabelsSubject+".>", func(m *nats.Msg) {
+		var ev bus.LabelWritten
+		if json.Unmarshal(m.Data, &ev) == nil && ev.Plate != "" && ev.SampleID != "" {
+			fn(LabelEvent{Kind: "label", Plate: ev.Plate, SampleID: ev.SampleID})
 		}
 	})
 	if err != nil {
 		return nil, err
 	}
-	s2, err := n.Conn.Subscribe(dlq+".>", func(m *nats.Msg) {
-		var b body
-		if json.Unmarshal(m.Data, &b) == nil && b.Plate != "" && b.SampleID != "" {
-			fn(LabelEvent{Kind: "error", Plate: b.Plate, SampleID: b.SampleID, ErrorKind: b.Kind})
+	s2, err := n.Conn.Subscribe(t.DLQSubject+".>", func(m *nats.Msg) {
+		var d bus.DeadLetter
+		if json.Unmarshal(m.Data, &d) == nil && d.Plate != "" && d.SampleID != "" {
+			fn(LabelEvent{Kind: "error", Plate: d.Plate, SampleID: d.SampleID, ErrorKind: d.Kind})
 		}
 	})
 	if err != nil {

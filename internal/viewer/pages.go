@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/hpa-plates/hpa/internal/labels"
 	"github.com/hpa-plates/hpa/internal/pipeline"
 )
 
@@ -84,8 +85,8 @@ func parseFilter(q url.Values) (filter, error) {
 	f := filter{Class: -1}
 	if s := q.Get("class"); s != "" {
 		k, err := strconv.Atoi(s)
-		if err != nil || k < 0 || k >= pipeline.NumClasses {
-			return f, fmt.Errorf("class %q: want a class id 0..%d", s, pipeline.NumClasses-1)
+		if err != nil || k < 0 || k >= labels.NumClasses {
+			return f, fmt.Errorf("class %q: want a class id 0..%d", s, labels.NumClasses-1)
 		}
 		f.Class = k
 	}
@@ -306,7 +307,7 @@ func makeCard(plate string, s *sampleObjects, sum *labelSummary) card {
 	case StatusLabeled:
 		if sum != nil && sum.Bad == "" && sum.ErrorKind == "" {
 			for _, k := range sum.Predicted {
-				c.Predicted = append(c.Predicted, classRef{k, pipeline.ClassNames[k]})
+				c.Predicted = append(c.Predicted, classRef{k, labels.ClassNames[k]})
 			}
 			c.Confidence, c.HasConfidence = sum.confidence(), true
 			c.ModelVersion = sum.ModelVersion
@@ -473,7 +474,7 @@ func (v *Viewer) servePlate(w http.ResponseWriter, r *http.Request) {
 	if p.CSV.Key != "" {
 		d.CSVURL = plateURL(plate) + "/submission.csv"
 	}
-	for k, n := range pipeline.ClassNames {
+	for k, n := range labels.ClassNames {
 		d.Classes = append(d.Classes, classRef{k, n})
 	}
 	d.Pages = max(1, (len(matches)+v.cfg.PageSize-1)/v.cfg.PageSize)

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strconv"
 
+	"github.com/hpa-plates/hpa/internal/labels"
 	"github.com/hpa-plates/hpa/internal/pipeline"
 )
 
@@ -37,8 +38,8 @@ const (
 type sampleData struct {
 	Plate, PlateURL, ID, Status string
 	Panels                      []panel
-	Label                       *pipeline.Label
-	Error                       *pipeline.ErrorRecord
+	Label                       *labels.Label
+	Error                       *labels.ErrorRecord
 	Bad                         string
 	Bars                        []bar
 	ChartW, ChartH, BarX        float64
@@ -107,7 +108,7 @@ func (v *Viewer) serveSample(w http.ResponseWriter, r *http.Request) {
 		case err != nil:
 			d.Bad = err.Error()
 		case d.Status == StatusLabeled:
-			l, err := pipeline.ParseLabel(b)
+			l, err := labels.ParseLabel(b)
 			if err != nil {
 				d.Bad = err.Error()
 				break
@@ -115,7 +116,7 @@ func (v *Viewer) serveSample(w http.ResponseWriter, r *http.Request) {
 			d.Label = &l
 			v.fillChart(&d)
 		default:
-			e, err := pipeline.ParseError(b)
+			e, err := labels.ParseErrorRecord(b)
 			if err != nil {
 				d.Bad = err.Error()
 				break
@@ -130,7 +131,7 @@ func (v *Viewer) fillChart(d *sampleData) {
 	l := d.Label
 	pred := l.PredictedIDs()
 	for _, k := range pred {
-		d.Predicted = append(d.Predicted, classRef{k, pipeline.ClassNames[k]})
+		d.Predicted = append(d.Predicted, classRef{k, labels.ClassNames[k]})
 	}
 	for k, c := range l.Probabilities {
 		b := bar{ID: k, Name: c.Name, P: float64(c.P), Predicted: slices.Contains(pred, k)}

@@ -5,13 +5,14 @@ import (
 	"encoding/json"
 	"errors"
 	"strings"
-	"time"
+
+	"github.com/hpa-plates/hpa/internal/objstore"
 )
 
 // ObjectStore is what the viewer needs of object storage: list, read, and write its own
-// thumbnail cache. Keys are full object keys in one bucket.
+// thumbnail cache. Keys are full object keys in one bucket. objstore.Bucket implements it.
 type ObjectStore interface {
-	// List returns every object below prefix in lexical key order.
+	// List returns every object below prefix in lexical key order, with its modification time.
 	List(ctx context.Context, prefix string) ([]Object, error)
 	// Get returns the object's bytes; a missing object gives an error matching ErrNotFound, an
 	// object over max bytes (max > 0) one matching ErrTooLarge.
@@ -21,17 +22,12 @@ type ObjectStore interface {
 }
 
 // Object is one listed object.
-type Object struct {
-	Key      string
-	ETag     string // without quotes
-	Size     int64
-	Modified time.Time
-}
+type Object = objstore.ObjectInfo
 
 // Errors of ObjectStore implementations, checked with errors.Is.
 var (
-	ErrNotFound = errors.New("object not found")
-	ErrTooLarge = errors.New("object too large")
+	ErrNotFound = objstore.ErrNotFound
+	ErrTooLarge = objstore.ErrTooLarge
 )
 
 // LabelEvent says a sample's result changed: a label was written (Kind "label") or the sample

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hpa-plates/hpa/internal/labels"
 	"github.com/hpa-plates/hpa/internal/pipeline"
 )
 
@@ -168,8 +169,8 @@ func TestSamplePage(t *testing.T) {
 			t.Errorf("sample page lacks %q", want)
 		}
 	}
-	if n := len(regexp.MustCompile(`<g class="row`).FindAllString(body, -1)); n != pipeline.NumClasses {
-		t.Errorf("%d bars, want %d", n, pipeline.NumClasses)
+	if n := len(regexp.MustCompile(`<g class="row`).FindAllString(body, -1)); n != labels.NumClasses {
+		t.Errorf("%d bars, want %d", n, labels.NumClasses)
 	}
 	_, _, failed := get(t, srv, "/plates/p/samples/s10")
 	if !strings.Contains(failed, `id="error-kind">corrupt<`) || !strings.Contains(failed, "incoming/p/s10_green.png") {
@@ -180,7 +181,7 @@ func TestSamplePage(t *testing.T) {
 		t.Error("the incomplete sample's page does not say what is missing")
 	}
 	code, _, rec := get(t, srv, "/plates/p/samples/s1/record.json")
-	if l, err := pipeline.ParseLabel([]byte(rec)); code != 200 || err != nil || l.SampleID != "s1" {
+	if l, err := labels.ParseLabel([]byte(rec)); code != 200 || err != nil || l.SampleID != "s1" {
 		t.Errorf("record.json: %d %v", code, err)
 	}
 }

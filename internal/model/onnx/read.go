@@ -154,8 +154,9 @@ func (v ValueInfo) String() string {
 	return fmt.Sprintf("%s %s[%s]", v.Name, v.ElemType, strings.Join(ds, ", "))
 }
 
-// ModelInfo summarizes an ONNX model.
-type ModelInfo struct {
+// FileInfo summarizes an ONNX file (not to be confused with labels.ModelInfo, the model set a label
+// names).
+type FileInfo struct {
 	IRVersion int64
 	Opset     int64 // of the default ai.onnx domain
 	Producer  string
@@ -174,7 +175,7 @@ type ModelInfo struct {
 }
 
 // Info reads a model and summarizes it.
-func Info(r io.Reader) (*ModelInfo, error) {
+func Info(r io.Reader) (*FileInfo, error) {
 	m, err := Decode(r, "onnx model")
 	if err != nil {
 		return nil, err
@@ -183,7 +184,7 @@ func Info(r io.Reader) (*ModelInfo, error) {
 }
 
 // InfoFile is Info on a file, naming it in errors.
-func InfoFile(path string) (*ModelInfo, error) {
+func InfoFile(path string) (*FileInfo, error) {
 	m, err := decodeFile(path)
 	if err != nil {
 		return nil, err
@@ -191,9 +192,9 @@ func InfoFile(path string) (*ModelInfo, error) {
 	return info(m, path)
 }
 
-func info(m *onnxpb.ModelProto, name string) (*ModelInfo, error) {
+func info(m *onnxpb.ModelProto, name string) (*FileInfo, error) {
 	g := m.GetGraph()
-	mi := &ModelInfo{
+	mi := &FileInfo{
 		IRVersion: m.GetIrVersion(), Producer: m.GetProducerName(), Nodes: len(g.GetNode()),
 		Initializers: len(g.GetInitializer()), Metadata: map[string]string{},
 	}

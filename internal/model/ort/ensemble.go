@@ -1,6 +1,7 @@
 package ort
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -13,6 +14,7 @@ import (
 
 	onnx "github.com/yalue/onnxruntime_go"
 
+	"github.com/hpa-plates/hpa/internal/labels"
 	"github.com/hpa-plates/hpa/internal/model"
 	"github.com/hpa-plates/hpa/internal/pipeline"
 )
@@ -52,6 +54,8 @@ type Ensemble struct {
 	views    int
 	maxBatch int
 
+	th labels.Thresholds
+
 	mu       sync.Mutex
 	sessions []*onnx.DynamicAdvancedSession
 	input    []float32 // up to maxBatch * views * C * S * S, grown on demand
@@ -85,6 +89,10 @@ func New(m *model.Manifest, dir string, opt Options) (*Ensemble, error) {
 	if m.InputName == "" || m.OutputName == "" {
 		return nil, fmt.Errorf("model manifest %s: input_name and output_name must be set", m.Name)
 	}
+	th, err := labels.NewThresholds(m.Thresholds.Mode, m.Thresholds.Uniform, m.Thresholds.PerClass, m.Thresholds.AtLeastTop, m.Arch.NumClasses)
+	if err != nil {
+		return nil, fmt.Errorf("model manifest %s: %w", m.Name, err)
+	}
 	if opt.MaxBatch < 0 {
 		return nil, fmt.Errorf("ort: max batch %d is negative", opt.MaxBatch)
 	}
@@ -107,7 +115,7 @@ func New(m *model.Manifest, dir string, opt Options) (*Ensemble, error) {
 	}
 	defer so.Destroy()
 	e := &Ensemble{
-		manifest: m, digest: digest, dir: dir, order: order,
+		manifest: m, digest: digest, dir: dir, order: order, th: th,
 		norm:  pipeline.Norm{Mean: m.Normalization.Mean, Std: m.Normalization.Std},
 		views: m.TTAViews, maxBatch: opt.MaxBatch,
 	}
@@ -152,18 +160,15 @@ func (e *Ensemble) Manifest() *model.Manifest { return e.manifest }
 func (e *Ensemble) Digest() string { return e.digest }
 
 // Info describes the model set for label JSON.
-func (e *Ensemble) Info() pipeline.ModelInfo {
-	return pipeline.ModelInfo{
+func (e *Ensemble) Info() labels.ModelInfo {
+	return labels.ModelInfo{
 		Name: e.manifest.Name, Version: e.manifest.Version, ManifestDigest: e.digest,
 		Members: len(e.manifest.Members), TTAViews: e.views, Arch: e.manifest.Arch.Name,
 	}
 }
 
-// Thresholds returns the manifest's thresholds as pipeline.Thresholds.
-func (e *Ensemble) Thresholds() (pipeline.Thresholds, error) {
-	t := e.manifest.Thresholds
-	return pipeline.NewThresholds(t.Mode, t.Uniform, t.PerClass, t.AtLeastTop, e.manifest.Arch.NumClasses)
-}
+// Thresholds returns the manifest's thresholds (checked by New).
+func (e *Ensemble) Thresholds() labels.Thresholds { return e.th }
 
 // Close releases the sessions. The ensemble is unusable afterwards.
 func (e *Ensemble) Close() error {
@@ -182,8 +187,11 @@ func (e *Ensemble) Close() error {
 
 // Predict returns, for every sample, the probability of each class: the sigmoid of each member's
 // logits averaged over the manifest's TTA views and over the members. A sample that cannot be
-// preprocessed gives a *SampleError (and no result for the batch).
-func (e *Ensemble) Predict(batch []pipeline.Image4) ([][]float64, error) {
+// preprocessed gives a *SampleError (and no result for the batch). It implements model.Predictor.
+func (e *Ensemble) Predict(ctx context.Context, batch []pipeline.Image4) ([][]float64, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if e.sessions == nil {
@@ -238,7 +246,7 @@ func (e *Ensemble) runChunk(chunk []pipeline.Image4, out [][]float64, offset int
 			for v := 0; v < e.views; v++ {
 				row := logits[(i*e.views+v)*classes : (i*e.views+v+1)*classes]
 				for k, x := range row {
-					acc[k] += Sigmoid(float64(x))
+					acc[k] += model.Sigmoid(float64(x))
 				}
 			}
 		}
@@ -255,13 +263,4 @@ func (e *Ensemble) runChunk(chunk []pipeline.Image4, out [][]float64, offset int
 		out[i] = p
 	}
 	return nil
-}
-
-// Sigmoid is the logistic function, computed without overflow for large |x|.
-func Sigmoid(x float64) float64 {
-	if x >= 0 {
-		return 1 / (1 + math.Exp(-x))
-	}
-	z := math.Exp(x)
-	return z / (1 + z)
 }

@@ -12,7 +12,7 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/spf13/viper"
+	"github.com/hpa-plates/hpa/internal/model"
 	onnx "github.com/yalue/onnxruntime_go"
 )
 
@@ -30,34 +30,8 @@ const (
 // DefaultMaxBatch is the default number of samples per ONNX Runtime run (each with its TTA views).
 const DefaultMaxBatch = 4
 
-// Options configure the runner. The zero value uses the default library, the CPU provider and
-// ONNX Runtime's default thread counts.
-type Options struct {
-	// Library is the path of libonnxruntime.so (config ort.library, env HPA_ORT_LIBRARY). A relative
-	// path is looked up in the working directory and then in the enclosing module root (the nearest
-	// parent directory holding go.mod). Empty means DefaultLibrary.
-	Library string
-	// Provider is "cpu" (default), "cuda" or "tensorrt" (config ort.provider).
-	Provider string
-	// DeviceID is the GPU ordinal for cuda / tensorrt (config ort.device_id).
-	DeviceID int
-	// IntraThreads and InterThreads set ONNX Runtime's thread pools; 0 keeps its defaults
-	// (config ort.intra_threads, ort.inter_threads).
-	IntraThreads, InterThreads int
-	// MaxBatch is the most samples per run; a run holds MaxBatch x tta_views images (default 4).
-	MaxBatch int
-}
-
-// OptionsFrom reads ort.library, ort.provider, ort.device_id, ort.intra_threads and ort.inter_threads.
-func OptionsFrom(v *viper.Viper) Options {
-	return Options{
-		Library:      v.GetString("ort.library"),
-		Provider:     v.GetString("ort.provider"),
-		DeviceID:     v.GetInt("ort.device_id"),
-		IntraThreads: v.GetInt("ort.intra_threads"),
-		InterThreads: v.GetInt("ort.inter_threads"),
-	}
-}
+// Options configure the runner (model.RuntimeOptions: config section ort.*).
+type Options = model.RuntimeOptions
 
 // LibraryError says the ONNX Runtime shared library is missing or unusable.
 type LibraryError struct {

@@ -4,20 +4,23 @@ import (
 	"fmt"
 	"os"
 	"strings"
-
-	"github.com/spf13/viper"
 )
 
-// Config keys (documented in config.yaml's torch section).
-const (
-	KeyLibrary = "torch.library" // path of libhpatorch.so (HPA_TORCH_LIBRARY)
-	KeyThreads = "torch.threads" // libtorch intra-op threads, 0 = libtorch's default (HPA_TORCH_THREADS)
-)
+// Options say which shim to open and how many intra-op threads libtorch uses (config section
+// torch.*).
+type Options struct {
+	// Library is the path of libhpatorch.so; empty means DefaultLibrary.
+	Library string
+	// Threads is libtorch's intra-op thread count; 0 keeps libtorch's default (one per core).
+	Threads int
+}
 
-// OpenConfigured opens the shim named by torch.library (DefaultLibrary when unset) and applies
-// torch.threads when positive.
-func OpenConfigured(v *viper.Viper) (*Lib, error) {
-	path := v.GetString(KeyLibrary)
+// OpenWith opens the shim of o and applies o.Threads when positive.
+func OpenWith(o Options) (*Lib, error) {
+	if o.Threads < 0 {
+		return nil, fmt.Errorf("torch: threads must be >= 0, got %d", o.Threads)
+	}
+	path := o.Library
 	if path == "" {
 		path = DefaultLibrary
 	}
@@ -25,12 +28,10 @@ func OpenConfigured(v *viper.Viper) (*Lib, error) {
 	if err != nil {
 		return nil, err
 	}
-	if n := v.GetInt(KeyThreads); n > 0 {
-		if err := l.SetNumThreads(n); err != nil {
+	if o.Threads > 0 {
+		if err := l.SetNumThreads(o.Threads); err != nil {
 			return nil, err
 		}
-	} else if n < 0 {
-		return nil, fmt.Errorf("torch: %s must be >= 0, got %d", KeyThreads, n)
 	}
 	return l, nil
 }

@@ -10,7 +10,7 @@ import (
 	"testing"
 
 	"github.com/hpa-plates/hpa/internal/model"
-	"github.com/hpa-plates/hpa/internal/testutil"
+	"github.com/hpa-plates/hpa/internal/testenv"
 )
 
 // libPath is HPA_TORCH_LIBRARY or the setup script's default under the repository root.
@@ -18,7 +18,7 @@ func libPath(t testing.TB) string {
 	if p := os.Getenv("HPA_TORCH_LIBRARY"); p != "" {
 		return p
 	}
-	return filepath.Join(testutil.RepoRoot(t), DefaultLibrary)
+	return filepath.Join(testenv.RepoRoot(t), DefaultLibrary)
 }
 
 var threadsOnce sync.Once

@@ -13,7 +13,7 @@ import (
 
 	"github.com/hpa-plates/hpa/internal/model"
 	"github.com/hpa-plates/hpa/internal/model/onnx"
-	"github.com/hpa-plates/hpa/internal/testutil"
+	"github.com/hpa-plates/hpa/internal/testenv"
 )
 
 var (
@@ -27,7 +27,7 @@ func initORT(t testing.TB) {
 	ortOnce.Do(func() {
 		lib := os.Getenv("HPA_ORT_LIBRARY")
 		if lib == "" {
-			lib = filepath.Join(testutil.RepoRoot(t), ".cache", "libonnxruntime.so")
+			lib = filepath.Join(testenv.RepoRoot(t), ".cache", "libonnxruntime.so")
 		}
 		if _, err := os.Stat(lib); err != nil {
 			ortErr = errors.New("ONNX Runtime library not found (run scripts/setup.sh or set HPA_ORT_LIBRARY): " + err.Error())

@@ -12,8 +12,6 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/spf13/viper"
-
 	"github.com/hpa-plates/hpa/internal/model"
 )
 
@@ -52,22 +50,17 @@ func TestAllocatorLinked(t *testing.T) {
 	}
 }
 
-func TestOpenConfigured(t *testing.T) {
+func TestOpenWith(t *testing.T) {
 	p := libPath(t)
-	v := viper.New()
-	v.Set(KeyLibrary, filepath.Join(t.TempDir(), "missing.so"))
 	var le *LibraryError
-	if _, err := OpenConfigured(v); !errors.As(err, &le) {
+	if _, err := OpenWith(Options{Library: filepath.Join(t.TempDir(), "missing.so")}); !errors.As(err, &le) {
 		t.Fatalf("missing library: %v", err)
 	}
 	openLib(t) // skips when the shim is not built
-	v.Set(KeyLibrary, p)
-	v.Set(KeyThreads, -1)
-	if _, err := OpenConfigured(v); err == nil {
+	if _, err := OpenWith(Options{Library: p, Threads: -1}); err == nil {
 		t.Error("negative threads accepted")
 	}
-	v.Set(KeyThreads, 1)
-	l, err := OpenConfigured(v)
+	l, err := OpenWith(Options{Library: p, Threads: 1})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,30 +13,17 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/hpa-plates/hpa/internal/natsembed"
-	"github.com/hpa-plates/hpa/internal/s3events"
+	"github.com/hpa-plates/hpa/internal/bus"
+	"github.com/hpa-plates/hpa/internal/local/natsembed"
+	"github.com/hpa-plates/hpa/internal/testenv/servers"
 )
 
 // natsWithStream starts an embedded JetStream server with a limits stream on "<subject>".
 func natsWithStream(t *testing.T, stream, subject string) (*natsembed.Server, jetstream.JetStream) {
 	t.Helper()
-	ns, err := natsembed.Start(natsembed.Options{DataDir: filepath.Join(t.TempDir(), "nats"), JetStream: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(ns.Shutdown)
-	nc, err := nats.Connect(ns.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ns, _, js := servers.JetStream(t, "")
 	if stream != "" {
 		if _, err := js.CreateStream(context.Background(), jetstream.StreamConfig{Name: stream, Subjects: []string{subject},
 			Storage: jetstream.MemoryStorage}); err != nil {
@@ -48,7 +35,7 @@ func natsWithStream(t *testing.T, stream, subject string) (*natsembed.Server, je
 
 // A real MinIO publishes one JetStream message per created object, in its NATS format: the
 // wrapper's Key is "<bucket>/<key>" unencoded, the record's key URL-encoded with '+' for spaces,
-// eventVersion 2.0, no Nats-Msg-Id; internal/s3events decodes it back to the uploaded key.
+// eventVersion 2.0, no Nats-Msg-Id; bus.ParseS3Events decodes it back to the uploaded key.
 // Objects outside the notification prefix publish nothing.
 func TestNativeNATSNotifications(t *testing.T) {
 	ns, js := natsWithStream(t, "EV", "ev.minio")
@@ -93,7 +80,7 @@ func TestNativeNATSNotifications(t *testing.T) {
 	if id := msg.Headers().Get(jetstream.MsgIDHeader); id != "" {
 		t.Errorf("MinIO sent a Nats-Msg-Id %q; the consumer must not rely on either", id)
 	}
-	evs, err := s3events.Parse(data)
+	evs, err := bus.ParseS3Events(data)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -148,7 +135,7 @@ func TestNativeNATSNotifications(t *testing.T) {
 	if err != nil {
 		t.Fatalf("no event after restart: %v\n%s", err, srv.Log())
 	}
-	if evs, err := s3events.Parse(msg.Data()); err != nil || len(evs) != 1 || evs[0].Key != "incoming/after restart.png" {
+	if evs, err := bus.ParseS3Events(msg.Data()); err != nil || len(evs) != 1 || evs[0].Key != "incoming/after restart.png" {
 		t.Fatalf("event after restart: %v %+v", err, evs)
 	}
 	// Configuration errors come back at once as *Error naming the bucket.

@@ -1,0 +1,52 @@
+package inference
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+)
+
+// A stage that fails stops the whole service with its error at once: with the assembler's (or the
+// labeler's) durable consumer deleted, Run returns an error naming it instead of running on with
+// the other stage until shutdown.
+func TestStageFailureStopsService(t *testing.T) {
+	for _, c := range []struct{ name, stream, consumer, want string }{
+		{"assembler", "S3_EVENTS", "hpa-assembler", "events consumer hpa-assembler"},
+		{"labeler", "HPA_READY", "hpa-labeler", "label consumer hpa-labeler"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			e := newEnv(t, nil)
+			svc, err := New(e.nc, e.store, loaderOf(map[string]*fakeModel{"A": newFakeModel("A", 0.1)}), testConfig())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer svc.Close()
+			if err := svc.Load(context.Background(), "A"); err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			done := make(chan error, 1)
+			go func() { done <- svc.Run(ctx) }()
+			waitFor(t, 10*time.Second, "consumers", func() bool { return svc.Consuming(context.Background()) })
+			// The service works before the failure.
+			p := makePlate("ps", 1, 32, 3)
+			for _, k := range p.shuffledKeys(1) {
+				e.put(k, p.files[k])
+			}
+			waitFor(t, 20*time.Second, "a label before the failure", func() bool { return len(e.labels.snapshot()) == 1 })
+			if err := e.js.DeleteConsumer(context.Background(), c.stream, c.consumer); err != nil {
+				t.Fatal(err)
+			}
+			select {
+			case err := <-done:
+				if err == nil || !strings.Contains(err.Error(), c.want) {
+					t.Fatalf("Run returned %v, want an error naming %q", err, c.want)
+				}
+			case <-time.After(20 * time.Second):
+				t.Fatal("the service kept running with a failed stage")
+			}
+		})
+	}
+}

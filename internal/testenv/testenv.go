@@ -1,0 +1,57 @@
+// Package testenv holds what the project's tests share: where the repository, the real HPA sample
+// data and the native libraries built by scripts/setup.sh are. Its subpackage minio runs a real
+// MinIO server for integration tests.
+package testenv
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+// RepoRoot is the directory holding go.mod, found by walking up from the test's directory.
+func RepoRoot(t testing.TB) string {
+	t.Helper()
+	dir, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir
+		}
+		up := filepath.Dir(dir)
+		if up == dir {
+			t.Fatal("testutil: no go.mod above the test directory")
+		}
+		dir = up
+	}
+}
+
+// HPAReal is ../shared/hpa-real beside the repository root: the real HPA train.csv and sample PNGs.
+// CI lays shared/ beside its clone, so a missing folder is a failure, not a skip.
+func HPAReal(t testing.TB) string {
+	t.Helper()
+	dir := filepath.Join(RepoRoot(t), "..", "shared", "hpa-real")
+	if _, err := os.Stat(filepath.Join(dir, "train.csv")); err != nil {
+		t.Fatalf("testutil: real HPA data not found beside the repository: %v", err)
+	}
+	return dir
+}
+
+// NativeLibrary returns the library named by env (when set) or RepoRoot/def. A missing library skips
+// the test outside CI (run scripts/setup.sh to build it) and fails it when env CI is set.
+func NativeLibrary(t testing.TB, env, def string) string {
+	t.Helper()
+	p := os.Getenv(env)
+	if p == "" {
+		p = filepath.Join(RepoRoot(t), def)
+	}
+	if _, err := os.Stat(p); err != nil {
+		if os.Getenv("CI") == "" {
+			t.Skipf("%s not found (run scripts/setup.sh, or set %s); CI unset, so skipping", p, env)
+		}
+		t.Fatalf("%s not found (scripts/setup.sh builds it; or set %s): %v", p, env, err)
+	}
+	return p
+}

@@ -58,6 +58,12 @@ func inferenceFlags(f *pflag.FlagSet) {
 	f.Int64("max-object-bytes", d.MaxObjectBytes, "larger channel objects are refused (error record kind too_large)")
 	f.Duration("op-timeout", d.OpTimeout, "time limit of each S3 call (a hung request is retried)")
 	f.String("metrics-addr", "127.0.0.1:9090", "listen address of /metrics, /healthz and /readyz (empty: off)")
+	connectionFlags(f)
+}
+
+// connectionFlags declares the NATS and S3 connection flags of a client command (their keys:
+// inferenceFlagKeys, webFlagKeys).
+func connectionFlags(f *pflag.FlagSet) {
 	// NATS connection (nats.*).
 	f.String("nats-url", nats.DefaultURL, "NATS server URL(s), comma-separated")
 	f.String("nats-user", "", "NATS user")

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"github.com/nats-io/nats.go"
 	"github.com/spf13/cobra"
 	"github.com/spf13/viper"
 
@@ -15,7 +14,7 @@ func init() {
 }
 
 // webFlagKeys maps hpa web's flags to the keys it shares: the consumers' prefixes and subjects
-// (inference.*) and the nats.* and s3.* connection.
+// (inference.*) and the nats.* and s3.* connection (as inferenceFlagKeys).
 var webFlagKeys = map[string]string{
 	"upload-prefix": "inference.upload_prefix", "labels-prefix": "inference.labels_prefix",
 	"labels-subject": "inference.labels_subject", "dlq-subject": "inference.dlq_subject",
@@ -65,20 +64,6 @@ NATS settings.`,
 	f.String("labels-prefix", d.LabelsPrefix, "key prefix of label JSON, error records and plate CSVs")
 	f.String("labels-subject", "hpa.labels", "subject prefix of label-written events")
 	f.String("dlq-subject", "hpa.dlq", "subject prefix of dead letters (failed samples)")
-	f.String("nats-url", nats.DefaultURL, "NATS server URL(s), comma-separated")
-	f.String("nats-user", "", "NATS user")
-	f.String("nats-password", "", "NATS password")
-	f.String("nats-token", "", "NATS token")
-	f.String("nats-nkey", "", "NATS nkey seed file")
-	f.String("nats-creds", "", "NATS credentials (JWT) file")
-	f.String("nats-tls-ca", "", "CA certificate file for NATS TLS")
-	f.String("nats-tls-cert", "", "client certificate file for NATS TLS")
-	f.String("nats-tls-key", "", "client key file for NATS TLS")
-	f.String("s3-endpoint", "", "S3 endpoint URL (empty: AWS)")
-	f.String("s3-region", "us-east-1", "S3 region")
-	f.Bool("s3-path-style", false, "path-style addressing (MinIO, s3local)")
-	f.String("bucket", "plates", "bucket holding uploads and labels")
-	f.String("s3-access-key", "", "static access key (default: the AWS credential chain)")
-	f.String("s3-secret-key", "", "static secret key (with --s3-access-key)")
+	connectionFlags(f)
 	return cmd
 }

@@ -2,10 +2,9 @@ package viewer
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
-	"strings"
 
+	"github.com/hpa-plates/hpa/internal/bus"
 	"github.com/hpa-plates/hpa/internal/objstore"
 )
 
@@ -56,7 +55,7 @@ func StaticModel(location string) ModelLocator {
 }
 
 // PointerModel is the ModelLocator of the inference consumer's model pointer: the object at key
-// holds the location (plain text, or JSON {"location": ...} / {"manifest": ...}). While the
+// holds the location as a promotion does (bus.ParsePromotion). While the
 // pointer does not exist, fallback is the location ("" = none).
 func PointerModel(store ObjectStore, key, fallback string) ModelLocator {
 	return func(ctx context.Context) (string, error) {
@@ -67,18 +66,8 @@ func PointerModel(store ObjectStore, key, fallback string) ModelLocator {
 		if err != nil {
 			return "", err
 		}
-		var v struct {
-			Location string `json:"location"`
-			Manifest string `json:"manifest"`
-		}
-		loc := string(b)
-		if json.Unmarshal(b, &v) == nil {
-			loc = v.Location
-			if loc == "" {
-				loc = v.Manifest
-			}
-		}
-		if loc = strings.TrimSpace(loc); loc == "" {
+		loc := bus.ParsePromotion(b).Location
+		if loc == "" {
 			return "", errors.New("model pointer " + key + " is empty")
 		}
 		return loc, nil

@@ -42,8 +42,9 @@ test-k8s: setup
 	cd test/k8s && HPA_K8S=1 $(GO) test -count=1 -timeout 20m -run 'TestInstall' -v ./...
 
 # The main job on the embedded default: the whole service on this machine, a synthetic plate uploaded
-# through S3, its labels and macro-F1 (hpa demo). DEMO_ARGS adds flags.
-DEMO_ARGS ?=
+# through S3, its labels and macro-F1 (hpa demo); it ends by printing the plate viewer's URL. Run from a
+# terminal, the service and the viewer stay up until Ctrl-C (--serve). DEMO_ARGS overrides the flags.
+DEMO_ARGS ?= $(if $(shell [ -t 0 ] && echo tty),--serve,)
 demo: setup build
 	bin/hpa demo $(DEMO_ARGS)
 

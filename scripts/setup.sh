@@ -163,3 +163,21 @@ if [ "${HPA_K8S:-0}" = 1 ] || [ "$WITH_K8S" = 1 ]; then
   done
   log "kubernetes: etcd $ETCD_VER, kube-apiserver/controller-manager/scheduler $K8S_VER in $CACHE/bin"
 fi
+
+# ---- Chromium for the plate viewer's browser test (test only) --------------------------------
+# cmd/hpa's TestViewerInBrowser drives Debian's chromium headless through chromedp (no browser
+# download of its own). Nothing at run time needs it. HPA_SKIP_CHROMIUM=1 skips it (the test then
+# skips itself, or fails when env CI is set).
+if [ "${HPA_SKIP_CHROMIUM:-0}" != 1 ]; then
+  missing=()
+  for p in chromium fonts-dejavu-core; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  if [ ${#missing[@]} -gt 0 ]; then
+    log "installing ${missing[*]} (browser test of the plate viewer)"
+    SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null ||
+      { $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null; }
+  fi
+  log "chromium: $(command -v chromium)"
+fi

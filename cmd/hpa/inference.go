@@ -2,8 +2,10 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/nats-io/nats.go"
@@ -15,7 +17,9 @@ import (
 	"github.com/hpa-plates/hpa/internal/config"
 	"github.com/hpa-plates/hpa/internal/model"
 	"github.com/hpa-plates/hpa/internal/model/ort"
+	"github.com/hpa-plates/hpa/internal/objstore"
 	"github.com/hpa-plates/hpa/internal/serve"
+	"github.com/hpa-plates/hpa/internal/viewer"
 )
 
 func init() {
@@ -54,6 +58,12 @@ func inferenceFlags(f *pflag.FlagSet) {
 	f.Int64("max-object-bytes", d.MaxObjectBytes, "larger channel objects are refused (error record kind too_large)")
 	f.Duration("op-timeout", d.OpTimeout, "time limit of each S3 call (a hung request is retried)")
 	f.String("metrics-addr", "127.0.0.1:9090", "listen address of /metrics, /healthz and /readyz (empty: off)")
+	connectionFlags(f)
+}
+
+// connectionFlags declares the NATS and S3 connection flags of a client command (their keys:
+// inferenceFlagKeys, webFlagKeys).
+func connectionFlags(f *pflag.FlagSet) {
 	// NATS connection (nats.*).
 	f.String("nats-url", nats.DefaultURL, "NATS server URL(s), comma-separated")
 	f.String("nats-user", "", "NATS user")
@@ -115,11 +125,32 @@ func runInference(ctx context.Context, v *viper.Viper, logw io.Writer) error {
 	}
 	rt := config.Runtime(v)
 	rt.MaxBatch = cfg.MaxBatch
-	return inference.Main(ctx, inference.MainOptions{
+	o := inference.MainOptions{
 		NATS: config.NATS(v), S3: config.S3(v), Config: cfg,
 		Model: v.GetString("inference.model"), MetricsAddr: v.GetString("inference.metrics_addr"),
 		NewLoader: func(c *s3.Client) model.Loader { return ort.NewLoader(rt, c) },
-	})
+	}
+	if config.WebEnabled(v) {
+		wcfg, err := config.Web(v)
+		if err != nil {
+			return err
+		}
+		wcfg.Logger = log
+		if wcfg.AccessKey == "" && wcfg.Token == "" {
+			log.Warn("plate viewer off: it needs static S3 keys (s3.access_key/secret_key) or web.token to sign in with")
+		} else {
+			o.Pages = func(ctx context.Context, nc *nats.Conn, store *objstore.Bucket, h http.Handler) (http.Handler, error) {
+				vw, err := viewer.ForDeployment(store, wcfg, viewer.Deployment{Conn: nc, Topology: cfg.Topology,
+					Model: o.Model, ModelPointer: cfg.ModelPointer})
+				if err != nil {
+					return nil, fmt.Errorf("inference: viewer: %w", err)
+				}
+				log.Info("plate viewer", "url", "http://"+o.MetricsAddr+"/")
+				return viewer.Mount(ctx, h, vw), nil
+			}
+		}
+	}
+	return inference.Main(ctx, o)
 }
 
 // newLogger builds the slog logger of log.level and log.format.

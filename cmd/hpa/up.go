@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net/http"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -14,6 +15,7 @@ import (
 	"github.com/hpa-plates/hpa/internal/local"
 	"github.com/hpa-plates/hpa/internal/model/ort"
 	"github.com/hpa-plates/hpa/internal/serve"
+	"github.com/hpa-plates/hpa/internal/viewer"
 )
 
 func init() {
@@ -70,6 +72,15 @@ func inferenceOnStack(v *viper.Viper, logw io.Writer, o *local.UpOptions) (local
 	o.Stack.Log, o.Stack.EventsStream = log, cfg.EventsStream
 	rt := config.Runtime(v)
 	rt.MaxBatch = cfg.MaxBatch
+	var wcfg *viewer.Config
+	if config.WebEnabled(v) && o.MetricsAddr != "" {
+		c, err := config.Web(v)
+		if err != nil {
+			return nil, err
+		}
+		c.Logger = log
+		wcfg = &c
+	}
 	return func(ctx context.Context, st *local.Stack, model string) (local.Service, error) {
 		cfg.Bucket, cfg.EventsSubjects = st.Endpoints.Bucket, st.EventsSubjects
 		svc, err := inference.New(st.Conn, st.Store, ort.NewLoader(rt, st.Store.Client), cfg)
@@ -80,6 +91,36 @@ func inferenceOnStack(v *viper.Viper, logw io.Writer, o *local.UpOptions) (local
 			_ = svc.Close()
 			return nil, fmt.Errorf("up: %w", err)
 		}
-		return svc, nil
+		if wcfg == nil {
+			return svc, nil
+		}
+		c := *wcfg
+		c.Bucket, c.AccessKey, c.SecretKey = st.Endpoints.Bucket, st.Endpoints.AccessKey, st.Endpoints.SecretKey
+		c.UploadPrefix, c.LabelsPrefix = cfg.UploadPrefix, cfg.LabelsPrefix
+		vw, err := viewer.ForDeployment(st.Store, c, viewer.Deployment{Conn: st.Conn, Topology: cfg.Topology,
+			Model: model, ModelPointer: cfg.ModelPointer})
+		if err != nil {
+			_ = svc.Close()
+			return nil, fmt.Errorf("up: viewer: %w", err)
+		}
+		return withPages{Service: svc, vw: vw, h: viewer.Mount(ctx, svc.Handler(), vw)}, nil
 	}, nil
+}
+
+// withPages is the service of `hpa up` with the plate viewer on its listener.
+type withPages struct {
+	local.Service
+	vw *viewer.Viewer
+	h  http.Handler
+}
+
+func (w withPages) Handler() http.Handler { return w.h }
+func (w withPages) ServesPages() bool     { return true }
+
+func (w withPages) Close() error {
+	w.vw.Close()
+	if c, ok := w.Service.(io.Closer); ok {
+		return c.Close()
+	}
+	return nil
 }

@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/nats-io/nats.go"
 
 	"github.com/hpa-plates/hpa/internal/bus"
 	"github.com/hpa-plates/hpa/internal/model"
@@ -27,6 +29,9 @@ type MainOptions struct {
 	// NewLoader makes the model loader; it gets the S3 client for s3:// locations. The command
 	// wires the model runtime in here, so this package imports none.
 	NewLoader func(*s3.Client) model.Loader
+	// Pages, when set, is given the replica's connection, bucket and HTTP handler and returns
+	// the handler to serve instead (the command adds the plate viewer this way).
+	Pages func(ctx context.Context, nc *nats.Conn, store *objstore.Bucket, h http.Handler) (http.Handler, error)
 }
 
 // Main runs one replica as `hpa inference` does: it connects to NATS, opens the bucket, loads the
@@ -53,7 +58,13 @@ func Main(ctx context.Context, o MainOptions) error {
 	if err := svc.Load(ctx, o.Model); err != nil {
 		return fmt.Errorf("inference: %w", err)
 	}
-	l, err := serve.Listen(o.MetricsAddr, svc.Handler(), svc.log)
+	h := svc.Handler()
+	if o.Pages != nil && o.MetricsAddr != "" {
+		if h, err = o.Pages(ctx, nc, store, h); err != nil {
+			return err
+		}
+	}
+	l, err := serve.Listen(o.MetricsAddr, h, svc.log)
 	if err != nil {
 		return err
 	}

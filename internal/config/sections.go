@@ -250,7 +250,7 @@ func Up(v *viper.Viper, section string) local.UpOptions {
 func Demo(v *viper.Viper) local.DemoOptions {
 	return local.DemoOptions{
 		Up: Up(v, "demo"), Samples: v.GetInt("demo.samples"), Size: v.GetInt("demo.size"), Seed: v.GetInt64("demo.seed"),
-		Plate: v.GetString("demo.plate"), Timeout: v.GetDuration("demo.timeout"),
+		Plate: v.GetString("demo.plate"), Timeout: v.GetDuration("demo.timeout"), Serve: v.GetBool("demo.serve"),
 	}
 }
 

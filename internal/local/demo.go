@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -30,6 +31,8 @@ type DemoOptions struct {
 	Plate string
 	// Timeout bounds the wait for the labels.
 	Timeout time.Duration
+	// Serve keeps the service (and the plate viewer) running after the table, until ctx ends.
+	Serve bool
 }
 
 // DemoResult is one row of the demo table.
@@ -80,6 +83,17 @@ func Demo(ctx context.Context, o DemoOptions, out io.Writer, start Factory) erro
 		return err
 	}
 	PrintDemoTable(out, o.Plate, results)
+	if ep.ViewerURL != "" {
+		if o.Serve {
+			fmt.Fprintln(out, "\nThe service keeps running until Ctrl-C; look at the plate in the viewer:")
+		} else {
+			fmt.Fprintln(out, "\nThe service stops now (hpa demo --serve, or make demo in a terminal, keeps it and the viewer open):")
+		}
+		fmt.Fprintf(out, "viewer: %splates/%s  (user %s, password %s)\n", ep.ViewerURL, url.PathEscape(o.Plate), ep.AccessKey, ep.SecretKey)
+		if o.Serve {
+			<-ctx.Done()
+		}
+	}
 	return stopUp()
 }
 

@@ -19,6 +19,8 @@ type Endpoints struct {
 	LabelsPrefix string `json:"labels_prefix"`
 	NATSURL      string `json:"nats_url"`
 	MetricsURL   string `json:"metrics_url"`
+	// ViewerURL is the plate viewer (basic auth: access key / secret key); "" when off.
+	ViewerURL string `json:"viewer_url,omitempty"`
 }
 
 // Write stores e at path, readable by the owner only (it holds credentials).

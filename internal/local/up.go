@@ -26,6 +26,11 @@ type Service interface {
 	Consuming(ctx context.Context) bool
 }
 
+// PageServer is a Service whose Handler also serves the plate viewer (at "/").
+type PageServer interface {
+	ServesPages() bool
+}
+
 // Factory starts the service on a running stack (its connection, store and event subjects),
 // serving the model set at location model.
 type Factory func(ctx context.Context, st *Stack, model string) (Service, error)
@@ -64,6 +69,9 @@ func Up(ctx context.Context, o UpOptions, out io.Writer, start Factory, ready ch
 	ep.UploadPrefix, ep.LabelsPrefix = svc.Prefixes()
 	if l.Addr() != "" {
 		ep.MetricsURL = "http://" + l.Addr() + "/metrics"
+		if ps, ok := svc.(PageServer); ok && ps.ServesPages() {
+			ep.ViewerURL = "http://" + l.Addr() + "/"
+		}
 	}
 	epPath := filepath.Join(o.Stack.DataDir, "endpoints.json")
 	if err := ep.Write(epPath); err != nil {
@@ -75,6 +83,9 @@ func Up(ctx context.Context, o UpOptions, out io.Writer, start Factory, ready ch
 	fmt.Fprintf(out, "  upload to     s3://%s/%s<plate>/<id>_{red,green,blue,yellow}.png\n  labels at     s3://%s/%s<plate>/<id>.json\n",
 		ep.Bucket, ep.UploadPrefix, ep.Bucket, ep.LabelsPrefix)
 	fmt.Fprintf(out, "  nats          %s\n  metrics       %s\n  endpoints     %s\n", ep.NATSURL, ep.MetricsURL, epPath)
+	if ep.ViewerURL != "" {
+		fmt.Fprintf(out, "  viewer        %s (sign in with the access key and secret key)\n", ep.ViewerURL)
+	}
 
 	runErr := make(chan error, 1)
 	go func() { runErr <- svc.Run(ctx) }()

@@ -34,9 +34,10 @@ type Store interface {
 
 // ObjectInfo is one listed object.
 type ObjectInfo struct {
-	Key  string
-	ETag string // without quotes; changes when the content does
-	Size int64
+	Key      string
+	ETag     string // without quotes; changes when the content does
+	Size     int64
+	Modified time.Time // last modification (zero when the listing has none)
 }
 
 // Sentinels an *Error matches with errors.Is.
@@ -195,7 +196,8 @@ func (s *Bucket) Objects(ctx context.Context, prefix string) iter.Seq2[ObjectInf
 				if o.Key == nil {
 					continue
 				}
-				oi := ObjectInfo{Key: *o.Key, ETag: strings.Trim(aws.ToString(o.ETag), `"`), Size: aws.ToInt64(o.Size)}
+				oi := ObjectInfo{Key: *o.Key, ETag: strings.Trim(aws.ToString(o.ETag), `"`), Size: aws.ToInt64(o.Size),
+					Modified: aws.ToTime(o.LastModified)}
 				if !yield(oi, nil) {
 					return
 				}

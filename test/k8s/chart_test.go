@@ -1,6 +1,7 @@
 package k8s
 
 import (
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -117,6 +118,20 @@ func checkInvariants(t *testing.T, r rendered) {
 				if x.Spec.Template.Annotations["checksum/config"] == "" {
 					t.Errorf("%s: no checksum/config annotation (a changed ConfigMap would not roll the pods)", o)
 				}
+				// `hpa web` listens on web.addr and serves no /metrics.
+				if x.Labels["app.kubernetes.io/component"] == "web" {
+					if _, ok := x.Spec.Template.Annotations["prometheus.io/scrape"]; ok {
+						t.Errorf("%s: scrape annotations on the viewer, which serves no /metrics", o)
+					}
+					if e, ok := envOf(x.Spec.Template.Spec.Containers[0], "HPA_WEB_ADDR"); !ok ||
+						e.Value != fmt.Sprintf(":%d", x.Spec.Template.Spec.Containers[0].Ports[0].ContainerPort) {
+						t.Errorf("%s: HPA_WEB_ADDR %q is not the container port", o, e.Value)
+					}
+				}
+			}
+		case *corev1.Service:
+			if x.Labels["hpa.io/metrics"] == "true" && x.Labels["app.kubernetes.io/component"] == "web" {
+				t.Errorf("%s: a metrics Service for the viewer, which serves no /metrics", o)
 			}
 		case *batchv1.Job:
 			podSpecs[o.String()] = x.Spec.Template.Spec
@@ -154,9 +169,14 @@ func checkInvariants(t *testing.T, r rendered) {
 				t.Errorf("%s container %s: not `hpa ... --config /etc/hpa/config.yaml`: %q %q", name, c.Name, c.Command, c.Args)
 			}
 			if len(c.Ports) > 0 {
+				// `hpa web` serves /healthz beside its pages, and no /readyz.
+				ready := "/readyz"
+				if c.Name == "web" {
+					ready = "/healthz"
+				}
 				if c.LivenessProbe == nil || c.LivenessProbe.HTTPGet == nil || c.LivenessProbe.HTTPGet.Path != "/healthz" ||
-					c.ReadinessProbe == nil || c.ReadinessProbe.HTTPGet == nil || c.ReadinessProbe.HTTPGet.Path != "/readyz" {
-					t.Errorf("%s container %s: liveness /healthz and readiness /readyz expected", name, c.Name)
+					c.ReadinessProbe == nil || c.ReadinessProbe.HTTPGet == nil || c.ReadinessProbe.HTTPGet.Path != ready {
+					t.Errorf("%s container %s: liveness /healthz and readiness %s expected", name, c.Name, ready)
 				}
 				if c.Lifecycle == nil || c.Lifecycle.PreStop == nil {
 					t.Errorf("%s container %s: no preStop hook", name, c.Name)

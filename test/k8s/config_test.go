@@ -42,11 +42,13 @@ var chartOwnedKeys = map[string]string{
 	"training_worker.device":       "training.worker.gpu.enabled (env HPA_TRAINING_WORKER_DEVICE)",
 	"bridge.metrics_addr":          "metrics.port (env HPA_BRIDGE_METRICS_ADDR)",
 	"bridge.sqs_queue_url":         "bridge.sqsQueueURL (env HPA_BRIDGE_SQS_QUEUE_URL)",
-	"web.metrics_addr":             "metrics.port (env HPA_WEB_METRICS_ADDR)",
+	"web.addr":                     "metrics.port (env HPA_WEB_ADDR)",
+	"web.model":                    "models.location (or models.bundledPath)",
+	"web.model_pointer":            "models.pointer",
 }
 
 // Secrets never go into values or the ConfigMap: env from existing Secrets.
-var secretKeys = []string{"s3.access_key", "s3.secret_key", "nats.password", "nats.token"}
+var secretKeys = []string{"s3.access_key", "s3.secret_key", "nats.password", "nats.token", "web.token"}
 
 // leaves flattens a YAML mapping into dotted keys -> values (lists and scalars are leaves).
 func leaves(prefix string, m map[string]any, out map[string]any) {

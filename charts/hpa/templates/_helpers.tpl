@@ -124,7 +124,7 @@ target of deploy/Dockerfile. */}}
 {{/* Pod-level pieces shared by every role ------------------------------------------------------ */}}
 
 {{/* The ConfigMap's config.yaml: .Values.config plus the keys the chart owns (metrics addresses,
-model location and pointer, ONNX Runtime provider, NATS URL). */}}
+model location and pointer of the consumers and the viewer, ONNX Runtime provider, NATS URL). */}}
 {{- define "hpa.configYAML" -}}
 {{- $c := deepCopy .Values.config }}
 {{- $_ := set $c "cache_dir" .Values.cache.mountPath }}
@@ -132,6 +132,8 @@ model location and pointer, ONNX Runtime provider, NATS URL). */}}
 {{- $_ := set $c.inference "metrics_addr" (printf ":%d" (int .Values.metrics.port)) }}
 {{- $_ := set $c.inference "model" (default .Values.models.bundledPath .Values.models.location) }}
 {{- $_ := set $c.inference "model_pointer" .Values.models.pointer }}
+{{- $_ := set $c.web "model" (default .Values.models.bundledPath .Values.models.location) }}
+{{- $_ := set $c.web "model_pointer" .Values.models.pointer }}
 {{- $_ := set $c.ort "provider" (ternary .Values.inference.gpu.provider "cpu" .Values.inference.gpu.enabled) }}
 {{- toYaml $c }}
 {{- end }}
@@ -196,7 +198,7 @@ TMPDIR on the cache volume (model downloads), then the role's metrics address an
 {{- end }}
 {{- end }}
 {{- if .section }}
-- name: HPA_{{ .section | upper }}_METRICS_ADDR
+- name: HPA_{{ .section | upper }}_{{ default "metrics_addr" .addrKey | upper }}
   value: {{ printf ":%d" (int .ctx.Values.metrics.port) | quote }}
 {{- end }}
 {{- with .env }}
@@ -256,13 +258,14 @@ TMPDIR on the cache volume (model downloads), then the role's metrics address an
 {{- end }}
 {{- end }}
 
+{{/* Probes of a role's container: (dict "ctx" $ "readyPath" "/readyz"|"/healthz"). */}}
 {{- define "hpa.probes" -}}
 startupProbe:
   httpGet:
     path: /healthz
     port: http
   periodSeconds: 5
-  failureThreshold: {{ .Values.probes.startupFailureThreshold }}
+  failureThreshold: {{ .ctx.Values.probes.startupFailureThreshold }}
 livenessProbe:
   httpGet:
     path: /healthz
@@ -272,7 +275,7 @@ livenessProbe:
   failureThreshold: 3
 readinessProbe:
   httpGet:
-    path: /readyz
+    path: {{ default "/readyz" .readyPath }}
     port: http
   periodSeconds: 5
   timeoutSeconds: 3
@@ -301,7 +304,7 @@ readinessProbe:
     - name: http
       containerPort: {{ $ctx.Values.metrics.port }}
       protocol: TCP
-  {{- include "hpa.probes" $ctx | nindent 2 }}
+  {{- include "hpa.probes" (dict "ctx" $ctx "readyPath" .readyPath) | nindent 2 }}
   lifecycle:
     preStop:
       exec:

@@ -1,6 +1,8 @@
 {{/* A long-running role: its Deployment and its metrics Service.
 (dict "ctx" $ "role" .Values.x "component" c "args" (list ...) "section" config-section "gpu" bool
-"gpuValues" .Values.x.gpu "env" (list EnvVar...) "replicas" n|nil "strategy" "RollingUpdate"|"Recreate") */}}
+"gpuValues" .Values.x.gpu "env" (list EnvVar...) "replicas" n|nil "strategy" "RollingUpdate"|"Recreate"
+"addrKey" "metrics_addr"|"addr" "readyPath" "/readyz"|"/healthz" "noMetrics" bool). noMetrics: the role
+serves no /metrics (no scrape annotations, no metrics Service). */}}
 {{- define "hpa.workload" -}}
 {{- $ctx := .ctx }}
 {{- $role := .role }}
@@ -33,9 +35,10 @@ spec:
       labels:
         {{- include "hpa.componentSelectorLabels" (dict "ctx" $ctx "component" .component) | nindent 8 }}
       annotations:
-        {{- include "hpa.podAnnotations" (dict "ctx" $ctx "role" $role) | nindent 8 }}
+        {{- include "hpa.podAnnotations" (dict "ctx" $ctx "role" $role "noScrape" .noMetrics) | nindent 8 }}
     spec:
       {{- include "hpa.podSpec" (merge (dict "name" .component "probes" true) .) | nindent 6 }}
+{{- if not .noMetrics }}
 ---
 apiVersion: v1
 kind: Service
@@ -53,4 +56,5 @@ spec:
       port: {{ $ctx.Values.metrics.port }}
       targetPort: http
       protocol: TCP
+{{- end }}
 {{- end }}

@@ -19,6 +19,27 @@ vet:
 test: setup
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout 25m ./...
+	$(MAKE) test-chart
+
+# The Helm chart and the images (charts/hpa, deploy/): helm lint + template of the values matrix,
+# strict decoding into k8s.io/api / KEDA types, generated docs in sync, config.yaml mirror,
+# Dockerfile rules. A module of its own (test/k8s): Kubernetes' and KEDA's trees stay out of go.mod.
+.PHONY: test-chart chart-docs test-k8s
+test-chart:
+	cd test/k8s && $(GO) vet ./... && $(GO) test -count=1 -timeout 15m ./...
+
+# Regenerates the values table of charts/hpa/README.md and charts/hpa/values.schema.json from
+# charts/hpa/values.yaml.
+chart-docs:
+	cd test/k8s && $(GO) run ./cmd/chartdocs ../../charts/hpa
+
+# The install test against a real Kubernetes control plane (etcd, kube-apiserver,
+# kube-controller-manager, kube-scheduler built from source into .cache/bin by setup --k8s: ~10 min
+# cold on 2 idle cores, far more under load, so not part of `make test`; about a minute once built): helm
+# install/upgrade/uninstall, scheduling of GPU and CPU workloads on kubelet-less nodes.
+test-k8s: setup
+	scripts/setup.sh --k8s
+	cd test/k8s && HPA_K8S=1 $(GO) test -count=1 -timeout 20m -run 'TestInstall' -v ./...
 
 # The main job on the embedded default: the whole service on this machine, a synthetic plate uploaded
 # through S3, its labels and macro-F1 (hpa demo); it ends by printing the plate viewer's URL. Run from a

@@ -4,15 +4,18 @@
 #
 #   scripts/setup.sh            # everything tests need
 #   scripts/setup.sh --no-torch # inference-only node: skip libtorch + the training shim
+#   scripts/setup.sh --k8s      # also etcd + the Kubernetes control plane (make test-k8s)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 CACHE=${HPA_CACHE_DIR:-$ROOT/.cache}
 mkdir -p "$CACHE"
 WITH_TORCH=1
+WITH_K8S=0
 for a in "$@"; do
   case $a in
     --no-torch) WITH_TORCH=0 ;;
+    --k8s) WITH_K8S=1 ;;
     *) echo "setup.sh: unknown option $a" >&2; exit 2 ;;
   esac
 done
@@ -107,6 +110,58 @@ if [ "$WITH_TORCH" = 1 ] && [ -z "${HPA_TORCH_PREFIX:-}" ] && ! /usr/bin/python3
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends python3-torch >/dev/null ||
     { $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends python3-torch >/dev/null; }
+fi
+
+# ---- helm (chart tests: lint, template, install) ---------------------------------------------
+# charts/hpa's tests run the real helm CLI, built from the Go module proxy into $CACHE/bin/helm
+# (~2 min on 2 cores cold), only when it is missing or reports another module version.
+# HPA_SKIP_HELM=1 skips it (chart tests then skip themselves, or fail when env CI is set).
+HELM_VER=${HPA_HELM_VERSION:-v3.22.0}
+if [ "${HPA_SKIP_HELM:-0}" != 1 ]; then
+  have=$(go version -m "$CACHE/bin/helm" 2>/dev/null | awk '$1 == "mod" && $2 == "helm.sh/helm/v3" {print $3}') || have=""
+  go version -m "$CACHE/bin/helm" 2>/dev/null | grep -q 'chartutil.k8sVersionMinor=37' || have=""
+  if [ "$have" != "$HELM_VER" ]; then
+    log "building helm@$HELM_VER into $CACHE/bin (once; a few minutes cold)"
+    mkdir -p "$CACHE/bin"
+    # The ldflags of helm's own Makefile: its version, and the Kubernetes version of its client
+    # libraries (v1.37 for v3.22), which `helm template`/`lint` assume without --kube-version.
+    GOBIN=$CACHE/bin go install -ldflags "-X helm.sh/helm/v3/internal/version.version=$HELM_VER \
+      -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=37 \
+      -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMinor=37" \
+      "helm.sh/helm/v3/cmd/helm@$HELM_VER"
+  fi
+  log "helm: $CACHE/bin/helm ($HELM_VER)"
+fi
+
+# ---- Kubernetes control plane (make test-k8s: the chart install test) ------------------------
+# etcd, kube-apiserver, kube-controller-manager and kube-scheduler built from source by the small
+# modules under tools/ (tools/etcd, tools/k8s) into $CACHE/bin. Cold this takes ~10 min on 2 cores
+# (kube-apiserver ~7 of them), so it runs only when asked: `scripts/setup.sh --k8s` (make test-k8s),
+# or HPA_K8S=1. Rebuilt only when a binary is missing or was built from another module version.
+if [ "${HPA_K8S:-0}" = 1 ] || [ "$WITH_K8S" = 1 ]; then
+  k8s_dep() { go version -m "$1" 2>/dev/null | awk -v m="$2" '($1 == "dep" || $1 == "mod") && $2 == m {print $3}'; }
+  ETCD_VER=$(awk '$1 == "go.etcd.io/etcd/server/v3" {print $2} $1 == "require" && $2 == "go.etcd.io/etcd/server/v3" {print $3}' tools/etcd/go.mod)
+  if [ "$(k8s_dep "$CACHE/bin/etcd" go.etcd.io/etcd/server/v3)" != "$ETCD_VER" ]; then
+    log "building etcd $ETCD_VER into $CACHE/bin (once; ~1-2 min cold)"
+    mkdir -p "$CACHE/bin"
+    (cd tools/etcd && go build -trimpath -o "$CACHE/bin/etcd" .)
+  fi
+  K8S_VER=$(awk '$1 == "k8s.io/kubernetes" {print $2} $1 == "require" && $2 == "k8s.io/kubernetes" {print $3}' tools/k8s/go.mod)
+  # The version the servers report (/version; helm checks the chart's kubeVersion against it), as
+  # Kubernetes' own build sets it.
+  minor=$(cut -d. -f2 <<<"$K8S_VER")
+  K8S_LDFLAGS="-X k8s.io/component-base/version.gitVersion=$K8S_VER -X k8s.io/component-base/version.gitMajor=1 \
+    -X k8s.io/component-base/version.gitMinor=$minor -X k8s.io/component-base/version.gitTreeState=clean"
+  for b in kube-apiserver kube-controller-manager kube-scheduler; do
+    # The version it reports (`--version`): -trimpath keeps -ldflags out of `go version -m`.
+    if [ "$(k8s_dep "$CACHE/bin/$b" k8s.io/kubernetes)" != "$K8S_VER" ] ||
+      [ "$("$CACHE/bin/$b" --version 2>/dev/null)" != "Kubernetes $K8S_VER" ]; then
+      log "building $b $K8S_VER into $CACHE/bin (once; ~10 min cold for the three on 2 idle cores)"
+      mkdir -p "$CACHE/bin"
+      (cd tools/k8s && go build -trimpath -ldflags "$K8S_LDFLAGS" -o "$CACHE/bin/$b" "./cmd/$b")
+    fi
+  done
+  log "kubernetes: etcd $ETCD_VER, kube-apiserver/controller-manager/scheduler $K8S_VER in $CACHE/bin"
 fi
 
 # ---- Chromium for the plate viewer's browser test (test only) --------------------------------

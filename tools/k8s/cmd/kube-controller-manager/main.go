@@ -1,0 +1,18 @@
+// Command kube-controller-manager is the upstream kube-controller-manager (k8s.io/kubernetes/cmd/kube-controller-manager/app), built here for the chart
+// install test; see tools/k8s/go.mod.
+package main
+
+import (
+	"os"
+	_ "time/tzdata"
+
+	"k8s.io/component-base/cli"
+	_ "k8s.io/component-base/logs/json/register"
+	_ "k8s.io/component-base/metrics/prometheus/clientgo"
+	_ "k8s.io/component-base/metrics/prometheus/version"
+	"k8s.io/kubernetes/cmd/kube-controller-manager/app"
+)
+
+func main() {
+	os.Exit(cli.Run(app.NewControllerManagerCommand()))
+}

@@ -221,6 +221,7 @@ func Train(v *viper.Viper) (train.Config, error) {
 		return c, fmt.Errorf("train.balance.shares needs 3 values (minor, middle, major), got %v", shares)
 	}
 	copy(b.Shares[:], shares)
+	b.MaxRepeat = v.GetFloat64("train.balance.max_repeat")
 	c.ShrinkK = v.GetFloat64("train.threshold_shrink_k")
 	if c.Decode, err = Decode(v); err != nil {
 		return c, err

@@ -3,6 +3,7 @@ package train
 import (
 	"math/rand/v2"
 	"reflect"
+	"slices"
 	"testing"
 )
 
@@ -112,5 +113,84 @@ func TestRandomSampler(t *testing.T) {
 			}
 			seen[i] = true
 		}
+	}
+}
+
+// Per-batch group counts are the 50/30/20 shares split by largest remainder (hand-computed), not
+// floors plus the whole remainder to the largest share (17/9/6 at 32).
+func TestBalancedSamplerLargestRemainder(t *testing.T) {
+	labels := syntheticLabels(4000)
+	for bs, want := range map[int][3]int{
+		7: {4, 2, 1}, 8: {4, 2, 2}, 16: {8, 5, 3}, 20: {10, 6, 4}, 32: {16, 10, 6}, 50: {25, 15, 10}, 64: {32, 19, 13},
+	} {
+		s, err := NewBalancedSampler(labels, 28, bs, 10, DefaultBalance(), 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s.PerBatch() != want {
+			t.Errorf("batch %d: per batch %v, want %v", bs, s.PerBatch(), want)
+		}
+		for _, b := range s.Epoch(3) {
+			var n [3]int
+			for _, i := range b {
+				n[s.ExGroups[i]]++
+			}
+			if n != want {
+				t.Fatalf("batch %d: a batch holds %v", bs, n)
+			}
+		}
+	}
+	// An empty group's share goes to the others in proportion: 30/20 of 32 -> 19.2/12.8 -> 19/13.
+	noMinor := syntheticLabels(4000)
+	for i, ls := range noMinor {
+		if slices.Contains(ls, 27) {
+			noMinor[i] = []int{0}
+		}
+	}
+	s, err := NewBalancedSampler(noMinor, 28, 32, 10, DefaultBalance(), 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.PerBatch() != [3]int{0, 19, 13} {
+		t.Errorf("without minor examples: %v", s.PerBatch())
+	}
+}
+
+// MaxRepeat caps the draws of a small group per epoch at MaxRepeat times its size; the freed slots go
+// to the other groups and batches stay full.
+func TestBalancedSamplerMaxRepeat(t *testing.T) {
+	labels := syntheticLabels(2000) // ~10 minor examples
+	cfg := DefaultBalance()
+	cfg.MaxRepeat = 4
+	s, err := NewBalancedSampler(labels, 28, 32, 60, cfg, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pb := s.PerBatch()
+	if pb[0]+pb[1]+pb[2] != 32 {
+		t.Fatalf("per batch %v does not fill 32", pb)
+	}
+	var size, drawn [3]int
+	for _, g := range s.ExGroups {
+		size[g]++
+	}
+	for _, b := range s.Epoch(0) {
+		for _, i := range b {
+			drawn[s.ExGroups[i]]++
+		}
+	}
+	for g := range 2 { // minor (~10 examples) and middle (~60) are both capped here
+		if want := max(60, 4*size[g]); drawn[g] > want {
+			t.Errorf("group %d (%d examples) drawn %d times per epoch, cap %d; per batch %v", g, size[g], drawn[g], want, pb)
+		}
+	}
+	if pb[0] >= 16 || pb[1] >= 10 || pb[2] <= 6 {
+		t.Errorf("capped split %v, want the major group to take the freed slots", pb)
+	}
+	// Uncapped (the group is large enough): the plain split.
+	cfg.MaxRepeat = 1000
+	s2, _ := NewBalancedSampler(labels, 28, 32, 60, cfg, 1)
+	if s2.PerBatch() != [3]int{16, 10, 6} {
+		t.Errorf("with a loose cap: %v", s2.PerBatch())
 	}
 }

@@ -192,7 +192,7 @@ type batchPrep struct {
 // loader prepares the batches of one epoch, in order, with one pool of decode + augment workers for
 // the whole epoch: up to Prefetch+1 batches are in preparation at once, so the workers move on to
 // the next batch while the slowest sample of the current one finishes, and the device finds the next
-// batch ready. Augmentation depends only on (seed, epoch, example), so the scheduling changes nothing.
+// batch ready. Augmentation depends only on (seed, epoch, draw position), so the scheduling changes nothing.
 func (t *trainer) loader(ctx context.Context, batches [][]int, epoch int) <-chan batchPrep {
 	ahead := max(1, t.cfg.Prefetch)
 	out := make(chan batchPrep, ahead)
@@ -203,9 +203,10 @@ func (t *trainer) loader(ctx context.Context, batches [][]int, epoch int) <-chan
 		done chan struct{}
 	}
 	type job struct {
-		s  *slot
-		j  int
-		ex int
+		s   *slot
+		j   int
+		ex  int
+		pos int // draw position in the epoch (keys the augmentation)
 	}
 	c, s, k := t.cfg.Arch.InChans, t.cfg.Size, t.cfg.Arch.NumClasses
 	per := c * s * s
@@ -222,7 +223,7 @@ func (t *trainer) loader(ctx context.Context, batches [][]int, epoch int) <-chan
 				dst := p.x[jb.j*per : (jb.j+1)*per]
 				err := t.data.fill(dst, jb.ex)
 				if err == nil {
-					t.cfg.Augment.Apply(dst, c, s, AugmentRNG(uint64(t.cfg.Seed), epoch, jb.ex), tmp)
+					t.cfg.Augment.Apply(dst, c, s, AugmentRNG(uint64(t.cfg.Seed), epoch, jb.pos), tmp)
 					err = t.norm.ApplyFloat(dst, c, s)
 				}
 				for _, l := range t.data.labels[jb.ex] {
@@ -244,6 +245,7 @@ func (t *trainer) loader(ctx context.Context, batches [][]int, epoch int) <-chan
 	go func() {
 		defer close(jobs)
 		defer close(pending)
+		pos := 0
 		for _, b := range batches {
 			sl := &slot{p: batchPrep{x: make([]float32, len(b)*per), targets: make([]float32, len(b)*k), n: len(b)},
 				left: len(b), done: make(chan struct{})}
@@ -254,11 +256,12 @@ func (t *trainer) loader(ctx context.Context, batches [][]int, epoch int) <-chan
 			}
 			for j, ex := range b {
 				select {
-				case jobs <- job{sl, j, ex}:
+				case jobs <- job{sl, j, ex, pos + j}:
 				case <-ctx.Done():
 					return
 				}
 			}
+			pos += len(b)
 		}
 	}()
 	// Emitter: hand batches over in order as they complete.

@@ -59,6 +59,7 @@ finished epoch and continues exactly as an uninterrupted run would.`,
 	f.Bool("nesterov", true, "Nesterov momentum")
 	f.String("loss", "bce", "loss: bce | focal | soft_f1")
 	f.Float64("focal-gamma", 2, "focal loss exponent")
+	f.String("normalization", "data", "input normalization: data (per-channel mean/std of the training images) | constant (0.08/0.13)")
 	f.String("sampler", "balanced", "minibatch sampler: balanced (minor/middle/major class groups) | random")
 	f.Int("tta-views", 8, "TTA views for out-of-fold predictions and the manifest (1, 2, 4, 8)")
 	f.Int64("seed", 1, "seed of folds, init, sampling and augmentation")

@@ -199,6 +199,14 @@ func Train(v *viper.Viper) (train.Config, error) {
 	c.Momentum, c.WeightDecay, c.Nesterov = v.GetFloat64("train.momentum"), v.GetFloat64("train.weight_decay"), v.GetBool("train.nesterov")
 	c.Loss, c.FocalGamma = v.GetString("train.loss"), v.GetFloat64("train.focal_gamma")
 	c.Sampler = v.GetString("train.sampler")
+	switch n := v.GetString("train.normalization"); n {
+	case "data", "":
+		c.NormFromData = true
+	case "constant":
+		c.NormFromData = false
+	default:
+		return c, fmt.Errorf("train.normalization %q: data or constant", n)
+	}
 	c.TTAViews = v.GetInt("train.tta_views")
 	c.Seed = v.GetInt64("train.seed")
 	c.Workers, c.Prefetch = v.GetInt("train.workers"), v.GetInt("train.prefetch")

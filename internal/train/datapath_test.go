@@ -46,7 +46,7 @@ func (b recordingBackend) SetOptimizerState(map[string][]float32) error  { retur
 func (b recordingBackend) Close() error                                  { return nil }
 
 // recordRun runs cfg with the recording backend and returns the batches of the trained folds, in order.
-func recordRun(t *testing.T, cfg Config) []recordedBatch {
+func recordRun(t *testing.T, cfg Config) ([]recordedBatch, *Result) {
 	t.Helper()
 	var mu sync.Mutex
 	var got []recordedBatch
@@ -56,10 +56,11 @@ func recordRun(t *testing.T, cfg Config) []recordedBatch {
 	export := func(path string, spec model.Spec, w model.Weights, size int) error {
 		return os.WriteFile(path, []byte("member"), 0o644)
 	}
-	if _, err := Run(context.Background(), cfg, newModel, export, nil); err != nil {
+	res, err := Run(context.Background(), cfg, newModel, export, nil)
+	if err != nil {
 		t.Fatal(err)
 	}
-	return got
+	return got, res
 }
 
 // readPNGRef decodes one sample's four PNGs independently of the pipeline package (image/png, the
@@ -185,8 +186,34 @@ func dataPathConfig(t *testing.T, sampler string) (Config, string) {
 	cfg.TrainFolds, cfg.Cycles, cfg.EpochsPerCycle, cfg.Sampler = []int{0}, 1, 3, sampler
 	cfg.Augment.Expand = 0
 	cfg.DedupHamming = -1
-	cfg.Normalization = model.Normalization{Mean: []float32{0.1, 0.2, 0.3, 0.4}, Std: []float32{0.5, 0.25, 0.2, 0.125}}
 	return cfg, data
+}
+
+// checkDataStats compares norm with each channel's mean and std over all PNGs of the data set,
+// computed here independently.
+func checkDataStats(t *testing.T, data string, s int, norm model.Normalization) {
+	t.Helper()
+	ids, _ := readLabelCSV(t, data)
+	var sum, sq [4]float64
+	for _, id := range ids {
+		for ch, p := range readPNGRef(t, data, id, s) {
+			for _, v := range p {
+				sum[ch] += v
+				sq[ch] += v * v
+			}
+		}
+	}
+	n := float64(len(ids) * s * s)
+	for ch := range 4 {
+		m := sum[ch] / n
+		sd := math.Sqrt(sq[ch]/n - m*m)
+		if math.Abs(float64(norm.Mean[ch])-m) > 1e-5 || math.Abs(float64(norm.Std[ch])-sd) > 1e-5 {
+			t.Errorf("channel %d: manifest mean/std %v/%v, data %v/%v", ch, norm.Mean[ch], norm.Std[ch], m, sd)
+		}
+		if math.Abs(m-0.08) < 1e-3 && math.Abs(sd-0.13) < 1e-3 {
+			t.Errorf("channel %d statistics equal the old constants: the test cannot tell them apart", ch)
+		}
+	}
 }
 
 // rebuildSampler rebuilds fold 0's sampler of a finished run from its folds.csv and train.csv, to
@@ -217,7 +244,11 @@ func TestDataPathMatchesReference(t *testing.T) {
 	for _, sampler := range []string{"balanced", "random"} {
 		t.Run(sampler, func(t *testing.T) {
 			cfg, data := dataPathConfig(t, sampler)
-			got := recordRun(t, cfg)
+			got, res := recordRun(t, cfg)
+			// The normalization the batches use is the one the manifest records (inference uses it),
+			// and it is each channel's mean and std over the training PNGs.
+			norm := res.Manifest.Normalization
+			checkDataStats(t, data, cfg.Size, norm)
 			smp, spe, ids, lab := rebuildSampler(t, cfg, data)
 			byID := map[string][]int{}
 			for i, id := range ids {
@@ -252,7 +283,7 @@ func TestDataPathMatchesReference(t *testing.T) {
 						for ch := 0; ch < c; ch++ {
 							r := refAugment(ref[ch], s, ch, d)
 							for i, v := range r {
-								norm := (v - float64(cfg.Normalization.Mean[ch])) / float64(cfg.Normalization.Std[ch])
+								norm := (v - float64(norm.Mean[ch])) / float64(norm.Std[ch])
 								if math.Abs(float64(x[ch*s*s+i])-norm) > 1e-4 {
 									t.Fatalf("epoch %d batch %d row %d (%s) channel %d pixel %d: %v, reference %v (draw %+v)",
 										e, bi, j, id, ch, i, x[ch*s*s+i], norm, d)
@@ -275,7 +306,7 @@ func TestDataPathMatchesReference(t *testing.T) {
 // rare examples; identical repeats were the sawtooth of issue 7), and every epoch is reshuffled.
 func TestDataPathRepeatsAreNewViewsAndEpochsReshuffle(t *testing.T) {
 	cfg, data := dataPathConfig(t, "balanced")
-	got := recordRun(t, cfg)
+	got, _ := recordRun(t, cfg)
 	smp0, spe, _, _ := rebuildSampler(t, cfg, data)
 	// The balanced sampler does repeat examples within an epoch here (so the check is not vacuous).
 	sampleRepeats := 0

@@ -6,6 +6,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/hpa-plates/hpa/internal/model"
 )
 
 // Report is the training report: what the run cost and how good its members are, written as
@@ -36,8 +38,11 @@ type Report struct {
 	MacroF1        float64            `json:"oof_macro_f1"`
 	PolicyScores   map[string]float64 `json:"oof_macro_f1_by_policy"`
 	PerClass       []ClassRow         `json:"per_class"`
-	MemberMacroF1  map[string]float64 `json:"member_oof_macro_f1"` // single members with TTA, uniform threshold
-	Warnings       []string           `json:"warnings,omitempty"`
+	MemberMacroF1  map[string]float64 `json:"member_oof_macro_f1"` // single members with TTA, thresholds chosen on their own OOF
+	// MemberMacroF1EnsThr: single members with the ensemble's thresholds.
+	MemberMacroF1EnsThr map[string]float64  `json:"member_oof_macro_f1_ensemble_thresholds,omitempty"`
+	Normalization       model.Normalization `json:"normalization"`
+	Warnings            []string            `json:"warnings,omitempty"`
 }
 
 // ClassRow is one line of the per-class table.
@@ -72,6 +77,9 @@ func (r *Report) Markdown() string {
 		r.Samples, r.Folds, r.TrainedFolds, r.Cycles, r.EpochsPerCycle, r.BatchSize)
 	fmt.Fprintf(&b, "- recipe: %s lr %g, %s loss, %s batches\n", r.Optimizer, r.LR, r.Loss, r.Sampler)
 	fmt.Fprintf(&b, "- members: %d\n", r.Members)
+	if len(r.Normalization.Mean) > 0 {
+		fmt.Fprintf(&b, "- input normalization (per channel): mean %v, std %v\n", r.Normalization.Mean, r.Normalization.Std)
+	}
 	fmt.Fprintf(&b, "- wall time: %.1f s; device time: %.1f s (%.4f device-hours)", r.WallSeconds, r.DeviceSeconds, r.DeviceSeconds/3600)
 	if r.PricePerHour > 0 {
 		fmt.Fprintf(&b, "; cost: %.4f at %.2f per device-hour", r.Cost, r.PricePerHour)
@@ -82,10 +90,13 @@ func (r *Report) Markdown() string {
 		fmt.Fprintf(&b, "  - %s: %.4f\n", k, r.PolicyScores[k])
 	}
 	if len(r.MemberMacroF1) > 0 {
-		b.WriteString("- single members (OOF, TTA, uniform threshold):\n")
+		b.WriteString("- single members (OOF, TTA; own thresholds / the ensemble's thresholds):\n")
+		best := 0.0
 		for _, k := range sortedKeys(r.MemberMacroF1) {
-			fmt.Fprintf(&b, "  - %s: %.4f\n", k, r.MemberMacroF1[k])
+			fmt.Fprintf(&b, "  - %s: %.4f / %.4f\n", k, r.MemberMacroF1[k], r.MemberMacroF1EnsThr[k])
+			best = max(best, r.MemberMacroF1[k])
 		}
+		fmt.Fprintf(&b, "  - ensemble minus best member (each with its own thresholds): %+.4f\n", r.MacroF1-best)
 	}
 	for _, w := range r.Warnings {
 		fmt.Fprintf(&b, "- warning: %s\n", w)

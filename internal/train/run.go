@@ -63,6 +63,14 @@ func Run(ctx context.Context, cfg Config, newModel BackendFactory, export Export
 	if t.folds, err = t.assignFolds(); err != nil {
 		return nil, err
 	}
+	if cfg.NormFromData {
+		// Per-channel statistics of the training data replace the constant normalization; the
+		// manifest records them, so inference normalizes the same way.
+		if t.cfg.Normalization, err = data.channelStats(cfg.Workers); err != nil {
+			return nil, err
+		}
+		t.norm = pipeline.Norm{Mean: t.cfg.Normalization.Mean, Std: t.cfg.Normalization.Std}
+	}
 	if err := os.MkdirAll(filepath.Join(cfg.OutDir, "members"), 0o755); err != nil {
 		return nil, err
 	}

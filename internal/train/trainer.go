@@ -64,6 +64,7 @@ type Config struct {
 	Workers        int // decode + augment workers
 	Prefetch       int // batches prepared ahead of the device
 	Normalization  model.Normalization
+	NormFromData   bool // per-channel mean/std computed from the training data (replaces Normalization)
 	Decode         pipeline.DecodeOptions
 	SkipMissing    bool    // samples with missing images are skipped (listed) instead of fatal
 	PricePerHour   float64 // device-hour price for the report's cost line
@@ -80,7 +81,8 @@ func DefaultConfig(arch model.Spec) Config {
 		Optimizer: "sgd", LR: 0.1, LRMin: 0, Momentum: 0.9, WeightDecay: 1e-4, Nesterov: true,
 		Loss: "bce", FocalGamma: 2, Sampler: "balanced", Balance: DefaultBalance(), Augment: DefaultAugment(),
 		TTAViews: 8, Seed: 1, Workers: 2, Prefetch: 2, Normalization: model.DefaultNormalization(arch.InChans),
-		ShrinkK: 10, Name: "hpa", Version: "v1", DedupHamming: 6,
+		NormFromData: true,
+		ShrinkK:      10, Name: "hpa", Version: "v1", DedupHamming: 6,
 	}
 }
 

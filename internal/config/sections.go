@@ -199,6 +199,8 @@ func Train(v *viper.Viper) (train.Config, error) {
 	c.Momentum, c.WeightDecay, c.Nesterov = v.GetFloat64("train.momentum"), v.GetFloat64("train.weight_decay"), v.GetBool("train.nesterov")
 	c.Loss, c.FocalGamma = v.GetString("train.loss"), v.GetFloat64("train.focal_gamma")
 	c.Sampler = v.GetString("train.sampler")
+	c.Init, c.PriorBias = v.GetString("train.init"), v.GetBool("train.prior_bias")
+	c.WarmupEpochs = v.GetInt("train.warmup_epochs")
 	switch n := v.GetString("train.normalization"); n {
 	case "data", "":
 		c.NormFromData = true

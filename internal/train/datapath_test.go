@@ -406,3 +406,74 @@ func TestSamplerLabelDensityStationary(t *testing.T) {
 		}
 	}
 }
+
+// initBackend records the weights the trainer sets before the first step.
+type initBackend struct {
+	recordingBackend
+	spec model.Spec
+	set  *[]model.Weights
+}
+
+func (b initBackend) Weights() (model.Weights, error) { return model.InitWeights(b.spec, 99), nil }
+func (b initBackend) SetWeights(w model.Weights) error {
+	*b.set = append(*b.set, w.Clone())
+	return nil
+}
+
+// Init "pytorch" replaces the backend's init by model.InitWeightsPyTorch (seeded per fold) and
+// PriorBias sets fc.bias to the log prior odds of the fold's training rows; the default keeps the
+// backend's weights untouched.
+func TestRunInitOptions(t *testing.T) {
+	data := synthData(t, 48, 32, 4)
+	run := func(init string, prior bool) ([]model.Weights, string) {
+		cfg := tinyConfig(t, data, t.TempDir())
+		cfg.TrainFolds, cfg.Cycles, cfg.EpochsPerCycle, cfg.Init, cfg.PriorBias = []int{1}, 1, 1, init, prior
+		var set []model.Weights
+		var mu sync.Mutex
+		var got []recordedBatch
+		newModel := func(spec model.Spec, seed int64) (Backend, error) {
+			return initBackend{recordingBackend{&mu, &got, spec.NumClasses}, spec, &set}, nil
+		}
+		export := func(path string, spec model.Spec, w model.Weights, size int) error { return os.WriteFile(path, nil, 0o644) }
+		if _, err := Run(context.Background(), cfg, newModel, export, nil); err != nil {
+			t.Fatal(err)
+		}
+		return set, cfg.OutDir
+	}
+	if set, _ := run("timm", false); len(set) != 0 {
+		t.Errorf("default init set weights %d times", len(set))
+	}
+	set, out := run("pytorch", true)
+	if len(set) != 1 {
+		t.Fatalf("weights set %d times", len(set))
+	}
+	w := set[0]
+	spec, _ := model.Preset("seresnext_tiny")
+	want := model.InitWeightsPyTorch(spec, 1+1) // seed 1, fold 1
+	if !slices.Equal(w["layer2.0.conv2.weight"], want["layer2.0.conv2.weight"]) {
+		t.Error("conv weights are not PyTorch's init for (seed, fold)")
+	}
+	// fc.bias: smoothed log odds of each class among fold 1's training rows.
+	ids, lab := readLabelCSV(t, data)
+	folds, err := ReadFoldsFile(filepath.Join(out, "folds.csv"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var count [28]float64
+	n := 0
+	for i, id := range ids {
+		if folds[id] == 1 {
+			continue
+		}
+		n++
+		for _, c := range lab[i] {
+			count[c]++
+		}
+	}
+	for c, v := range w["fc.bias"] {
+		p := (count[c] + 0.5) / (float64(n) + 1)
+		if wantB := float32(math.Log(p / (1 - p))); v != wantB {
+			t.Errorf("fc.bias[%d] = %v, want log odds %v (%v of %d rows)", c, v, wantB, count[c], n)
+		}
+	}
+}

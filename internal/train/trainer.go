@@ -65,12 +65,18 @@ type Config struct {
 	Prefetch       int // batches prepared ahead of the device
 	Normalization  model.Normalization
 	NormFromData   bool // per-channel mean/std computed from the training data (replaces Normalization)
-	Decode         pipeline.DecodeOptions
-	SkipMissing    bool    // samples with missing images are skipped (listed) instead of fatal
-	PricePerHour   float64 // device-hour price for the report's cost line
-	ShrinkK        float64 // per-class threshold shrinkage strength
-	Name, Version  string  // model-set name and version for the manifest
-	ParentVersion  string
+	// Init: "pytorch" (plain PyTorch module defaults, model.InitWeightsPyTorch) or "timm" (the
+	// backend's own init: timm's kaiming-normal fan_out, zero_init_last; kept with pretrained weights).
+	Init         string
+	WarmupEpochs int // linear LR warm-up over the first epochs of the first cycle (0 = none)
+	// PriorBias starts the classifier bias at each class's log prior odds in the fold's training rows.
+	PriorBias     bool
+	Decode        pipeline.DecodeOptions
+	SkipMissing   bool    // samples with missing images are skipped (listed) instead of fatal
+	PricePerHour  float64 // device-hour price for the report's cost line
+	ShrinkK       float64 // per-class threshold shrinkage strength
+	Name, Version string  // model-set name and version for the manifest
+	ParentVersion string
 }
 
 // DefaultConfig returns the reference recipe for an architecture: SGD Nesterov lr 0.1 momentum 0.9
@@ -101,6 +107,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("train: optimizer %q: sgd or adamw", c.Optimizer)
 	case c.Sampler != "balanced" && c.Sampler != "random":
 		return fmt.Errorf("train: sampler %q: balanced or random", c.Sampler)
+	case c.Init != "" && c.Init != "timm" && c.Init != "pytorch":
+		return fmt.Errorf("train: init %q: pytorch or timm", c.Init)
 	case c.Loss != "bce" && c.Loss != "focal" && c.Loss != "soft_f1":
 		return fmt.Errorf("train: loss %q: bce, focal or soft_f1", c.Loss)
 	}

@@ -112,6 +112,16 @@ if [ "$WITH_TORCH" = 1 ] && [ -z "${HPA_TORCH_PREFIX:-}" ] && ! /usr/bin/python3
     { $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends python3-torch >/dev/null; }
 fi
 
+# ---- PyTorch reference trainer of `make bench-quality` (python3-pil reads the PNGs) ------------
+# scripts/torch_ref_train.py and the parity test's scripts/torch_steps.py run on Debian's python3-torch
+# (installed above); the reference trainer decodes the HPA PNGs with Pillow.
+if [ "$WITH_TORCH" = 1 ] && [ -z "${HPA_TORCH_PREFIX:-}" ] && ! /usr/bin/python3 -c 'import PIL' 2>/dev/null; then
+  log "installing python3-pil (PyTorch reference trainer of make bench-quality)"
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends python3-pil >/dev/null ||
+    { $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends python3-pil >/dev/null; }
+fi
+
 # ---- helm (chart tests: lint, template, install) ---------------------------------------------
 # charts/hpa's tests run the real helm CLI, built from the Go module proxy into $CACHE/bin/helm
 # (~2 min on 2 cores cold), only when it is missing or reports another module version.

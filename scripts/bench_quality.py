@@ -90,7 +90,8 @@ def main():
                 sh([a.hpa, "synth", "--out", d, "--samples", str(n), "--size", str(a.size), "--seed", str(s)])
         truth = read_csv_labels(os.path.join(te, "train.csv"))
         for preset in a.presets.split(","):
-            res = {"seed": seed, "preset": preset, "tag": a.tag, "extra": a.extra}
+            res = {"seed": seed, "preset": preset, "tag": a.tag, "extra": a.extra,
+                   "env": {k: v for k, v in sorted(os.environ.items()) if k.startswith("HPA_TRAIN_")}}
             out = os.path.join(a.work, "hpa-%s-%d-%s" % (preset, seed, a.tag))
             common = ["--size", str(a.size), "--folds", str(a.folds), "--cycles", str(a.cycles),
                       "--epochs", str(a.epochs), "--batch", str(a.batch)]
@@ -107,6 +108,8 @@ def main():
                     with open(os.path.join(out, "report.json")) as f:
                         rep = json.load(f)
                     res["hpa_oof"] = rep["oof_macro_f1"]
+                    res["hpa_last_loss"] = [l[-1] for l in rep.get("epoch_loss") or [] if l]
+                    res["hpa_policy_oof"] = rep.get("oof_macro_f1_by_policy")
             if "torch" in a.sides:
                 ref_csv = os.path.join(a.work, "torch-%s-%d.csv" % (preset, seed))
                 o, secs = sh([a.python, os.path.join(HERE, "torch_ref_train.py"), "--data", tr,

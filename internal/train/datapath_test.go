@@ -434,7 +434,9 @@ func TestRunInitOptions(t *testing.T) {
 		newModel := func(spec model.Spec, seed int64) (Backend, error) {
 			return initBackend{recordingBackend{&mu, &got, spec.NumClasses}, spec, &set}, nil
 		}
-		export := func(path string, spec model.Spec, w model.Weights, size int) error { return os.WriteFile(path, nil, 0o644) }
+		export := func(path string, spec model.Spec, w model.Weights, size int) error {
+			return os.WriteFile(path, nil, 0o644)
+		}
 		if _, err := Run(context.Background(), cfg, newModel, export, nil); err != nil {
 			t.Fatal(err)
 		}

@@ -124,6 +124,18 @@ func (t *trainer) finish(folds []*checkpoint, trained []int, skipped []string) (
 		MemberMacroF1: memberF1, MemberMacroF1EnsThr: memberF1Ens, Normalization: t.cfg.Normalization,
 		Warnings: t.rareClassWarnings(),
 	}
+	for _, f := range trained {
+		spe := t.batchesPerEpoch(f)
+		var el []float64
+		for e := 0; (e+1)*spe <= len(folds[f].Losses); e++ {
+			var sum float64
+			for _, l := range folds[f].Losses[e*spe : (e+1)*spe] {
+				sum += l
+			}
+			el = append(el, sum/float64(spe))
+		}
+		rep.EpochLoss = append(rep.EpochLoss, el)
+	}
 	rep.Warnings = append(rep.Warnings, "threshold rule: "+sel.Rule)
 	if t.dupGroups > 0 {
 		rep.Warnings = append(rep.Warnings, fmt.Sprintf("near-duplicates (pHash within %d bits): %d groups holding %d samples, each kept inside one fold",

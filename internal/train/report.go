@@ -42,7 +42,9 @@ type Report struct {
 	// MemberMacroF1EnsThr: single members with the ensemble's thresholds.
 	MemberMacroF1EnsThr map[string]float64  `json:"member_oof_macro_f1_ensemble_thresholds,omitempty"`
 	Normalization       model.Normalization `json:"normalization"`
-	Warnings            []string            `json:"warnings,omitempty"`
+	// EpochLoss is each trained fold's mean training loss per epoch (in TrainedFolds order).
+	EpochLoss [][]float64 `json:"epoch_loss"`
+	Warnings  []string    `json:"warnings,omitempty"`
 }
 
 // ClassRow is one line of the per-class table.
@@ -97,6 +99,11 @@ func (r *Report) Markdown() string {
 			best = max(best, r.MemberMacroF1[k])
 		}
 		fmt.Fprintf(&b, "  - ensemble minus best member (each with its own thresholds): %+.4f\n", r.MacroF1-best)
+	}
+	for i, l := range r.EpochLoss {
+		if len(l) > 0 && i < len(r.TrainedFolds) {
+			fmt.Fprintf(&b, "- fold %d mean training loss: first epoch %.4f, last epoch %.4f\n", r.TrainedFolds[i], l[0], l[len(l)-1])
+		}
 	}
 	for _, w := range r.Warnings {
 		fmt.Fprintf(&b, "- warning: %s\n", w)

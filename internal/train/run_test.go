@@ -129,6 +129,9 @@ func TestRunWritesModelSet(t *testing.T) {
 	if steps != 24 {
 		t.Errorf("%d train steps, want 24", steps)
 	}
+	if el := res.Report.EpochLoss; len(el) != 2 || len(el[0]) != 4 || len(el[1]) != 4 {
+		t.Errorf("epoch losses %v, want 2 folds x 4 epochs", el)
+	}
 	if m.TTAViews != 2 || m.InputSize != 32 || m.Metrics["oof_samples"] != 48 {
 		t.Errorf("manifest %+v", m)
 	}

@@ -378,7 +378,7 @@ func BenchTrain(v *viper.Viper) (benchtrain.MainOptions, error) {
 			Preload: v.GetString("bench_train.tcmalloc"), NoInplace: v.GetBool("bench_train.no_inplace"),
 			Loader: benchtrain.LoaderOptions{
 				DataDir: v.GetString("bench_train.data"), Workers: v.GetInt("bench_train.workers"),
-				Samples: v.GetInt("bench_train.samples"), Augment: train.DefaultAugment(),
+				Samples: v.GetInt("bench_train.samples"), Augment: train.RecipeAugment(),
 			},
 		},
 		Library: v.GetString("torch.library"), SynthSize: v.GetInt("bench_train.synth_size"),

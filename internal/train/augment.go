@@ -22,8 +22,14 @@ type Augment struct {
 	RotateDeg  float64 // arbitrary-angle rotation in U(-RotateDeg, RotateDeg) (0 = off), bilinear, zero fill
 }
 
-// DefaultAugment is the reference recipe's set.
+// DefaultAugment is the default set: the 8 symmetries of the square (rot90 + flips). The recipe's
+// photometric and geometric extras cost held-out quality at CPU budgets (docs/quality.md).
 func DefaultAugment() Augment {
+	return Augment{Rot90: true, FlipLR: true, FlipUD: true}
+}
+
+// RecipeAugment is the reference Kaggle recipe's full set (the loader benchmark's heavier work).
+func RecipeAugment() Augment {
 	return Augment{Brightness: 0.1, Contrast: 0.2, Expand: 1.3, Rot90: true, FlipLR: true, FlipUD: true, EraseProb: 0.3}
 }
 

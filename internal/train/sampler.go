@@ -31,9 +31,9 @@ type BalanceConfig struct {
 	MaxRepeat float64
 }
 
-// DefaultBalance is the reference recipe's split.
+// DefaultBalance is the reference recipe's split with a repeat cap of 4 draws per example and epoch.
 func DefaultBalance() BalanceConfig {
-	return BalanceConfig{MinorBelow: 0.01, MajorFrom: 0.05, Shares: [3]float64{0.5, 0.3, 0.2}}
+	return BalanceConfig{MinorBelow: 0.01, MajorFrom: 0.05, Shares: [3]float64{0.5, 0.3, 0.2}, MaxRepeat: 4}
 }
 
 // Sampler yields minibatches of example indices for one epoch.

@@ -23,9 +23,16 @@ func syntheticLabels(n int) [][]int {
 	return labels
 }
 
+// uncapped is the recipe's 50/30/20 split without the repeat cap.
+func uncapped() BalanceConfig {
+	b := DefaultBalance()
+	b.MaxRepeat = 0
+	return b
+}
+
 func TestClassGroups(t *testing.T) {
 	labels := syntheticLabels(4000)
-	g := ClassGroups(labels, 28, DefaultBalance())
+	g := ClassGroups(labels, 28, uncapped())
 	if g[27] != GroupMinor || g[5] != GroupMiddle || g[0] != GroupMajor {
 		t.Fatalf("groups 27,5,0 = %d,%d,%d", g[27], g[5], g[0])
 	}
@@ -33,7 +40,7 @@ func TestClassGroups(t *testing.T) {
 
 func TestBalancedSamplerShares(t *testing.T) {
 	labels := syntheticLabels(4000)
-	s, err := NewBalancedSampler(labels, 28, 20, 50, DefaultBalance(), 7)
+	s, err := NewBalancedSampler(labels, 28, 20, 50, uncapped(), 7)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -70,7 +77,7 @@ func TestBalancedSamplerShares(t *testing.T) {
 		t.Errorf("rare examples in epoch = %d, want 500", rare)
 	}
 	// Reproducible from (seed, epoch) alone, and epochs differ.
-	s2, _ := NewBalancedSampler(labels, 28, 20, 50, DefaultBalance(), 7)
+	s2, _ := NewBalancedSampler(labels, 28, 20, 50, uncapped(), 7)
 	if !reflect.DeepEqual(s2.Epoch(3), s.Epoch(3)) {
 		t.Error("not reproducible")
 	}
@@ -82,7 +89,7 @@ func TestBalancedSamplerShares(t *testing.T) {
 func TestBalancedSamplerCoversGroup(t *testing.T) {
 	// Within a group, consecutive draws walk shuffled passes: the first n draws cover all n examples.
 	labels := syntheticLabels(4000)
-	s, _ := NewBalancedSampler(labels, 28, 20, 50, DefaultBalance(), 3)
+	s, _ := NewBalancedSampler(labels, 28, 20, 50, uncapped(), 3)
 	major := len(s.groups[GroupMajor])
 	seen := map[int]bool{}
 	for e := 0; len(seen) < major && e < 100; e++ {
@@ -123,7 +130,7 @@ func TestBalancedSamplerLargestRemainder(t *testing.T) {
 	for bs, want := range map[int][3]int{
 		7: {4, 2, 1}, 8: {4, 2, 2}, 16: {8, 5, 3}, 20: {10, 6, 4}, 32: {16, 10, 6}, 50: {25, 15, 10}, 64: {32, 19, 13},
 	} {
-		s, err := NewBalancedSampler(labels, 28, bs, 10, DefaultBalance(), 1)
+		s, err := NewBalancedSampler(labels, 28, bs, 10, uncapped(), 1)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -147,7 +154,7 @@ func TestBalancedSamplerLargestRemainder(t *testing.T) {
 			noMinor[i] = []int{0}
 		}
 	}
-	s, err := NewBalancedSampler(noMinor, 28, 32, 10, DefaultBalance(), 1)
+	s, err := NewBalancedSampler(noMinor, 28, 32, 10, uncapped(), 1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -160,7 +167,7 @@ func TestBalancedSamplerLargestRemainder(t *testing.T) {
 // to the other groups and batches stay full.
 func TestBalancedSamplerMaxRepeat(t *testing.T) {
 	labels := syntheticLabels(2000) // ~10 minor examples
-	cfg := DefaultBalance()
+	cfg := uncapped()
 	cfg.MaxRepeat = 4
 	s, err := NewBalancedSampler(labels, 28, 32, 60, cfg, 1)
 	if err != nil {

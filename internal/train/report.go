@@ -111,6 +111,7 @@ func (r *Report) Markdown() string {
 	if len(r.Skipped) > 0 {
 		fmt.Fprintf(&b, "- skipped %d samples with missing images\n", len(r.Skipped))
 	}
+	b.WriteString("- the defaults of this recipe were chosen by a held-out ablation (docs/quality.md in the hpa repository: sampler, augmentations, optimizer, init, thresholds, snapshots, TTA)\n")
 	b.WriteString("\n![loss and learning rate](curves.png)\n\n")
 	b.WriteString("| id | class | positives | threshold | precision | recall | F1 |\n|---:|---|---:|---:|---:|---:|---:|\n")
 	for _, c := range r.PerClass {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -114,4 +115,53 @@ func TestStackCredentialsUpgrade(t *testing.T) {
 	if _, err := credentialsOf(StackOptions{DataDir: dir, AccessKey: "AK"}); err != ErrKeyPair {
 		t.Errorf("one key: %v", err)
 	}
+}
+
+// `hpa s3local --nats-embedded` with nats.user/nats.password: its NATS server refuses anonymous
+// clients and its own event publisher gets in.
+func TestServeS3EmbeddedNATSCredentials(t *testing.T) {
+	dir := t.TempDir()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ready := make(chan [2]string, 1)
+	done := make(chan error, 1)
+	var out syncWriter
+	go func() {
+		done <- ServeS3(ctx, S3ServerOptions{Dir: filepath.Join(dir, "s3"), Addr: "127.0.0.1:0", Region: "us-east-1",
+			AccessKey: "AK", SecretKey: "SK", Buckets: []string{"plates"}, NATSEmbedded: true, NATSDir: filepath.Join(dir, "nats"),
+			SubjectPrefix: bus.EventsSubjectPrefix, Stream: bus.EventsStream, NATSUser: "u1", NATSPassword: "pw1"}, &out, ready)
+	}()
+	var urls [2]string
+	select {
+	case urls = <-ready:
+	case err := <-done:
+		t.Fatalf("exited: %v", err)
+	case <-time.After(30 * time.Second):
+		t.Fatal("not ready")
+	}
+	if nc, err := nats.Connect(urls[1], nats.MaxReconnects(0)); err == nil {
+		nc.Close()
+		t.Error("anonymous client accepted")
+	}
+	nc, err := nats.Connect(urls[1], nats.UserInfo("u1", "pw1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc.Close()
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
+
+type syncWriter struct {
+	mu sync.Mutex
+	b  []byte
+}
+
+func (w *syncWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.b = append(w.b, p...)
+	return len(p), nil
 }

@@ -151,6 +151,10 @@ func Inference(v *viper.Viper) (inference.Config, error) {
 	num("inference.event_workers", &c.EventWorkers)
 	num("inference.max_ack_pending", &c.MaxAckPending)
 	num("inference.max_deliver", &c.MaxDeliver)
+	num("nats.replicas", &c.Replicas)
+	if c.Replicas < 1 {
+		return c, fmt.Errorf("inference: nats.replicas must be at least 1, not %d", c.Replicas)
+	}
 	dur := func(key string, dst *time.Duration) {
 		if v.IsSet(key) {
 			*dst = v.GetDuration(key)

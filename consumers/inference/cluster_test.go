@@ -26,10 +26,21 @@ const clusterStallBound = 15 * time.Second
 
 // The service on a 3-node JetStream cluster (routes, R3 streams and KV buckets through
 // nats.replicas): a steady stream of uploads is labeled while the server leading the ready
-// stream stops in the middle of the load. The two others elect a new leader, every sample is
-// labeled exactly once with the right prediction, and the time without progress stays within
-// the bound.
+// stream goes away in the middle of the load, either stopping cleanly (it hands its leaderships
+// over) or crashing (cut off at once, no handover: the others notice and elect). The two others
+// elect a new leader, every sample is labeled exactly once with the right prediction, and the
+// time without progress stays within the bound.
 func TestClusterStreamLeaderLoss(t *testing.T) {
+	for _, crash := range []bool{false, true} {
+		name := "shutdown"
+		if crash {
+			name = "crash"
+		}
+		t.Run(name, func(t *testing.T) { testClusterLeaderLoss(t, crash) })
+	}
+}
+
+func testClusterLeaderLoss(t *testing.T, crash bool) {
 	const user, password = "hpa", "cluster-test-password"
 	c, err := natsembed.StartCluster(3, natsembed.Options{DataDir: filepath.Join(t.TempDir(), "nats"), User: user, Password: password})
 	if err != nil {
@@ -126,7 +137,14 @@ func TestClusterStreamLeaderLoss(t *testing.T) {
 				}
 				killedName = info.Cluster.Leader
 				killed = time.Now()
-				c.Server(killedName).Shutdown()
+				if crash {
+					if err := c.Crash(killedName); err != nil {
+						uploadErr <- err
+						return
+					}
+				} else {
+					c.Server(killedName).Shutdown()
+				}
 			}
 			for _, ch := range []string{"red", "green", "blue", "yellow"} {
 				key := "incoming/pc/" + id + "_" + ch + ".png"
@@ -179,9 +197,13 @@ func TestClusterStreamLeaderLoss(t *testing.T) {
 		}
 	}
 	mu.Unlock()
-	t.Logf("3-node cluster, %d samples in %s: leader %s of %s stopped after %s; new leader %s; stall %s (bound %s); "+
+	how := "stopped"
+	if crash {
+		how = "crashed"
+	}
+	t.Logf("3-node cluster, %d samples in %s: leader %s of %s %s after %s; new leader %s; stall %s (bound %s); "+
 		"reprocessed without a rewrite %v, naks %v",
-		n, total.Round(time.Millisecond), killedName, cfg.ReadyStream, killed.Sub(start).Round(time.Millisecond), newLeader,
+		n, total.Round(time.Millisecond), killedName, cfg.ReadyStream, how, killed.Sub(start).Round(time.Millisecond), newLeader,
 		stall.Round(time.Millisecond), clusterStallBound,
 		counter(t, svc, "hpa_inference_samples_unchanged_total", nil), counter(t, svc, "hpa_inference_naks_total", nil))
 	if stall > clusterStallBound {

@@ -2,7 +2,6 @@ package natsembed
 
 import (
 	"fmt"
-	"net"
 	"net/url"
 	"path/filepath"
 	"strconv"
@@ -17,19 +16,22 @@ import (
 type Cluster struct {
 	Servers []*Server
 	name    string
+	proxies []*routeProxy // proxies[i] forwards the routes to Servers[i]
+	cut     *cutSet
 }
 
 // DefaultClusterName names the cluster of StartCluster when o.ClusterName is empty.
 const DefaultClusterName = "hpa-cluster"
 
-// StartCluster starts n (>= 1) servers with JetStream and routes to each other, node i storing
+// StartCluster starts n (>= 2) servers with JetStream and routes to each other, node i storing
 // under <o.DataDir>/node-<i> and named <o.ServerName or "hpa">-<i>; the other fields of o
 // (credentials, sync, limits, Log, Host) apply to every node, Port and ClusterPort are picked
-// free. It returns once every node accepts connections and JetStream has a meta leader that
+// free. Routes go through in-process proxies (see Crash). It returns once every node accepts connections and JetStream has a meta leader that
 // every node follows.
 func StartCluster(n int, o Options) (*Cluster, error) {
-	if n < 1 {
-		return nil, &Error{Op: "options", Reason: "a cluster needs at least one server, got " + strconv.Itoa(n)}
+	if n < 2 {
+		// JetStream refuses to run clustered without routes.
+		return nil, &Error{Op: "options", Reason: "a cluster needs at least two servers, got " + strconv.Itoa(n)}
 	}
 	if o.DataDir == "" {
 		return nil, &Error{Op: "options", Reason: "a cluster needs a DataDir"}
@@ -47,25 +49,31 @@ func StartCluster(n int, o Options) (*Cluster, error) {
 	if o.ReadyTimeout <= 0 {
 		o.ReadyTimeout = DefaultReadyTimeout
 	}
-	// Route ports are chosen up front so that every node can list all others.
-	ports, err := freePorts(o.Host, n)
-	if err != nil {
-		return nil, err
+	// Each node's routes go through a proxy of the cluster (the node advertises it), so Crash can
+	// cut a node off at once. The proxies listen first, so every node can list all the others.
+	c := &Cluster{name: o.ClusterName, cut: &cutSet{ids: map[string]bool{}}}
+	for i := 0; i < n; i++ {
+		p, err := newRouteProxy(o.Host, c.cut)
+		if err != nil {
+			c.Shutdown()
+			return nil, err
+		}
+		c.proxies = append(c.proxies, p)
 	}
 	routes := make([]string, n)
-	for i, p := range ports {
-		u := url.URL{Scheme: "nats-route", Host: net.JoinHostPort(o.Host, strconv.Itoa(p))}
+	for i, p := range c.proxies {
+		u := url.URL{Scheme: "nats-route", Host: p.addr()}
 		if o.User != "" {
 			u.User = url.UserPassword(o.User, o.Password)
 		}
 		routes[i] = u.String()
 	}
-	c := &Cluster{name: o.ClusterName}
 	for i := 0; i < n; i++ {
 		no := o
 		no.JetStream = true
 		no.Port = 0
-		no.ClusterPort = ports[i]
+		no.ClusterPort = 0
+		no.ClusterAdvertise = c.proxies[i].addr()
 		no.ServerName = base + "-" + strconv.Itoa(i)
 		no.DataDir = filepath.Join(o.DataDir, "node-"+strconv.Itoa(i))
 		no.Routes = nil
@@ -80,6 +88,7 @@ func StartCluster(n int, o Options) (*Cluster, error) {
 			return nil, err
 		}
 		c.Servers = append(c.Servers, s)
+		go c.proxies[i].serve(s.ns.ClusterAddr().String())
 	}
 	if err := c.WaitMetaLeader(o.ReadyTimeout * 3); err != nil {
 		c.Shutdown()
@@ -140,6 +149,33 @@ func (c *Cluster) Server(name string) *Server {
 // Name is the server's name (what JetStream's cluster info reports as leader and replicas).
 func (s *Server) Name() string { return s.opts.ServerName }
 
+// Crash stops node name as a dead machine would: every route connection to and from it is cut
+// at once, so it can hand nothing over (no leader stepdown, no goodbye), then its process part
+// stops (client connections closed). Its peers learn of the loss only from the dead routes and
+// elect new leaders after the raft election timeout. Shutdown, by contrast, is a clean stop: the
+// node transfers its leaderships first.
+func (c *Cluster) Crash(name string) error {
+	i := -1
+	for k, s := range c.Servers {
+		if s.opts.ServerName == name {
+			i = k
+		}
+	}
+	if i < 0 {
+		return &Error{Op: "crash", Reason: "no node " + name + " in cluster " + c.name}
+	}
+	s := c.Servers[i]
+	c.cut.add(s.ns.ID())
+	c.proxies[i].drop("")
+	for k, p := range c.proxies {
+		if k != i {
+			p.drop(s.ns.ID())
+		}
+	}
+	s.Shutdown()
+	return nil
+}
+
 // Shutdown stops every node.
 func (c *Cluster) Shutdown() {
 	if c == nil {
@@ -148,24 +184,8 @@ func (c *Cluster) Shutdown() {
 	for _, s := range c.Servers {
 		s.Shutdown()
 	}
+	for _, p := range c.proxies {
+		p.drop("")
+	}
 }
 
-// freePorts finds n free TCP ports on host (held open together so that they differ).
-func freePorts(host string, n int) ([]int, error) {
-	var ls []net.Listener
-	defer func() {
-		for _, l := range ls {
-			_ = l.Close()
-		}
-	}()
-	var ports []int
-	for i := 0; i < n; i++ {
-		l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
-		if err != nil {
-			return nil, &Error{Op: "start", Reason: "no free port for a cluster route on " + host, Err: err}
-		}
-		ls = append(ls, l)
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	return ports, nil
-}

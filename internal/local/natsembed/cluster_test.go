@@ -10,9 +10,20 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// Three nodes with routes: an R3 stream keeps every message when its leader stops, the two
-// others elect a new leader, and a node stays closed to clients and routes without credentials.
+// Three nodes with routes: an R3 stream keeps every message when its leader stops (cleanly, or
+// crashing: cut off with no handover), the two others elect a new leader, and a node stays closed
+// to clients without credentials.
 func TestClusterR3SurvivesLeaderLoss(t *testing.T) {
+	for _, crash := range []bool{false, true} {
+		name := "shutdown"
+		if crash {
+			name = "crash"
+		}
+		t.Run(name, func(t *testing.T) { testClusterLeaderLoss(t, crash) })
+	}
+}
+
+func testClusterLeaderLoss(t *testing.T, crash bool) {
 	c, err := StartCluster(3, Options{DataDir: t.TempDir(), User: "u", Password: "p"})
 	if err != nil {
 		t.Fatal(err)
@@ -53,10 +64,23 @@ func TestClusterR3SurvivesLeaderLoss(t *testing.T) {
 	if leader == nil {
 		t.Fatalf("leader %q is not a node of the cluster", old)
 	}
-	leader.Shutdown()
-	deadline := time.Now().Add(20 * time.Second)
+	if err := c.Crash("nope"); err == nil {
+		t.Error("crash of an unknown node")
+	}
+	lost := time.Now()
+	if crash {
+		if err := c.Crash(old); err != nil {
+			t.Fatal(err)
+		}
+	} else {
+		leader.Shutdown()
+	}
+	deadline := time.Now().Add(30 * time.Second)
 	for {
-		info, err = st.Info(ctx)
+		// Each request gets its own deadline: one sent to the dying node is never answered.
+		rctx, rcancel := context.WithTimeout(ctx, time.Second)
+		info, err = st.Info(rctx)
+		rcancel()
 		if err == nil && info.Cluster != nil && info.Cluster.Leader != "" && info.Cluster.Leader != old {
 			break
 		}
@@ -65,6 +89,7 @@ func TestClusterR3SurvivesLeaderLoss(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+	t.Logf("new leader %s after %s", info.Cluster.Leader, time.Since(lost).Round(time.Millisecond))
 	if info.State.Msgs != 20 {
 		t.Fatalf("%d messages after the leader change, want 20", info.State.Msgs)
 	}
@@ -82,5 +107,8 @@ func TestStartClusterBadOptions(t *testing.T) {
 	}
 	if _, err := Start(Options{Routes: []string{"nats-route://127.0.0.1:1"}}); err == nil {
 		t.Error("routes without a cluster name accepted")
+	}
+	if _, err := StartCluster(1, Options{DataDir: t.TempDir()}); err == nil {
+		t.Error("1 server accepted (JetStream does not cluster without routes)")
 	}
 }

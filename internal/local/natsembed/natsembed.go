@@ -55,6 +55,8 @@ type Options struct {
 	ClusterName string
 	ClusterPort int
 	Routes      []string
+	// ClusterAdvertise is the host:port the node tells its peers to route to ("" = its own).
+	ClusterAdvertise string
 }
 
 // Error is returned by Start when the server cannot be configured or started.
@@ -149,8 +151,10 @@ func Start(o Options) (*Server, error) {
 		if err != nil {
 			return nil, err
 		}
+		// One route connection per pair of nodes (no pool): the extra connections of a pool are
+		// solicited to the advertised address, without the route credentials.
 		sopts.Cluster = server.ClusterOpts{Name: o.ClusterName, Host: o.Host, Port: o.ClusterPort,
-			Username: o.User, Password: o.Password}
+			Username: o.User, Password: o.Password, Advertise: o.ClusterAdvertise, PoolSize: -1}
 		sopts.Routes = routes
 		if o.ClusterPort == 0 {
 			sopts.Cluster.Port = server.RANDOM_PORT

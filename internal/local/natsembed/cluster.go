@@ -188,4 +188,3 @@ func (c *Cluster) Shutdown() {
 		p.drop("")
 	}
 }
-

@@ -21,8 +21,10 @@ import (
 
 // clusterStallBound is the longest time without a sample labeled the test accepts around the loss
 // of a stream leader: the election (NATS raft: 4-9 s election timeout after a crash, about a
-// second after a clean stepdown), the clients' reconnect and the pull consumers' re-subscription.
-const clusterStallBound = 15 * time.Second
+// second after a clean stepdown), the clients' reconnect and the pull consumers' reissued pull
+// requests (two missed 1 s heartbeats, pull.go), with room for a loaded 2-core machine under
+// -race. With the library's default 15 s heartbeats a crash stalled labeling 31 s.
+const clusterStallBound = 20 * time.Second
 
 // The service on a 3-node JetStream cluster (routes, R3 streams and KV buckets through
 // nats.replicas): a steady stream of uploads is labeled while the server leading the ready

@@ -73,3 +73,14 @@ func NativeLibrary(t testing.TB, env, def string) string {
 	}
 	return p
 }
+
+// NeedTool skips the test with a one-line notice when a tool of the environment is missing, or
+// fails it when env CI is set: under CI (.ci/run sets CI=true) scripts/setup.sh has installed
+// everything, so nothing may skip. hint says how to get the tool.
+func NeedTool(t testing.TB, what, hint string) {
+	t.Helper()
+	if os.Getenv("CI") != "" {
+		t.Fatalf("%s is missing (under CI nothing may skip): %s", what, hint)
+	}
+	t.Skipf("skipped: %s is missing (%s); CI unset, so skipping", what, hint)
+}

@@ -16,6 +16,8 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+
+	"github.com/hpa-plates/hpa/internal/testenv"
 )
 
 // hermeticAWSEnv is an environment for Python AWS tools that ignores the machine's AWS setup.
@@ -38,10 +40,10 @@ func hermeticAWSEnv(t *testing.T) []string {
 func TestBoto3Client(t *testing.T) {
 	py, err := exec.LookPath("python3")
 	if err != nil {
-		t.Skip("python3 not installed")
+		testenv.NeedTool(t, "python3", "scripts/setup.sh --only clients")
 	}
 	if exec.Command(py, "-c", "import boto3").Run() != nil {
-		t.Skip("boto3 not installed")
+		testenv.NeedTool(t, "boto3 for "+py, "scripts/setup.sh --only clients installs python3-boto3")
 	}
 	s := startServer(t, Options{MinPartSize: 5 << 20})
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
@@ -109,7 +111,7 @@ func TestBoto3Client(t *testing.T) {
 func TestAWSCLI(t *testing.T) {
 	awsBin, err := exec.LookPath("aws")
 	if err != nil {
-		t.Skip("aws cli not installed")
+		testenv.NeedTool(t, "the aws cli", "scripts/setup.sh --only clients installs awscli")
 	}
 	s := startServer(t, Options{Buckets: []string{"cli"}})
 	env := hermeticAWSEnv(t)

@@ -78,6 +78,14 @@ FUZZTIME ?= 30s
 fuzz-decode:
 	$(GO) test ./internal/pipeline -run '^$$' -fuzz FuzzDecodeChannel -fuzztime $(FUZZTIME) -fuzzminimizetime 2s
 
+# Every fuzz target of the module (S3 event parser, train.csv / label CSV / label JSON readers, the
+# manifest reader, the channel decoders, aws-chunked bodies, ...), each for FUZZTIME, one after
+# another (scripts/fuzz.sh finds them; FUZZ=regexp picks some). Crashers land in
+# <package>/testdata/fuzz/ as regression seeds that `go test` then runs.
+.PHONY: fuzz
+fuzz:
+	FUZZTIME=$(FUZZTIME) scripts/fuzz.sh
+
 # Integration tests against a real MinIO server with native NATS JetStream notifications (binary
 # built by scripts/setup.sh into .cache/bin/minio; HPA_MINIO_BIN overrides).
 .PHONY: test-minio

@@ -60,6 +60,13 @@ demo: setup-demo build
 bench: setup
 	$(GO) test -run '^$$' -bench . -benchtime 3x ./...
 
+# docs/benchmarks.md from the saved benchmark outputs docs/bench/*.txt (one file per section, a `#`
+# header naming the title and the command): rerun a section's command, save its output there, then
+# make bench-report. internal/benchreport's test fails while the two disagree.
+.PHONY: bench-report
+bench-report:
+	$(GO) run ./internal/benchreport/cmd/benchreport docs/bench docs/benchmarks.md
+
 # Regenerate the ONNX protobuf Go types (internal/model/onnx/onnxpb) from the committed onnx.proto.
 .PHONY: gen-onnxpb
 gen-onnxpb:
@@ -110,6 +117,13 @@ bench-train: setup-bench build
 # The loader on synthetic PNGs instead.
 bench-train-synth: setup-bench build
 	bin/hpa bench train $(BENCH_TRAIN_ARGS)
+
+# `hpa label` vs PyTorch eager (the same exported model loaded by name, 8 dihedral views, the same
+# threads) on the same samples: samples/s ratio, goal >= 2.0, for the bundled tiny set and
+# seresnext50_32x4d at 256 px. BENCH_LABEL_SAMPLES / _THREADS / _BATCH override (16 / 2 / 8).
+.PHONY: bench-label
+bench-label: setup-bench build
+	scripts/bench-label.sh
 
 # Inference service benchmarks in one command: end-to-end samples/s through
 # NATS + S3 + decode + batching + JSON vs the raw model in the same run (e2e/raw, goal >= 0.90) and

@@ -36,6 +36,8 @@ type S3ServerOptions struct {
 	SubjectPrefix, Stream string
 	// PublishTimeout bounds the wait for JetStream's ack of an event.
 	PublishTimeout time.Duration
+	// Limits: timeouts, concurrent requests, Signature V2, multipart expiry (zero: defaults).
+	Limits s3local.Limits
 }
 
 // ErrNATSChoice is returned by ServeS3 when both an external and an embedded NATS are asked for.
@@ -86,6 +88,7 @@ func ServeS3(ctx context.Context, o S3ServerOptions, out io.Writer, ready chan<-
 	srv, err := s3local.New(s3local.Options{
 		Dir: o.Dir, Addr: o.Addr, Region: o.Region, AccessKey: o.AccessKey, SecretKey: o.SecretKey,
 		Buckets: o.Buckets, Publisher: pub, EventSubjectPrefix: o.SubjectPrefix, PublishTimeout: o.PublishTimeout,
+		Limits: o.Limits,
 	})
 	if err != nil {
 		return err

@@ -48,6 +48,9 @@ type StackOptions struct {
 	// <bus.EventsSubjectPrefix>.>.
 	EventsStream string
 	Log          *slog.Logger
+	// S3Limits are the S3 server's timeouts, request bound, Signature V2 and multipart expiry
+	// (config s3local.*; zero: defaults).
+	S3Limits s3local.Limits
 }
 
 // Stack is a running embedded NATS JetStream server and S3 server.
@@ -111,7 +114,7 @@ func Start(ctx context.Context, o StackOptions) (st *Stack, err error) {
 	}
 	st.S3, err = s3local.New(s3local.Options{Dir: filepath.Join(o.DataDir, "s3"), Addr: o.S3Addr, Region: o.Region,
 		AccessKey: ak, SecretKey: sk, Buckets: []string{o.Bucket}, Publisher: bus.JetStreamPublisher{JS: st.JS},
-		EventSubjectPrefix: bus.EventsSubjectPrefix, Logger: o.Log})
+		EventSubjectPrefix: bus.EventsSubjectPrefix, Logger: o.Log, Limits: o.S3Limits})
 	if err != nil {
 		return st, fmt.Errorf("up: %w", err)
 	}

@@ -2,10 +2,12 @@ package inference
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -97,6 +99,22 @@ func testClusterLeaderLoss(t *testing.T, crash bool) {
 		}
 	}
 
+	// The worst case: one node leads everything the service works through (both streams, the
+	// samples bucket, both durable consumers), so its loss stops intake and labeling at once.
+	info, err := streamInfo(ctx, svcJS, cfg.ReadyStream)
+	if err != nil || info.Cluster == nil || info.Cluster.Leader == "" {
+		t.Fatalf("ready stream leader: %+v %v", info, err)
+	}
+	target := info.Cluster.Leader
+	for _, g := range []struct{ what, stream, consumer string }{
+		{"events stream", "S3_EVENTS", ""}, {"samples bucket", "KV_" + cfg.SamplesBucket, ""},
+		{"events consumer", "S3_EVENTS", cfg.EventsConsumer}, {"label consumer", cfg.ReadyStream, cfg.LabelConsumer},
+	} {
+		if err := leadOn(ctx, svcJS, g.stream, g.consumer, target); err != nil {
+			t.Fatalf("%s: %v", g.what, err)
+		}
+	}
+
 	const n = 40
 	p := makePlate("pc", n, 32, 21)
 	labeled := func() int { return int(counter(t, svc, "hpa_inference_samples_labeled_total", nil)) }
@@ -132,12 +150,7 @@ func testClusterLeaderLoss(t *testing.T, crash bool) {
 	go func() {
 		for i, id := range p.ids {
 			if i == n/2 {
-				info, err := streamInfo(ctx, svcJS, cfg.ReadyStream)
-				if err != nil || info.Cluster == nil || c.Server(info.Cluster.Leader) == nil {
-					uploadErr <- fmt.Errorf("ready stream leader: %+v %v", info, err)
-					return
-				}
-				killedName = info.Cluster.Leader
+				killedName = target
 				killed = time.Now()
 				if crash {
 					if err := c.Crash(killedName); err != nil {
@@ -175,7 +188,7 @@ func testClusterLeaderLoss(t *testing.T, crash bool) {
 	<-watchDone
 	total := time.Since(start)
 
-	info, err := streamInfo(ctx, svcJS, cfg.ReadyStream)
+	info, err = streamInfo(ctx, svcJS, cfg.ReadyStream)
 	if err != nil || info.Cluster == nil {
 		t.Fatalf("ready stream after the loss: %v", err)
 	}
@@ -203,9 +216,10 @@ func testClusterLeaderLoss(t *testing.T, crash bool) {
 	if crash {
 		how = "crashed"
 	}
-	t.Logf("3-node cluster, %d samples in %s: leader %s of %s %s after %s; new leader %s; stall %s (bound %s); "+
+	t.Logf("3-node cluster, %d samples in %s: %s, leader of both streams, the samples bucket and both consumers, %s after %s; "+
+		"new leader of %s: %s; stall %s (bound %s); "+
 		"reprocessed without a rewrite %v, naks %v",
-		n, total.Round(time.Millisecond), killedName, cfg.ReadyStream, how, killed.Sub(start).Round(time.Millisecond), newLeader,
+		n, total.Round(time.Millisecond), killedName, how, killed.Sub(start).Round(time.Millisecond), cfg.ReadyStream, newLeader,
 		stall.Round(time.Millisecond), clusterStallBound,
 		counter(t, svc, "hpa_inference_samples_unchanged_total", nil), counter(t, svc, "hpa_inference_naks_total", nil))
 	if stall > clusterStallBound {
@@ -219,4 +233,52 @@ func streamInfo(ctx context.Context, js jetstream.JetStream, name string) (*jets
 		return nil, err
 	}
 	return st.Info(ctx)
+}
+
+// leadOn moves the leadership of stream (or of its consumer, when not "") to server: a leader
+// stepdown naming the preferred successor, then a wait until the cluster reports it.
+func leadOn(ctx context.Context, js jetstream.JetStream, stream, consumer, server string) error {
+	subject := "$JS.API.STREAM.LEADER.STEPDOWN." + stream
+	if consumer != "" {
+		subject = "$JS.API.CONSUMER.LEADER.STEPDOWN." + stream + "." + consumer
+	}
+	leader := func() string {
+		rctx, cancel := context.WithTimeout(ctx, time.Second)
+		defer cancel()
+		if consumer != "" {
+			if c, err := js.Consumer(rctx, stream, consumer); err == nil {
+				if info, err := c.Info(rctx); err == nil && info.Cluster != nil {
+					return info.Cluster.Leader
+				}
+			}
+			return ""
+		}
+		if info, err := streamInfo(rctx, js, stream); err == nil && info.Cluster != nil {
+			return info.Cluster.Leader
+		}
+		return ""
+	}
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		if leader() == server {
+			return nil
+		}
+		req := fmt.Sprintf(`{"placement":{"preferred":%q}}`, server)
+		m, err := js.Conn().RequestWithContext(ctx, subject, []byte(req))
+		if err != nil {
+			continue
+		}
+		var resp struct {
+			Error *struct {
+				Description string `json:"description"`
+			} `json:"error"`
+		}
+		if err := json.Unmarshal(m.Data, &resp); err != nil {
+			return fmt.Errorf("stepdown answer %q: %w", m.Data, err)
+		}
+		if resp.Error != nil && !strings.Contains(resp.Error.Description, "already leader") {
+			return fmt.Errorf("stepdown of %s %s to %s: %s", stream, consumer, server, resp.Error.Description)
+		}
+		time.Sleep(400 * time.Millisecond) // the election
+	}
+	return fmt.Errorf("%s %s: leader %q, not %s", stream, consumer, leader(), server)
 }

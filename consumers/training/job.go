@@ -65,10 +65,10 @@ func (s Settings) Config(dataDir, outDir, foldsFile, version, parent string, wor
 type Job struct {
 	Run      string   `json:"run"`
 	Fold     int      `json:"fold"`
-	Dataset  string   `json:"dataset"`   // key of the snapshot
-	Data     string   `json:"data"`      // prefix holding train.csv and folds.csv of the run
-	Out      string   `json:"out"`       // prefix of this fold's checkpoints and members
-	Version  string   `json:"version"`   // candidate version
+	Dataset  string   `json:"dataset"` // key of the snapshot
+	Data     string   `json:"data"`    // prefix holding train.csv and folds.csv of the run
+	Out      string   `json:"out"`     // prefix of this fold's checkpoints and members
+	Version  string   `json:"version"` // candidate version
 	Parent   string   `json:"parent,omitempty"`
 	Settings Settings `json:"settings"`
 }

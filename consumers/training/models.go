@@ -36,7 +36,9 @@ type GuardConfig struct {
 }
 
 // DefaultGuard is the guard: 0.005 macro-F1, 0.05 per class for classes with >= 20 positives.
-func DefaultGuard() GuardConfig { return GuardConfig{Tolerance: 0.005, ClassDrop: 0.05, MinPositives: 20} }
+func DefaultGuard() GuardConfig {
+	return GuardConfig{Tolerance: 0.005, ClassDrop: 0.05, MinPositives: 20}
+}
 
 // Scores are a model set's scores on an evaluation set.
 type Scores struct {

@@ -291,4 +291,3 @@ func short(d string) string {
 	}
 	return d
 }
-

@@ -21,7 +21,6 @@ import (
 
 	"github.com/hpa-plates/hpa/internal/bus"
 	"github.com/hpa-plates/hpa/internal/labels"
-	"github.com/hpa-plates/hpa/internal/model"
 	"github.com/hpa-plates/hpa/internal/objstore"
 	"github.com/hpa-plates/hpa/internal/runs"
 )
@@ -300,15 +299,17 @@ func (m *Models) Decide(ctx context.Context, r Request) (runs.Decision, error) {
 	sum := sha256.Sum256(mfBytes)
 	p := bus.Promotion{Location: loc, Version: r.Version, ManifestDigest: "sha256:" + hex.EncodeToString(sum[:]),
 		DatasetDigest: r.DatasetDigest, Previous: cur.Version, Time: d.Time.Format(time.RFC3339Nano)}
-	if err := m.swap(ctx, p, rev); err != nil {
+	if err := m.swap(ctx, p, cur.Version, rev); err != nil {
 		return d, err
 	}
 	return d, m.writeDecision(ctx, d)
 }
 
-// swap makes p current: the pointer object with If-Match on its ETag (If-None-Match when there is
-// none), then the KV fact with compare-and-set on revision rev, then the promotion message.
-func (m *Models) swap(ctx context.Context, p bus.Promotion, rev uint64) error {
+// swap makes p current in place of version expect (read at KV revision rev): the pointer object
+// with If-Match on its ETag (If-None-Match when there is none), then the KV fact with
+// compare-and-set on rev, then the promotion message. When the pointer or the fact no longer name
+// expect, another promotion won: ErrConflict, and nothing is written.
+func (m *Models) swap(ctx context.Context, p bus.Promotion, expect string, rev uint64) error {
 	body, _ := json.Marshal(p)
 	in := &s3.PutObjectInput{Bucket: aws.String(m.store.Name), Key: aws.String(m.cfg.Pointer), Body: bytes.NewReader(body),
 		ContentLength: aws.Int64(int64(len(body))), ContentType: aws.String("application/json")}
@@ -320,9 +321,8 @@ func (m *Models) swap(ctx context.Context, p bus.Promotion, rev uint64) error {
 		_, _ = b.ReadFrom(cur)
 		cur.Close()
 		old = bus.ParsePromotion(b.Bytes())
-		kvCur, _, kerr := m.Current(ctx)
-		if kerr == nil && old.Version != kvCur.Version {
-			return fmt.Errorf("pointer %s names %q, the KV fact %q: %w", m.cfg.Pointer, old.Version, kvCur.Version, ErrConflict)
+		if old.Version != expect {
+			return fmt.Errorf("pointer %s names %q, not %q: %w", m.cfg.Pointer, old.Version, expect, ErrConflict)
 		}
 		in.IfMatch = aws.String(`"` + info.ETag + `"`)
 	case errors.Is(err, objstore.ErrNotFound):
@@ -428,7 +428,11 @@ func (m *Models) List(ctx context.Context) ([]VersionInfo, error) {
 		if err != nil {
 			return nil, err
 		}
-		var mf model.Manifest
+		var mf struct {
+			ParentVersion string             `json:"parent_version"`
+			Members       []json.RawMessage  `json:"members"`
+			Metrics       map[string]float64 `json:"metrics"`
+		}
 		if err := json.Unmarshal(b, &mf); err != nil {
 			continue
 		}

@@ -128,6 +128,7 @@ type Coordinator struct {
 	mu      sync.Mutex
 	dirty   bool // a label file was recorded since the registry summary was computed
 	lastReg Registry
+	queued  map[string]bool // runs whose jobs this process queued
 }
 
 // NewCoordinator creates the coordinator's streams, KV buckets and the models store.
@@ -157,7 +158,7 @@ func NewCoordinator(ctx context.Context, cfg Config, nc *nats.Conn, js jetstream
 	if err != nil {
 		return nil, err
 	}
-	c := &Coordinator{cfg: cfg, nc: nc, js: js, kv: kv, store: store, models: models, log: log, dirty: true,
+	c := &Coordinator{cfg: cfg, nc: nc, js: js, kv: kv, store: store, models: models, log: log, dirty: true, queued: map[string]bool{},
 		reg: &registry{kv: dkv, store: store, labelsPrefix: cfg.LabelsPrefix, imagesPrefix: cfg.ImagesPrefix}}
 	return c, nil
 }
@@ -400,7 +401,7 @@ func (c *Coordinator) start(ctx context.Context, snap *Snapshot, reg Registry, t
 		return err
 	}
 	fail := func(err error) error {
-		_ = c.kv.Delete(ctx, activeKey)
+		_ = c.kv.Delete(context.WithoutCancel(ctx), activeKey)
 		return err
 	}
 	snap.Created = now
@@ -445,19 +446,32 @@ func (c *Coordinator) start(ctx context.Context, snap *Snapshot, reg Registry, t
 	if err := c.saveRun(ctx, &st); err != nil {
 		return fail(err)
 	}
-	for k := range s.Folds {
-		job := Job{Run: id, Fold: k, Dataset: dsKey, Data: data, Out: foldPrefix(c.cfg.RunsPrefix, id, k), Version: id,
-			Parent: cur.Version, Settings: s}
-		b, _ := json.Marshal(job)
-		if _, err := c.js.Publish(ctx, bus.TrainJobsSubject+"."+id, b, jetstream.WithMsgID(job.MsgID())); err != nil {
-			return fmt.Errorf("queue fold %d of %s: %w", k, id, err)
-		}
+	if err := c.queueJobs(ctx, &st); err != nil {
+		return err // the run stays queued; advance queues its jobs again
 	}
 	_, _ = c.kv.Put(ctx, lastDatasetKey, []byte(snap.Digest))
 	if trigger == "manual" {
 		_ = c.kv.Delete(ctx, triggerKey)
 	}
 	c.log.Info("training run started", "run", id, "samples", len(snap.Samples), "new", r.NewSamples, "trigger", trigger)
+	return nil
+}
+
+// queueJobs publishes the run's fold jobs (again: the stream deduplicates them by run and fold,
+// and a worker acknowledges a job of a fold already done without training it).
+func (c *Coordinator) queueJobs(ctx context.Context, st *RunState) error {
+	r := &st.Run
+	for k := range r.Folds {
+		job := Job{Run: r.ID, Fold: k, Dataset: r.Dataset, Data: runDataPrefix(c.cfg.RunsPrefix, r.ID),
+			Out: foldPrefix(c.cfg.RunsPrefix, r.ID, k), Version: r.Candidate, Parent: r.BaseVersion, Settings: st.Settings}
+		b, _ := json.Marshal(job)
+		if _, err := c.js.Publish(ctx, bus.TrainJobsSubject+"."+r.ID, b, jetstream.WithMsgID(job.MsgID())); err != nil {
+			return fmt.Errorf("queue fold %d of %s: %w", k, r.ID, err)
+		}
+	}
+	c.mu.Lock()
+	c.queued[r.ID] = true
+	c.mu.Unlock()
 	return nil
 }
 
@@ -491,10 +505,23 @@ func (c *Coordinator) loadRun(ctx context.Context, id string) (*RunState, error)
 // and finishes it. Each stage is recorded, so a restarted coordinator continues where it stopped.
 func (c *Coordinator) advance(ctx context.Context, id string) error {
 	st, err := c.loadRun(ctx, id)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		// The coordinator stopped between taking the lock and recording the run: nothing was queued.
+		c.log.Warn("releasing the lock of a run that was never recorded", "run", id)
+		return c.kv.Delete(ctx, activeKey)
+	}
 	if err != nil {
 		return err
 	}
 	r := &st.Run
+	c.mu.Lock()
+	queued := c.queued[id]
+	c.mu.Unlock()
+	if !queued && (r.State == runs.RunQueued || r.State == runs.RunRunning) {
+		if err := c.queueJobs(ctx, st); err != nil {
+			return err
+		}
+	}
 	switch r.State {
 	case runs.RunQueued, runs.RunRunning:
 		changed := false

@@ -236,3 +236,92 @@ func TestRunEndToEnd(t *testing.T) {
 	}
 	_ = errors.New
 }
+
+// The coordinator is stopped once a run is queued; a worker trains every fold and stops; a new
+// coordinator (no worker alive any more) merges, decides and promotes without training again.
+// Label files uploaded while the run is in progress go to the next run.
+func TestCoordinatorRestartAfterFolds(t *testing.T) {
+	torchLib(t)
+	e := newEnv(t)
+	ctx := context.Background()
+	data := synthData(t, 24, 6)
+	e.uploadImages(t, data, "training/images/")
+	csv, _ := os.ReadFile(filepath.Join(data, "train.csv"))
+	lines := strings.Split(strings.TrimSpace(string(csv)), "\n")
+	cfg := testConfig(e, t)
+	_, stopCoord := startCoordinator(t, e, cfg)
+	e.put(t, "training/labels/first.csv", []byte(strings.Join(lines[:21], "\n")+"\n"))
+	var runID string
+	waitFor(t, 30*time.Second, "run queued", func() bool {
+		b := e.kvGet(t, bus.TrainingBucket, activeKey)
+		runID = string(b)
+		return b != nil
+	})
+	waitFor(t, 30*time.Second, "fold jobs queued", func() bool {
+		st, err := e.js.Stream(ctx, bus.TrainJobsStream)
+		if err != nil {
+			return false
+		}
+		info, err := st.Info(ctx)
+		return err == nil && info.State.Msgs == 2
+	})
+	stopCoord()
+	// Uploads during the run: not in this run's snapshot.
+	e.put(t, "training/labels/second.csv", []byte(lines[0]+"\n"+strings.Join(lines[21:], "\n")+"\n"))
+	stopWorker := startWorker(t, e, "w1")
+	waitFor(t, 3*time.Minute, "both folds done", func() bool {
+		for k := range 2 {
+			var fs FoldState
+			b := e.kvGet(t, bus.TrainingBucket, foldKey(runID, k))
+			if b == nil || json.Unmarshal(b, &fs) != nil || fs.State != runs.FoldDone {
+				return false
+			}
+		}
+		return true
+	})
+	stopWorker()
+	if cur := e.kvGet(t, bus.ModelsBucket, bus.CurrentModelKey); cur != nil {
+		t.Fatalf("promoted without a coordinator: %s", cur)
+	}
+	cfg2 := cfg
+	cfg2.MinNew = 1000 // the second file alone must not start a run here
+	startCoordinator(t, e, cfg2)
+	var cur bus.Promotion
+	waitFor(t, time.Minute, "promotion after the restart", func() bool {
+		b := e.kvGet(t, bus.ModelsBucket, bus.CurrentModelKey)
+		if b != nil {
+			cur = bus.ParsePromotion(b)
+		}
+		return b != nil
+	})
+	if cur.Version != runID {
+		t.Errorf("promoted %s, want %s", cur.Version, runID)
+	}
+	var r *runs.Run
+	waitFor(t, 10*time.Second, "run done", func() bool {
+		rs := e.runRecords(t)
+		if len(rs) != 1 {
+			return false
+		}
+		r = rs[0]
+		return r.State == runs.RunDone
+	})
+	if r.Samples != 20 {
+		t.Errorf("run snapshot has %d samples, want the 20 of the first file", r.Samples)
+	}
+	for _, f := range r.Folds {
+		if f.Attempts != 1 || f.Worker != "w1" {
+			t.Errorf("fold %d: %d attempts on %s", f.Fold, f.Attempts, f.Worker)
+		}
+	}
+	// The registry now has the second file's samples, new since the production dataset.
+	var reg Registry
+	waitFor(t, 10*time.Second, "registry after the run", func() bool {
+		b := e.kvGet(t, bus.DatasetsBucket, registryKey)
+		return b != nil && json.Unmarshal(b, &reg) == nil && reg.Samples == 24 && reg.ProductionDataset == r.DatasetDigest
+	})
+	if reg.NewSamples != 4 {
+		t.Errorf("registry %+v: want 4 new", reg)
+	}
+	_ = ctx
+}

@@ -291,3 +291,46 @@ func short(d string) string {
 	}
 	return d
 }
+
+// Local is the training consumer of one machine (`hpa up`): a coordinator and one worker in the
+// process, on the connections of the local stack.
+type Local struct {
+	Coordinator *Coordinator
+	worker      *Worker
+	log         *slog.Logger
+}
+
+// NewLocal creates the coordinator and the worker.
+func NewLocal(ctx context.Context, cfg Config, wcfg WorkerConfig, nc *nats.Conn, js jetstream.JetStream, store *objstore.Bucket, log *slog.Logger) (*Local, error) {
+	log = orDefaultLog(log)
+	if cfg.Models.Bucket == "" {
+		cfg.Models.Bucket = store.Name
+	}
+	co, err := NewCoordinator(ctx, cfg, nc, js, store, log)
+	if err != nil {
+		return nil, err
+	}
+	if wcfg.RunsPrefix == "" {
+		wcfg.RunsPrefix = co.cfg.RunsPrefix
+	}
+	w, err := NewWorker(ctx, wcfg, js, store, log)
+	if err != nil {
+		return nil, err
+	}
+	return &Local{Coordinator: co, worker: w, log: log}, nil
+}
+
+// Run runs both until ctx ends. A worker that cannot start (no libtorch shim) is logged; the
+// coordinator keeps running, so its jobs wait for a worker elsewhere.
+func (l *Local) Run(ctx context.Context) error {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := l.worker.Run(ctx); err != nil && ctx.Err() == nil {
+			l.log.Error("training worker stopped; fold jobs wait for another worker", "err", err)
+		}
+	}()
+	err := l.Coordinator.Run(ctx)
+	<-done
+	return err
+}

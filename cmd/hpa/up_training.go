@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"path/filepath"
+	"time"
 
 	"github.com/spf13/viper"
 
@@ -73,4 +74,21 @@ func (w withTraining) Close() error {
 		return c.Close()
 	}
 	return nil
+}
+
+// retrainDemo is `hpa demo --retrain`: the demo stack with the training consumer, a run policy
+// that starts on the uploaded set after a short quiet period.
+func retrainDemo(ctx context.Context, v *viper.Viper, logw, out io.Writer, o local.DemoOptions, start local.Factory) error {
+	n := v.GetInt("demo.train_samples")
+	tweak := func(c *training.Config) { c.MinNew, c.Quiet, c.Poll = n, 2*time.Second, 250*time.Millisecond }
+	start, err := withTrainingOnStack(v, logw, o.Up.Stack.DataDir, start, tweak)
+	if err != nil {
+		return err
+	}
+	cfg, err := config.Training(v)
+	if err != nil {
+		return err
+	}
+	tweak(&cfg)
+	return training.RetrainDemo(ctx, training.RetrainDemoOptions{Demo: o, TrainSamples: n, Config: cfg}, out, start)
 }

@@ -46,6 +46,9 @@ func (s *Service) Run(ctx context.Context) error {
 			s.log.Warn("model promotion refused: not below inference.model_prefixes", "location", loc)
 			return
 		}
+		if _, cur, ok := s.model.info(); ok && cur == loc {
+			return // already serving it (the current-model fact got here first)
+		}
 		s.log.Info("model promotion received", "location", loc)
 		_ = s.Load(context.WithoutCancel(ctx), loc)
 	})

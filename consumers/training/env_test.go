@@ -64,8 +64,13 @@ func newEnv(t testing.TB) *testEnv {
 // synthData generates n samples of size px and returns the directory (train.csv, train/).
 func synthData(t testing.TB, n int, seed int64) string {
 	t.Helper()
+	return synthDataSize(t, n, 32, seed)
+}
+
+func synthDataSize(t testing.TB, n, size int, seed int64) string {
+	t.Helper()
 	dir := t.TempDir()
-	if _, err := synth.Generate(context.Background(), synth.Options{Out: dir, Samples: n, Size: 32, Seed: seed, Workers: 2}); err != nil {
+	if _, err := synth.Generate(context.Background(), synth.Options{Out: dir, Samples: n, Size: size, Seed: seed, Workers: 2}); err != nil {
 		t.Fatal(err)
 	}
 	return dir

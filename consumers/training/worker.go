@@ -277,6 +277,8 @@ func (w *Worker) trainJob(ctx context.Context, job Job, attempts int) error {
 	sy := &syncer{store: w.store, dir: outDir, prefix: job.Out, seen: map[string]fileStamp{}}
 	// Files already in S3 (the resumed checkpoint) need no upload.
 	_ = sy.scan(func(string, fileStamp) error { return nil })
+	sy.start(ctx)
+	defer sy.stop()
 	lastEpoch, lastReport := -1, time.Time{}
 	var syncErr error
 	progress := func(p train.Progress) {
@@ -286,7 +288,8 @@ func (w *Worker) trainJob(ctx context.Context, job Job, attempts int) error {
 		epoch := p.Cycle*p.Epochs + p.Epoch
 		if p.Batch == 0 && epoch > 0 && epoch != lastEpoch && syncErr == nil {
 			// The previous epoch's checkpoint (and any member it exported) is on disk: upload it.
-			syncErr = sy.sync(ctx)
+			// Uploaded in the background from a hard link: training goes on meanwhile.
+			syncErr = sy.snapshot()
 		}
 		lastEpoch = epoch
 		if time.Since(lastReport) >= 2*time.Second || p.Batch == p.Batches-1 {
@@ -302,7 +305,10 @@ func (w *Worker) trainJob(ctx context.Context, job Job, attempts int) error {
 	if syncErr != nil {
 		return syncErr
 	}
-	if err := sy.sync(ctx); err != nil {
+	if err := sy.snapshot(); err != nil {
+		return err
+	}
+	if err := sy.flush(); err != nil {
 		return err
 	}
 	st.State, st.Updated, st.ETASeconds = runs.FoldDone, time.Now().UTC(), nil
@@ -415,6 +421,17 @@ type syncer struct {
 	dir    string
 	prefix string
 	seen   map[string]fileStamp
+	n      int
+
+	mu     sync.Mutex
+	idle   *sync.Cond
+	ctx    context.Context
+	wake   chan struct{}
+	done   chan struct{}
+	queue  []upload
+	busy   bool
+	closed bool
+	err    error
 }
 
 type fileStamp struct {
@@ -457,13 +474,131 @@ func (s *syncer) scan(fn func(rel string, st fileStamp) error) error {
 	return nil
 }
 
-func (s *syncer) sync(ctx context.Context) error {
-	return s.scan(func(rel string, st fileStamp) error {
-		f, err := os.Open(filepath.Join(s.dir, filepath.FromSlash(rel)))
-		if err != nil {
+// upload is one file to put: a hard link to the version to upload (the trainer replaces
+// checkpoints by rename, so the link keeps this version's bytes).
+type upload struct {
+	rel, link string
+	size      int64
+}
+
+// start runs the uploader: one goroutine putting queued files in order.
+func (s *syncer) start(ctx context.Context) {
+	s.mu.Lock()
+	s.ctx, s.wake, s.done = ctx, make(chan struct{}, 1), make(chan struct{})
+	s.mu.Unlock()
+	go func() {
+		defer close(s.done)
+		for {
+			s.mu.Lock()
+			for len(s.queue) == 0 && !s.closed {
+				s.mu.Unlock()
+				<-s.wake
+				s.mu.Lock()
+			}
+			if len(s.queue) == 0 && s.closed {
+				s.mu.Unlock()
+				return
+			}
+			u := s.queue[0]
+			s.queue = s.queue[1:]
+			s.busy = true
+			s.mu.Unlock()
+			err := s.put(u)
+			s.mu.Lock()
+			s.busy = false
+			if err != nil && s.err == nil {
+				s.err = err
+			}
+			s.cond().Broadcast()
+			s.mu.Unlock()
+		}
+	}()
+}
+
+func (s *syncer) cond() *sync.Cond {
+	if s.idle == nil {
+		s.idle = sync.NewCond(&s.mu)
+	}
+	return s.idle
+}
+
+func (s *syncer) put(u upload) error {
+	defer os.Remove(u.link)
+	f, err := os.Open(u.link)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return s.store.PutReader(s.ctx, s.prefix+u.rel, f, u.size, "application/octet-stream")
+}
+
+// snapshot queues every new or changed member and checkpoint (members first); a checkpoint still
+// waiting from an earlier epoch is replaced by the newer one. It returns the uploader's first error.
+func (s *syncer) snapshot() error {
+	linkDir := filepath.Join(s.dir, ".upload")
+	if err := os.MkdirAll(linkDir, 0o755); err != nil {
+		return err
+	}
+	var add []upload
+	err := s.scan(func(rel string, st fileStamp) error {
+		s.n++
+		link := filepath.Join(linkDir, fmt.Sprintf("%06d-%s", s.n, filepath.Base(rel)))
+		if err := os.Link(filepath.Join(s.dir, filepath.FromSlash(rel)), link); err != nil {
 			return err
 		}
-		defer f.Close()
-		return s.store.PutReader(ctx, s.prefix+rel, f, st.size, "application/octet-stream")
+		add = append(add, upload{rel: rel, link: link, size: st.size})
+		return nil
 	})
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, u := range add {
+		kept := s.queue[:0]
+		for _, q := range s.queue {
+			if q.rel == u.rel {
+				os.Remove(q.link)
+				continue
+			}
+			kept = append(kept, q)
+		}
+		s.queue = append(kept, u)
+	}
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+	if err == nil {
+		err = s.err
+	}
+	return err
+}
+
+// flush waits until everything queued is uploaded and returns the first upload error.
+func (s *syncer) flush() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for len(s.queue) > 0 || s.busy {
+		if s.err != nil {
+			return s.err
+		}
+		s.cond().Wait()
+	}
+	return s.err
+}
+
+// stop ends the uploader after what is queued (or at once when its context ended).
+func (s *syncer) stop() {
+	s.mu.Lock()
+	s.closed = true
+	if s.ctx.Err() != nil {
+		for _, q := range s.queue {
+			os.Remove(q.link)
+		}
+		s.queue = nil
+	}
+	s.mu.Unlock()
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+	<-s.done
 }

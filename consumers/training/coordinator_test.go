@@ -173,7 +173,9 @@ func TestRunEndToEnd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	startCoordinator(t, e, testConfig(e, t))
+	cfg := testConfig(e, t)
+	cfg.Quiet = 2 * time.Second // the burst below is 10 uploads 50 ms apart
+	startCoordinator(t, e, cfg)
 	startWorker(t, e, "w1")
 	csv, _ := os.ReadFile(filepath.Join(data, "train.csv"))
 	lines := strings.Split(strings.TrimSpace(string(csv)), "\n")

@@ -8,6 +8,8 @@ import (
 
 	"github.com/hpa-plates/hpa/consumers/training"
 	"github.com/hpa-plates/hpa/internal/config"
+	"github.com/hpa-plates/hpa/internal/model/ort"
+	"github.com/hpa-plates/hpa/internal/objstore"
 	"github.com/hpa-plates/hpa/internal/serve"
 )
 
@@ -54,8 +56,12 @@ func newTrainingCoordinatorCmd(v *viper.Viper) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			newScorer, err := productionScorer(v)
+			if err != nil {
+				return err
+			}
 			return training.MainCoordinator(ctx, training.MainOptions{NATS: config.NATS(v), S3: config.S3(v), Config: cfg,
-				MetricsAddr: v.GetString("training.metrics_addr"), Logger: log})
+				MetricsAddr: v.GetString("training.metrics_addr"), Logger: log, NewScorer: newScorer})
 		},
 	}
 	f := cmd.Flags()
@@ -158,4 +164,17 @@ func newTrainingStatusCmd(v *viper.Viper) *cobra.Command {
 	cmd.Flags().Bool("json", false, "print JSON")
 	connectionFlags(cmd.Flags())
 	return cmd
+}
+
+// productionScorer scores the production set on the candidate's snapshot with ONNX Runtime (the
+// guard compares both on the same samples).
+func productionScorer(v *viper.Viper) (func(*objstore.Bucket) training.Scorer, error) {
+	rt := config.Runtime(v)
+	dec, err := config.Decode(v)
+	if err != nil {
+		return nil, err
+	}
+	return func(st *objstore.Bucket) training.Scorer {
+		return training.LoaderScorer{Load: ort.NewLoader(rt, st.Client), Store: st, Decode: dec}
+	}, nil
 }

@@ -26,6 +26,10 @@ func withTrainingOnStack(v *viper.Viper, logw io.Writer, dataDir string, start l
 	if tweak != nil {
 		tweak(&cfg)
 	}
+	newScorer, err := productionScorer(v)
+	if err != nil {
+		return nil, err
+	}
 	wcfg := config.TrainingWorker(v)
 	wcfg.Name, wcfg.CacheDir = "up", filepath.Join(dataDir, "training-cache", "worker")
 	return func(ctx context.Context, st *local.Stack, model string) (local.Service, error) {
@@ -42,6 +46,7 @@ func withTrainingOnStack(v *viper.Viper, logw io.Writer, dataDir string, start l
 			}
 			return nil, err
 		}
+		tr.Coordinator.Models().Scorer = newScorer(st.Store)
 		return withTraining{Service: svc, tr: tr}, nil
 	}, nil
 }

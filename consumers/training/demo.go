@@ -69,7 +69,7 @@ func RetrainDemo(ctx context.Context, o RetrainDemoOptions, out io.Writer, start
 
 func retrainSteps(ctx context.Context, o RetrainDemoOptions, ep local.Endpoints, out io.Writer, trainDir, plateDir string, began time.Time) error {
 	s3cfg := objstore.Config{Endpoint: ep.S3Endpoint, Region: ep.Region, PathStyle: true, Bucket: ep.Bucket, AccessKey: ep.AccessKey, SecretKey: ep.SecretKey}
-	conn, err := Dial(ctx, bus.Config{URL: ep.NATSURL}, s3cfg, "hpa-demo-retrain", nil)
+	conn, err := Dial(ctx, bus.Config{URL: ep.NATSURL, User: ep.NATSUser, Password: ep.NATSPassword}, s3cfg, "hpa-demo-retrain", nil)
 	if err != nil {
 		return err
 	}

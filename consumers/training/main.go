@@ -61,8 +61,9 @@ type MainOptions struct {
 	Worker      WorkerConfig
 	MetricsAddr string
 	Logger      *slog.Logger
-	// Scorer scores the production set for the guard (nil: ReportScorer).
-	Scorer    Scorer
+	// NewScorer makes the scorer of the production set for the guard over the bucket (nil:
+	// ReportScorer).
+	NewScorer func(*objstore.Bucket) Scorer
 	Relabeler Relabeler
 }
 
@@ -93,8 +94,8 @@ func MainCoordinator(ctx context.Context, o MainOptions) error {
 	if err != nil {
 		return err
 	}
-	if o.Scorer != nil {
-		co.Models().Scorer = o.Scorer
+	if o.NewScorer != nil {
+		co.Models().Scorer = o.NewScorer(c.Store)
 	}
 	co.Relabeler = o.Relabeler
 	l, err := listen(o.MetricsAddr, log)

@@ -38,6 +38,9 @@ func withTrainingOnStack(v *viper.Viper, logw io.Writer, dataDir string, start l
 			return nil, err
 		}
 		cfg.Models.Bucket = st.Endpoints.Bucket
+		if tweak == nil {
+			cfg.Models.Baseline = model // hpa up: the served set is production until a promotion
+		}
 		cfg.Topology.EventsSubjects = st.EventsSubjects
 		tr, err := training.NewLocal(ctx, cfg, wcfg, st.Conn, st.JS, st.Store, log)
 		if err != nil {

@@ -151,6 +151,10 @@ type ModelsConfig struct {
 	Pointer         string
 	PromotedSubject string
 	Guard           GuardConfig
+	// Baseline is the model set that counts as production while nothing was ever promoted (the set
+	// the inference consumers were started with, e.g. `hpa up`'s bundled one); "" = none: the first
+	// candidate is promoted unguarded.
+	Baseline string
 }
 
 func (c *ModelsConfig) fill() {
@@ -274,11 +278,16 @@ func (m *Models) Decide(ctx context.Context, r Request) (runs.Decision, error) {
 	d.CandidateMacroF1 = &cf
 	d.EvalSamples = r.Candidate.Samples
 	promote := true
+	prodLoc := cur.Location
+	if prodLoc == "" && m.cfg.Baseline != "" {
+		prodLoc = m.cfg.Baseline
+		d.ProductionVersion = "baseline"
+	}
 	switch {
-	case cur.Location == "":
+	case prodLoc == "":
 		d.Reason = "no production model yet"
 	default:
-		prod, err := m.Scorer.ScoreProduction(ctx, cur.Location, r.Snapshot)
+		prod, err := m.Scorer.ScoreProduction(ctx, prodLoc, r.Snapshot)
 		if err != nil && !r.Force {
 			return d, fmt.Errorf("score production %s: %w", cur.Version, err)
 		}

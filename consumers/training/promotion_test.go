@@ -167,3 +167,27 @@ func TestRacingPromotions(t *testing.T) {
 		}
 	}
 }
+
+// With a baseline (the set `hpa up` serves before any promotion), the first candidate is guarded
+// against it instead of being promoted unseen.
+func TestBaselineGuardsFirstPromotion(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	e.putSet(t, "bundled", 0.60, 0.60)
+	e.putSet(t, "worse", 0.30, 0.30)
+	e.putSet(t, "better", 0.65, 0.65)
+	m, err := NewModels(ctx, ModelsConfig{Baseline: "s3://hpa/models/bundled/"}, e.js, e.nc, e.store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := m.Decide(ctx, Request{Version: "worse", By: "coordinator"})
+	if err != nil || d.Action != runs.ActionReject || d.ProductionVersion != "baseline" {
+		t.Fatalf("worse than the baseline: %+v %v", d, err)
+	}
+	if cur, _, _ := m.Current(ctx); cur.Version != "" {
+		t.Fatalf("promoted %s", cur.Version)
+	}
+	if d, err := m.Decide(ctx, Request{Version: "better", By: "coordinator"}); err != nil || d.Action != runs.ActionPromote {
+		t.Fatalf("better than the baseline: %+v %v", d, err)
+	}
+}

@@ -195,6 +195,14 @@ func (w *Worker) handle(ctx context.Context, msg jetstream.Msg) {
 		_ = msg.DoubleAck(ctx) // trained and uploaded; only the ack was lost
 		return
 	}
+	if e, err := w.kv.Get(ctx, runKVKey(job.Run)); err == nil {
+		var rs RunState
+		if json.Unmarshal(e.Value(), &rs) == nil && (rs.Run.State == runs.RunFailed || rs.Run.State == runs.RunDone) {
+			w.log.Info("fold job of a finished run dropped", "run", job.Run, "fold", job.Fold, "state", rs.Run.State)
+			_ = msg.DoubleAck(ctx)
+			return
+		}
+	}
 	hctx, stop := context.WithCancel(ctx)
 	var hb sync.WaitGroup
 	hb.Add(1)

@@ -434,6 +434,7 @@ type syncer struct {
 	mu     sync.Mutex
 	idle   *sync.Cond
 	ctx    context.Context
+	cancel context.CancelFunc
 	wake   chan struct{}
 	done   chan struct{}
 	queue  []upload
@@ -492,7 +493,10 @@ type upload struct {
 // start runs the uploader: one goroutine putting queued files in order.
 func (s *syncer) start(ctx context.Context) {
 	s.mu.Lock()
-	s.ctx, s.wake, s.done = ctx, make(chan struct{}, 1), make(chan struct{})
+	// Uploads outlive the job's context by a grace period: a worker told to stop still puts its
+	// last epoch's checkpoint in S3, so the worker that takes the job over loses no epoch.
+	s.ctx, s.cancel = context.WithCancel(context.WithoutCancel(ctx))
+	s.wake, s.done = make(chan struct{}, 1), make(chan struct{})
 	s.mu.Unlock()
 	go func() {
 		defer close(s.done)
@@ -593,20 +597,23 @@ func (s *syncer) flush() error {
 	return s.err
 }
 
-// stop ends the uploader after what is queued (or at once when its context ended).
+// uploadGrace bounds how long a stopping worker keeps uploading what it queued.
+const uploadGrace = 2 * time.Minute
+
+// stop ends the uploader after what is queued, waiting at most uploadGrace.
 func (s *syncer) stop() {
 	s.mu.Lock()
 	s.closed = true
-	if s.ctx.Err() != nil {
-		for _, q := range s.queue {
-			os.Remove(q.link)
-		}
-		s.queue = nil
-	}
 	s.mu.Unlock()
 	select {
 	case s.wake <- struct{}{}:
 	default:
 	}
-	<-s.done
+	select {
+	case <-s.done:
+	case <-time.After(uploadGrace):
+		s.cancel()
+		<-s.done
+	}
+	s.cancel()
 }

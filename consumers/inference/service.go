@@ -97,6 +97,11 @@ type Config struct {
 	// polled every PointerPoll and a change triggers a reload.
 	ModelPointer string
 	PointerPoll  time.Duration
+	// ModelPrefixes limit the locations a promotion (message or current-model fact) may name:
+	// a location must start with one of them ("s3://bucket/models/"); none accepts any.
+	ModelPrefixes []string
+	// NoWatchCurrent turns off watching the current-model fact (KV bus.ModelsBucket).
+	NoWatchCurrent bool
 
 	MaxObjectBytes int64
 	// OpTimeout bounds every object-store call (a hung request fails and is retried instead of

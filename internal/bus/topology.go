@@ -131,3 +131,14 @@ func (t Topology) DLQSubjectOf(plate string) string {
 	}
 	return t.DLQSubject + "." + SubjectToken(plate)
 }
+
+// Training consumer names (consumers/training).
+const (
+	// TrainingConsumer is the coordinator's durable consumer on the events stream (label files).
+	TrainingConsumer = "hpa-training"
+	// TrainingBucket holds the training runs' machine state: the run lock ("active"), each run
+	// ("run.<id>"), fold progress ("fold.<id>.<k>", written by workers) and manual triggers.
+	TrainingBucket = "hpa_training"
+	// CurrentModelKey is the key of the current-model fact (a Promotion) in ModelsBucket.
+	CurrentModelKey = "current"
+)

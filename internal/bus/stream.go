@@ -128,3 +128,24 @@ func ensure(ctx context.Context, js jetstream.JetStream, sc jetstream.StreamConf
 	}
 	return nil
 }
+
+// DefaultReplayMaxAge bounds how long replayed events are kept in the replay stream.
+const DefaultReplayMaxAge = 7 * 24 * time.Hour
+
+// EnsureReplayStreams creates what the replay path of t needs when missing: the replay events
+// stream on t.ReplaySubjects (limits retention, kept DefaultReplayMaxAge, deduplication over
+// DefaultEventsDuplicates so a replay restarted after a crash does not queue a sample twice) and
+// the replayed sample-ready work queue (deduplication over window).
+func EnsureReplayStreams(ctx context.Context, js jetstream.JetStream, t Topology, window time.Duration) error {
+	t.Fill()
+	if err := ensure(ctx, js, jetstream.StreamConfig{Name: t.ReplayStream, Description: "S3 object events replayed for a backfill",
+		Subjects: t.ReplaySubjects, Retention: jetstream.LimitsPolicy, Storage: jetstream.FileStorage,
+		Duplicates: DefaultEventsDuplicates, MaxAge: DefaultReplayMaxAge}); err != nil {
+		return fmt.Errorf("bus: %w", err)
+	}
+	if err := ensure(ctx, js, jetstream.StreamConfig{Name: t.ReplayReadyStream, Subjects: []string{t.ReplayReadySubject + ".>"},
+		Retention: jetstream.WorkQueuePolicy, Storage: jetstream.FileStorage, Duplicates: window}); err != nil {
+		return fmt.Errorf("bus: %w", err)
+	}
+	return nil
+}

@@ -41,6 +41,21 @@ const (
 	ModelsBucket   = "hpa_models"
 	DatasetsBucket = "hpa_datasets"
 	ReplayBucket   = "hpa_replay"
+
+	// Replay (producers/replay): events republished for a backfill go to
+	// <ReplaySubjectPrefix>.<bucket>, captured by ReplayStream apart from live uploads. The inference
+	// consumer assembles them with ReplayEventsConsumer, queues complete samples on
+	// <ReplayReadySubject>.<plate token> (ReplayReadyStream) and labels them with
+	// ReplayLabelConsumer only when no live sample is waiting.
+	ReplayStream         = "HPA_REPLAY"
+	ReplayEventsConsumer = "hpa-assembler-replay"
+	ReplayReadyStream    = "HPA_READY_REPLAY"
+	ReplayReadySubject   = "hpa.replay.ready"
+	ReplayLabelConsumer  = "hpa-labeler-replay"
+	// HeaderReplayForce, on a replayed event, asks the consumer to label the sample again even when
+	// its current label has the serving model's digest (hpa replay --force); the value makes the
+	// sample-ready message of this replay distinct from earlier ones.
+	HeaderReplayForce = "Hpa-Replay-Force"
 )
 
 // Topology names the streams, subjects, durable consumers and KV buckets one inference
@@ -62,6 +77,14 @@ type Topology struct {
 	SamplesBucket   string
 	PlatesBucket    string
 	LocksBucket     string
+	// Replay path (see ReplayStream): its events stream and subjects, ready stream and subject
+	// prefix, and durable consumers.
+	ReplayStream         string
+	ReplaySubjects       []string
+	ReplayReadyStream    string
+	ReplayReadySubject   string
+	ReplayEventsConsumer string
+	ReplayLabelConsumer  string
 }
 
 // DefaultTopology is the topology of the default names.
@@ -72,6 +95,9 @@ func DefaultTopology() Topology {
 		LabelsSubject: LabelsSubject, PromotedSubject: PromotedSubject,
 		EventsConsumer: EventsConsumer, LabelConsumer: LabelConsumer,
 		SamplesBucket: SamplesBucket, PlatesBucket: PlatesBucket, LocksBucket: LocksBucket,
+		ReplayStream: ReplayStream, ReplaySubjects: []string{ReplaySubjectPrefix + ".>"},
+		ReplayReadyStream: ReplayReadyStream, ReplayReadySubject: ReplayReadySubject,
+		ReplayEventsConsumer: ReplayEventsConsumer, ReplayLabelConsumer: ReplayLabelConsumer,
 	}
 }
 
@@ -86,6 +112,9 @@ func (t *Topology) Fill() {
 		{&t.DLQStream, d.DLQStream}, {&t.DLQSubject, d.DLQSubject}, {&t.LabelsSubject, d.LabelsSubject},
 		{&t.PromotedSubject, d.PromotedSubject}, {&t.EventsConsumer, d.EventsConsumer}, {&t.LabelConsumer, d.LabelConsumer},
 		{&t.SamplesBucket, d.SamplesBucket}, {&t.PlatesBucket, d.PlatesBucket}, {&t.LocksBucket, d.LocksBucket},
+		{&t.ReplayStream, d.ReplayStream}, {&t.ReplayReadyStream, d.ReplayReadyStream},
+		{&t.ReplayReadySubject, d.ReplayReadySubject}, {&t.ReplayEventsConsumer, d.ReplayEventsConsumer},
+		{&t.ReplayLabelConsumer, d.ReplayLabelConsumer},
 	} {
 		if *f.p == "" {
 			*f.p = f.def
@@ -93,6 +122,9 @@ func (t *Topology) Fill() {
 	}
 	if len(t.EventsSubjects) == 0 {
 		t.EventsSubjects = d.EventsSubjects
+	}
+	if len(t.ReplaySubjects) == 0 {
+		t.ReplaySubjects = d.ReplaySubjects
 	}
 }
 
@@ -125,4 +157,9 @@ func (t Topology) DLQSubjectOf(plate string) string {
 		return t.DLQSubject + "._"
 	}
 	return t.DLQSubject + "." + SubjectToken(plate)
+}
+
+// ReplayReadySubjectOf is the subject of plate's replayed sample-ready messages.
+func (t Topology) ReplayReadySubjectOf(plate string) string {
+	return t.ReplayReadySubject + "." + SubjectToken(plate)
 }

@@ -101,6 +101,23 @@ if [ "${HPA_SKIP_MINIO:-0}" != 1 ]; then
   log "minio: $CACHE/bin/minio ($MINIO_VER)"
 fi
 
+# ---- goaws (SQS API server; only for the bridge tests) ----------------------------------------
+# internal/testenv/goaws runs a real SQS API server (github.com/Admiral-Piett/goaws) for the tests
+# and benchmarks of producers/bridge; nothing else needs it. Built from source with this Go into
+# $CACHE/bin/goaws (seconds), only when missing or of another version. HPA_SKIP_GOAWS=1 skips it
+# (the bridge tests then skip themselves, or fail when env CI is set).
+GOAWS_VER=${HPA_GOAWS_VERSION:-v0.4.5}
+if [ "${HPA_SKIP_GOAWS:-0}" != 1 ]; then
+  have=$(go version -m "$CACHE/bin/goaws" 2>/dev/null | awk '$1 == "mod" && $2 == "github.com/Admiral-Piett/goaws" {print $3}') || have=""
+  if [ "$have" != "$GOAWS_VER" ]; then
+    log "building goaws@$GOAWS_VER into $CACHE/bin"
+    tmp=$(mktemp -d)
+    GOBIN=$tmp go install "github.com/Admiral-Piett/goaws/app/cmd@$GOAWS_VER"
+    mkdir -p "$CACHE/bin" && mv "$tmp/cmd" "$CACHE/bin/goaws" && rm -rf "$tmp"
+  fi
+  log "goaws: $CACHE/bin/goaws ($GOAWS_VER)"
+fi
+
 # ---- PyTorch baseline of `hpa bench train` (Debian python3-torch) ---------------------------
 # scripts/bench_train_step.py times the same training step in PyTorch on the same libtorch as the
 # shim: Debian's python3-torch (1.13, for /usr/bin/python3) uses the libtorch1.13 of libtorch-dev.

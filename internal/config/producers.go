@@ -7,6 +7,7 @@ import (
 
 	"github.com/spf13/viper"
 
+	"github.com/hpa-plates/hpa/producers/bridge"
 	"github.com/hpa-plates/hpa/producers/replay"
 )
 
@@ -73,4 +74,21 @@ func parseWhen(s string) (time.Time, error) {
 		return time.Now().Add(-d), nil
 	}
 	return time.Time{}, fmt.Errorf("%q is not an RFC 3339 time, a date (YYYY-MM-DD) or a duration before now (36h)", s)
+}
+
+// Bridge reads the bridge.* keys (and inference.events_stream) into bridge.Main's options; the
+// caller adds the NATS connection (NATS) and the logger.
+func Bridge(v *viper.Viper) bridge.MainOptions {
+	var m bridge.MainOptions
+	m.SQS = bridge.SQSConfig{Endpoint: v.GetString("bridge.sqs_endpoint"), Region: v.GetString("bridge.sqs_region")}
+	o := &m.Options
+	o.QueueURL = v.GetString("bridge.sqs_queue_url")
+	o.Topology.EventsStream = v.GetString("inference.events_stream")
+	o.SubjectPrefix = v.GetString("bridge.subject_prefix")
+	o.Pollers = v.GetInt("bridge.pollers")
+	o.WaitTime = v.GetDuration("bridge.wait_time")
+	o.Visibility = v.GetDuration("bridge.visibility")
+	o.PublishTimeout = v.GetDuration("bridge.publish_timeout")
+	m.MetricsAddr = v.GetString("bridge.metrics_addr")
+	return m
 }

@@ -182,6 +182,7 @@ func (b *Bridge) poll(ctx context.Context, id int) {
 		if !o.NC.IsConnected() {
 			// Receiving now would only make messages invisible that cannot be published.
 			b.m.waits.WithLabelValues("nats").Inc()
+			o.Logger.Debug("NATS not connected; waiting", "poller", id)
 			if !sleep() {
 				return
 			}
@@ -277,7 +278,8 @@ func (b *Bridge) handle(ctx context.Context, msgs []types.Message) bool {
 			p.futs = append(p.futs, f)
 		}
 	}
-	deadline := time.After(o.PublishTimeout)
+	wctx, wcancel := context.WithTimeout(ctx, o.PublishTimeout)
+	defer wcancel()
 	var del []types.DeleteMessageBatchRequestEntry
 	all := true
 	for i, p := range ps {
@@ -296,7 +298,7 @@ func (b *Bridge) handle(ctx context.Context, msgs []types.Message) bool {
 				ok = false
 				b.m.errors.WithLabelValues("publish").Inc()
 				o.Logger.Warn("record not published; the message stays in the queue", "message", aws.ToString(p.msg.MessageId), "err", err)
-			case <-deadline:
+			case <-wctx.Done():
 				ok = false
 				b.m.errors.WithLabelValues("publish").Inc()
 				o.Logger.Warn("no acknowledgement in time; the message stays in the queue", "message", aws.ToString(p.msg.MessageId))

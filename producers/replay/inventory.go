@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"iter"
 	"strings"
 	"sync"
 	"time"
@@ -149,7 +150,7 @@ func (r *runner) inventory(ctx context.Context) (Summary, error) {
 			}
 			return true
 		}
-		for oi, err := range o.Store.ObjectsAfter(lctx, u.Prefix, r.cp.Pos) {
+		for oi, err := range prefetch(lctx, o.Store.ObjectsAfter(lctx, u.Prefix, r.cp.Pos), 4096) {
 			if err != nil {
 				listErr = err
 				return
@@ -423,4 +424,36 @@ func (x *labelIndex) plate(ctx context.Context, plate string) (*plateLabels, err
 		}
 	})
 	return p, p.err
+}
+
+// prefetch runs seq in a goroutine ahead of its consumer, so the next listing page is fetched
+// while the current one is grouped and published.
+func prefetch(ctx context.Context, seq iter.Seq2[objstore.ObjectInfo, error], n int) iter.Seq2[objstore.ObjectInfo, error] {
+	return func(yield func(objstore.ObjectInfo, error) bool) {
+		type item struct {
+			oi  objstore.ObjectInfo
+			err error
+		}
+		ch := make(chan item, n)
+		pctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		go func() {
+			defer close(ch)
+			for oi, err := range seq {
+				select {
+				case ch <- item{oi, err}:
+				case <-pctx.Done():
+					return
+				}
+				if err != nil {
+					return
+				}
+			}
+		}()
+		for it := range ch {
+			if !yield(it.oi, it.err) {
+				return
+			}
+		}
+	}
 }

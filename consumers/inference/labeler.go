@@ -49,7 +49,7 @@ func (s *Service) runLabeler(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("label consumer: %w", err)
 	}
-	it, err := cons.Messages(jetstream.PullMaxMessages(max(2*s.cfg.MaxBatch, 2*s.cfg.FetchWorkers)))
+	it, err := cons.Messages(append(pullOptions(), jetstream.PullMaxMessages(max(2*s.cfg.MaxBatch, 2*s.cfg.FetchWorkers)))...)
 	if err != nil {
 		return fmt.Errorf("label consumer: %w", err)
 	}

@@ -62,6 +62,11 @@ type Topology struct {
 	SamplesBucket   string
 	PlatesBucket    string
 	LocksBucket     string
+
+	// Replicas is how many servers of a NATS cluster keep each stream and KV bucket the
+	// deployment creates (config nats.replicas; 0 means 1, one server). Existing streams are
+	// raised to it, never lowered (EnsureStream, EnsureKeyValue).
+	Replicas int
 }
 
 // DefaultTopology is the topology of the default names.

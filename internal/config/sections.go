@@ -152,6 +152,10 @@ func Inference(v *viper.Viper) (inference.Config, error) {
 	num("inference.event_workers", &c.EventWorkers)
 	num("inference.max_ack_pending", &c.MaxAckPending)
 	num("inference.max_deliver", &c.MaxDeliver)
+	num("nats.replicas", &c.Replicas)
+	if c.Replicas < 1 {
+		return c, fmt.Errorf("inference: nats.replicas must be at least 1, not %d", c.Replicas)
+	}
 	dur := func(key string, dst *time.Duration) {
 		if v.IsSet(key) {
 			*dst = v.GetDuration(key)
@@ -256,7 +260,8 @@ func Demo(v *viper.Viper) local.DemoOptions {
 	}
 }
 
-// S3Local reads the s3local.* keys.
+// S3Local reads the s3local.* keys and nats.user/nats.password (required by the embedded NATS
+// server, used with s3local.nats_url).
 func S3Local(v *viper.Viper) local.S3ServerOptions {
 	return local.S3ServerOptions{
 		Dir: v.GetString("s3local.dir"), Addr: v.GetString("s3local.addr"), Region: v.GetString("s3local.region"),
@@ -264,6 +269,7 @@ func S3Local(v *viper.Viper) local.S3ServerOptions {
 		Buckets: splitList(v.GetStringSlice("s3local.buckets")), NATSURL: v.GetString("s3local.nats_url"),
 		NATSEmbedded: v.GetBool("s3local.nats_embedded"), NATSDir: v.GetString("s3local.nats_dir"),
 		NATSPort: v.GetInt("s3local.nats_port"), NATSSyncAlways: v.GetBool("s3local.nats_sync_always"),
+		NATSUser: v.GetString("nats.user"), NATSPassword: v.GetString("nats.password"),
 		SubjectPrefix: v.GetString("s3local.subject_prefix"), Stream: v.GetString("s3local.stream"),
 		PublishTimeout: v.GetDuration("s3local.publish_timeout"),
 		Limits:         S3Limits(v),

@@ -60,6 +60,14 @@ demo: setup-demo build
 bench: setup
 	$(GO) test -run '^$$' -bench . -benchtime 3x ./...
 
+# Training consumer orchestration overhead (issue 10): a K=4 run through the coordinator and one
+# worker (S3 staging, per-epoch S3 checkpoints, merge) vs `hpa train` of the same folds in one
+# process, alternating rounds; prints the wall ratio (goal <= 1.05). Workload:
+# HPA_BENCH_TRAINING_SAMPLES/_SIZE/_EPOCHS (default 96 samples, 64 px, 3 epochs).
+.PHONY: bench-training
+bench-training: setup
+	$(GO) test -run '^$$' -bench TrainingOverhead -benchtime 1x -timeout 60m ./consumers/training
+
 # docs/benchmarks.md from the saved benchmark outputs docs/bench/*.txt (one file per section, a `#`
 # header naming the title and the command): rerun a section's command, save its output there, then
 # make bench-report. internal/benchreport's test fails while the two disagree.

@@ -141,6 +141,7 @@ func Inference(v *viper.Viper) (inference.Config, error) {
 	if s := v.GetStringSlice("inference.events_subjects"); len(s) > 0 {
 		c.EventsSubjects = s
 	}
+	c.ModelPrefixes = v.GetStringSlice("inference.model_prefixes")
 	num := func(key string, dst *int) {
 		if v.IsSet(key) {
 			*dst = v.GetInt(key)

@@ -577,6 +577,7 @@ func (c *Coordinator) advance(ctx context.Context, id string) error {
 // model set to models/<version>/.
 func (c *Coordinator) merge(ctx context.Context, st *RunState) error {
 	r := &st.Run
+	t0 := time.Now()
 	root := filepath.Join(c.cfg.CacheDir, r.ID, "merge")
 	if err := os.RemoveAll(root); err != nil {
 		return err
@@ -599,10 +600,12 @@ func (c *Coordinator) merge(ctx context.Context, st *RunState) error {
 		return nil, errors.New("merge: a fold has no finished checkpoint")
 	}
 	noExport := func(string, model.Spec, model.Weights, int) error { return errors.New("merge: nothing to export") }
+	t1 := time.Now()
 	res, err := train.Run(ctx, cfg, noTrain, noExport, nil)
 	if err != nil {
 		return err
 	}
+	t2 := time.Now()
 	if err := os.RemoveAll(filepath.Join(outDir, "checkpoints")); err != nil {
 		return err
 	}
@@ -637,7 +640,8 @@ func (c *Coordinator) merge(ctx context.Context, st *RunState) error {
 	f1 := res.Report.MacroF1
 	r.MacroF1 = &f1
 	r.Report, r.Curves = prefix+"report.json", prefix+"curves.png"
-	c.log.Info("model set written", "run", r.ID, "version", r.Candidate, "macro_f1", f1)
+	c.log.Info("model set written", "run", r.ID, "version", r.Candidate, "macro_f1", f1, "stage_s", t1.Sub(t0).Seconds(),
+		"finish_s", t2.Sub(t1).Seconds(), "upload_s", time.Since(t2).Seconds())
 	return nil
 }
 

@@ -312,11 +312,12 @@ func (c *Coordinator) Step(ctx context.Context) error {
 			return err
 		}
 	}
-	if len(snap.Samples) < 2*max(2, c.cfg.Settings.Folds) {
+	if need := 2 * max(2, c.cfg.Settings.Folds); len(snap.Samples) < need {
 		if manual {
 			_ = c.kv.Delete(ctx, triggerKey)
+			return fmt.Errorf("manual trigger dropped: %d labeled samples, a run needs at least %d", len(snap.Samples), need)
 		}
-		return fmt.Errorf("not enough labeled samples for a run: %d", len(snap.Samples))
+		return nil // the policy waits for more
 	}
 	return c.start(ctx, snap, reg, trigger)
 }

@@ -42,6 +42,13 @@ func (s *Service) Run(ctx context.Context) error {
 			s.log.Warn("empty model promotion ignored", "subject", m.Subject)
 			return
 		}
+		if !s.allowedModel(loc) {
+			s.log.Warn("model promotion refused: not below inference.model_prefixes", "location", loc)
+			return
+		}
+		if _, cur, ok := s.model.info(); ok && cur == loc {
+			return // already serving it (the current-model fact got here first)
+		}
 		s.log.Info("model promotion received", "location", loc)
 		_ = s.Load(context.WithoutCancel(ctx), loc)
 	})
@@ -55,9 +62,12 @@ func (s *Service) Run(ctx context.Context) error {
 	csvCtx, csvStop := context.WithCancel(context.WithoutCancel(ctx))
 	csvDone := make(chan struct{})
 	go func() { defer close(csvDone); s.csv.run(csvCtx) }()
-	stages := []serve.Stage{s.runAssembler, s.runLabeler, s.sweep}
+	stages := []serve.Stage{s.runAssembler, s.runReplayAssembler, s.runLabeler, s.sweep}
 	if s.cfg.ModelPointer != "" {
 		stages = append(stages, s.pollPointer)
+	}
+	if !s.cfg.NoWatchCurrent {
+		stages = append(stages, s.watchCurrent)
 	}
 	// Any stage failing (e.g. its durable consumer was deleted) stops the others: the service
 	// stops with that error instead of running half.
@@ -245,7 +255,7 @@ func (s *Service) recoverMissing(ctx context.Context, rec *sampleRec) (int, erro
 			continue
 		}
 		ev := bus.ObjectEvent{Bucket: s.cfg.Bucket, Key: o.Key, ETag: o.ETag, Size: o.Size, EventName: "ObjectCreated:Put"}
-		if err := s.applyEvent(ctx, ev); err != nil {
+		if err := s.applyEvent(ctx, ev, route{}); err != nil {
 			return found, err
 		}
 		found++

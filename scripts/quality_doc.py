@@ -38,6 +38,9 @@ def main():
            "2 folds x 1 cycle x 15 epochs, batch 32, 8-view TTA unless the row says otherwise; held-out macro-F1",
            "over the 28 classes from the label CSV of `hpa label`. Each row changes one part of the defaults;",
            "\"vs PyTorch\" is against scripts/torch_ref_train.py on the same data and fold split.", ""]
+    out.append("Source rows: %s (regenerate: `scripts/quality_doc.py%s %s`)." % (
+        ", ".join(args), "".join(" --alias %s=%s" % kv for kv in alias.items()), " ".join(args)))
+    out.append("")
     for old, new in alias.items():
         out.append("Rows tagged `%s` were run as `%s` with the flags shown in their rows, which are the defaults now." % (new, old))
         out.append("")

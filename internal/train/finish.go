@@ -27,6 +27,13 @@ func (t *trainer) finish(folds []*checkpoint, trained []int, skipped []string) (
 		truth [][]int
 	}
 	var singles []memberOOF
+	type foldOOF struct {
+		fold    int
+		members []string
+		probs   [][]float64
+		truth   [][]int
+	}
+	var foldEns []foldOOF
 	for _, f := range trained {
 		ck := folds[f]
 		deviceSeconds += ck.Seconds
@@ -41,6 +48,13 @@ func (t *trainer) finish(folds []*checkpoint, trained []int, skipped []string) (
 			}
 			probs = append(probs, p)
 			oofLabels = append(oofLabels, t.data.labels[ex])
+		}
+		if len(ck.SnapshotOOF) > 1 {
+			fe := foldOOF{fold: f, probs: probs[len(probs)-len(val):], truth: oofLabels[len(oofLabels)-len(val):]}
+			for _, m := range ck.Members {
+				fe.members = append(fe.members, m.File)
+			}
+			foldEns = append(foldEns, fe)
 		}
 		for si, snap := range ck.SnapshotOOF {
 			truth := make([][]int, len(val))
@@ -90,6 +104,26 @@ func (t *trainer) finish(folds []*checkpoint, trained []int, skipped []string) (
 		}
 		memberF1Ens[m.name] = sc.MacroF1
 	}
+	// Each fold's snapshot ensemble against its best snapshot, on the same rows, each with thresholds
+	// chosen on its own OOF predictions.
+	var foldCmp []FoldEnsemble
+	for _, fe := range foldEns {
+		tr, err := TruthFromLabels(fe.truth, k)
+		if err != nil {
+			return nil, err
+		}
+		_, own, err := chooseThresholds(fe.probs, tr, opt)
+		if err != nil {
+			return nil, err
+		}
+		fc := FoldEnsemble{Fold: fe.fold, EnsembleMacroF1: own.Scores.MacroF1}
+		for _, m := range fe.members {
+			if memberF1[m] > fc.BestMemberMacroF1 || fc.BestMember == "" {
+				fc.BestMember, fc.BestMemberMacroF1 = m, memberF1[m]
+			}
+		}
+		foldCmp = append(foldCmp, fc)
+	}
 	// Attach each member's single OOF macro-F1s to its manifest entry.
 	for i := range members {
 		members[i].Metrics = map[string]float64{"oof_macro_f1": memberF1[members[i].File],
@@ -122,7 +156,8 @@ func (t *trainer) finish(folds []*checkpoint, trained []int, skipped []string) (
 			"uniform": sel.UniformResult.Scores.MacroF1, "per_class": sel.PerClassResult.Scores.MacroF1, "rate": sel.RateResult.Scores.MacroF1,
 		},
 		MemberMacroF1: memberF1, MemberMacroF1EnsThr: memberF1Ens, Normalization: t.cfg.Normalization,
-		Warnings: t.rareClassWarnings(),
+		FoldEnsembles: foldCmp,
+		Warnings:      t.rareClassWarnings(),
 	}
 	for _, f := range trained {
 		spe := t.batchesPerEpoch(f)

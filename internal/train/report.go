@@ -42,9 +42,20 @@ type Report struct {
 	// MemberMacroF1EnsThr: single members with the ensemble's thresholds.
 	MemberMacroF1EnsThr map[string]float64  `json:"member_oof_macro_f1_ensemble_thresholds,omitempty"`
 	Normalization       model.Normalization `json:"normalization"`
+	// FoldEnsembles: each fold's snapshot ensemble vs its best snapshot (folds with 2+ snapshots).
+	FoldEnsembles []FoldEnsemble `json:"fold_ensembles,omitempty"`
 	// EpochLoss is each trained fold's mean training loss per epoch (in TrainedFolds order).
 	EpochLoss [][]float64 `json:"epoch_loss"`
 	Warnings  []string    `json:"warnings,omitempty"`
+}
+
+// FoldEnsemble compares one fold's snapshot ensemble with its best snapshot on the fold's OOF rows,
+// each with thresholds chosen on its own OOF predictions.
+type FoldEnsemble struct {
+	Fold              int     `json:"fold"`
+	EnsembleMacroF1   float64 `json:"ensemble_oof_macro_f1"`
+	BestMember        string  `json:"best_member"`
+	BestMemberMacroF1 float64 `json:"best_member_oof_macro_f1"`
 }
 
 // ClassRow is one line of the per-class table.
@@ -93,12 +104,13 @@ func (r *Report) Markdown() string {
 	}
 	if len(r.MemberMacroF1) > 0 {
 		b.WriteString("- single members (OOF, TTA; own thresholds / the ensemble's thresholds):\n")
-		best := 0.0
 		for _, k := range sortedKeys(r.MemberMacroF1) {
 			fmt.Fprintf(&b, "  - %s: %.4f / %.4f\n", k, r.MemberMacroF1[k], r.MemberMacroF1EnsThr[k])
-			best = max(best, r.MemberMacroF1[k])
 		}
-		fmt.Fprintf(&b, "  - ensemble minus best member (each with its own thresholds): %+.4f\n", r.MacroF1-best)
+	}
+	for _, fe := range r.FoldEnsembles {
+		fmt.Fprintf(&b, "- fold %d: snapshot ensemble %.4f vs best snapshot %s %.4f (OOF, each with its own thresholds): %+.4f\n",
+			fe.Fold, fe.EnsembleMacroF1, fe.BestMember, fe.BestMemberMacroF1, fe.EnsembleMacroF1-fe.BestMemberMacroF1)
 	}
 	for i, l := range r.EpochLoss {
 		if len(l) > 0 && i < len(r.TrainedFolds) {

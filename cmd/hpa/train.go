@@ -60,7 +60,7 @@ finished epoch and continues exactly as an uninterrupted run would.`,
 	f.String("loss", "bce", "loss: bce | focal | soft_f1")
 	f.Float64("focal-gamma", 2, "focal loss exponent")
 	f.String("init", "pytorch", "initial weights: pytorch (PyTorch module defaults) | timm (kaiming-normal fan_out, zero last BN)")
-	f.Bool("prior-bias", true, "start the classifier bias at the classes' log prior odds")
+	f.Bool("prior-bias", false, "start the classifier bias at the classes' log prior odds")
 	f.Int("warmup-epochs", 0, "linear learning-rate warm-up epochs at the start")
 	f.String("normalization", "data", "input normalization: data (per-channel mean/std of the training images) | constant (0.08/0.13)")
 	f.String("sampler", "balanced", "minibatch sampler: balanced (minor/middle/major class groups) | random")

@@ -14,9 +14,13 @@ from collections import defaultdict
 
 def main():
     rows, alias, args = [], {}, sys.argv[1:]
-    while args and args[0] == "--alias":
-        old, new = args[1].split("=", 1)
-        alias[old] = new
+    notes = []
+    while args and args[0] in ("--alias", "--note"):
+        if args[0] == "--note":
+            notes.append(args[1])
+        else:
+            old, new = args[1].split("=", 1)
+            alias[old] = new
         args = args[2:]
     for p in args:
         with open(p) as f:
@@ -38,9 +42,12 @@ def main():
            "2 folds x 1 cycle x 15 epochs, batch 32, 8-view TTA unless the row says otherwise; held-out macro-F1",
            "over the 28 classes from the label CSV of `hpa label`. Each row changes one part of the defaults;",
            "\"vs PyTorch\" is against scripts/torch_ref_train.py on the same data and fold split.", ""]
-    out.append("Source rows: %s (regenerate: `scripts/quality_doc.py%s %s`)." % (
-        ", ".join(args), "".join(" --alias %s=%s" % kv for kv in alias.items()), " ".join(args)))
+    out.append("Source rows: %s (regenerate: `scripts/quality_doc.py%s%s %s`)." % (
+        ", ".join(args), "".join(" --alias %s=%s" % kv for kv in alias.items()),
+        "".join(" --note '%s'" % n for n in notes), " ".join(args)))
     out.append("")
+    for n in notes:
+        out += [n, ""]
     for old, new in alias.items():
         out.append("Rows tagged `%s` were run as `%s` with the flags shown in their rows, which are the defaults now." % (new, old))
         out.append("")

@@ -124,6 +124,8 @@ type Coordinator struct {
 	log    *slog.Logger
 	// Relabeler, when set and Config.Relabel, runs after every promotion.
 	Relabeler Relabeler
+	// Metrics, when set, counts label files, runs and decisions.
+	Metrics *Metrics
 
 	mu      sync.Mutex
 	dirty   bool // a label file was recorded since the registry summary was computed
@@ -249,6 +251,7 @@ func (c *Coordinator) recordFile(ctx context.Context, ev bus.ObjectEvent, seq ui
 	var lfe *LabelFileError
 	switch {
 	case perr == nil:
+		c.Metrics.labelFile("valid")
 		fe.Valid, fe.Rows = true, len(rows)
 		_ = c.store.Delete(ctx, ErrorKey(ev.Key)) // an earlier bad version's record
 	case errors.As(perr, &lfe):
@@ -262,6 +265,7 @@ func (c *Coordinator) recordFile(ctx context.Context, ev bus.ObjectEvent, seq ui
 			return err
 		}
 		c.log.Warn("label file rejected", "key", ev.Key, "reason", lfe.Reason)
+		c.Metrics.labelFile("rejected")
 	default:
 		return perr
 	}
@@ -368,6 +372,7 @@ func (c *Coordinator) refresh(ctx context.Context) (Registry, *Snapshot, error) 
 	if err := c.reg.writeRegistry(ctx, reg); err != nil {
 		return reg, nil, err
 	}
+	c.Metrics.registry(reg)
 	c.mu.Lock()
 	c.lastReg = reg
 	c.mu.Unlock()
@@ -454,6 +459,7 @@ func (c *Coordinator) start(ctx context.Context, snap *Snapshot, reg Registry, t
 	if trigger == "manual" {
 		_ = c.kv.Delete(ctx, triggerKey)
 	}
+	c.Metrics.run("started")
 	c.log.Info("training run started", "run", id, "samples", len(snap.Samples), "new", r.NewSamples, "trigger", trigger)
 	return nil
 }
@@ -669,6 +675,7 @@ func (c *Coordinator) decide(ctx context.Context, st *RunState) error {
 		return c.finish(ctx, st, fmt.Errorf("decide: %w", err))
 	}
 	r.Decision = runs.DecisionKey(c.models.cfg.ModelsPrefix, d)
+	c.Metrics.decision(d.Action)
 	c.log.Info("promotion decision", "run", r.ID, "action", d.Action, "version", d.Version, "reason", d.Reason)
 	if d.Action == runs.ActionPromote && c.cfg.Relabel && c.Relabeler != nil {
 		p, _, _ := c.models.Current(ctx)
@@ -688,6 +695,7 @@ func (c *Coordinator) finish(ctx context.Context, st *RunState, runErr error) er
 		st.Run.State, st.Run.Error = runs.RunFailed, runErr.Error()
 		c.log.Error("training run failed", "run", st.Run.ID, "err", runErr)
 	}
+	c.Metrics.run(st.Run.State)
 	if err := c.saveRun(ctx, st); err != nil {
 		return err
 	}

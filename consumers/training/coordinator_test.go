@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/hpa-plates/hpa/internal/bus"
 	"github.com/hpa-plates/hpa/internal/runs"
@@ -33,6 +35,7 @@ func startCoordinator(t testing.TB, e *testEnv, cfg Config) (*Coordinator, conte
 	if err != nil {
 		t.Fatal(err)
 	}
+	c.Metrics = NewMetrics()
 	done := make(chan struct{})
 	go func() { defer close(done); _ = c.Run(ctx) }()
 	stop := func() { cancel(); <-done }
@@ -175,7 +178,7 @@ func TestRunEndToEnd(t *testing.T) {
 	}
 	cfg := testConfig(e, t)
 	cfg.Quiet = 2 * time.Second // the burst below is 10 uploads 50 ms apart
-	startCoordinator(t, e, cfg)
+	co, _ := startCoordinator(t, e, cfg)
 	startWorker(t, e, "w1")
 	csv, _ := os.ReadFile(filepath.Join(data, "train.csv"))
 	lines := strings.Split(strings.TrimSpace(string(csv)), "\n")
@@ -239,6 +242,13 @@ func TestRunEndToEnd(t *testing.T) {
 	}
 	if b := e.kvGet(t, bus.TrainingBucket, activeKey); b != nil {
 		t.Errorf("lock still held by %s", b)
+	}
+	m := co.Metrics
+	if value(m.labelFiles.WithLabelValues("valid")) != 10 || value(m.runs.WithLabelValues("started")) != 1 ||
+		value(m.runs.WithLabelValues(runs.RunDone)) != 1 || value(m.decisions.WithLabelValues(runs.ActionPromote)) != 1 {
+		t.Errorf("metrics: files %v, started %v, done %v, promoted %v", value(m.labelFiles.WithLabelValues("valid")),
+			value(m.runs.WithLabelValues("started")), value(m.runs.WithLabelValues(runs.RunDone)),
+			value(m.decisions.WithLabelValues(runs.ActionPromote)))
 	}
 	_ = errors.New
 }
@@ -330,4 +340,16 @@ func TestCoordinatorRestartAfterFolds(t *testing.T) {
 		t.Errorf("registry %+v: want 4 new", reg)
 	}
 	_ = ctx
+}
+
+// value reads a counter or gauge.
+func value(c prometheus.Metric) float64 {
+	var m dto.Metric
+	if err := c.Write(&m); err != nil {
+		return -1
+	}
+	if m.Counter != nil {
+		return m.Counter.GetValue()
+	}
+	return m.Gauge.GetValue()
 }

@@ -67,11 +67,11 @@ type MainOptions struct {
 	Relabeler Relabeler
 }
 
-func listen(addr string, log *slog.Logger) (io.Closer, error) {
+func listen(addr string, g prometheus.Gatherer, log *slog.Logger) (io.Closer, error) {
 	if addr == "" {
 		return io.NopCloser(nil), nil
 	}
-	h := serve.Handler(prometheus.DefaultGatherer, func() error { return nil })
+	h := serve.Handler(g, func() error { return nil })
 	l, err := serve.Listen(addr, h, log)
 	if err != nil {
 		return nil, err
@@ -98,7 +98,8 @@ func MainCoordinator(ctx context.Context, o MainOptions) error {
 		co.Models().Scorer = o.NewScorer(c.Store)
 	}
 	co.Relabeler = o.Relabeler
-	l, err := listen(o.MetricsAddr, log)
+	co.Metrics = NewMetrics()
+	l, err := listen(o.MetricsAddr, co.Metrics.Registry, log)
 	if err != nil {
 		return err
 	}
@@ -121,7 +122,8 @@ func MainWorker(ctx context.Context, o MainOptions) error {
 	if err != nil {
 		return err
 	}
-	l, err := listen(o.MetricsAddr, log)
+	w.Metrics = NewMetrics()
+	l, err := listen(o.MetricsAddr, w.Metrics.Registry, log)
 	if err != nil {
 		return err
 	}

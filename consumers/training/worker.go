@@ -80,6 +80,8 @@ type Worker struct {
 	kv    jetstream.KeyValue
 	store *objstore.Bucket
 	log   *slog.Logger
+	// Metrics, when set, counts fold jobs and epochs.
+	Metrics *Metrics
 	// newModel and export train and write members; nil means the libtorch backend of cfg.
 	newModel func(train.Config) train.BackendFactory
 	export   train.Exporter
@@ -219,17 +221,21 @@ func (w *Worker) handle(ctx context.Context, msg jetstream.Msg) {
 			}
 		}
 	}()
+	began := time.Now()
 	err := w.trainJob(hctx, job, attempts)
 	stop()
 	hb.Wait()
 	switch {
 	case err == nil:
+		w.Metrics.foldJob("done", time.Since(began).Seconds())
 		if err := msg.DoubleAck(ctx); err != nil {
 			w.log.Warn("ack fold job", "run", job.Run, "fold", job.Fold, "err", err)
 		}
 	case ctx.Err() != nil:
+		w.Metrics.foldJob("interrupted", 0)
 		_ = msg.Nak() // shutting down: another worker resumes from the checkpoint
 	default:
+		w.Metrics.foldJob("failed", 0)
 		w.log.Error("fold job failed", "run", job.Run, "fold", job.Fold, "err", err)
 		w.putFold(context.WithoutCancel(ctx), FoldState{Run: job.Run, Out: job.Out, Fold: runs.Fold{Fold: job.Fold, State: runs.FoldFailed, Worker: w.cfg.Name, Attempts: attempts, Updated: time.Now().UTC()}})
 		_ = msg.TermWithReason(firstLine(err.Error()))
@@ -299,6 +305,7 @@ func (w *Worker) trainJob(ctx context.Context, job Job, attempts int) error {
 			// The previous epoch's checkpoint (and any member it exported) is on disk: upload it.
 			// Uploaded in the background from a hard link: training goes on meanwhile.
 			syncErr = sy.snapshot()
+			w.Metrics.epoch()
 		}
 		lastEpoch = epoch
 		if time.Since(lastReport) >= 2*time.Second || p.Batch == p.Batches-1 {

@@ -127,10 +127,11 @@ type Coordinator struct {
 	// Metrics, when set, counts label files, runs and decisions.
 	Metrics *Metrics
 
-	mu      sync.Mutex
-	dirty   bool // a label file was recorded since the registry summary was computed
-	lastReg Registry
-	queued  map[string]bool // runs whose jobs this process queued
+	mu       sync.Mutex
+	dirty    bool // a label file was recorded since the registry summary was computed
+	lastReg  Registry
+	queued   map[string]bool // runs whose jobs this process queued
+	failures map[string]int  // failed merge / decide attempts per run
 }
 
 // NewCoordinator creates the coordinator's streams, KV buckets and the models store.
@@ -160,7 +161,7 @@ func NewCoordinator(ctx context.Context, cfg Config, nc *nats.Conn, js jetstream
 	if err != nil {
 		return nil, err
 	}
-	c := &Coordinator{cfg: cfg, nc: nc, js: js, kv: kv, store: store, models: models, log: log, dirty: true, queued: map[string]bool{},
+	c := &Coordinator{cfg: cfg, nc: nc, js: js, kv: kv, store: store, models: models, log: log, dirty: true, queued: map[string]bool{}, failures: map[string]int{},
 		reg: &registry{kv: dkv, store: store, labelsPrefix: cfg.LabelsPrefix, imagesPrefix: cfg.ImagesPrefix}}
 	return c, nil
 }
@@ -565,7 +566,7 @@ func (c *Coordinator) advance(ctx context.Context, id string) error {
 		fallthrough
 	case runs.RunMerging:
 		if err := c.merge(ctx, st); err != nil {
-			return c.finish(ctx, st, fmt.Errorf("merge: %w", err))
+			return c.retryOrFail(ctx, st, fmt.Errorf("merge: %w", err))
 		}
 		r.State = runs.RunDeciding
 		if err := c.saveRun(ctx, st); err != nil {
@@ -672,7 +673,7 @@ func (c *Coordinator) decide(ctx context.Context, st *RunState) error {
 			c.log.Warn("promotion lost a race; deciding again", "run", r.ID, "err", err)
 			return nil
 		}
-		return c.finish(ctx, st, fmt.Errorf("decide: %w", err))
+		return c.retryOrFail(ctx, st, fmt.Errorf("decide: %w", err))
 	}
 	r.Decision = runs.DecisionKey(c.models.cfg.ModelsPrefix, d)
 	c.Metrics.decision(d.Action)
@@ -684,6 +685,22 @@ func (c *Coordinator) decide(ctx context.Context, st *RunState) error {
 		}
 	}
 	return c.finish(ctx, st, nil)
+}
+
+// maxStepFailures is how often the merge or the decision of a run may fail (an S3 hiccup, a
+// production set that does not load) before the run is recorded as failed.
+const maxStepFailures = 3
+
+// retryOrFail leaves the run where it is for the next Step, or fails it after maxStepFailures.
+func (c *Coordinator) retryOrFail(ctx context.Context, st *RunState, err error) error {
+	c.mu.Lock()
+	c.failures[st.Run.ID]++
+	n := c.failures[st.Run.ID]
+	c.mu.Unlock()
+	if n < maxStepFailures && ctx.Err() == nil {
+		return fmt.Errorf("run %s (attempt %d of %d, retried): %w", st.Run.ID, n, maxStepFailures, err)
+	}
+	return c.finish(ctx, st, err)
 }
 
 // finish records the run's end and releases the lock.

@@ -214,7 +214,17 @@ func (c *Coordinator) handleEvent(ctx context.Context, msg jetstream.Msg) {
 		seq = md.Sequence.Stream
 	}
 	for _, ev := range evs {
-		if !ev.IsCreate() || !IsLabelFile(c.cfg.LabelsPrefix, ev.Key) {
+		if !IsLabelFile(c.cfg.LabelsPrefix, ev.Key) {
+			continue
+		}
+		if ev.IsRemove() {
+			// Its rows leave the set (when the object is really gone: build skips missing files).
+			c.mu.Lock()
+			c.dirty = true
+			c.mu.Unlock()
+			continue
+		}
+		if !ev.IsCreate() {
 			continue
 		}
 		if err := c.recordFile(ctx, ev, seq, msg.Data()); err != nil {

@@ -38,7 +38,7 @@ func BenchmarkTrainingOverhead(b *testing.B) {
 		data := synthDataSize(b, samples, size, int64(7+round))
 		e.uploadImages(b, data, "training/images/")
 		cfg := testConfig(e, b)
-		cfg.Settings, cfg.Quiet, cfg.Poll, cfg.MinNew = settings, 0, 50*time.Millisecond, 1
+		cfg.Settings, cfg.Quiet, cfg.Poll, cfg.MinNew = settings, 0, time.Second, 1 // the default poll
 		_, stopCoord := startCoordinator(b, e, cfg)
 		ctxW, cancelW := context.WithCancel(ctx)
 		w, err := NewWorker(ctxW, WorkerConfig{Name: "bench", CacheDir: filepath.Join(e.dir, "w"), Torch: lib, Workers: 2, AckWait: time.Minute}, e.js, e.store, e.log)

@@ -132,6 +132,7 @@ type Coordinator struct {
 	lastReg  Registry
 	queued   map[string]bool // runs whose jobs this process queued
 	failures map[string]int  // failed merge / decide attempts per run
+	wake     chan struct{}
 }
 
 // NewCoordinator creates the coordinator's streams, KV buckets and the models store.
@@ -161,7 +162,7 @@ func NewCoordinator(ctx context.Context, cfg Config, nc *nats.Conn, js jetstream
 	if err != nil {
 		return nil, err
 	}
-	c := &Coordinator{cfg: cfg, nc: nc, js: js, kv: kv, store: store, models: models, log: log, dirty: true, queued: map[string]bool{}, failures: map[string]int{},
+	c := &Coordinator{cfg: cfg, nc: nc, js: js, kv: kv, store: store, models: models, log: log, dirty: true, queued: map[string]bool{}, failures: map[string]int{}, wake: make(chan struct{}, 1),
 		reg: &registry{kv: dkv, store: store, labelsPrefix: cfg.LabelsPrefix, imagesPrefix: cfg.ImagesPrefix}}
 	return c, nil
 }
@@ -181,11 +182,23 @@ func (c *Coordinator) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("consumer %s: %w", c.cfg.Consumer, err)
 	}
-	cc, err := cons.Consume(func(msg jetstream.Msg) { c.handleEvent(ctx, msg) })
+	cc, err := cons.Consume(func(msg jetstream.Msg) { c.handleEvent(ctx, msg); c.poke() })
 	if err != nil {
 		return err
 	}
 	defer cc.Stop()
+	// Fold progress and manual triggers wake the loop at once; Poll is the fallback (and the
+	// debounce clock).
+	if w, err := c.kv.WatchAll(ctx, jetstream.UpdatesOnly()); err == nil {
+		defer func() { _ = w.Stop() }()
+		go func() {
+			for range w.Updates() {
+				c.poke()
+			}
+		}()
+	} else {
+		c.log.Warn("training state not watched; polling only", "err", err)
+	}
 	c.log.Info("training coordinator ready", "labels", c.cfg.LabelsPrefix, "images", c.cfg.ImagesPrefix)
 	t := time.NewTicker(c.cfg.Poll)
 	defer t.Stop()
@@ -197,7 +210,16 @@ func (c *Coordinator) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
+		case <-c.wake:
 		}
+	}
+}
+
+// poke wakes the coordinator's loop.
+func (c *Coordinator) poke() {
+	select {
+	case c.wake <- struct{}{}:
+	default:
 	}
 }
 

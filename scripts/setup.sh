@@ -22,13 +22,13 @@ CACHE=${HPA_CACHE_DIR:-$ROOT/.cache}
 mkdir -p "$CACHE"
 log() { printf 'setup: %s\n' "$*" >&2; }
 
-ALL_PARTS="decode ort torch pytorch minio clients browser helm k8s"
+ALL_PARTS="decode ort torch pytorch minio goaws clients browser helm k8s"
 group() {
   case $1 in
     demo) echo decode ort ;;
     train) echo decode ort torch ;;
     bench) echo decode ort torch pytorch ;;
-    test) echo decode ort torch pytorch minio clients browser helm ;;
+    test) echo decode ort torch pytorch minio goaws clients browser helm ;;
     all) echo $ALL_PARTS ;;
     *) echo "$1" ;;
   esac
@@ -154,6 +154,24 @@ step_minio() {
     GOBIN=$CACHE/bin go install "github.com/minio/minio@$MINIO_VER"
   fi
   log "minio: $CACHE/bin/minio ($MINIO_VER)"
+}
+
+# ---- goaws: SQS API server (only for the bridge tests) ----------------------------------------
+# internal/testenv/goaws runs a real SQS API server (github.com/Admiral-Piett/goaws) for the tests
+# and benchmarks of producers/bridge; nothing else needs it. Built from source with this Go into
+# $CACHE/bin/goaws (seconds), only when missing or of another version. HPA_SKIP_GOAWS=1 skips it
+# (the bridge tests then skip themselves; refused under CI).
+step_goaws() {
+  local GOAWS_VER=${HPA_GOAWS_VERSION:-v0.4.5} have tmp
+  [ "${HPA_SKIP_GOAWS:-0}" != 1 ] || { log "goaws: skipped (HPA_SKIP_GOAWS=1)"; return 0; }
+  have=$(go version -m "$CACHE/bin/goaws" 2>/dev/null | awk '$1 == "mod" && $2 == "github.com/Admiral-Piett/goaws" {print $3}') || have=""
+  if [ "$have" != "$GOAWS_VER" ]; then
+    log "building goaws@$GOAWS_VER into $CACHE/bin"
+    tmp=$(mktemp -d)
+    GOBIN=$tmp go install "github.com/Admiral-Piett/goaws/app/cmd@$GOAWS_VER"
+    mkdir -p "$CACHE/bin" && mv "$tmp/cmd" "$CACHE/bin/goaws" && rm -rf "$tmp"
+  fi
+  log "goaws: $CACHE/bin/goaws ($GOAWS_VER)"
 }
 
 # ---- pytorch: PyTorch baseline of `hpa bench train` / `make bench-label` (Debian python3-torch) --

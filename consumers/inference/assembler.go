@@ -77,12 +77,30 @@ func (s *Service) currentDigest() string {
 	return "v"
 }
 
-// runAssembler consumes S3 events until ctx is done, then drains. It returns an error when its
-// consumer is gone.
+// route says where a complete sample goes: the live ready queue, or (replayed events) the replay
+// ready queue; force (a replay's --force) publishes a sample its current label already covers.
+type route struct {
+	replay bool
+	force  string
+}
+
+// runAssembler consumes live S3 events until ctx is done, then drains.
 func (s *Service) runAssembler(ctx context.Context) error {
-	cons, err := s.js.Consumer(ctx, s.cfg.EventsStream, s.cfg.EventsConsumer)
+	return s.assemble(ctx, s.cfg.EventsStream, s.cfg.EventsConsumer, false)
+}
+
+// runReplayAssembler consumes replayed S3 events (producers/replay) the same way; complete samples
+// go to the replay ready queue, which the labeler serves after live work.
+func (s *Service) runReplayAssembler(ctx context.Context) error {
+	return s.assemble(ctx, s.cfg.ReplayStream, s.cfg.ReplayEventsConsumer, true)
+}
+
+// assemble consumes the events of one durable consumer until ctx is done, then drains. It returns
+// an error when its consumer is gone.
+func (s *Service) assemble(ctx context.Context, stream, consumer string, replay bool) error {
+	cons, err := s.js.Consumer(ctx, stream, consumer)
 	if err != nil {
-		return fmt.Errorf("events consumer: %w", err)
+		return fmt.Errorf("events consumer %s: %w", consumer, err)
 	}
 	// Events of one sample go to one worker (by a hash of the sample key), so a replica never
 	// races itself on a sample's KV entry: its optimistic writes succeed the first time.
@@ -120,7 +138,10 @@ func (s *Service) runAssembler(ctx context.Context) error {
 		go func() {
 			defer pwg.Done()
 			for msg := range raw {
-				pe := parsedEvent{msg: msg}
+				pe := parsedEvent{msg: msg, rt: route{replay: replay}}
+				if replay && msg.Headers() != nil {
+					pe.rt.force = msg.Headers().Get(bus.HeaderReplayForce)
+				}
 				pe.evs, pe.err = bus.ParseS3Events(msg.Data())
 				h := fnv.New32a()
 				for _, ev := range pe.evs {
@@ -142,7 +163,7 @@ func (s *Service) runAssembler(ctx context.Context) error {
 			}
 			if errors.Is(err, jetstream.ErrMsgIteratorClosed) || errors.Is(err, jetstream.ErrConsumerDeleted) ||
 				errors.Is(err, jetstream.ErrConsumerNotFound) {
-				fatal = fmt.Errorf("events consumer %s: %w", s.cfg.EventsConsumer, err)
+				fatal = fmt.Errorf("events consumer %s: %w", consumer, err)
 				break
 			}
 			s.log.Warn("events consumer", "err", err)
@@ -163,6 +184,7 @@ type parsedEvent struct {
 	msg jetstream.Msg
 	evs []bus.ObjectEvent
 	err error
+	rt  route
 }
 
 // handleEvent applies one notification message and acknowledges it, or hands it back.
@@ -177,7 +199,7 @@ func (s *Service) handleEvent(ctx context.Context, pe parsedEvent) {
 		return
 	}
 	for _, ev := range evs {
-		if err := s.applyEvent(ctx, ev); err != nil {
+		if err := s.applyEvent(ctx, ev, pe.rt); err != nil {
 			var ke *bus.KeyError
 			if errors.As(err, &ke) {
 				s.m.events.WithLabelValues("bad").Inc()
@@ -221,7 +243,7 @@ func (s *Service) backoff(n uint64) time.Duration {
 }
 
 // applyEvent records one object event; the event completing a sample publishes it as ready.
-func (s *Service) applyEvent(ctx context.Context, ev bus.ObjectEvent) error {
+func (s *Service) applyEvent(ctx context.Context, ev bus.ObjectEvent, rt route) error {
 	if !ev.IsCreate() || (s.cfg.Bucket != "" && ev.Bucket != s.cfg.Bucket) {
 		s.m.events.WithLabelValues("ignored").Inc()
 		return nil
@@ -301,14 +323,14 @@ func (s *Service) applyEvent(ctx context.Context, ev bus.ObjectEvent) error {
 		}
 		digest := s.currentDigest()
 		content := rec.contentHash()
-		if rec.Labeled == digest+"/"+content {
+		if rec.Labeled == digest+"/"+content && rt.force == "" {
 			return nil // already labeled by this model with these objects (a replayed event)
 		}
-		return s.publishReady(ctx, &rec, digest, content)
+		return s.publishReady(ctx, &rec, digest, content, rt)
 	}
 }
 
-func (s *Service) publishReady(ctx context.Context, rec *sampleRec, digest, content string) error {
+func (s *Service) publishReady(ctx context.Context, rec *sampleRec, digest, content string, rt route) error {
 	rm := bus.SampleReady{Plate: rec.Plate, ID: rec.ID, Content: content}
 	for c, o := range rec.Channels {
 		rm.Objects[c] = *o
@@ -316,7 +338,14 @@ func (s *Service) publishReady(ctx context.Context, rec *sampleRec, digest, cont
 	b, _ := json.Marshal(&rm)
 	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	ack, err := s.js.Publish(pctx, s.cfg.ReadySubjectOf(rec.Plate), b, jetstream.WithMsgID(rm.MsgID(digest)))
+	subject, id := s.cfg.ReadySubjectOf(rec.Plate), rm.MsgID(digest)
+	if rt.replay {
+		subject = s.cfg.ReplayReadySubjectOf(rec.Plate)
+	}
+	if rt.force != "" {
+		id += "/force:" + rt.force
+	}
+	ack, err := s.js.Publish(pctx, subject, b, jetstream.WithMsgID(id))
 	if err != nil {
 		return &eventError{"publish ready", err}
 	}

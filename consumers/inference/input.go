@@ -21,8 +21,9 @@ import (
 // and terminate; anything else -> redeliver after a backoff (the processors turn a transient
 // failure on the final delivery into a recorded one).
 type readyInput struct {
-	s  *Service
-	it jetstream.MessagesContext
+	s        *Service
+	it       jetstream.MessagesContext
+	consumer string
 
 	mu       sync.Mutex
 	inflight map[*inflight]struct{}
@@ -36,8 +37,8 @@ type inflight struct {
 	n     uint64 // deliveries
 }
 
-func newReadyInput(s *Service, it jetstream.MessagesContext) *readyInput {
-	return &readyInput{s: s, it: it, inflight: map[*inflight]struct{}{}}
+func newReadyInput(s *Service, it jetstream.MessagesContext, consumer string) *readyInput {
+	return &readyInput{s: s, it: it, consumer: consumer, inflight: map[*inflight]struct{}{}}
 }
 
 // Read implements labeling.Input. It returns ErrEndOfInput once the iterator was drained (the
@@ -52,7 +53,7 @@ func (in *readyInput) Read(ctx context.Context) (labeling.Message, labeling.AckF
 				return labeling.Message{}, nil, labeling.ErrEndOfInput
 			case errors.Is(err, jetstream.ErrMsgIteratorClosed), errors.Is(err, jetstream.ErrConsumerDeleted),
 				errors.Is(err, jetstream.ErrConsumerNotFound):
-				return labeling.Message{}, nil, fmt.Errorf("label consumer %s: %w", s.cfg.LabelConsumer, err)
+				return labeling.Message{}, nil, fmt.Errorf("label consumer %s: %w", in.consumer, err)
 			}
 			s.log.Warn("label consumer", "err", err)
 			time.Sleep(50 * time.Millisecond) // e.g. missed heartbeats while NATS is away

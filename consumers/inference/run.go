@@ -62,7 +62,7 @@ func (s *Service) Run(ctx context.Context) error {
 	csvCtx, csvStop := context.WithCancel(context.WithoutCancel(ctx))
 	csvDone := make(chan struct{})
 	go func() { defer close(csvDone); s.csv.run(csvCtx) }()
-	stages := []serve.Stage{s.runAssembler, s.runLabeler, s.sweep}
+	stages := []serve.Stage{s.runAssembler, s.runReplayAssembler, s.runLabeler, s.sweep}
 	if s.cfg.ModelPointer != "" {
 		stages = append(stages, s.pollPointer)
 	}
@@ -255,7 +255,7 @@ func (s *Service) recoverMissing(ctx context.Context, rec *sampleRec) (int, erro
 			continue
 		}
 		ev := bus.ObjectEvent{Bucket: s.cfg.Bucket, Key: o.Key, ETag: o.ETag, Size: o.Size, EventName: "ObjectCreated:Put"}
-		if err := s.applyEvent(ctx, ev); err != nil {
+		if err := s.applyEvent(ctx, ev, route{}); err != nil {
 			return found, err
 		}
 		found++

@@ -322,6 +322,23 @@ func (s *Service) Setup(ctx context.Context) error {
 	}); err != nil {
 		return fmt.Errorf("consumer %s on %s: %w", c.LabelConsumer, c.ReadyStream, err)
 	}
+	// The replay path (producers/replay): its own streams and consumers, so a backfill never
+	// queues live work behind it; the labeler takes replayed samples only when no live one waits.
+	if err := bus.EnsureReplayStreams(ctx, s.js, c.Topology, c.DedupWindow); err != nil {
+		return err
+	}
+	if _, err := s.js.CreateOrUpdateConsumer(ctx, c.ReplayStream, jetstream.ConsumerConfig{
+		Durable: c.ReplayEventsConsumer, AckPolicy: jetstream.AckExplicitPolicy, AckWait: c.AckWait,
+		MaxDeliver: c.MaxDeliver, MaxAckPending: c.MaxAckPending * 4, DeliverPolicy: jetstream.DeliverAllPolicy,
+	}); err != nil {
+		return fmt.Errorf("consumer %s on %s: %w", c.ReplayEventsConsumer, c.ReplayStream, err)
+	}
+	if _, err := s.js.CreateOrUpdateConsumer(ctx, c.ReplayReadyStream, jetstream.ConsumerConfig{
+		Durable: c.ReplayLabelConsumer, AckPolicy: jetstream.AckExplicitPolicy, AckWait: c.AckWait,
+		MaxDeliver: c.MaxDeliver, MaxAckPending: c.MaxAckPending,
+	}); err != nil {
+		return fmt.Errorf("consumer %s on %s: %w", c.ReplayLabelConsumer, c.ReplayReadyStream, err)
+	}
 	return nil
 }
 

@@ -62,9 +62,9 @@ func TestParseAndRender(t *testing.T) {
 
 func TestParseErrors(t *testing.T) {
 	for _, in := range []string{
-		"# command: x\nBenchmarkA 1 2 ns/op\n",                   // no title
-		"# title: t\nBenchmarkA 1 2 ns/op\n",                     // no command
-		"# title: t\n# command: c\n",                             // no output
+		"# command: x\nBenchmarkA 1 2 ns/op\n",                    // no title
+		"# title: t\nBenchmarkA 1 2 ns/op\n",                      // no command
+		"# title: t\n# command: c\n",                              // no output
 		"# title: t\n# command: c\nBenchmarkA 1 2 ns/op x unit\n", // a value that is no number
 	} {
 		var fe *FormatError

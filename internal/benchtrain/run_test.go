@@ -194,7 +194,7 @@ func TestRunBothHalves(t *testing.T) {
 	if r.LoaderError != nil || r.Loader.Samples != 12 || r.StepRatioCPU() <= 0 || r.LoaderRatio() <= 0 {
 		t.Errorf("loader %+v (%v), ratios %v %v", r.Loader, r.LoaderError, r.StepRatioCPU(), r.LoaderRatio())
 	}
-	if r.Together.Samples != 12 || r.Together.Steps < 1 || r.LoaderRatioTogether() <= 0 {
+	if r.Together.Samples%12 != 0 || r.Together.Samples == 0 || r.Together.Steps < 1 || r.LoaderRatioTogether() <= 0 {
 		t.Errorf("together %+v, ratio %v", r.Together, r.LoaderRatioTogether())
 	}
 	if strings.Count(log.String(), "round ") != 4 {

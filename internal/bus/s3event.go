@@ -1,8 +1,9 @@
 // S3 event notifications: ParseS3Events accepts the notification JSON as Amazon S3 sends it
 // (eventVersion 2.x, a "Records" array, object keys URL-encoded with '+' for spaces), as MinIO
 // publishes it to NATS and other targets (the same records wrapped in {"EventName","Key","Records"}),
-// wrapped in an SNS envelope, and the s3:TestEvent S3 sends when a notification is configured
-// (which yields no events). EncodeS3Events writes the Amazon format; it is what the local S3 server
+// wrapped in an SNS envelope, as Amazon EventBridge delivers it ("detail-type": "Object Created" /
+// "Object Deleted", one object per event; other S3 detail types yield no events), and the
+// s3:TestEvent S3 sends when a notification is configured (which yields no events). EncodeS3Events writes the Amazon format; it is what the local S3 server
 // (internal/local/s3local) publishes.
 
 package bus
@@ -84,6 +85,28 @@ type envelope struct {
 	// SNS envelope: the S3 notification as a JSON string.
 	Type    string `json:"Type"`
 	Message string `json:"Message"`
+	// EventBridge event.
+	DetailType *string       `json:"detail-type"`
+	EBSource   string        `json:"source"`
+	EBTime     string        `json:"time"`
+	EBRegion   string        `json:"region"`
+	Detail     *bridgeDetail `json:"detail"`
+}
+
+// bridgeDetail is the "detail" of an Amazon EventBridge S3 event.
+type bridgeDetail struct {
+	Bucket struct {
+		Name string `json:"name"`
+	} `json:"bucket"`
+	Object struct {
+		Key       *string     `json:"key"`
+		Size      json.Number `json:"size"`
+		ETag      string      `json:"etag"`
+		VersionID string      `json:"version-id"`
+		Sequencer string      `json:"sequencer"`
+	} `json:"object"`
+	Reason       string `json:"reason"`
+	DeletionType string `json:"deletion-type"`
 }
 
 type record struct {
@@ -129,6 +152,8 @@ func parse(data []byte, depth int) ([]ObjectEvent, error) {
 	}
 	if env.Records == nil {
 		switch {
+		case env.DetailType != nil:
+			return env.bridgeEvents()
 		case env.Event == "s3:TestEvent":
 			return []ObjectEvent{}, nil
 		case env.Type == "Notification" && env.Message != "" && depth == 0:
@@ -161,6 +186,90 @@ func parse(data []byte, depth int) ([]ObjectEvent, error) {
 	}
 	// MinIO's wrapper also carries "bucket/key" decoded in Key; the records are authoritative.
 	return out, nil
+}
+
+// bridgeReasons maps the "reason" of an EventBridge "Object Created" event to the event name
+// suffix of the S3 notification format.
+var bridgeReasons = map[string]string{
+	"PutObject": "Put", "POST Object": "Post", "PostObject": "Post", "CopyObject": "Copy",
+	"CompleteMultipartUpload": "CompleteMultipartUpload",
+}
+
+// bridgeEvents reads an EventBridge event: "Object Created" and "Object Deleted" give one object
+// event; other S3 detail types (restore, tagging, ACL, ...) give none.
+func (env *envelope) bridgeEvents() ([]ObjectEvent, error) {
+	perr := func(field, reason string, err error) error {
+		return &S3EventError{Record: -1, Field: field, Reason: reason, Err: err}
+	}
+	if env.EBSource != "aws.s3" {
+		return nil, perr("source", fmt.Sprintf("%q is not aws.s3: not an S3 event", env.EBSource), nil)
+	}
+	var name string
+	switch *env.DetailType {
+	case "Object Created":
+		suffix := bridgeReasons[env.Detail.reason()]
+		if suffix == "" {
+			suffix = "Put"
+		}
+		name = "ObjectCreated:" + suffix
+	case "Object Deleted":
+		name = "ObjectRemoved:Delete"
+		if env.Detail != nil && env.Detail.DeletionType == "Delete Marker Created" {
+			name = "ObjectRemoved:DeleteMarkerCreated"
+		}
+	default:
+		return []ObjectEvent{}, nil
+	}
+	d := env.Detail
+	if d == nil {
+		return nil, perr("detail", "missing", nil)
+	}
+	if d.Bucket.Name == "" {
+		return nil, perr("detail.bucket.name", "missing", nil)
+	}
+	if d.Object.Key == nil || *d.Object.Key == "" {
+		return nil, perr("detail.object.key", "missing", nil)
+	}
+	key, err := DecodeS3Key(*d.Object.Key)
+	if err != nil {
+		return nil, perr("detail.object.key", fmt.Sprintf("cannot URL-decode %q", *d.Object.Key), err)
+	}
+	ev := ObjectEvent{Bucket: d.Bucket.Name, Key: key, ETag: strings.Trim(d.Object.ETag, `"`), VersionID: d.Object.VersionID,
+		Sequencer: d.Object.Sequencer, EventName: name, Region: env.EBRegion, Source: "aws:s3"}
+	if s := d.Object.Size.String(); s != "" {
+		n, err := strconv.ParseInt(s, 10, 64)
+		if err != nil || n < 0 {
+			return nil, perr("detail.object.size", fmt.Sprintf("%q is not a byte count", s), err)
+		}
+		ev.Size = n
+	}
+	if env.EBTime != "" {
+		t, err := time.Parse(time.RFC3339Nano, env.EBTime)
+		if err != nil {
+			return nil, perr("time", fmt.Sprintf("%q is not an RFC 3339 time", env.EBTime), err)
+		}
+		ev.EventTime = t
+	}
+	return []ObjectEvent{ev}, nil
+}
+
+func (d *bridgeDetail) reason() string {
+	if d == nil {
+		return ""
+	}
+	return d.Reason
+}
+
+// DedupID identifies the event for deduplication (Nats-Msg-Id): the same notification of the same
+// object version delivered twice (SQS is at least once; SNS and S3 retry) gets the same id, a new
+// upload of the key a new one. The version (or, unversioned, the ETag) and the sequencer tell
+// uploads of one key apart.
+func (e ObjectEvent) DedupID() string {
+	v := e.VersionID
+	if v == "" {
+		v = e.ETag
+	}
+	return "s3:" + e.Bucket + "/" + e.Key + "#" + v + "#" + e.Sequencer + "#" + e.Type()
 }
 
 func (r record) event(i int) (ObjectEvent, error) {

@@ -206,3 +206,22 @@ func replicasHint(err error, n int) error {
 	}
 	return err
 }
+
+// DefaultReplayMaxAge bounds how long replayed events are kept in the replay stream.
+const DefaultReplayMaxAge = 7 * 24 * time.Hour
+
+// EnsureReplayStreams creates what the replay path of t needs when missing: the replay events
+// stream on t.ReplaySubjects (limits retention, kept DefaultReplayMaxAge, deduplication over
+// DefaultEventsDuplicates so a replay restarted after a crash does not queue a sample twice) and
+// the replayed sample-ready work queue (deduplication over window), both with t.Replicas.
+func EnsureReplayStreams(ctx context.Context, js jetstream.JetStream, t Topology, window time.Duration) error {
+	t.Fill()
+	if _, err := EnsureStream(ctx, js, jetstream.StreamConfig{Name: t.ReplayStream, Description: "S3 object events replayed for a backfill",
+		Subjects: t.ReplaySubjects, Retention: jetstream.LimitsPolicy, Storage: jetstream.FileStorage,
+		Duplicates: DefaultEventsDuplicates, MaxAge: DefaultReplayMaxAge, Replicas: t.Replicas}); err != nil {
+		return err
+	}
+	_, err := EnsureStream(ctx, js, jetstream.StreamConfig{Name: t.ReplayReadyStream, Subjects: []string{t.ReplayReadySubject + ".>"},
+		Retention: jetstream.WorkQueuePolicy, Storage: jetstream.FileStorage, Duplicates: window, Replicas: t.Replicas})
+	return err
+}

@@ -41,6 +41,21 @@ const (
 	ModelsBucket   = "hpa_models"
 	DatasetsBucket = "hpa_datasets"
 	ReplayBucket   = "hpa_replay"
+
+	// Replay (producers/replay): events republished for a backfill go to
+	// <ReplaySubjectPrefix>.<bucket>, captured by ReplayStream apart from live uploads. The inference
+	// consumer assembles them with ReplayEventsConsumer, queues complete samples on
+	// <ReplayReadySubject>.<plate token> (ReplayReadyStream) and labels them with
+	// ReplayLabelConsumer only when no live sample is waiting.
+	ReplayStream         = "HPA_REPLAY"
+	ReplayEventsConsumer = "hpa-assembler-replay"
+	ReplayReadyStream    = "HPA_READY_REPLAY"
+	ReplayReadySubject   = "hpa.replay.ready"
+	ReplayLabelConsumer  = "hpa-labeler-replay"
+	// HeaderReplayForce, on a replayed event, asks the consumer to label the sample again even when
+	// its current label has the serving model's digest (hpa replay --force); the value makes the
+	// sample-ready message of this replay distinct from earlier ones.
+	HeaderReplayForce = "Hpa-Replay-Force"
 )
 
 // Topology names the streams, subjects, durable consumers and KV buckets one inference
@@ -67,6 +82,15 @@ type Topology struct {
 	// deployment creates (config nats.replicas; 0 means 1, one server). Existing streams are
 	// raised to it, never lowered (EnsureStream, EnsureKeyValue).
 	Replicas int
+
+	// Replay path (see ReplayStream): its events stream and subjects, ready stream and subject
+	// prefix, and durable consumers.
+	ReplayStream         string
+	ReplaySubjects       []string
+	ReplayReadyStream    string
+	ReplayReadySubject   string
+	ReplayEventsConsumer string
+	ReplayLabelConsumer  string
 }
 
 // DefaultTopology is the topology of the default names.
@@ -77,6 +101,9 @@ func DefaultTopology() Topology {
 		LabelsSubject: LabelsSubject, PromotedSubject: PromotedSubject,
 		EventsConsumer: EventsConsumer, LabelConsumer: LabelConsumer,
 		SamplesBucket: SamplesBucket, PlatesBucket: PlatesBucket, LocksBucket: LocksBucket,
+		ReplayStream: ReplayStream, ReplaySubjects: []string{ReplaySubjectPrefix + ".>"},
+		ReplayReadyStream: ReplayReadyStream, ReplayReadySubject: ReplayReadySubject,
+		ReplayEventsConsumer: ReplayEventsConsumer, ReplayLabelConsumer: ReplayLabelConsumer,
 	}
 }
 
@@ -91,6 +118,9 @@ func (t *Topology) Fill() {
 		{&t.DLQStream, d.DLQStream}, {&t.DLQSubject, d.DLQSubject}, {&t.LabelsSubject, d.LabelsSubject},
 		{&t.PromotedSubject, d.PromotedSubject}, {&t.EventsConsumer, d.EventsConsumer}, {&t.LabelConsumer, d.LabelConsumer},
 		{&t.SamplesBucket, d.SamplesBucket}, {&t.PlatesBucket, d.PlatesBucket}, {&t.LocksBucket, d.LocksBucket},
+		{&t.ReplayStream, d.ReplayStream}, {&t.ReplayReadyStream, d.ReplayReadyStream},
+		{&t.ReplayReadySubject, d.ReplayReadySubject}, {&t.ReplayEventsConsumer, d.ReplayEventsConsumer},
+		{&t.ReplayLabelConsumer, d.ReplayLabelConsumer},
 	} {
 		if *f.p == "" {
 			*f.p = f.def
@@ -98,6 +128,9 @@ func (t *Topology) Fill() {
 	}
 	if len(t.EventsSubjects) == 0 {
 		t.EventsSubjects = d.EventsSubjects
+	}
+	if len(t.ReplaySubjects) == 0 {
+		t.ReplaySubjects = d.ReplaySubjects
 	}
 }
 
@@ -142,3 +175,8 @@ const (
 	// CurrentModelKey is the key of the current-model fact (a Promotion) in ModelsBucket.
 	CurrentModelKey = "current"
 )
+
+// ReplayReadySubjectOf is the subject of plate's replayed sample-ready messages.
+func (t Topology) ReplayReadySubjectOf(plate string) string {
+	return t.ReplayReadySubject + "." + SubjectToken(plate)
+}

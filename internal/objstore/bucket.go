@@ -184,8 +184,18 @@ func (s *Bucket) List(ctx context.Context, prefix string) ([]ObjectInfo, error) 
 // Objects lists the objects below prefix in lexical key order, a page at a time, so memory does
 // not grow with the listing. A failed page ends the sequence with its error.
 func (s *Bucket) Objects(ctx context.Context, prefix string) iter.Seq2[ObjectInfo, error] {
+	return s.ObjectsAfter(ctx, prefix, "")
+}
+
+// ObjectsAfter is Objects starting after the key startAfter ("" = from the start): a listing
+// resumed where an earlier one stopped.
+func (s *Bucket) ObjectsAfter(ctx context.Context, prefix, startAfter string) iter.Seq2[ObjectInfo, error] {
 	return func(yield func(ObjectInfo, error) bool) {
-		p := s3.NewListObjectsV2Paginator(s.Client, &s3.ListObjectsV2Input{Bucket: aws.String(s.Name), Prefix: aws.String(prefix)})
+		in := &s3.ListObjectsV2Input{Bucket: aws.String(s.Name), Prefix: aws.String(prefix)}
+		if startAfter != "" {
+			in.StartAfter = aws.String(startAfter)
+		}
+		p := s3.NewListObjectsV2Paginator(s.Client, in)
 		for p.HasMorePages() {
 			page, err := p.NextPage(ctx)
 			if err != nil {

@@ -15,6 +15,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/hpa-plates/hpa/internal/bus"
+	"github.com/hpa-plates/hpa/internal/model"
 	"github.com/hpa-plates/hpa/internal/runs"
 )
 
@@ -215,6 +216,13 @@ func TestRunEndToEnd(t *testing.T) {
 	}
 	if cur.Location != "s3://hpa/models/"+r.Candidate+"/" || !strings.HasPrefix(cur.ManifestDigest, "sha256:") || cur.DatasetDigest != r.DatasetDigest {
 		t.Errorf("current %+v", cur)
+	}
+	// The promotion names the digest labels will carry (model.Manifest.Digest).
+	mb, _ := e.store.Get(context.Background(), "models/"+r.Candidate+"/manifest.json", 0)
+	if mf, err := model.ParseManifest(mb, "manifest.json"); err != nil {
+		t.Error(err)
+	} else if d, _ := mf.Digest(); d != cur.ManifestDigest {
+		t.Errorf("promotion digest %s, manifest digest %s", cur.ManifestDigest, d)
 	}
 	ptr, err := e.store.Get(context.Background(), "models/current.json", 0)
 	if err != nil || bus.ParsePromotion(ptr).Version != cur.Version {

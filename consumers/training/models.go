@@ -21,6 +21,7 @@ import (
 
 	"github.com/hpa-plates/hpa/internal/bus"
 	"github.com/hpa-plates/hpa/internal/labels"
+	"github.com/hpa-plates/hpa/internal/model"
 	"github.com/hpa-plates/hpa/internal/objstore"
 	"github.com/hpa-plates/hpa/internal/runs"
 )
@@ -305,8 +306,7 @@ func (m *Models) Decide(ctx context.Context, r Request) (runs.Decision, error) {
 		d.Action = runs.ActionReject
 		return d, m.writeDecision(ctx, d)
 	}
-	sum := sha256.Sum256(mfBytes)
-	p := bus.Promotion{Location: loc, Version: r.Version, ManifestDigest: "sha256:" + hex.EncodeToString(sum[:]),
+	p := bus.Promotion{Location: loc, Version: r.Version, ManifestDigest: manifestDigest(mfBytes, loc),
 		DatasetDigest: r.DatasetDigest, Previous: cur.Version, Time: d.Time.Format(time.RFC3339Nano)}
 	if err := m.swap(ctx, p, cur.Version, rev); err != nil {
 		return d, err
@@ -454,4 +454,16 @@ func (m *Models) List(ctx context.Context) ([]VersionInfo, error) {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Modified.After(out[j].Modified) })
 	return out, nil
+}
+
+// manifestDigest is the digest labels carry (model.Manifest.Digest: over the canonical manifest),
+// or the bytes' sha256 when the manifest does not parse.
+func manifestDigest(b []byte, name string) string {
+	if m, err := model.ParseManifest(b, name); err == nil {
+		if d, err := m.Digest(); err == nil {
+			return d
+		}
+	}
+	sum := sha256.Sum256(b)
+	return "sha256:" + hex.EncodeToString(sum[:])
 }

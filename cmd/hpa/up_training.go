@@ -30,6 +30,10 @@ func withTrainingOnStack(v *viper.Viper, logw io.Writer, dataDir string, start l
 	if err != nil {
 		return nil, err
 	}
+	newRelabeler, err := replayRelabeler(v, log)
+	if err != nil {
+		return nil, err
+	}
 	wcfg := config.TrainingWorker(v)
 	wcfg.Name, wcfg.CacheDir = "up", filepath.Join(dataDir, "training-cache", "worker")
 	return func(ctx context.Context, st *local.Stack, model string) (local.Service, error) {
@@ -50,6 +54,7 @@ func withTrainingOnStack(v *viper.Viper, logw io.Writer, dataDir string, start l
 			return nil, err
 		}
 		tr.Coordinator.Models().Scorer = newScorer(st.Store)
+		tr.Coordinator.Relabeler = newRelabeler(st.Conn, st.Store)
 		return withTraining{Service: svc, tr: tr}, nil
 	}, nil
 }
@@ -88,7 +93,9 @@ func (w withTraining) Close() error {
 // that starts on the uploaded set after a short quiet period.
 func retrainDemo(ctx context.Context, v *viper.Viper, logw, out io.Writer, o local.DemoOptions, start local.Factory) error {
 	n := v.GetInt("demo.train_samples")
-	tweak := func(c *training.Config) { c.MinNew, c.Quiet, c.Poll = n, 2*time.Second, 250*time.Millisecond }
+	tweak := func(c *training.Config) {
+		c.MinNew, c.Quiet, c.Poll, c.Relabel, c.RelabelDelay = n, 2*time.Second, 250*time.Millisecond, true, 3*time.Second
+	}
 	start, err := withTrainingOnStack(v, logw, o.Up.Stack.DataDir, start, tweak)
 	if err != nil {
 		return err

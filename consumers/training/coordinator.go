@@ -51,15 +51,18 @@ type Config struct {
 	Consumer string
 	// Poll is how often the policy and the run in progress are looked at.
 	Poll time.Duration
-	// Relabel asks the Relabeler to relabel older samples after a promotion.
-	Relabel bool
+	// Relabel asks the Relabeler to relabel older samples after a promotion, RelabelDelay after it
+	// (the inference consumers load the new set first: a sample replayed while a replica still
+	// serves the old set is labeled by the old one again).
+	Relabel      bool
+	RelabelDelay time.Duration
 }
 
 // DefaultConfig returns the defaults of the training section.
 func DefaultConfig() Config {
 	return Config{LabelsPrefix: "training/labels/", ImagesPrefix: "training/images/", RunsPrefix: runs.DefaultRunsPrefix,
 		DatasetsPrefix: "datasets/", MinNew: 500, GrowthPercent: 10, Quiet: 30 * time.Second, Settings: DefaultSettings(),
-		Consumer: bus.TrainingConsumer, Poll: time.Second}
+		Consumer: bus.TrainingConsumer, Poll: time.Second, RelabelDelay: 30 * time.Second}
 }
 
 func (c *Config) fill() {
@@ -711,10 +714,18 @@ func (c *Coordinator) decide(ctx context.Context, st *RunState) error {
 	c.Metrics.decision(d.Action)
 	c.log.Info("promotion decision", "run", r.ID, "action", d.Action, "version", d.Version, "reason", d.Reason)
 	if d.Action == runs.ActionPromote && c.cfg.Relabel && c.Relabeler != nil {
+		// In the background: a replay of a large bucket takes a while, the loop goes on.
 		p, _, _ := c.models.Current(ctx)
-		if err := c.Relabeler.Relabel(ctx, p); err != nil {
-			c.log.Warn("relabel after promotion", "version", d.Version, "err", err)
-		}
+		go func() {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(c.cfg.RelabelDelay):
+			}
+			if err := c.Relabeler.Relabel(ctx, p); err != nil && ctx.Err() == nil {
+				c.log.Warn("relabel after promotion", "version", p.Version, "err", err)
+			}
+		}()
 	}
 	return c.finish(ctx, st, nil)
 }

@@ -31,12 +31,20 @@ func testConfig(e *testEnv, t testing.TB) Config {
 
 func startCoordinator(t testing.TB, e *testEnv, cfg Config) (*Coordinator, context.CancelFunc) {
 	t.Helper()
+	return startCoordinatorWith(t, e, cfg, nil)
+}
+
+func startCoordinatorWith(t testing.TB, e *testEnv, cfg Config, set func(*Coordinator)) (*Coordinator, context.CancelFunc) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	c, err := NewCoordinator(ctx, cfg, e.nc, e.js, e.store, e.log)
 	if err != nil {
 		t.Fatal(err)
 	}
 	c.Metrics = NewMetrics()
+	if set != nil {
+		set(c)
+	}
 	done := make(chan struct{})
 	go func() { defer close(done); _ = c.Run(ctx) }()
 	stop := func() { cancel(); <-done }
@@ -179,7 +187,11 @@ func TestRunEndToEnd(t *testing.T) {
 	}
 	cfg := testConfig(e, t)
 	cfg.Quiet = 2 * time.Second // the burst below is 10 uploads 50 ms apart
-	co, _ := startCoordinator(t, e, cfg)
+	cfg.Relabel, cfg.RelabelDelay = true, 100*time.Millisecond
+	relabeled := make(chan bus.Promotion, 4)
+	co, _ := startCoordinatorWith(t, e, cfg, func(c *Coordinator) {
+		c.Relabeler = RelabelFunc(func(_ context.Context, p bus.Promotion) error { relabeled <- p; return nil })
+	})
 	startWorker(t, e, "w1")
 	csv, _ := os.ReadFile(filepath.Join(data, "train.csv"))
 	lines := strings.Split(strings.TrimSpace(string(csv)), "\n")
@@ -230,6 +242,14 @@ func TestRunEndToEnd(t *testing.T) {
 	}
 	if m, err := promoted.NextMsg(5 * time.Second); err != nil || bus.ParsePromotion(m.Data).Location != cur.Location {
 		t.Errorf("promotion message %v", err)
+	}
+	select {
+	case p := <-relabeled:
+		if p.Version != cur.Version || p.ManifestDigest != cur.ManifestDigest {
+			t.Errorf("relabel asked for %+v", p)
+		}
+	case <-time.After(10 * time.Second):
+		t.Error("no relabel after the promotion")
 	}
 	ds := e.decisions(t)
 	if len(ds) != 1 || ds[0].Action != runs.ActionPromote || ds[0].RunID != r.ID || ds[0].By != "coordinator" {

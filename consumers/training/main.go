@@ -64,7 +64,8 @@ type MainOptions struct {
 	// NewScorer makes the scorer of the production set for the guard over the bucket (nil:
 	// ReportScorer).
 	NewScorer func(*objstore.Bucket) Scorer
-	Relabeler Relabeler
+	// NewRelabeler makes the relabeler run after promotions when Config.Relabel (nil: none).
+	NewRelabeler func(*nats.Conn, *objstore.Bucket) Relabeler
 }
 
 func listen(addr string, g prometheus.Gatherer, log *slog.Logger) (io.Closer, error) {
@@ -97,7 +98,9 @@ func MainCoordinator(ctx context.Context, o MainOptions) error {
 	if o.NewScorer != nil {
 		co.Models().Scorer = o.NewScorer(c.Store)
 	}
-	co.Relabeler = o.Relabeler
+	if o.NewRelabeler != nil {
+		co.Relabeler = o.NewRelabeler(c.NC, c.Store)
+	}
 	co.Metrics = NewMetrics()
 	l, err := listen(o.MetricsAddr, co.Metrics.Registry, log)
 	if err != nil {

@@ -49,6 +49,9 @@ func Training(v *viper.Viper) (training.Config, error) {
 		c.Poll = v.GetDuration("training.poll")
 	}
 	c.Relabel = v.GetBool("training.relabel")
+	if v.IsSet("training.relabel_delay") {
+		c.RelabelDelay = v.GetDuration("training.relabel_delay")
+	}
 	g := training.DefaultGuard()
 	if v.IsSet("training.tolerance") {
 		g.Tolerance = v.GetFloat64("training.tolerance")

@@ -36,7 +36,7 @@ func TestBridgeProcessKilledAndRestarted(t *testing.T) {
 		var es []types.SendMessageBatchRequestEntry
 		for j := i; j < i+10; j++ {
 			b, err := bus.EncodeS3Events(bus.S3EventOptions{}, bus.ObjectEvent{Bucket: "plates", EventName: bus.ObjectCreatedPut,
-				Key: fmt.Sprintf("incoming/plate 1/s%05d_%s.png", j/4, []string{"red", "green", "blue", "yellow"}[j%4]),
+				Key:  fmt.Sprintf("incoming/plate 1/s%05d_%s.png", j/4, []string{"red", "green", "blue", "yellow"}[j%4]),
 				Size: 100, ETag: fmt.Sprintf("etag%d", j), Sequencer: fmt.Sprintf("%016X", j)})
 			if err != nil {
 				t.Fatal(err)

@@ -3,12 +3,21 @@ SHELL := /bin/bash
 GO ?= go
 export CGO_ENABLED := 1
 
-.PHONY: setup build test bench vet demo
-# Installs what is missing (apt packages, ONNX Runtime, the libtorch shim, MinIO) and builds bin/hpa,
-# which then works from the repository root with no environment variables.
+.PHONY: setup setup-demo setup-bench build test bench vet demo
+# Installs what is missing (apt packages, ONNX Runtime, the libtorch shim, MinIO, the S3 clients,
+# chromium, helm: the parts `make test` uses) and builds bin/hpa, which then works from the
+# repository root with no environment variables. `scripts/setup.sh --list` shows the parts.
 setup:
 	scripts/setup.sh
 	$(GO) build -o bin/hpa ./cmd/hpa
+
+# Only what labeling needs (the decode libraries and ONNX Runtime): no libtorch, MinIO or PyTorch.
+setup-demo:
+	scripts/setup.sh --only demo
+
+# The training benchmarks: decode, ONNX Runtime, libtorch + the shim and the PyTorch baseline.
+setup-bench:
+	scripts/setup.sh --only bench
 
 build:
 	$(GO) build -o bin/hpa ./cmd/hpa
@@ -45,11 +54,26 @@ test-k8s: setup
 # through S3, its labels and macro-F1 (hpa demo); it ends by printing the plate viewer's URL. Run from a
 # terminal, the service and the viewer stay up until Ctrl-C (--serve). DEMO_ARGS overrides the flags.
 DEMO_ARGS ?= $(if $(shell [ -t 0 ] && echo tty),--serve,)
-demo: setup build
+demo: setup-demo build
 	bin/hpa demo $(DEMO_ARGS)
 
 bench: setup
 	$(GO) test -run '^$$' -bench . -benchtime 3x ./...
+
+# Training consumer orchestration overhead (issue 10): a K=4 run through the coordinator and one
+# worker (S3 staging, per-epoch S3 checkpoints, merge) vs `hpa train` of the same folds in one
+# process, alternating rounds; prints the wall ratio (goal <= 1.05). Workload:
+# HPA_BENCH_TRAINING_SAMPLES/_SIZE/_EPOCHS (default 96 samples, 64 px, 3 epochs).
+.PHONY: bench-training
+bench-training: setup
+	$(GO) test -run '^$$' -bench TrainingOverhead -benchtime 1x -timeout 60m ./consumers/training
+
+# docs/benchmarks.md from the saved benchmark outputs docs/bench/*.txt (one file per section, a `#`
+# header naming the title and the command): rerun a section's command, save its output there, then
+# make bench-report. internal/benchreport's test fails while the two disagree.
+.PHONY: bench-report
+bench-report:
+	$(GO) run ./internal/benchreport/cmd/benchreport docs/bench docs/benchmarks.md
 
 # Regenerate the ONNX protobuf Go types (internal/model/onnx/onnxpb) from the committed onnx.proto.
 .PHONY: gen-onnxpb
@@ -69,10 +93,19 @@ FUZZTIME ?= 30s
 fuzz-decode:
 	$(GO) test ./internal/pipeline -run '^$$' -fuzz FuzzDecodeChannel -fuzztime $(FUZZTIME) -fuzzminimizetime 2s
 
+# Every fuzz target of the module (S3 event parser, train.csv / label CSV / label JSON readers, the
+# manifest reader, the channel decoders, aws-chunked bodies, ...), each for FUZZTIME, one after
+# another (scripts/fuzz.sh finds them; FUZZ=regexp picks some). Crashers land in
+# <package>/testdata/fuzz/ as regression seeds that `go test` then runs.
+.PHONY: fuzz
+fuzz:
+	FUZZTIME=$(FUZZTIME) scripts/fuzz.sh
+
 # Integration tests against a real MinIO server with native NATS JetStream notifications (binary
 # built by scripts/setup.sh into .cache/bin/minio; HPA_MINIO_BIN overrides).
 .PHONY: test-minio
-test-minio: setup
+test-minio:
+	scripts/setup.sh --only demo,minio
 	$(GO) test -race -count=1 -run 'MinIO|NativeNATS|NoStream|FindBinary|TailBuffer' ./internal/testenv/minio ./consumers/inference
 
 # Training benchmarks in one command: Go+libtorch vs PyTorch train step on the same libtorch (goal
@@ -83,15 +116,22 @@ BENCH_TRAIN_ARGS ?= --arch seresnext_tiny --size 128 --batch 16 --steps 10 --thr
 # The loader decodes real HPA pixels when ../shared/hpa-real is there (100 four-channel samples
 # regrouped from its PNGs by scripts/real-loader-set.sh), else an `hpa synth` set, whose noisier,
 # Average-filtered PNGs decode about 2x slower than real ones.
-bench-train: setup build
+bench-train: setup-bench build
 	if [ -f ../shared/hpa-real/train.csv ]; then \
 	  scripts/real-loader-set.sh hpa-data/real-loader && \
 	  bin/hpa bench train $(BENCH_TRAIN_ARGS) --data hpa-data/real-loader --samples 0; \
 	else bin/hpa bench train $(BENCH_TRAIN_ARGS); fi
 
 # The loader on synthetic PNGs instead.
-bench-train-synth: setup build
+bench-train-synth: setup-bench build
 	bin/hpa bench train $(BENCH_TRAIN_ARGS)
+
+# `hpa label` vs PyTorch eager (the same exported model loaded by name, 8 dihedral views, the same
+# threads) on the same samples: samples/s ratio, goal >= 2.0, for the bundled tiny set and
+# seresnext50_32x4d at 256 px. BENCH_LABEL_SAMPLES / _THREADS / _BATCH override (16 / 2 / 8).
+.PHONY: bench-label
+bench-label: setup-bench build
+	scripts/bench-label.sh
 
 # Inference service benchmarks in one command: end-to-end samples/s through
 # NATS + S3 + decode + batching + JSON vs the raw model in the same run (e2e/raw, goal >= 0.90) and

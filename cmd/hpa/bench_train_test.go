@@ -41,7 +41,8 @@ func TestBenchTrain(t *testing.T) {
 		"(tcmalloc mapped: true), in-place ReLU: true",
 		"python module " + strconv.Itoa(spec.ParamCount()) + " (match)",
 		"ratio 1  train step go/python (CPU time) ",
-		"ratio 2  loader/step samples/s (decode) ",
+		"ratio 2  loader/step samples/s (together) ",
+		"decode, with the step running",
 		"decode (4 samples, 2 wk)",
 	} {
 		if !strings.Contains(out, want) {

@@ -36,7 +36,7 @@ import (
 func imageLayout(t *testing.T, root, configDir, cacheDir string) *strings.Replacer {
 	ort := filepath.Join(root, ".cache", "libonnxruntime.so")
 	if _, err := os.Stat(ort); err != nil {
-		t.Skipf("skipped: %s missing (scripts/setup.sh)", ort)
+		testenv.NeedTool(t, ort, "scripts/setup.sh --only ort")
 	}
 	return strings.NewReplacer(
 		"/opt/hpa/lib/libonnxruntime.so", ort,

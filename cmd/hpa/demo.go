@@ -32,6 +32,9 @@ macro-F1 over the classes present in the truth or the predictions, then stops th
 			if err != nil {
 				return err
 			}
+			if v.GetBool("demo.retrain") {
+				return retrainDemo(ctx, v, cmd.ErrOrStderr(), cmd.OutOrStdout(), o, start)
+			}
 			return local.Demo(ctx, o, cmd.OutOrStdout(), start)
 		},
 	}
@@ -42,5 +45,7 @@ macro-F1 over the classes present in the truth or the predictions, then stops th
 	f.Int64("seed", 1, "synthetic plate seed")
 	f.String("plate", "demo", "plate name (the key folder under the upload prefix)")
 	f.Duration("timeout", 5*time.Minute, "give up when the labels are not all there by then")
+	f.Bool("retrain", false, "show the training loop: upload a labeled set, follow the run, the promotion decision, then a plate labeled by the new version")
+	f.Int("train-samples", 64, "labeled samples uploaded by --retrain")
 	return cmd
 }

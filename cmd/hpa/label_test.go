@@ -299,14 +299,10 @@ func TestLabelConfigFileAndEnv(t *testing.T) {
 	}
 }
 
-// labelRealDir is ../shared/hpa-real beside the repository root (the directory holding go.mod).
+// labelRealDir is the committed real-data fixture testdata/hpa-real.
 func labelRealDir(t *testing.T) string {
 	t.Helper()
-	real := filepath.Join(testenv.RepoRoot(t), "..", "shared", "hpa-real")
-	if _, err := os.Stat(real); err != nil {
-		t.Skipf("real HPA data not found: %v", err)
-	}
-	return real
+	return testenv.HPAFixture(t)
 }
 
 // TestLabelRealImages labels a sample assembled from four real 512 px HPA channel images (the

@@ -15,9 +15,10 @@ func init() {
 	subcommands = append(subcommands, func(v *viper.Viper) *cobra.Command {
 		cmd := &cobra.Command{
 			Use:   "model",
-			Short: "Export SE-ResNeXt model sets as ONNX and inspect ONNX models and manifests",
+			Short: "Export SE-ResNeXt model sets as ONNX, inspect them; promote, roll back and list the served versions",
 		}
 		cmd.AddCommand(newModelExportCmd(v), newModelInfoCmd())
+		cmd.AddCommand(newModelPromoteCmd(v), newModelRollbackCmd(v), newModelListCmd(v))
 		return cmd
 	})
 }

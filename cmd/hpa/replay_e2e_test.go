@@ -98,7 +98,7 @@ func TestReplayReadmeEndToEnd(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	nc, err := nats.Connect(r.ep.NATSURL)
+	nc, err := nats.Connect(r.ep.NATSURL, nats.UserInfo(r.ep.NATSUser, r.ep.NATSPassword))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -54,10 +54,16 @@ directory it picks up where it stopped. Consumer tuning comes from the inference
 			if err != nil {
 				return err
 			}
+			if v.GetBool("up.training") {
+				if start, err = withTrainingOnStack(v, cmd.ErrOrStderr(), o.Stack.DataDir, start, nil); err != nil {
+					return err
+				}
+			}
 			return local.Up(ctx, o, cmd.OutOrStdout(), start, nil)
 		},
 	}
 	upFlags(cmd.Flags(), "127.0.0.1:9000", 4222, "127.0.0.1:9090", "hpa-data")
+	cmd.Flags().Bool("training", true, "run the training consumer too: a coordinator and one CPU worker (training.* keys)")
 	return cmd
 }
 

@@ -75,7 +75,8 @@ func BenchmarkUpEndToEnd(b *testing.B) {
 		threads = v
 	}
 	b.Setenv("HPA_ORT_INTRA_THREADS", strconv.Itoa(threads))
-	manifest := benchModelSet(b, 128, 3)
+	const members = 3
+	manifest := benchModelSet(b, 128, members)
 	r := startUp(b, b.TempDir(), manifest)
 	n := perIter * b.N
 	imgs := make([]pipeline.Image4, n)
@@ -137,6 +138,7 @@ func BenchmarkUpEndToEnd(b *testing.B) {
 	}
 	raw := time.Since(t1)
 	e2eRate, rawRate := float64(n)/e2e.Seconds(), float64(n)/raw.Seconds()
+	b.ReportMetric(members, "members")
 	b.ReportMetric(e2eRate, "e2e_samples/s")
 	b.ReportMetric(rawRate, "raw_samples/s")
 	b.ReportMetric(e2eRate/rawRate, "e2e/raw")

@@ -162,7 +162,8 @@ func TestUpLabelsAndResumes(t *testing.T) {
 	if err := json.Unmarshal(b, &keys); err != nil {
 		t.Fatal(err)
 	}
-	for _, k := range []string{"s3_endpoint", "region", "bucket", "access_key", "secret_key", "upload_prefix", "labels_prefix", "nats_url", "metrics_url"} {
+	for _, k := range []string{"s3_endpoint", "region", "bucket", "access_key", "secret_key", "upload_prefix", "labels_prefix", "nats_url",
+		"nats_user", "nats_password", "metrics_url"} {
 		if keys[k] == "" {
 			t.Errorf("endpoints.json lacks %s", k)
 		}
@@ -349,7 +350,8 @@ func TestInferenceEndpointsPrecedence(t *testing.T) {
 	dir := t.TempDir()
 	ep := filepath.Join(dir, "endpoints.json")
 	if err := (local.Endpoints{S3Endpoint: "http://127.0.0.1:9100", Region: "eu-local-1", Bucket: "ep-bucket", AccessKey: "AKEP",
-		SecretKey: "sk-ep", UploadPrefix: "up/", LabelsPrefix: "lab/", NATSURL: "nats://127.0.0.1:4333"}).Write(ep); err != nil {
+		SecretKey: "sk-ep", UploadPrefix: "up/", LabelsPrefix: "lab/", NATSURL: "nats://127.0.0.1:4333",
+		NATSUser: "hpa-ep", NATSPassword: "pw-ep"}).Write(ep); err != nil {
 		t.Fatal(err)
 	}
 	file := filepath.Join(dir, "c.yaml")
@@ -383,6 +385,7 @@ func TestInferenceEndpointsPrecedence(t *testing.T) {
 		{"region (file)", got.s3.Region, "file-region"}, {"labels prefix (file)", got.inf.LabelsPrefix, "file-labels/"},
 		{"endpoint (endpoints)", got.s3.Endpoint, "http://127.0.0.1:9100"}, {"access key (endpoints)", got.s3.AccessKey, "AKEP"},
 		{"nats url (endpoints)", got.bus.URL, "nats://127.0.0.1:4333"}, {"upload prefix (endpoints)", got.inf.UploadPrefix, "up/"},
+		{"nats user (endpoints)", got.bus.User, "hpa-ep"}, {"nats password (endpoints)", got.bus.Password, "pw-ep"},
 		{"ready stream (default)", got.inf.ReadyStream, "HPA_READY"},
 	} {
 		if c.got != c.want {
@@ -424,7 +427,7 @@ func TestUpPromotionFromS3(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	nc, err := nats.Connect(r.ep.NATSURL)
+	nc, err := nats.Connect(r.ep.NATSURL, nats.UserInfo(r.ep.NATSUser, r.ep.NATSPassword))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -343,7 +343,10 @@ func TestViewerInBrowser(t *testing.T) {
 	eval(`location.href`)
 	poll("the filter form", `document.getElementById('f-class') !== null`, 10*time.Second)
 	eval(`(s => { s.value = "` + strconv.Itoa(cls) + `"; s.dispatchEvent(new Event('change')); })(document.getElementById('f-class')); ""`)
-	poll("the filtered grid", `location.search.includes("class=`+strconv.Itoa(cls)+`")`, 10*time.Second)
+	// The filter navigates: wait for the new document's grid (with the sample whose class it is),
+	// not just the new URL, or a loaded machine reads the grid before the page has rendered it.
+	poll("the filtered grid", `location.search.includes("class=`+strconv.Itoa(cls)+`") && document.readyState === "complete" && `+
+		`document.querySelector('#grid li.card[data-id="`+sample+`"]') !== null`, 10*time.Second)
 	filtered := strings.Fields(eval(`Array.from(document.querySelectorAll('#grid li.card')).map(li => li.dataset.id).join(" ")`))
 	want := 0
 	for _, id := range append(ids, newID) {

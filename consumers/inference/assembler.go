@@ -123,7 +123,7 @@ func (s *Service) assemble(ctx context.Context, stream, consumer string, replay 
 		}
 		wg.Wait()
 	}
-	it, err := cons.Messages(jetstream.PullMaxMessages(max(s.cfg.EventWorkers*32, 512)))
+	it, err := cons.Messages(append(pullOptions(), jetstream.PullMaxMessages(max(s.cfg.EventWorkers*32, 512)))...)
 	if err != nil {
 		closeAll()
 		return fmt.Errorf("events consumer: %w", err)

@@ -147,13 +147,13 @@ func TestTwoReplicasRandomOrderExactlyOnce(t *testing.T) {
 	}
 }
 
-// realPlate builds n samples whose four channels are real HPA PNGs from the shared data set.
+// realPlate builds n samples whose four channels are real HPA PNGs from the committed fixture.
 func realPlate(t *testing.T, plate string, n int) *sampleSet {
 	t.Helper()
-	dir := filepath.Join(testenv.RepoRoot(t), "..", "shared", "hpa-real", "train_sample")
+	dir := filepath.Join(testenv.HPAFixture(t), "train_sample")
 	ents, err := os.ReadDir(dir)
 	if err != nil {
-		t.Skipf("real HPA data not available: %v", err)
+		t.Fatal(err)
 	}
 	var names []string
 	for _, e := range ents {
@@ -163,7 +163,7 @@ func realPlate(t *testing.T, plate string, n int) *sampleSet {
 	}
 	sort.Strings(names)
 	if len(names) < 4*n {
-		t.Skipf("need %d real images, have %d", 4*n, len(names))
+		t.Fatalf("need %d real images, have %d in %s", 4*n, len(names), dir)
 	}
 	s := &sampleSet{plate: plate, files: map[string][]byte{}, imgs: map[string]pipeline.Image4{}}
 	for i := range n {

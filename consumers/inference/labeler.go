@@ -53,7 +53,7 @@ func (s *Service) runLabeler(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("replay label consumer: %w", err)
 	}
-	it, err := cons.Messages(jetstream.PullMaxMessages(max(2*s.cfg.MaxBatch, 2*s.cfg.FetchWorkers)))
+	it, err := cons.Messages(append(pullOptions(), jetstream.PullMaxMessages(max(2*s.cfg.MaxBatch, 2*s.cfg.FetchWorkers)))...)
 	if err != nil {
 		return fmt.Errorf("label consumer: %w", err)
 	}
@@ -62,7 +62,7 @@ func (s *Service) runLabeler(ctx context.Context) error {
 	defer it.Stop()
 	// Replayed samples are pulled a batch at a time: they may wait behind live work, and only
 	// messages handed out get heartbeats.
-	rit, err := rcons.Messages(jetstream.PullMaxMessages(max(s.cfg.MaxBatch, 2)))
+	rit, err := rcons.Messages(append(pullOptions(), jetstream.PullMaxMessages(max(s.cfg.MaxBatch, 2)))...)
 	if err != nil {
 		return fmt.Errorf("replay label consumer: %w", err)
 	}

@@ -55,7 +55,12 @@ func Main(ctx context.Context, o MainOptions) error {
 		return err
 	}
 	defer svc.Close()
-	if err := svc.Load(ctx, o.Model); err != nil {
+	// A promotion made while no replica ran (the current-model fact) wins over the configured set.
+	first := o.Model
+	if cur := svc.CurrentModel(ctx); cur != "" && !o.Config.NoWatchCurrent {
+		first = cur
+	}
+	if err := svc.Load(ctx, first); err != nil {
 		return fmt.Errorf("inference: %w", err)
 	}
 	h := svc.Handler()

@@ -155,11 +155,10 @@ func grayPNG(t testing.TB, size int, seed uint64) []byte {
 }
 
 // realHPAChannels returns one real 512x512 HPA channel image per channel (of different Ids: the
-// shared sample has one channel per Id) from ../shared/hpa-real/train_sample beside the repo.
+// real sample has one channel per Id) from the committed fixture testdata/hpa-real/train_sample.
 func realHPAChannels(t *testing.T) [4][]byte {
 	t.Helper()
-	dir := testenv.RepoRoot(t)
-	sample := filepath.Join(dir, "..", "shared", "hpa-real", "train_sample")
+	sample := filepath.Join(testenv.HPAFixture(t), "train_sample")
 	var out [4][]byte
 	for c, ch := range pipeline.ChannelNames {
 		m, err := filepath.Glob(filepath.Join(sample, "*_"+ch+".png"))

@@ -42,6 +42,13 @@ func (s *Service) Run(ctx context.Context) error {
 			s.log.Warn("empty model promotion ignored", "subject", m.Subject)
 			return
 		}
+		if !s.allowedModel(loc) {
+			s.log.Warn("model promotion refused: not below inference.model_prefixes", "location", loc)
+			return
+		}
+		if _, cur, ok := s.model.info(); ok && cur == loc {
+			return // already serving it (the current-model fact got here first)
+		}
 		s.log.Info("model promotion received", "location", loc)
 		_ = s.Load(context.WithoutCancel(ctx), loc)
 	})
@@ -58,6 +65,9 @@ func (s *Service) Run(ctx context.Context) error {
 	stages := []serve.Stage{s.runAssembler, s.runReplayAssembler, s.runLabeler, s.sweep}
 	if s.cfg.ModelPointer != "" {
 		stages = append(stages, s.pollPointer)
+	}
+	if !s.cfg.NoWatchCurrent {
+		stages = append(stages, s.watchCurrent)
 	}
 	// Any stage failing (e.g. its durable consumer was deleted) stops the others: the service
 	// stops with that error instead of running half.

@@ -97,6 +97,11 @@ type Config struct {
 	// polled every PointerPoll and a change triggers a reload.
 	ModelPointer string
 	PointerPoll  time.Duration
+	// ModelPrefixes limit the locations a promotion (message or current-model fact) may name:
+	// a location must start with one of them ("s3://bucket/models/"); none accepts any.
+	ModelPrefixes []string
+	// NoWatchCurrent turns off watching the current-model fact (KV bus.ModelsBucket).
+	NoWatchCurrent bool
 
 	MaxObjectBytes int64
 	// OpTimeout bounds every object-store call (a hung request fails and is retried instead of
@@ -276,11 +281,12 @@ func (s *Service) Handler() http.Handler { return serve.Handler(s.m.reg, s.Ready
 
 // Setup creates what is missing: the events stream (limits retention), the ready stream
 // (work queue, duplicate window), the dead-letter stream, the KV buckets and the durable
-// consumers. Existing streams are used as they are. It is idempotent and safe to run from
-// several replicas at once.
+// consumers, each stream and bucket with c.Replicas replicas (nats.replicas). Existing streams are
+// used as they are, except that their replicas are raised to c.Replicas (never lowered). It is
+// idempotent and safe to run from several replicas at once.
 func (s *Service) Setup(ctx context.Context) error {
 	c := s.cfg
-	if _, err := bus.EnsureEventsStream(ctx, s.js, bus.EventsStreamConfig{Name: c.EventsStream, Subjects: c.EventsSubjects}); err != nil {
+	if _, err := bus.EnsureEventsStream(ctx, s.js, bus.EventsStreamConfig{Name: c.EventsStream, Subjects: c.EventsSubjects, Replicas: c.Replicas}); err != nil {
 		return err
 	}
 	if err := bus.EnsureReadyStream(ctx, s.js, c.Topology, c.DedupWindow); err != nil {
@@ -291,11 +297,8 @@ func (s *Service) Setup(ctx context.Context) error {
 	}
 	var err error
 	kv := func(cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
-		b, err := s.js.CreateOrUpdateKeyValue(ctx, cfg)
-		if err != nil {
-			return nil, fmt.Errorf("kv bucket %s: %w", cfg.Bucket, err)
-		}
-		return b, nil
+		cfg.Replicas = c.Replicas
+		return bus.EnsureKeyValue(ctx, s.js, cfg)
 	}
 	if s.samples, err = kv(jetstream.KeyValueConfig{Bucket: c.SamplesBucket, Description: "hpa sample channel presence"}); err != nil {
 		return err

@@ -26,6 +26,8 @@ type LoaderOptions struct {
 	Augment train.Augment
 	Norm    pipeline.Norm
 	Decode  pipeline.DecodeOptions
+
+	coldOnly bool // the decoding pass only (MeasureTogether)
 }
 
 // LoaderResult is one measurement: Samples loaded in Cold (each decoded from its image files) and
@@ -219,9 +221,11 @@ func measureLoader(ctx context.Context, o LoaderOptions, onBatch func(epoch, fir
 	if err != nil {
 		return LoaderResult{}, err
 	}
-	cached, cachedCPU, err := pass(1, true)
-	if err != nil {
-		return LoaderResult{}, err
+	var cached, cachedCPU time.Duration
+	if !o.coldOnly {
+		if cached, cachedCPU, err = pass(1, true); err != nil {
+			return LoaderResult{}, err
+		}
 	}
 	return LoaderResult{Samples: len(ids), Cold: cold, Cached: cached, ColdCPU: coldCPU, CachedCPU: cachedCPU,
 		Cores: min(o.Workers, runtime.NumCPU())}, nil

@@ -38,7 +38,8 @@ type Result struct {
 	Py          PyResult // Steps of every round
 	PyTCMalloc  bool     // every child had tcmalloc mapped
 	Loader      LoaderResult
-	LoaderError error // the loader half failed (the step half is still reported)
+	Together    TogetherResult // loader and step at the same time (the loader verdict)
+	LoaderError error          // the loader half failed (the step half is still reported)
 }
 
 // StepRatioWall is median Go step wall time / median Python step wall time.
@@ -51,7 +52,12 @@ func (r Result) StepRatioCPU() float64 { return ratio(r.Go.MedianCPU(), r.Py.Med
 // StepSamplesPerSecond is the Go training step's throughput (batch / median wall time).
 func (r Result) StepSamplesPerSecond() float64 { return perSecond(r.Opts.Batch, r.Go.MedianWall()) }
 
-// LoaderRatio is the cold (decoding) loader's samples/s over the train step's.
+// LoaderRatioTogether is the decoding loader's samples/s over the train step's, both measured
+// while running at the same time on the same cores, as in training: the verdict.
+func (r Result) LoaderRatioTogether() float64 { return r.Together.Ratio() }
+
+// LoaderRatio is the cold (decoding) loader's samples/s over the train step's, each measured
+// alone (isolated; printed beside the verdict).
 func (r Result) LoaderRatio() float64 {
 	return divf(r.Loader.ColdPerSecond(), r.StepSamplesPerSecond())
 }
@@ -146,6 +152,14 @@ func Run(ctx context.Context, lib *torch.Lib, o Options, log io.Writer) (Result,
 		r.Loader = l
 		fmt.Fprintf(log, "loader: %d samples, %d workers: %.1f samples/s decoding, %.1f samples/s cached\n",
 			l.Samples, lo.Workers, l.ColdPerSecond(), l.CachedPerSecond())
+		tg, err := MeasureTogether(ctx, lib, o.StepOptions, lo)
+		if err != nil {
+			r.LoaderError = err
+		} else {
+			r.Together = tg
+			fmt.Fprintf(log, "together: loader %.1f samples/s while the step ran %d steps at %.1f samples/s\n",
+				tg.LoaderPerSecond(), tg.Steps, tg.StepPerSecond())
+		}
 	}
 	return r, nil
 }
@@ -163,8 +177,11 @@ func verdict(ok bool) string {
 // of a shared machine do not distort; the wall ratio is printed beside it.
 func (r Result) StepPass() bool { x := r.StepRatioCPU(); return x > 0 && x <= StepGoal }
 
-// LoaderPass says whether the loader goal is met by the decoding (first-epoch) loader.
-func (r Result) LoaderPass() bool { return r.LoaderError == nil && r.LoaderRatio() >= LoaderGoal }
+// LoaderPass says whether the loader goal is met by the decoding (first-epoch) loader running
+// together with the train step.
+func (r Result) LoaderPass() bool {
+	return r.LoaderError == nil && r.LoaderRatioTogether() >= LoaderGoal
+}
 
 // Write prints the table.
 func (r Result) Write(w io.Writer) {
@@ -187,16 +204,18 @@ func (r Result) Write(w io.Writer) {
 	if r.LoaderError != nil {
 		fmt.Fprintf(w, "loader failed: %v\n", r.LoaderError)
 	} else {
-		fmt.Fprintf(w, "%-28s %14.1f %14.2f\n", fmt.Sprintf("decode (%d samples, %d wk)", r.Loader.Samples, o.Loader.Workers),
+		fmt.Fprintf(w, "%-28s %14.1f %14.2f   (loader alone vs step alone)\n", fmt.Sprintf("decode (%d samples, %d wk)", r.Loader.Samples, o.Loader.Workers),
 			r.Loader.ColdPerSecond(), r.LoaderRatio())
+		fmt.Fprintf(w, "%-28s %14.1f %14.2f   (step %.1f samples/s meanwhile, %d steps)\n", "decode, with the step running",
+			r.Together.LoaderPerSecond(), r.LoaderRatioTogether(), r.Together.StepPerSecond(), r.Together.Steps)
 		fmt.Fprintf(w, "%-28s %14.1f %14.2f\n", "cached planes", r.Loader.CachedPerSecond(), r.LoaderRatioCached())
 		fmt.Fprintf(w, "%-28s %14.1f %14.2f   (%.2f ms CPU/sample, %d cores; step %.1f samples/s CPU)\n", "decode, CPU-time basis",
 			r.Loader.ColdPerSecondCPU(), r.LoaderRatioCPU(), perSample(r.Loader.ColdCPU, r.Loader.Samples), r.Loader.Cores, r.StepSamplesPerSecondCPU())
 	}
 	fmt.Fprintf(w, "\nratio 1  train step go/python (CPU time) %.3f  goal <= %.2f  %s   (wall %.3f)\n",
 		r.StepRatioCPU(), StepGoal, verdict(r.StepPass()), r.StepRatioWall())
-	fmt.Fprintf(w, "ratio 2  loader/step samples/s (decode)  %.2f   goal >= %.2f  %s   (cached %.2f, CPU-time basis %.2f)\n",
-		r.LoaderRatio(), LoaderGoal, verdict(r.LoaderPass()), r.LoaderRatioCached(), r.LoaderRatioCPU())
+	fmt.Fprintf(w, "ratio 2  loader/step samples/s (together) %.2f   goal >= %.2f  %s   (isolated %.2f, cached %.2f, CPU-time basis %.2f)\n",
+		r.LoaderRatioTogether(), LoaderGoal, verdict(r.LoaderPass()), r.LoaderRatio(), r.LoaderRatioCached(), r.LoaderRatioCPU())
 }
 
 // perSample is d / n in milliseconds (0 for no samples).

@@ -49,6 +49,7 @@ func TestResultRatiosAndTable(t *testing.T) {
 		Py:         PyResult{Params: spec.ParamCount(), Steps: Steps{Wall: d(100, 50, 100), CPU: d(100, 101, 99)}},
 		Loader: LoaderResult{Samples: 40, Cold: 200 * time.Millisecond, Cached: 20 * time.Millisecond,
 			ColdCPU: 250 * time.Millisecond, CachedCPU: 30 * time.Millisecond, Cores: 2},
+		Together: TogetherResult{Samples: 40, Loader: 250 * time.Millisecond, Steps: 4, StepWall: 500 * time.Millisecond, Batch: 10},
 	}
 	if got := r.StepRatioWall(); got != 1.1 {
 		t.Errorf("wall ratio %v, want 1.1 (medians 110 / 100)", got)
@@ -64,20 +65,24 @@ func TestResultRatiosAndTable(t *testing.T) {
 	if got := r.LoaderRatioCPU(); got < 3.2959 || got > 3.2961 {
 		t.Errorf("loader CPU-basis ratio %v, want 3.296", got)
 	}
+	// Together: the loader 40 samples in 250 ms = 160/s while the step did 4 x 10 in 500 ms = 80/s.
+	if got := r.LoaderRatioTogether(); got < 1.999 || got > 2.001 {
+		t.Errorf("together ratio %v, want 2.0", got)
+	}
 	if !r.StepPass() || !r.LoaderPass() {
 		t.Errorf("both goals are met: step %v loader %v", r.StepPass(), r.LoaderPass())
 	}
 	var b bytes.Buffer
 	r.Write(&b)
 	for _, want := range []string{"params: spec 395228, python module 395228 (match)", "1.030  goal <= 1.05  PASS", "(wall 1.100)",
-		"2.20   goal >= 1.50  PASS", "(cached 22.00, CPU-time basis 3.30)", "6.25 ms CPU/sample, 2 cores", "320.0", "110.0 ms", "200.0"} {
+		"(together) 2.00   goal >= 1.50  PASS", "(isolated 2.20, cached 22.00, CPU-time basis 3.30)", "6.25 ms CPU/sample, 2 cores", "320.0", "110.0 ms", "200.0"} {
 		if !strings.Contains(b.String(), want) {
 			t.Errorf("table lacks %q:\n%s", want, b.String())
 		}
 	}
 
 	r.Go.CPU = d(120, 120, 120)
-	r.Loader.Cold = time.Second
+	r.Together.Loader = time.Second // 40/s against 80/s: 0.5; the isolated ratio alone would pass
 	r.Py.Params++
 	b.Reset()
 	r.Write(&b)
@@ -188,6 +193,9 @@ func TestRunBothHalves(t *testing.T) {
 	}
 	if r.LoaderError != nil || r.Loader.Samples != 12 || r.StepRatioCPU() <= 0 || r.LoaderRatio() <= 0 {
 		t.Errorf("loader %+v (%v), ratios %v %v", r.Loader, r.LoaderError, r.StepRatioCPU(), r.LoaderRatio())
+	}
+	if r.Together.Samples != 12 || r.Together.Steps < 1 || r.LoaderRatioTogether() <= 0 {
+		t.Errorf("together %+v, ratio %v", r.Together, r.LoaderRatioTogether())
 	}
 	if strings.Count(log.String(), "round ") != 4 {
 		t.Errorf("progress:\n%s", log.String())

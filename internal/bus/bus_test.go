@@ -171,3 +171,99 @@ func TestConnectOptions(t *testing.T) {
 		t.Errorf("options %+v", nc.Opts)
 	}
 }
+
+// nats.replicas: on one server a stream asking for 3 replicas is refused with an error naming the
+// setting; on a 3-node cluster EnsureStream and EnsureKeyValue create with the replicas, raise an
+// existing R1 stream or bucket, and never lower one.
+func TestEnsureReplicas(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	single := startJS(t, natsembed.Options{})
+	nc1, err := Connect(Config{URL: single.ClientURL()}, "bus-test", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc1.Close()
+	js1, _ := jetstream.New(nc1)
+	_, err = EnsureStream(ctx, js1, jetstream.StreamConfig{Name: "R", Subjects: []string{"r.>"}, Replicas: 3})
+	if err == nil || !strings.Contains(err.Error(), "nats.replicas is 3") {
+		t.Errorf("R3 on one server: %v", err)
+	}
+	if st, err := EnsureStream(ctx, js1, jetstream.StreamConfig{Name: "R", Subjects: []string{"r.>"}}); err != nil || st.CachedInfo().Config.Replicas != 1 {
+		t.Errorf("default replicas on one server: %v", err)
+	}
+
+	c, err := natsembed.StartCluster(3, natsembed.Options{DataDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Shutdown()
+	nc, err := Connect(Config{URL: c.ClientURLs()}, "bus-test", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	replicas := func(name string) int {
+		t.Helper()
+		st, err := js.Stream(ctx, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		info, err := st.Info(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return info.Config.Replicas
+	}
+	top := DefaultTopology()
+	top.Replicas = 3
+	if err := EnsureReadyStream(ctx, js, top, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if n := replicas(ReadyStream); n != 3 {
+		t.Errorf("ready stream replicas %d, want 3", n)
+	}
+	// An R1 stream made by an older deployment is raised; a smaller setting does not lower it.
+	if _, err := EnsureEventsStream(ctx, js, EventsStreamConfig{}); err != nil {
+		t.Fatal(err)
+	}
+	if n := replicas(EventsStream); n != 1 {
+		t.Errorf("events stream replicas %d, want 1", n)
+	}
+	if _, err := EnsureEventsStream(ctx, js, EventsStreamConfig{Replicas: 3, MustCapture: "s3.events.>"}); err != nil {
+		t.Fatal(err)
+	}
+	if n := replicas(EventsStream); n != 3 {
+		t.Errorf("events stream replicas %d after raising, want 3", n)
+	}
+	if _, err := EnsureStream(ctx, js, jetstream.StreamConfig{Name: EventsStream, Replicas: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if n := replicas(EventsStream); n != 3 {
+		t.Errorf("events stream lowered to %d", n)
+	}
+	// KV: created with the replicas, raised, never lowered; other settings still updated.
+	if _, err := EnsureKeyValue(ctx, js, jetstream.KeyValueConfig{Bucket: "kv1"}); err != nil {
+		t.Fatal(err)
+	}
+	if n := replicas("KV_kv1"); n != 1 {
+		t.Errorf("kv replicas %d, want 1", n)
+	}
+	if _, err := EnsureKeyValue(ctx, js, jetstream.KeyValueConfig{Bucket: "kv1", Replicas: 3}); err != nil {
+		t.Fatal(err)
+	}
+	if n := replicas("KV_kv1"); n != 3 {
+		t.Errorf("kv replicas %d after raising, want 3", n)
+	}
+	kv, err := EnsureKeyValue(ctx, js, jetstream.KeyValueConfig{Bucket: "kv1", TTL: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := replicas("KV_kv1"); n != 3 {
+		t.Errorf("kv lowered to %d", n)
+	}
+	if st, err := kv.Status(ctx); err != nil || st.TTL() != time.Hour {
+		t.Errorf("kv TTL not updated: %v", err)
+	}
+}

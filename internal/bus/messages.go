@@ -101,9 +101,19 @@ func validJSONOrString(b []byte) []byte {
 }
 
 // Promotion announces the model set to serve, on PromotedSubject. On the wire it is JSON
-// {"location": "..."} ({"manifest": "..."} is read too) or the bare location.
+// {"location": "..."} ({"manifest": "..."} is read too) or the bare location. The training
+// coordinator and `hpa model promote` also keep it as the durable current-model fact (KV
+// ModelsBucket, key CurrentModelKey) with the version, manifest digest and dataset digest.
 type Promotion struct {
 	Location string `json:"location"`
+	// Version is the model-set version; ManifestDigest the sha256 of its manifest.json;
+	// DatasetDigest the digest of the dataset snapshot it was trained on ("" when unknown).
+	Version        string `json:"version,omitempty"`
+	ManifestDigest string `json:"manifest_digest,omitempty"`
+	DatasetDigest  string `json:"dataset_digest,omitempty"`
+	// Previous is the version it replaced; Time when it was promoted (RFC 3339).
+	Previous string `json:"previous,omitempty"`
+	Time     string `json:"time,omitempty"`
 }
 
 // ParsePromotion reads a promotion body; the location is "" when there is none.
@@ -119,5 +129,10 @@ func ParsePromotion(b []byte) Promotion {
 			loc = v.Manifest
 		}
 	}
-	return Promotion{Location: strings.TrimSpace(loc)}
+	p := Promotion{Location: strings.TrimSpace(loc)}
+	var full Promotion
+	if json.Unmarshal(b, &full) == nil {
+		p.Version, p.ManifestDigest, p.DatasetDigest, p.Previous, p.Time = full.Version, full.ManifestDigest, full.DatasetDigest, full.Previous, full.Time
+	}
+	return p
 }

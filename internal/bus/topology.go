@@ -77,6 +77,12 @@ type Topology struct {
 	SamplesBucket   string
 	PlatesBucket    string
 	LocksBucket     string
+
+	// Replicas is how many servers of a NATS cluster keep each stream and KV bucket the
+	// deployment creates (config nats.replicas; 0 means 1, one server). Existing streams are
+	// raised to it, never lowered (EnsureStream, EnsureKeyValue).
+	Replicas int
+
 	// Replay path (see ReplayStream): its events stream and subjects, ready stream and subject
 	// prefix, and durable consumers.
 	ReplayStream         string
@@ -158,6 +164,17 @@ func (t Topology) DLQSubjectOf(plate string) string {
 	}
 	return t.DLQSubject + "." + SubjectToken(plate)
 }
+
+// Training consumer names (consumers/training).
+const (
+	// TrainingConsumer is the coordinator's durable consumer on the events stream (label files).
+	TrainingConsumer = "hpa-training"
+	// TrainingBucket holds the training runs' machine state: the run lock ("active"), each run
+	// ("run.<id>"), fold progress ("fold.<id>.<k>", written by workers) and manual triggers.
+	TrainingBucket = "hpa_training"
+	// CurrentModelKey is the key of the current-model fact (a Promotion) in ModelsBucket.
+	CurrentModelKey = "current"
+)
 
 // ReplayReadySubjectOf is the subject of plate's replayed sample-ready messages.
 func (t Topology) ReplayReadySubjectOf(plate string) string {

@@ -31,4 +31,6 @@ func SetDefaults(v *viper.Viper) {
 	v.SetDefault("s3.path_style", false)
 	v.SetDefault("s3.access_key", "")
 	v.SetDefault("s3.secret_key", "")
+	// Replicas of the streams and KV buckets the consumers create (1: one NATS server).
+	v.SetDefault("nats.replicas", 1)
 }

@@ -8,8 +8,8 @@ import (
 
 // LoadEndpoints makes the endpoints.json that `hpa up` writes (local.Endpoints) the defaults of
 // the S3 and NATS settings: s3.endpoint, s3.region, s3.bucket, s3.access_key, s3.secret_key,
-// s3.path_style (the local server wants path-style), nats.url, inference.upload_prefix and
-// inference.labels_prefix. Flags, HPA_* variables and the config file still override them:
+// s3.path_style (the local server wants path-style), nats.url, nats.user, nats.password,
+// inference.upload_prefix and inference.labels_prefix. Flags, HPA_* variables and the config file still override them:
 // the precedence is flags > env > config file > endpoints file > defaults. Empty fields of the
 // file leave a key's default alone.
 func LoadEndpoints(v *viper.Viper, path string) error {
@@ -28,6 +28,8 @@ func LoadEndpoints(v *viper.Viper, path string) error {
 	set("s3.access_key", e.AccessKey)
 	set("s3.secret_key", e.SecretKey)
 	set("nats.url", e.NATSURL)
+	set("nats.user", e.NATSUser)
+	set("nats.password", e.NATSPassword)
 	set("inference.upload_prefix", e.UploadPrefix)
 	set("inference.labels_prefix", e.LabelsPrefix)
 	if e.S3Endpoint != "" {

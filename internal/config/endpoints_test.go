@@ -16,7 +16,7 @@ func TestEndpointsPrecedence(t *testing.T) {
 	ep := filepath.Join(dir, "endpoints.json")
 	if err := (local.Endpoints{S3Endpoint: "http://127.0.0.1:9100", Region: "eu-local-1", Bucket: "from-endpoints",
 		AccessKey: "AKEP", SecretKey: "sk-endpoints", UploadPrefix: "up/", LabelsPrefix: "lab/",
-		NATSURL: "nats://127.0.0.1:4333"}).Write(ep); err != nil {
+		NATSURL: "nats://127.0.0.1:4333", NATSUser: "hpa-ep", NATSPassword: "pw-endpoints"}).Write(ep); err != nil {
 		t.Fatal(err)
 	}
 	if st, err := os.Stat(ep); err != nil || st.Mode().Perm() != 0o600 {
@@ -28,6 +28,7 @@ func TestEndpointsPrecedence(t *testing.T) {
 	}
 	t.Setenv("HPA_S3_BUCKET", "from-env")
 	t.Setenv("HPA_NATS_URL", "nats://env:4222")
+	t.Setenv("HPA_NATS_PASSWORD", "pw-env")
 	v := New()
 	cmd := &cobra.Command{Use: "x", Run: func(*cobra.Command, []string) {}}
 	cmd.Flags().String("bucket", "plates", "")
@@ -55,6 +56,8 @@ func TestEndpointsPrecedence(t *testing.T) {
 		{"s3.endpoint", s3.Endpoint, "http://127.0.0.1:9100", "endpoints beat the flag default"},
 		{"inference.upload_prefix", v.GetString("inference.upload_prefix"), "up/", "endpoints beat the flag default"},
 		{"s3.access_key", s3.AccessKey, "AKEP", "endpoints beat the default"},
+		{"nats.user", NATS(v).User, "hpa-ep", "endpoints beat the default"},
+		{"nats.password", NATS(v).Password, "pw-env", "env (HPA_NATS_PASSWORD) beats endpoints"},
 	} {
 		if c.got != c.want {
 			t.Errorf("%s = %q, want %q (%s)", c.key, c.got, c.want, c.why)

@@ -15,6 +15,7 @@ import (
 	"github.com/hpa-plates/hpa/internal/bus"
 	"github.com/hpa-plates/hpa/internal/labeling"
 	"github.com/hpa-plates/hpa/internal/local"
+	"github.com/hpa-plates/hpa/internal/local/s3local"
 	"github.com/hpa-plates/hpa/internal/model"
 	"github.com/hpa-plates/hpa/internal/model/onnx"
 	"github.com/hpa-plates/hpa/internal/model/torch"
@@ -140,6 +141,7 @@ func Inference(v *viper.Viper) (inference.Config, error) {
 	if s := v.GetStringSlice("inference.events_subjects"); len(s) > 0 {
 		c.EventsSubjects = s
 	}
+	c.ModelPrefixes = v.GetStringSlice("inference.model_prefixes")
 	num := func(key string, dst *int) {
 		if v.IsSet(key) {
 			*dst = v.GetInt(key)
@@ -151,6 +153,10 @@ func Inference(v *viper.Viper) (inference.Config, error) {
 	num("inference.event_workers", &c.EventWorkers)
 	num("inference.max_ack_pending", &c.MaxAckPending)
 	num("inference.max_deliver", &c.MaxDeliver)
+	num("nats.replicas", &c.Replicas)
+	if c.Replicas < 1 {
+		return c, fmt.Errorf("inference: nats.replicas must be at least 1, not %d", c.Replicas)
+	}
 	dur := func(key string, dst *time.Duration) {
 		if v.IsSet(key) {
 			*dst = v.GetDuration(key)
@@ -240,6 +246,7 @@ func Up(v *viper.Viper, section string) local.UpOptions {
 			NATSPort: v.GetInt(section + ".nats_port"), Bucket: v.GetString(section + ".bucket"),
 			Region: v.GetString(section + ".region"), AccessKey: v.GetString(section + ".access_key"),
 			SecretKey: v.GetString(section + ".secret_key"),
+			S3Limits:  S3Limits(v),
 		},
 		Model:       v.GetString(section + ".model"),
 		MetricsAddr: v.GetString(section + ".metrics_addr"),
@@ -254,7 +261,8 @@ func Demo(v *viper.Viper) local.DemoOptions {
 	}
 }
 
-// S3Local reads the s3local.* keys.
+// S3Local reads the s3local.* keys and nats.user/nats.password (required by the embedded NATS
+// server, used with s3local.nats_url).
 func S3Local(v *viper.Viper) local.S3ServerOptions {
 	return local.S3ServerOptions{
 		Dir: v.GetString("s3local.dir"), Addr: v.GetString("s3local.addr"), Region: v.GetString("s3local.region"),
@@ -262,8 +270,20 @@ func S3Local(v *viper.Viper) local.S3ServerOptions {
 		Buckets: splitList(v.GetStringSlice("s3local.buckets")), NATSURL: v.GetString("s3local.nats_url"),
 		NATSEmbedded: v.GetBool("s3local.nats_embedded"), NATSDir: v.GetString("s3local.nats_dir"),
 		NATSPort: v.GetInt("s3local.nats_port"), NATSSyncAlways: v.GetBool("s3local.nats_sync_always"),
+		NATSUser: v.GetString("nats.user"), NATSPassword: v.GetString("nats.password"),
 		SubjectPrefix: v.GetString("s3local.subject_prefix"), Stream: v.GetString("s3local.stream"),
 		PublishTimeout: v.GetDuration("s3local.publish_timeout"),
+		Limits:         S3Limits(v),
+	}
+}
+
+// S3Limits reads the limits of the built-in S3 server (s3local.header_timeout, body_timeout,
+// idle_timeout, max_requests, allow_sigv2, multipart_max_age); `hpa up` and `hpa demo` use them too.
+func S3Limits(v *viper.Viper) s3local.Limits {
+	return s3local.Limits{
+		HeaderTimeout: v.GetDuration("s3local.header_timeout"), BodyTimeout: v.GetDuration("s3local.body_timeout"),
+		IdleTimeout: v.GetDuration("s3local.idle_timeout"), MaxRequests: v.GetInt("s3local.max_requests"),
+		AllowSigV2: v.GetBool("s3local.allow_sigv2"), MultipartMaxAge: v.GetDuration("s3local.multipart_max_age"),
 	}
 }
 

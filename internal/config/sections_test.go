@@ -92,3 +92,19 @@ func TestInferenceSection(t *testing.T) {
 		t.Errorf("zero workers: %v", err)
 	}
 }
+
+// nats.replicas (default 1) is the replicas of the inference consumer's streams and buckets.
+func TestInferenceNATSReplicas(t *testing.T) {
+	c, err := Inference(New())
+	if err != nil || c.Replicas != 1 {
+		t.Fatalf("default replicas %d (%v), want 1", c.Replicas, err)
+	}
+	t.Setenv("HPA_NATS_REPLICAS", "3")
+	if c, err = Inference(New()); err != nil || c.Replicas != 3 {
+		t.Errorf("HPA_NATS_REPLICAS=3: %d (%v)", c.Replicas, err)
+	}
+	t.Setenv("HPA_NATS_REPLICAS", "0")
+	if _, err = Inference(New()); err == nil || !strings.Contains(err.Error(), "nats.replicas") {
+		t.Errorf("replicas 0: %v", err)
+	}
+}

@@ -207,7 +207,7 @@ func TestErrorRecord(t *testing.T) {
 }
 
 func TestDescribeSourceRealFile(t *testing.T) {
-	dir := filepath.Join(testenv.HPAReal(t), "train_sample")
+	dir := filepath.Join(testenv.HPAFixture(t), "train_sample")
 	ents, err := os.ReadDir(dir)
 	if err != nil || len(ents) == 0 {
 		t.Fatalf("read %s: %v", dir, err)

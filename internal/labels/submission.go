@@ -95,14 +95,16 @@ func ReadSubmission(r io.Reader) ([]SubmissionRow, error) {
 		if err == io.EOF {
 			return rows, nil
 		}
-		line, _ := cr.FieldPos(0)
 		if err != nil {
+			// No FieldPos here: it panics when the failed read returned no field.
+			line := 0
 			var pe *csv.ParseError
 			if errors.As(err, &pe) {
 				line = pe.Line
 			}
 			return nil, &SubmissionError{line, err.Error()}
 		}
+		line, _ := cr.FieldPos(0)
 		id := rec[0]
 		if id == "" {
 			return nil, &SubmissionError{line, "empty Id"}

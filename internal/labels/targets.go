@@ -99,14 +99,15 @@ func ReadIDColumn(r io.Reader, column string, row func(line int, id, value strin
 		if err == io.EOF {
 			break
 		}
-		line, _ := cr.FieldPos(0)
 		if err != nil {
+			// No FieldPos here: it panics when the failed read returned no field.
 			var pe *csv.ParseError
 			if errors.As(err, &pe) {
 				return &CSVError{Line: pe.Line, Reason: pe.Err.Error()}
 			}
-			return &CSVError{Line: line, Reason: err.Error()}
+			return &CSVError{Reason: err.Error()}
 		}
+		line, _ := cr.FieldPos(0)
 		if header {
 			header = false
 			if len(rec) != 2 || strings.TrimPrefix(strings.TrimSpace(rec[0]), "\ufeff") != "Id" || strings.TrimSpace(rec[1]) != column {

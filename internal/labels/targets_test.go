@@ -87,7 +87,7 @@ func TestWriteLabelsRoundTrip(t *testing.T) {
 }
 
 func TestRealTrainCSVReads(t *testing.T) {
-	rows, err := ReadTargetsFile(filepath.Join(testenv.HPAReal(t), "train.csv"))
+	rows, err := ReadTargetsFile(filepath.Join(testenv.HPAFixture(t), "train.csv"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -29,10 +29,15 @@ type S3ServerOptions struct {
 	NATSDir        string
 	NATSPort       int
 	NATSSyncAlways bool
+	// NATSUser and NATSPassword (config nats.user, nats.password): the embedded server requires
+	// them of every client; with NATSURL they are what this server connects with.
+	NATSUser, NATSPassword string
 	// SubjectPrefix: events go to <prefix>.<bucket>, captured by Stream.
 	SubjectPrefix, Stream string
 	// PublishTimeout bounds the wait for JetStream's ack of an event.
 	PublishTimeout time.Duration
+	// Limits: timeouts, concurrent requests, Signature V2, multipart expiry (zero: defaults).
+	Limits s3local.Limits
 }
 
 // ErrNATSChoice is returned by ServeS3 when both an external and an embedded NATS are asked for.
@@ -47,16 +52,22 @@ func ServeS3(ctx context.Context, o S3ServerOptions, out io.Writer, ready chan<-
 	}
 	var pub bus.Publisher
 	if o.NATSEmbedded {
-		ns, err := natsembed.Start(natsembed.Options{DataDir: o.NATSDir, Port: o.NATSPort, JetStream: true, SyncAlways: o.NATSSyncAlways})
+		ns, err := natsembed.Start(natsembed.Options{DataDir: o.NATSDir, Port: o.NATSPort, JetStream: true, SyncAlways: o.NATSSyncAlways,
+			User: o.NATSUser, Password: o.NATSPassword})
 		if err != nil {
 			return err
 		}
 		defer ns.Shutdown()
 		natsURL = ns.ClientURL()
 		fmt.Fprintf(out, "nats: embedded JetStream at %s (store %s)\n", natsURL, filepath.Clean(o.NATSDir))
+		if o.NATSUser == "" {
+			fmt.Fprintln(out, "nats: WARNING: the embedded server accepts any client; set nats.user and HPA_NATS_PASSWORD to require credentials")
+		} else {
+			fmt.Fprintf(out, "nats: clients must authenticate as user %s (password: nats.password)\n", o.NATSUser)
+		}
 	}
 	if natsURL != "" {
-		nc, err := bus.Connect(bus.Config{URL: natsURL}, "hpa s3local", nil)
+		nc, err := bus.Connect(bus.Config{URL: natsURL, User: o.NATSUser, Password: o.NATSPassword}, "hpa s3local", nil)
 		if err != nil {
 			return fmt.Errorf("s3local: connect to NATS %s: %w", natsURL, err)
 		}
@@ -77,6 +88,7 @@ func ServeS3(ctx context.Context, o S3ServerOptions, out io.Writer, ready chan<-
 	srv, err := s3local.New(s3local.Options{
 		Dir: o.Dir, Addr: o.Addr, Region: o.Region, AccessKey: o.AccessKey, SecretKey: o.SecretKey,
 		Buckets: o.Buckets, Publisher: pub, EventSubjectPrefix: o.SubjectPrefix, PublishTimeout: o.PublishTimeout,
+		Limits: o.Limits,
 	})
 	if err != nil {
 		return err

@@ -32,7 +32,8 @@ import (
 
 // StackOptions configure Start.
 type StackOptions struct {
-	// DataDir holds the JetStream store (nats/), the S3 objects (s3/) and credentials.json.
+	// DataDir holds the JetStream store (nats/), the S3 objects (s3/) and credentials.json (the S3
+	// keys and the NATS user/password, mode 0600).
 	DataDir string
 	// S3Addr is the listen address of the S3 API (port 0: a free port).
 	S3Addr string
@@ -47,6 +48,9 @@ type StackOptions struct {
 	// <bus.EventsSubjectPrefix>.>.
 	EventsStream string
 	Log          *slog.Logger
+	// S3Limits are the S3 server's timeouts, request bound, Signature V2 and multipart expiry
+	// (config s3local.*; zero: defaults).
+	S3Limits s3local.Limits
 }
 
 // Stack is a running embedded NATS JetStream server and S3 server.
@@ -74,10 +78,11 @@ func Start(ctx context.Context, o StackOptions) (st *Stack, err error) {
 	if err := os.MkdirAll(o.DataDir, 0o755); err != nil {
 		return nil, fmt.Errorf("up: data directory: %w", err)
 	}
-	ak, sk, err := credentialsOf(o)
+	creds, err := credentialsOf(o)
 	if err != nil {
 		return nil, err
 	}
+	ak, sk := creds.AccessKey, creds.SecretKey
 	if o.EventsStream == "" {
 		o.EventsStream = bus.EventsStream
 	}
@@ -90,10 +95,14 @@ func Start(ctx context.Context, o StackOptions) (st *Stack, err error) {
 			st.Close()
 		}
 	}()
-	if st.NATS, err = natsembed.Start(natsembed.Options{DataDir: filepath.Join(o.DataDir, "nats"), Port: o.NATSPort, JetStream: true}); err != nil {
+	// The server refuses clients without the generated user/password: no other local process can
+	// forge S3 events or promotions. Every client of the stack connects with them (NATSConfig).
+	if st.NATS, err = natsembed.Start(natsembed.Options{DataDir: filepath.Join(o.DataDir, "nats"), Port: o.NATSPort, JetStream: true,
+		User: creds.NATSUser, Password: creds.NATSPassword}); err != nil {
 		return st, fmt.Errorf("up: %w", err)
 	}
-	if st.Conn, err = bus.Connect(bus.Config{URL: st.NATS.ClientURL()}, "hpa-up", o.Log); err != nil {
+	st.Endpoints = Endpoints{NATSURL: st.NATS.ClientURL(), NATSUser: creds.NATSUser, NATSPassword: creds.NATSPassword}
+	if st.Conn, err = bus.Connect(st.NATSConfig(), "hpa-up", o.Log); err != nil {
 		return st, fmt.Errorf("up: connect to the embedded NATS server: %w", err)
 	}
 	if st.JS, err = jetstream.New(st.Conn); err != nil {
@@ -105,7 +114,7 @@ func Start(ctx context.Context, o StackOptions) (st *Stack, err error) {
 	}
 	st.S3, err = s3local.New(s3local.Options{Dir: filepath.Join(o.DataDir, "s3"), Addr: o.S3Addr, Region: o.Region,
 		AccessKey: ak, SecretKey: sk, Buckets: []string{o.Bucket}, Publisher: bus.JetStreamPublisher{JS: st.JS},
-		EventSubjectPrefix: bus.EventsSubjectPrefix, Logger: o.Log})
+		EventSubjectPrefix: bus.EventsSubjectPrefix, Logger: o.Log, Limits: o.S3Limits})
 	if err != nil {
 		return st, fmt.Errorf("up: %w", err)
 	}
@@ -113,13 +122,18 @@ func Start(ctx context.Context, o StackOptions) (st *Stack, err error) {
 		st.S3 = nil
 		return st, fmt.Errorf("up: %w", err)
 	}
-	st.Endpoints = Endpoints{S3Endpoint: st.S3.Endpoint(), Region: o.Region, Bucket: o.Bucket, AccessKey: ak, SecretKey: sk,
-		NATSURL: st.NATS.ClientURL()}
+	st.Endpoints.S3Endpoint, st.Endpoints.Region, st.Endpoints.Bucket = st.S3.Endpoint(), o.Region, o.Bucket
+	st.Endpoints.AccessKey, st.Endpoints.SecretKey = ak, sk
 	if st.Store, err = objstore.Open(ctx, objstore.Config{Endpoint: st.S3.Endpoint(), Region: o.Region, PathStyle: true,
 		Bucket: o.Bucket, AccessKey: ak, SecretKey: sk}); err != nil {
 		return st, fmt.Errorf("up: %w", err)
 	}
 	return st, nil
+}
+
+// NATSConfig is how a client connects to the stack's NATS server (URL and credentials).
+func (s *Stack) NATSConfig() bus.Config {
+	return bus.Config{URL: s.Endpoints.NATSURL, User: s.Endpoints.NATSUser, Password: s.Endpoints.NATSPassword}
 }
 
 // Close stops the S3 server (pending events stay in its journal), the connection and NATS.
@@ -137,39 +151,63 @@ func (s *Stack) Close() {
 	}
 }
 
-// credentialsOf returns the S3 keys: the given ones, or the ones kept in the data directory
-// (generated on first start).
-func credentialsOf(o StackOptions) (ak, sk string, err error) {
+// stackCredentials are the secrets kept in <DataDir>/credentials.json (mode 0600): the S3 keys
+// and the user/password the embedded NATS server requires, generated on first start.
+type stackCredentials struct {
+	AccessKey    string `json:"access_key"`
+	SecretKey    string `json:"secret_key"`
+	NATSUser     string `json:"nats_user,omitempty"`
+	NATSPassword string `json:"nats_password,omitempty"`
+}
+
+// credentialsOf returns the S3 keys (the given ones, or the ones kept in the data directory) and
+// the NATS user/password (kept in the data directory). What is missing is generated and kept.
+func credentialsOf(o StackOptions) (stackCredentials, error) {
+	var none stackCredentials
 	if o.AccessKey != "" || o.SecretKey != "" {
 		if o.AccessKey == "" || o.SecretKey == "" {
-			return "", "", ErrKeyPair
+			return none, ErrKeyPair
 		}
-		return o.AccessKey, o.SecretKey, nil
 	}
 	path := filepath.Join(o.DataDir, "credentials.json")
-	var c struct {
-		AccessKey string `json:"access_key"`
-		SecretKey string `json:"secret_key"`
-	}
+	var c stackCredentials
 	b, err := os.ReadFile(path)
 	switch {
 	case err == nil:
 		if err := json.Unmarshal(b, &c); err != nil || c.AccessKey == "" || c.SecretKey == "" {
-			return "", "", fmt.Errorf("up: %s is not a credentials file: %v", path, err)
+			return none, fmt.Errorf("up: %s is not a credentials file: %v", path, err)
 		}
-		return c.AccessKey, c.SecretKey, nil
+		if (c.NATSUser == "") != (c.NATSPassword == "") {
+			return none, fmt.Errorf("up: %s has only one of nats_user and nats_password", path)
+		}
 	case !errors.Is(err, fs.ErrNotExist):
-		return "", "", fmt.Errorf("up: %w", err)
+		return none, fmt.Errorf("up: %w", err)
 	}
-	rnd := func(n int) string {
-		b := make([]byte, n)
-		_, _ = rand.Read(b)
-		return hex.EncodeToString(b)
+	changed := false
+	if c.AccessKey == "" {
+		c.AccessKey, c.SecretKey, changed = "HPA"+randomHex(8), randomHex(20), true
 	}
-	c.AccessKey, c.SecretKey = "HPA"+rnd(8), rnd(20)
-	b, _ = json.MarshalIndent(c, "", "  ")
-	if err := os.WriteFile(path, append(b, '\n'), 0o600); err != nil {
-		return "", "", fmt.Errorf("up: %w", err)
+	if c.NATSUser == "" {
+		// Files written before NATS required credentials get them added.
+		c.NATSUser, c.NATSPassword, changed = "hpa-"+randomHex(4), randomHex(24), true
 	}
-	return c.AccessKey, c.SecretKey, nil
+	if changed {
+		b, _ = json.MarshalIndent(c, "", "  ")
+		if err := writePrivate(path, append(b, '\n')); err != nil {
+			return none, fmt.Errorf("up: %w", err)
+		}
+	}
+	if o.AccessKey != "" {
+		c.AccessKey, c.SecretKey = o.AccessKey, o.SecretKey
+	}
+	return c, nil
+}
+
+// randomHex is n random bytes (crypto/rand) in hex.
+func randomHex(n int) string {
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		panic("up: no randomness for credentials: " + err.Error())
+	}
+	return hex.EncodeToString(b)
 }

@@ -82,7 +82,8 @@ func Up(ctx context.Context, o UpOptions, out io.Writer, start Factory, ready ch
 		ep.S3Endpoint, ep.Region, ep.Bucket, ep.AccessKey, ep.SecretKey)
 	fmt.Fprintf(out, "  upload to     s3://%s/%s<plate>/<id>_{red,green,blue,yellow}.png\n  labels at     s3://%s/%s<plate>/<id>.json\n",
 		ep.Bucket, ep.UploadPrefix, ep.Bucket, ep.LabelsPrefix)
-	fmt.Fprintf(out, "  nats          %s\n  metrics       %s\n  endpoints     %s\n", ep.NATSURL, ep.MetricsURL, epPath)
+	fmt.Fprintf(out, "  nats          %s (user %s, password in the endpoints file)\n  metrics       %s\n  endpoints     %s\n",
+		ep.NATSURL, ep.NATSUser, ep.MetricsURL, epPath)
 	if ep.ViewerURL != "" {
 		fmt.Fprintf(out, "  viewer        %s (sign in with the access key and secret key)\n", ep.ViewerURL)
 	}

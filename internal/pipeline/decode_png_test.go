@@ -12,9 +12,15 @@ import (
 	"github.com/hpa-plates/hpa/internal/testenv"
 )
 
+// realPNGs lists the 40 real HPA PNGs of the committed fixture (testdata/hpa-real).
 func realPNGs(t testing.TB) []string {
 	t.Helper()
-	root := testenv.HPAReal(t)
+	return realPNGsIn(t, testenv.HPAFixture(t), 40)
+}
+
+// realPNGsIn lists the PNGs of root's train_sample and test_sample, at least min of them.
+func realPNGsIn(t testing.TB, root string, min int) []string {
+	t.Helper()
 	var files []string
 	for _, sub := range []string{"train_sample", "test_sample"} {
 		m, err := filepath.Glob(filepath.Join(root, sub, "*.png"))
@@ -23,8 +29,8 @@ func realPNGs(t testing.TB) []string {
 		}
 		files = append(files, m...)
 	}
-	if len(files) < 400 {
-		t.Fatalf("want the 400 real PNGs, found %d", len(files))
+	if len(files) < min {
+		t.Fatalf("want %d real PNGs under %s, found %d", min, root, len(files))
 	}
 	return files
 }
@@ -40,7 +46,16 @@ func channelOf(t testing.TB, path string) Channel {
 // TestFastPNGIdenticalToImagePNG is the correctness half of the issue: on every real HPA PNG the
 // fast path (libdeflate + C unfilter) must give exactly image/png's pixels.
 func TestFastPNGIdenticalToImagePNG(t *testing.T) {
-	for _, f := range realPNGs(t) {
+	fastPNGIdentical(t, realPNGs(t))
+}
+
+// TestFastPNGIdenticalAllReal: the same on all 400 real PNGs of ../shared/hpa-real.
+func TestFastPNGIdenticalAllReal(t *testing.T) {
+	fastPNGIdentical(t, realPNGsIn(t, testenv.HPAReal(t), 400))
+}
+
+func fastPNGIdentical(t *testing.T, files []string) {
+	for _, f := range files {
 		data, err := os.ReadFile(f)
 		if err != nil {
 			t.Fatal(err)
@@ -139,8 +154,10 @@ func TestScale16(t *testing.T) {
 	}
 }
 
+// BenchmarkDecodePNG512 decodes the 40 real 512x512 HPA PNGs of the fixture (testdata/hpa-real);
+// every result line reports how many images it decoded ("images").
 func BenchmarkDecodePNG512(b *testing.B) {
-	files := realPNGs(b)[:32]
+	files := realPNGs(b)
 	datas := make([][]byte, len(files))
 	var total int64
 	for i, f := range files {
@@ -167,6 +184,7 @@ func BenchmarkDecodePNG512(b *testing.B) {
 	}
 	perImage := func(b *testing.B) {
 		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(datas))/1e6, "ms/image")
+		b.ReportMetric(float64(len(datas)), "images")
 	}
 	b.Run("fast", func(b *testing.B) {
 		b.SetBytes(total)
@@ -195,6 +213,7 @@ func BenchmarkDecodePNG512(b *testing.B) {
 			ts += nowNanos() - t1
 		}
 		b.ReportMetric(float64(ts)/float64(tf), "x_vs_imagepng")
+		b.ReportMetric(float64(len(datas)), "images")
 	})
 	// ratio_cpu is the same on the CPU time of the (locked) thread, i.e. per core, unaffected by
 	// waiting for a core on a shared machine. Linux only.
@@ -215,6 +234,7 @@ func BenchmarkDecodePNG512(b *testing.B) {
 			ts += t2 - t1
 		}
 		b.ReportMetric(float64(ts)/float64(tf), "x_vs_imagepng")
+		b.ReportMetric(float64(len(datas)), "images")
 		b.ReportMetric(float64(tf)/float64(b.N*len(datas))/1e6, "fast_cpu_ms/image")
 		b.ReportMetric(float64(ts)/float64(b.N*len(datas))/1e6, "imagepng_cpu_ms/image")
 	})

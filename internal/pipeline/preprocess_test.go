@@ -111,7 +111,7 @@ func TestToCHWErrors(t *testing.T) {
 // realPlane reads one real HPA channel PNG with the standard library (independent of our decoder).
 func realPlane(t testing.TB) Plane {
 	t.Helper()
-	dir := filepath.Join(testenv.HPAReal(t), "test_sample")
+	dir := filepath.Join(testenv.HPAFixture(t), "test_sample")
 	ents, err := os.ReadDir(dir)
 	if err != nil || len(ents) == 0 {
 		t.Fatalf("read %s: %v", dir, err)

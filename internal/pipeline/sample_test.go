@@ -202,13 +202,17 @@ func TestDecodeConcurrent(t *testing.T) {
 // TestScanDirReal: the real sample directory holds one channel per Id, so every Id is incomplete
 // with three channels missing, and the list is sorted.
 func TestScanDirReal(t *testing.T) {
-	dir := filepath.Join(testenv.HPAReal(t), "train_sample")
+	dir := filepath.Join(testenv.HPAFixture(t), "train_sample")
+	pngs, err := filepath.Glob(filepath.Join(dir, "*.png"))
+	if err != nil || len(pngs) < 20 {
+		t.Fatalf("%s: %d PNGs (%v)", dir, len(pngs), err)
+	}
 	complete, incomplete, err := ScanDir(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(complete) != 0 || len(incomplete) != 200 {
-		t.Fatalf("%d complete, %d incomplete; want 0 and 200", len(complete), len(incomplete))
+	if len(complete) != 0 || len(incomplete) != len(pngs) {
+		t.Fatalf("%d complete, %d incomplete; want 0 and %d", len(complete), len(incomplete), len(pngs))
 	}
 	for i, inc := range incomplete {
 		if i > 0 && incomplete[i-1].ID >= inc.ID {

@@ -15,13 +15,13 @@ import (
 	"github.com/hpa-plates/hpa/internal/testenv"
 )
 
-var update = flag.Bool("update", false, "rewrite labelsets_gen.go from ../shared/hpa-real/train.csv")
+var update = flag.Bool("update", false, "rewrite labelsets_gen.go from testdata/hpa-real/train.csv (the real HPA label file)")
 
 const genFile = "labelsets_gen.go"
 
 func realRows(t testing.TB) []LabeledID {
 	t.Helper()
-	rows, err := labels.ReadTargetsFile(filepath.Join(testenv.HPAReal(t), "train.csv"))
+	rows, err := labels.ReadTargetsFile(filepath.Join(testenv.HPAFixture(t), "train.csv"))
 	if err != nil {
 		t.Fatalf("real train.csv: %v", err)
 	}

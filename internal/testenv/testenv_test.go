@@ -11,7 +11,7 @@ func TestRepoRootAndData(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(root, "go.mod")); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := os.Stat(filepath.Join(HPAReal(t), "train_sample")); err != nil {
+	if _, err := os.Stat(filepath.Join(HPAFixture(t), "train_sample")); err != nil {
 		t.Fatal(err)
 	}
 }

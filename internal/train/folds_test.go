@@ -14,7 +14,7 @@ import (
 
 func realHPALabels(t testing.TB) [][]int {
 	t.Helper()
-	ex, err := labels.ReadTargetsFile(filepath.Join(testenv.HPAReal(t), "train.csv"))
+	ex, err := labels.ReadTargetsFile(filepath.Join(testenv.HPAFixture(t), "train.csv"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,10 +15,10 @@ import (
 	"github.com/hpa-plates/hpa/internal/testenv"
 )
 
-// realPlanes decodes the first n PNGs of ../shared/hpa-real/train_sample whose name ends in suffix.
+// realPlanes decodes the first n PNGs of the fixture testdata/hpa-real/train_sample whose name ends in suffix.
 func realPlanes(t testing.TB, suffix string, n int) ([]GrayPlane, []string) {
 	t.Helper()
-	dir := filepath.Join(testenv.HPAReal(t), "train_sample")
+	dir := filepath.Join(testenv.HPAFixture(t), "train_sample")
 	names, err := filepath.Glob(filepath.Join(dir, "*"+suffix))
 	if err != nil {
 		t.Fatal(err)

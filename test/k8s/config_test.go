@@ -205,9 +205,9 @@ func TestConfigMirrorReportsDrift(t *testing.T) {
 		{"key added to config.yaml", func(cfg, _ map[string]any) {
 			cfg["inference"].(map[string]any)["new_knob"] = 3
 		}, "config.inference.new_knob: 3"},
-		{"section added to config.yaml", func(cfg, _ map[string]any) {
-			cfg["training"] = map[string]any{"runs_prefix": "runs/", "metrics_addr": "127.0.0.1:9091"}
-		}, `section "training"`},
+		{"section added to config.yaml (a training-like role)", func(cfg, _ map[string]any) {
+			cfg["newrole"] = map[string]any{"runs_prefix": "runs/", "metrics_addr": "127.0.0.1:9091"}
+		}, `section "newrole"`},
 		{"key only in values", func(_, vals map[string]any) {
 			vals["config"].(map[string]any)["s3"].(map[string]any)["bukket"] = "x"
 		}, "config.s3.bukket, which config.yaml does not have"},
@@ -231,6 +231,7 @@ func TestConfigMirrorReportsDrift(t *testing.T) {
 	}
 	// The chart-owned training.metrics_addr is not asked for.
 	cfg, vals := base()
+	delete(vals["config"].(map[string]any), "training")
 	cfg["training"] = map[string]any{"metrics_addr": "127.0.0.1:9091"}
 	if got := configMirror(cfg, vals); len(got) != 0 {
 		t.Errorf("a section of chart-owned keys only: %v", got)

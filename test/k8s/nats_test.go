@@ -1,6 +1,7 @@
 package k8s
 
 import (
+	"fmt"
 	"regexp"
 	"strings"
 	"testing"
@@ -37,6 +38,10 @@ func TestChartWithNATSSubchart(t *testing.T) {
 			}
 			if sts.Spec.Replicas == nil || *sts.Spec.Replicas != c.replicas {
 				t.Errorf("NATS replicas %v, want %d", sts.Spec.Replicas, c.replicas)
+			}
+			// Streams and KV buckets get as many replicas as the bundled NATS has servers.
+			if got, _ := lookup(r.config(t), "nats.replicas"); fmt.Sprint(got) != fmt.Sprint(c.replicas) {
+				t.Errorf("config nats.replicas %v, want %d (the NATS servers)", got, c.replicas)
 			}
 			if len(sts.Spec.VolumeClaimTemplates) != 1 || sts.Spec.VolumeClaimTemplates[0].Spec.Resources.Requests.Storage().String() != "20Gi" {
 				t.Errorf("JetStream PVC: %+v", sts.Spec.VolumeClaimTemplates)

@@ -129,6 +129,9 @@ model location and pointer of the consumers and the viewer, ONNX Runtime provide
 {{- $c := deepCopy .Values.config }}
 {{- $_ := set $c "cache_dir" .Values.cache.mountPath }}
 {{- $_ := set $c.nats "url" (include "hpa.natsURL" .) }}
+{{- if and .Values.nats.enabled .Values.nats.config.cluster.enabled (le (int (default 1 $c.nats.replicas)) 1) }}
+{{- $_ := set $c.nats "replicas" (min 5 (int .Values.nats.config.cluster.replicas)) }}
+{{- end }}
 {{- $_ := set $c.inference "metrics_addr" (printf ":%d" (int .Values.metrics.port)) }}
 {{- $_ := set $c.inference "model" (default .Values.models.bundledPath .Values.models.location) }}
 {{- $_ := set $c.inference "model_pointer" .Values.models.pointer }}

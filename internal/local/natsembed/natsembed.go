@@ -9,6 +9,7 @@ package natsembed
 import (
 	"fmt"
 	"net"
+	"net/url"
 	"os"
 	"strconv"
 	"time"
@@ -44,6 +45,18 @@ type Options struct {
 	Log bool
 	// ReadyTimeout bounds the wait for the server to accept connections; 0 means DefaultReadyTimeout.
 	ReadyTimeout time.Duration
+	// User and Password, when set, are required of every client (and of cluster routes):
+	// connections without them are refused. Both or neither.
+	User, Password string
+
+	// ClusterName, ClusterPort and Routes make the server a node of a cluster (StartCluster sets
+	// them): routes are nats-route://host:port URLs of the other nodes. Empty ClusterName: no
+	// cluster.
+	ClusterName string
+	ClusterPort int
+	Routes      []string
+	// ClusterAdvertise is the host:port the node tells its peers to route to ("" = its own).
+	ClusterAdvertise string
 }
 
 // Error is returned by Start when the server cannot be configured or started.
@@ -86,6 +99,12 @@ func Start(o Options) (*Server, error) {
 	if o.MaxStore < 0 || o.MaxMemory < 0 {
 		return nil, &Error{Op: "options", Reason: "negative MaxStore/MaxMemory"}
 	}
+	if (o.User == "") != (o.Password == "") {
+		return nil, &Error{Op: "options", Reason: "User and Password go together"}
+	}
+	if o.ClusterName == "" && (o.ClusterPort != 0 || len(o.Routes) > 0) {
+		return nil, &Error{Op: "options", Reason: "ClusterPort and Routes need a ClusterName"}
+	}
 	if o.JetStream {
 		if o.DataDir == "" {
 			return nil, &Error{Op: "options", Reason: "JetStream needs a DataDir"}
@@ -122,8 +141,24 @@ func Start(o Options) (*Server, error) {
 		SyncInterval:       o.SyncInterval,
 		NoSigs:             true,
 		NoLog:              !o.Log,
-		// No HTTP monitoring, no cluster: a single local node.
+		// No HTTP monitoring.
 		HTTPPort: 0,
+		Username: o.User,
+		Password: o.Password,
+	}
+	if o.ClusterName != "" {
+		routes, err := parseRoutes(o.Routes)
+		if err != nil {
+			return nil, err
+		}
+		// One route connection per pair of nodes (no pool): the extra connections of a pool are
+		// solicited to the advertised address, without the route credentials.
+		sopts.Cluster = server.ClusterOpts{Name: o.ClusterName, Host: o.Host, Port: o.ClusterPort,
+			Username: o.User, Password: o.Password, Advertise: o.ClusterAdvertise, PoolSize: -1}
+		sopts.Routes = routes
+		if o.ClusterPort == 0 {
+			sopts.Cluster.Port = server.RANDOM_PORT
+		}
 	}
 	ns, err := server.NewServer(sopts)
 	if err != nil {
@@ -174,4 +209,17 @@ func (s *Server) Shutdown() {
 	}
 	s.ns.Shutdown()
 	s.ns.WaitForShutdown()
+}
+
+// parseRoutes parses nats-route:// URLs.
+func parseRoutes(routes []string) ([]*url.URL, error) {
+	var out []*url.URL
+	for _, r := range routes {
+		u, err := url.Parse(r)
+		if err != nil || u.Host == "" {
+			return nil, &Error{Op: "options", Reason: "route " + r + " is not a nats-route://host:port URL", Err: err}
+		}
+		out = append(out, u)
+	}
+	return out, nil
 }

@@ -406,7 +406,8 @@ func TestSDKPlainHTTPChecksums(t *testing.T) {
 // addressed path-style.
 func TestSigV2Vector(t *testing.T) {
 	s, err := New(Options{Dir: t.TempDir(), AccessKey: awsExampleAK, SecretKey: awsExampleSK,
-		Now: func() time.Time { return time.Date(2007, 3, 27, 19, 40, 0, 0, time.UTC) }})
+		Now:    func() time.Time { return time.Date(2007, 3, 27, 19, 40, 0, 0, time.UTC) },
+		Limits: Limits{AllowSigV2: true}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -16,6 +16,8 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+
+	"github.com/hpa-plates/hpa/internal/testenv"
 )
 
 // hermeticAWSEnv is an environment for Python AWS tools that ignores the machine's AWS setup.
@@ -34,16 +36,18 @@ func hermeticAWSEnv(t *testing.T) []string {
 }
 
 // boto3 (when installed) drives the server: multipart upload_fileobj, paginated listings,
-// ranges, copy, batch delete, presigned URL, bad signature.
+// ranges, copy, batch delete, presigned URLs (V4; boto3's default V2 ones only with AllowSigV2),
+// bad signature.
 func TestBoto3Client(t *testing.T) {
 	py, err := exec.LookPath("python3")
 	if err != nil {
-		t.Skip("python3 not installed")
+		testenv.NeedTool(t, "python3", "scripts/setup.sh --only clients")
 	}
 	if exec.Command(py, "-c", "import boto3").Run() != nil {
-		t.Skip("boto3 not installed")
+		testenv.NeedTool(t, "boto3 for "+py, "scripts/setup.sh --only clients installs python3-boto3")
 	}
-	s := startServer(t, Options{MinPartSize: 5 << 20})
+	dir := t.TempDir()
+	s := startServer(t, Options{Dir: dir, MinPartSize: 5 << 20})
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, py, "testdata/boto3_client.py", s.Endpoint(), testAK, testSK)
@@ -63,6 +67,7 @@ func TestBoto3Client(t *testing.T) {
 		Copy      string     `json:"copy"`
 		Missing   string     `json:"missing"`
 		Presigned string     `json:"presigned"`
+		PresignV4 string     `json:"presigned_v4"`
 		Deleted   []string   `json:"deleted"`
 		BadSig    []any      `json:"badsig"`
 	}
@@ -93,14 +98,31 @@ func TestBoto3Client(t *testing.T) {
 	if out.BadSig[0] != "SignatureDoesNotMatch" || out.BadSig[1].(float64) != 403 {
 		t.Errorf("bad signature %v", out.BadSig)
 	}
-	resp, err := http.Get(out.Presigned)
-	if err != nil {
-		t.Fatal(err)
+	get := func(url string) (int, string) {
+		resp, err := http.Get(url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode, string(b)
 	}
-	b, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != 200 || string(b) != "blue" {
-		t.Errorf("boto3 presigned URL: %d %q", resp.StatusCode, b)
+	if code, b := get(out.PresignV4); code != 200 || b != "blue" || !strings.Contains(out.PresignV4, "X-Amz-Signature=") {
+		t.Errorf("boto3 V4 presigned URL %s: %d %q", out.PresignV4, code, b)
+	}
+	// boto3's default presigned URL (Signature V2 in this botocore) is refused unless allowed.
+	if strings.Contains(out.Presigned, "AWSAccessKeyId=") {
+		if code, b := get(out.Presigned); code != 403 || !strings.Contains(b, "Signature Version 2 is not accepted") {
+			t.Errorf("boto3 V2 presigned URL accepted by default: %d %q", code, b)
+		}
+		closeServer(t, s)
+		s2 := startServer(t, Options{Dir: dir, MinPartSize: 5 << 20, Limits: Limits{AllowSigV2: true}})
+		url := strings.Replace(out.Presigned, s.Endpoint(), s2.Endpoint(), 1)
+		if code, b := get(url); code != 200 || b != "blue" {
+			t.Errorf("boto3 V2 presigned URL with AllowSigV2: %d %q", code, b)
+		}
+	} else if code, b := get(out.Presigned); code != 200 || b != "blue" {
+		t.Errorf("boto3 presigned URL: %d %q", code, b)
 	}
 }
 
@@ -109,7 +131,7 @@ func TestBoto3Client(t *testing.T) {
 func TestAWSCLI(t *testing.T) {
 	awsBin, err := exec.LookPath("aws")
 	if err != nil {
-		t.Skip("aws cli not installed")
+		testenv.NeedTool(t, "the aws cli", "scripts/setup.sh --only clients installs awscli")
 	}
 	s := startServer(t, Options{Buckets: []string{"cli"}})
 	env := hermeticAWSEnv(t)

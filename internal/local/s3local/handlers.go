@@ -56,7 +56,21 @@ func (rq *request) sourceIP() string {
 }
 
 // ServeHTTP implements the S3 REST API (path-style addressing).
+// Every read of the body and write of the answer must make progress within Limits.BodyTimeout;
+// beyond Limits.MaxRequests requests at once, the answer is 503 SlowDown.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	rc := http.NewResponseController(w)
+	w = &progressWriter{ResponseWriter: w, rc: rc, timeout: s.opts.BodyTimeout}
+	if r.Body != nil && r.Body != http.NoBody {
+		r.Body = &progressReader{ReadCloser: r.Body, rc: rc, timeout: s.opts.BodyTimeout}
+	}
+	if !s.acquire() {
+		w.Header().Set("Retry-After", "1")
+		w.Header().Set("Connection", "close")
+		writeError(w, r, strings.ToUpper(newID(8)), apiErr("SlowDown", http.StatusServiceUnavailable, "Please reduce your request rate (more than %d requests at once).", s.opts.MaxRequests))
+		return
+	}
+	defer s.release()
 	rq := &request{w: w, r: r, q: r.URL.Query(), id: strings.ToUpper(newID(8))}
 	w.Header().Set("X-Amz-Request-Id", rq.id)
 	w.Header().Set("X-Amz-Id-2", s.hostID)
@@ -65,7 +79,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if e.Status >= 500 {
 			s.logf("%s %s: %v", r.Method, r.URL.Path, e)
 		}
-		if r.Body != nil {
+		if pr, ok := r.Body.(*progressReader); ok && !pr.failed {
 			// Let the client finish sending a small body so it reads our answer.
 			_, _ = io.CopyN(io.Discard, r.Body, 1<<20)
 		}

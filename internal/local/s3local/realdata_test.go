@@ -20,9 +20,9 @@ import (
 // Real HPA channel PNGs uploaded concurrently by the SDK: each arrives intact and is announced by
 // one event whose key maps back to the sample id and channel of its file name.
 func TestRealImagesUploadAndEvents(t *testing.T) {
-	files, err := filepath.Glob(filepath.Join(testenv.HPAReal(t), "test_sample", "*.png"))
+	files, err := filepath.Glob(filepath.Join(testenv.HPAFixture(t), "*_sample", "*.png"))
 	if err != nil || len(files) < 24 {
-		t.Fatalf("test_sample: %d files, %v", len(files), err)
+		t.Fatalf("testdata/hpa-real: %d files, %v", len(files), err)
 	}
 	sort.Strings(files)
 	files = files[:24]

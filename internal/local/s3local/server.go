@@ -71,6 +71,8 @@ type Options struct {
 	Logger *slog.Logger
 	// Now is the clock (signature time checks, timestamps); default time.Now.
 	Now func() time.Time
+	// Limits: timeouts, concurrent requests, Signature V2, multipart expiry.
+	Limits
 }
 
 // Server is an S3-compatible server. It is an http.Handler; Start also serves it on Addr.
@@ -80,6 +82,9 @@ type Server struct {
 	journal *journal
 	hostID  string
 	upMu    sync.Mutex // serializes multipart bookkeeping
+
+	slots      chan struct{} // one per request being served (Limits.MaxRequests)
+	expireDone chan struct{}
 
 	seqMu     sync.Mutex
 	lastSeq   uint64
@@ -140,6 +145,7 @@ func New(o Options) (*Server, error) {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
+	o.Limits.setDefaults()
 	st, err := openStore(o.Dir)
 	if err != nil {
 		return nil, err
@@ -148,7 +154,8 @@ func New(o Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{opts: o, store: st, journal: j, hostID: newID(16), stop: make(chan struct{}), retryDone: make(chan struct{})}
+	s := &Server{opts: o, store: st, journal: j, hostID: newID(16), stop: make(chan struct{}), retryDone: make(chan struct{}),
+		slots: make(chan struct{}, o.MaxRequests), expireDone: make(chan struct{})}
 	s.baseCtx, s.cancel = context.WithCancel(context.Background())
 	for _, b := range o.Buckets {
 		if e := ValidateBucketName(b); e != nil {
@@ -186,7 +193,7 @@ func (s *Server) Start() error {
 		h = s.opts.Middleware(h)
 	}
 	s.ln = ln
-	s.srv = &http.Server{Handler: h, ReadHeaderTimeout: 30 * time.Second}
+	s.srv = s.opts.Limits.httpServer(h)
 	s.started = true
 	go func() {
 		if err := s.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -197,6 +204,10 @@ func (s *Server) Start() error {
 		s.logf("republishing pending events at start: %v (will retry)", err)
 	}
 	go s.retryLoop()
+	if _, err := s.ExpireUploads(); err != nil {
+		s.logf("expiring multipart uploads at start: %v", err)
+	}
+	go s.expireLoop()
 	return nil
 }
 
@@ -226,6 +237,7 @@ func (s *Server) Close(ctx context.Context) error {
 	if started {
 		err = s.srv.Shutdown(ctx)
 		<-s.retryDone
+		<-s.expireDone
 	}
 	s.cancel()
 	return err

@@ -86,6 +86,9 @@ func (s *Server) authV2Query(r *http.Request, q url.Values) (*auth, *APIError) {
 	if s.now().Unix() > exp {
 		return nil, errAccessDenied("Request has expired")
 	}
+	if exp > s.now().Add(maxPresignV2).Unix() {
+		return nil, errAccessDenied("Expires %d is more than %s ahead: a presigned URL is valid for at most 7 days", exp, maxPresignV2)
+	}
 	return s.verifyV2(r, q.Get("AWSAccessKeyId"), q.Get("Signature"), q.Get("Expires"))
 }
 

@@ -187,9 +187,13 @@ func (s *Server) authenticate(r *http.Request) (*auth, *APIError) {
 		return s.authHeader(r, authz)
 	case q.Get(queryAlgorithm) != "":
 		return s.authPresigned(r, q)
-	case strings.HasPrefix(authz, "AWS "):
-		return s.authV2Header(r, authz)
-	case q.Get("AWSAccessKeyId") != "" && q.Get("Signature") != "":
+	case strings.HasPrefix(authz, "AWS "), q.Get("AWSAccessKeyId") != "" && q.Get("Signature") != "":
+		if !s.opts.AllowSigV2 {
+			return nil, apiErr("AccessDenied", http.StatusForbidden, "AWS Signature Version 2 is not accepted (it signs no payload hash); sign with Signature Version 4, or enable s3local.allow_sigv2 for old clients.")
+		}
+		if strings.HasPrefix(authz, "AWS ") {
+			return s.authV2Header(r, authz)
+		}
 		return s.authV2Query(r, q)
 	case authz != "":
 		return nil, errInvalidArgument("unsupported Authorization scheme (only %s is accepted)", sigV4Algorithm)

@@ -403,10 +403,12 @@ func (s *Server) waitLive(timeout time.Duration) error {
 		resp, err := cl.Get(s.Endpoint + "/minio/health/live")
 		if err == nil {
 			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
+			// Live answers 200 before the object layer is up; MinIO marks that state with
+			// x-minio-server-status: offline, and S3 calls get 503 XMinioServerNotInitialized.
+			if resp.StatusCode == http.StatusOK && resp.Header.Get("X-Minio-Server-Status") != "offline" {
 				return nil
 			}
-			err = fmt.Errorf("health: HTTP %d", resp.StatusCode)
+			err = fmt.Errorf("health: HTTP %d, server status %q", resp.StatusCode, resp.Header.Get("X-Minio-Server-Status"))
 		}
 		if time.Now().After(deadline) {
 			return fmt.Errorf("after %s: %w", timeout, err)

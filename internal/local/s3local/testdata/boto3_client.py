@@ -47,6 +47,9 @@ except botocore.exceptions.ClientError as e:
     out["missing"] = e.response["Error"]["Code"]
 url = s3.generate_presigned_url("get_object", Params={"Bucket": "boto", "Key": "incoming/plate 1/X_blue.png"}, ExpiresIn=60)
 out["presigned"] = url
+v4 = boto3.client("s3", endpoint_url=endpoint, aws_access_key_id=ak, aws_secret_access_key=sk, region_name="us-east-1",
+                  config=Config(s3={"addressing_style": "path"}, signature_version="s3v4"))
+out["presigned_v4"] = v4.generate_presigned_url("get_object", Params={"Bucket": "boto", "Key": "incoming/plate 1/X_blue.png"}, ExpiresIn=60)
 d = s3.delete_objects(Bucket="boto", Delete={"Objects": [{"Key": "copy of blue.png"}, {"Key": "big/obj+1.bin"}]})
 out["deleted"] = sorted(x["Key"] for x in d.get("Deleted", []))
 bad = boto3.client("s3", endpoint_url=endpoint, aws_access_key_id=ak, aws_secret_access_key=sk + "x",

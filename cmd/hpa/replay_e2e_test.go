@@ -143,3 +143,30 @@ func TestReplayReadmeEndToEnd(t *testing.T) {
 		t.Fatalf("second only-stale replay:\n%s", out)
 	}
 }
+
+// Bad invocations are refused before anything is contacted, with the reason.
+func TestReplayBridgeCommandErrors(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"replay"}, "what to replay"},
+		{[]string{"replay", "--stream"}, "--stream needs --since"},
+		{[]string{"replay", "--since", "yesterday", "s3://plates/incoming/"}, `"yesterday" is not an RFC 3339 time`},
+		{[]string{"replay", "--since", "2024-02-01", "--until", "2024-01-01", "s3://plates/incoming/"}, "is not after --since"},
+		{[]string{"replay", "--reconcile", "--force", "s3://plates/incoming/"}, "--force does not apply"},
+		{[]string{"replay", "--progress", "fancy", "s3://plates/incoming/"}, `progress "fancy"`},
+		{[]string{"replay", "--rate", "-1", "s3://plates/incoming/"}, "--rate"},
+		{[]string{"bridge"}, "SQS queue URL is required"},
+	} {
+		root := newRoot()
+		var out bytes.Buffer
+		root.SetOut(&out)
+		root.SetErr(&out)
+		root.SetArgs(tc.args)
+		err := root.Execute()
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("hpa %s: %v, want an error with %q", strings.Join(tc.args, " "), err, tc.want)
+		}
+	}
+}

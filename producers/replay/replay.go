@@ -162,10 +162,24 @@ func (s Summary) String() string {
 	return b.String()
 }
 
+// Validate checks the options that do not need the connections (the command calls it before
+// connecting).
+func (o Options) Validate() error {
+	o.NC = nil
+	return o.check()
+}
+
 func (o *Options) fill() error {
 	if o.NC == nil {
 		return errors.New("replay: a NATS connection is required")
 	}
+	if o.Store == nil && !o.Stream {
+		return errors.New("replay: an object store is required")
+	}
+	return o.check()
+}
+
+func (o *Options) check() error {
 	if o.UploadPrefix == "" {
 		o.UploadPrefix = "incoming/"
 	}
@@ -208,9 +222,6 @@ func (o *Options) fill() error {
 			return errors.New("replay: --stream needs --since (the time to re-deliver stored events from)")
 		}
 		return nil
-	}
-	if o.Store == nil {
-		return errors.New("replay: an object store is required")
 	}
 	if o.Source == "" {
 		return errors.New("replay: what to replay: s3://bucket/prefix (or --stream --since T)")

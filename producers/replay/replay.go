@@ -99,8 +99,10 @@ type Options struct {
 	// Progress and Out: how and where progress is shown (default auto on io.Discard); Logger gets
 	// the structured progress and warnings (default slog.Default()).
 	Progress Progress
-	Out      io.Writer
-	Logger   *slog.Logger
+	// ProgressEvery is the interval of progress log lines (default 5s).
+	ProgressEvery time.Duration
+	Out           io.Writer
+	Logger        *slog.Logger
 	// OnCheckpoint, when set, is called with the counts after each checkpoint (tests, tools).
 	OnCheckpoint func(Summary)
 

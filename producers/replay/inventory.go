@@ -138,6 +138,17 @@ func (r *runner) inventory(ctx context.Context) (Summary, error) {
 		emit := func(s *sample) bool {
 			s.done = make(chan struct{})
 			s.pos, s.counts = safePos(), c
+			if o.Force {
+				// Nothing to check: decided here, no hand-off to a worker.
+				s.publish = true
+				close(s.done)
+				select {
+				case order <- s:
+					return true
+				case <-lctx.Done():
+					return false
+				}
+			}
 			select {
 			case order <- s:
 			case <-lctx.Done():

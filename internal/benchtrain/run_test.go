@@ -179,7 +179,7 @@ func TestRunBothHalves(t *testing.T) {
 	o := Options{
 		StepOptions: StepOptions{Spec: preset(t, "seresnext_tiny"), Size: 64, Batch: 2, Steps: 2, Warmup: 1, Seed: 1},
 		Threads:     1, Rounds: 2, Python: py, Script: filepath.Join(testenv.RepoRoot(t), DefaultScript), Preload: preload,
-		Loader: LoaderOptions{DataDir: synthData(t), Workers: 2, Augment: train.DefaultAugment(),
+		Loader: LoaderOptions{DataDir: synthData(t), Workers: 2, Augment: train.RecipeAugment(),
 			Norm: pipeline.Norm{Mean: []float32{.1, .1, .1, .1}, Std: []float32{.2, .2, .2, .2}}},
 	}
 	var log bytes.Buffer
@@ -194,7 +194,7 @@ func TestRunBothHalves(t *testing.T) {
 	if r.LoaderError != nil || r.Loader.Samples != 12 || r.StepRatioCPU() <= 0 || r.LoaderRatio() <= 0 {
 		t.Errorf("loader %+v (%v), ratios %v %v", r.Loader, r.LoaderError, r.StepRatioCPU(), r.LoaderRatio())
 	}
-	if r.Together.Samples != 12 || r.Together.Steps < 1 || r.LoaderRatioTogether() <= 0 {
+	if r.Together.Samples%12 != 0 || r.Together.Samples == 0 || r.Together.Steps < 1 || r.LoaderRatioTogether() <= 0 {
 		t.Errorf("together %+v, ratio %v", r.Together, r.LoaderRatioTogether())
 	}
 	if strings.Count(log.String(), "round ") != 4 {

@@ -29,10 +29,11 @@ func (t TogetherResult) StepPerSecond() float64 { return perSecond(t.Steps*t.Bat
 // Ratio is LoaderPerSecond / StepPerSecond: the loader/step verdict.
 func (t TogetherResult) Ratio() float64 { return divf(t.LoaderPerSecond(), t.StepPerSecond()) }
 
-// MeasureTogether runs the loader's decoding pass (lo, cold only) while a Go train step (so, with
-// the library's thread count) loops on a random batch. The step's rate counts the steps completed
-// while the loader ran; when the loader ends within the first step, that one step (waited for) is
-// the rate.
+// MeasureTogether runs the loader's decoding pass (lo, cold only; repeated until the step has
+// completed at least togetherMinSteps steps meanwhile, at most togetherMaxPasses passes) while a Go
+// train step (so, with the library's thread count) loops on a random batch. The step's rate counts
+// the steps completed while the loader ran; when the loader ends within the first step, that one
+// step (waited for) is the rate.
 func MeasureTogether(ctx context.Context, lib *torch.Lib, so StepOptions, lo LoaderOptions) (TogetherResult, error) {
 	if err := so.Validate(); err != nil {
 		return TogetherResult{}, err
@@ -83,7 +84,24 @@ func MeasureTogether(ctx context.Context, lib *torch.Lib, so StepOptions, lo Loa
 		}
 	}()
 	lo.coldOnly = true
-	l, lerr := MeasureLoader(ctx, lo)
+	var (
+		samples int
+		loader  time.Duration
+		lerr    error
+	)
+	for pass := 0; pass < togetherMaxPasses; pass++ {
+		var l LoaderResult
+		if l, lerr = MeasureLoader(ctx, lo); lerr != nil {
+			break
+		}
+		samples, loader = samples+l.Samples, loader+l.Cold
+		mu.Lock()
+		enough := steps >= togetherMinSteps || stepErr != nil
+		mu.Unlock()
+		if enough {
+			break
+		}
+	}
 	mu.Lock()
 	done = true
 	mu.Unlock()
@@ -94,5 +112,11 @@ func MeasureTogether(ctx context.Context, lib *torch.Lib, so StepOptions, lo Loa
 	if stepErr != nil {
 		return TogetherResult{}, stepErr
 	}
-	return TogetherResult{Samples: l.Samples, Loader: l.Cold, Steps: steps, StepWall: stepWall, Batch: so.Batch}, nil
+	return TogetherResult{Samples: samples, Loader: loader, Steps: steps, StepWall: stepWall, Batch: so.Batch}, nil
 }
+
+// The together measurement's window: enough loader passes for this many steps, within this many passes.
+const (
+	togetherMinSteps  = 5
+	togetherMaxPasses = 10
+)

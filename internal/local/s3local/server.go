@@ -20,6 +20,12 @@
 // message id makes a repeat harmless), so no object is ever left without its event. When the bus
 // is unavailable the request fails with 503 ServiceUnavailable (clients retry) and a background
 // loop keeps retrying the pending event.
+//
+// Limits (Options.Limits) close the doors of a bad client: headers within HeaderTimeout, every
+// body read and answer write making progress within BodyTimeout (a declared body that never comes is
+// cut off), idle keep-alives closed, at most MaxRequests requests at once (503 SlowDown beyond),
+// Signature V2 refused unless AllowSigV2, and multipart uploads older than MultipartMaxAge expired
+// with their staged parts.
 package s3local
 
 import (

@@ -133,6 +133,19 @@ bench-train-synth: setup-bench build
 bench-label: setup-bench build
 	scripts/bench-label.sh
 
+# Training quality (issue 7): hpa train at its defaults vs the plain PyTorch reference trainer
+# (scripts/torch_ref_train.py) on `hpa synth` 2000/400 at 64 px, seresnext_tiny and seresnext_small,
+# two seeds, 2 folds x 1 cycle x 15 epochs, batch 32, 8-view TTA; prints the held-out macro-F1s and
+# hpa - PyTorch (goal >= +0.03). bench-ablate trains hpa with one recipe part changed at a time and
+# writes docs/quality.md from the results (scripts/quality_doc.py). Long: run on an idle machine.
+.PHONY: bench-quality bench-ablate
+BENCH_QUALITY_ARGS ?= --work hpa-data/bench-quality --json hpa-data/bench-quality/rows.jsonl
+bench-quality: setup-bench build
+	nice -n 10 /usr/bin/python3 scripts/bench_quality.py $(BENCH_QUALITY_ARGS)
+
+bench-ablate: setup-bench build
+	nice -n 10 scripts/bench_ablate.sh hpa-data/bench-ablate
+
 # Inference service benchmarks in one command: end-to-end samples/s through
 # NATS + S3 + decode + batching + JSON vs the raw model in the same run (e2e/raw, goal >= 0.90) and
 # sample-ready events/s from S3 events (vs_goal_20k, goal >= 1).

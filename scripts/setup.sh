@@ -178,10 +178,12 @@ step_goaws() {
 # scripts/bench_train_step.py times the same training step in PyTorch on the same libtorch as the
 # shim: Debian's python3-torch (1.13, for /usr/bin/python3) uses the libtorch1.13 of libtorch-dev.
 # Only with the Debian libtorch (not with HPA_TORCH_PREFIX).
+# The parity test (scripts/torch_steps.py) uses it too; make bench-quality's PyTorch reference trainer
+# (scripts/torch_ref_train.py) also reads the PNGs with Pillow (python3-pil).
 step_pytorch() {
-  if [ -z "${HPA_TORCH_PREFIX:-}" ] && ! /usr/bin/python3 -c 'import torch' 2>/dev/null; then
-    log "installing python3-torch (PyTorch baseline of the benchmarks)"
-    apt_install python3-torch
+  if [ -z "${HPA_TORCH_PREFIX:-}" ] && ! /usr/bin/python3 -c 'import torch, PIL' 2>/dev/null; then
+    log "installing python3-torch, python3-pil (PyTorch baseline of the benchmarks)"
+    apt_install python3-torch python3-pil
   fi
 }
 

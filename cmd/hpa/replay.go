@@ -86,6 +86,9 @@ Ctrl-C continues where it stopped (--restart starts over). --endpoints takes the
 
 func runReplay(ctx context.Context, v *viper.Viper, cmd *cobra.Command, st config.ReplaySettings) error {
 	o := st.Options
+	if err := o.Validate(); err != nil {
+		return err
+	}
 	log := newLogger(v, cmd.ErrOrStderr())
 	o.Logger, o.Out = log, cmd.ErrOrStderr()
 	if f, ok := cmd.ErrOrStderr().(*os.File); ok {

@@ -93,7 +93,7 @@ func TestTrainConfigLayers(t *testing.T) {
 		t.Errorf("layers: cycles %d (flag 3), epochs %d (env 9), contrast %v (file 0.5), rot90 %v (env false), shares %v (file)",
 			c.Cycles, c.EpochsPerCycle, c.Augment.Contrast, c.Augment.Rot90, c.Balance.Shares)
 	}
-	if c.Augment.FlipLR != true || c.LR != 0.1 {
+	if c.Augment.FlipLR != true || c.LR != 0.003 || c.Optimizer != "adamw" || c.Init != "pytorch" || !c.PriorBias || c.Balance.MaxRepeat != 4 {
 		t.Errorf("defaults: flip_lr %v lr %v", c.Augment.FlipLR, c.LR)
 	}
 }

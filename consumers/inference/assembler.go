@@ -98,7 +98,7 @@ func (s *Service) runReplayAssembler(ctx context.Context) error {
 // assemble consumes the events of one durable consumer until ctx is done, then drains. It returns
 // an error when its consumer is gone.
 func (s *Service) assemble(ctx context.Context, stream, consumer string, replay bool) error {
-	cons, err := s.js.Consumer(ctx, stream, consumer)
+	cons, err := s.consumer(ctx, stream, consumer)
 	if err != nil {
 		return fmt.Errorf("events consumer %s: %w", consumer, err)
 	}

@@ -45,11 +45,11 @@ func (j *job) ref() labels.Ref { return labels.Ref{Plate: j.msg.Sample.Plate, ID
 // every message it holds (labels written and acknowledged) and returns. It returns an error when
 // its consumer is gone.
 func (s *Service) runLabeler(ctx context.Context) error {
-	cons, err := s.js.Consumer(ctx, s.cfg.ReadyStream, s.cfg.LabelConsumer)
+	cons, err := s.consumer(ctx, s.cfg.ReadyStream, s.cfg.LabelConsumer)
 	if err != nil {
 		return fmt.Errorf("label consumer: %w", err)
 	}
-	rcons, err := s.js.Consumer(ctx, s.cfg.ReplayReadyStream, s.cfg.ReplayLabelConsumer)
+	rcons, err := s.consumer(ctx, s.cfg.ReplayReadyStream, s.cfg.ReplayLabelConsumer)
 	if err != nil {
 		return fmt.Errorf("replay label consumer: %w", err)
 	}

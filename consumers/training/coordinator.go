@@ -312,11 +312,12 @@ func (c *Coordinator) Step(ctx context.Context) error {
 			return err
 		}
 	}
-	if len(snap.Samples) < 2*max(2, c.cfg.Settings.Folds) {
+	if need := 2 * max(2, c.cfg.Settings.Folds); len(snap.Samples) < need {
 		if manual {
 			_ = c.kv.Delete(ctx, triggerKey)
+			return fmt.Errorf("manual trigger dropped: %d labeled samples, a run needs at least %d", len(snap.Samples), need)
 		}
-		return fmt.Errorf("not enough labeled samples for a run: %d", len(snap.Samples))
+		return nil // the policy waits for more
 	}
 	return c.start(ctx, snap, reg, trigger)
 }
@@ -577,6 +578,7 @@ func (c *Coordinator) advance(ctx context.Context, id string) error {
 // model set to models/<version>/.
 func (c *Coordinator) merge(ctx context.Context, st *RunState) error {
 	r := &st.Run
+	t0 := time.Now()
 	root := filepath.Join(c.cfg.CacheDir, r.ID, "merge")
 	if err := os.RemoveAll(root); err != nil {
 		return err
@@ -599,10 +601,12 @@ func (c *Coordinator) merge(ctx context.Context, st *RunState) error {
 		return nil, errors.New("merge: a fold has no finished checkpoint")
 	}
 	noExport := func(string, model.Spec, model.Weights, int) error { return errors.New("merge: nothing to export") }
+	t1 := time.Now()
 	res, err := train.Run(ctx, cfg, noTrain, noExport, nil)
 	if err != nil {
 		return err
 	}
+	t2 := time.Now()
 	if err := os.RemoveAll(filepath.Join(outDir, "checkpoints")); err != nil {
 		return err
 	}
@@ -637,7 +641,8 @@ func (c *Coordinator) merge(ctx context.Context, st *RunState) error {
 	f1 := res.Report.MacroF1
 	r.MacroF1 = &f1
 	r.Report, r.Curves = prefix+"report.json", prefix+"curves.png"
-	c.log.Info("model set written", "run", r.ID, "version", r.Candidate, "macro_f1", f1)
+	c.log.Info("model set written", "run", r.ID, "version", r.Candidate, "macro_f1", f1, "stage_s", t1.Sub(t0).Seconds(),
+		"finish_s", t2.Sub(t1).Seconds(), "upload_s", time.Since(t2).Seconds())
 	return nil
 }
 

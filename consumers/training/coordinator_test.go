@@ -188,6 +188,7 @@ func TestRunEndToEnd(t *testing.T) {
 		e.put(t, "training/labels/burst-"+string(rune('a'+i))+".csv", []byte(part))
 		time.Sleep(50 * time.Millisecond)
 	}
+	lastUpload := time.Now()
 	var cur bus.Promotion
 	waitFor(t, 4*time.Minute, "promotion", func() bool {
 		b := e.kvGet(t, bus.ModelsBucket, bus.CurrentModelKey)
@@ -205,6 +206,9 @@ func TestRunEndToEnd(t *testing.T) {
 	waitFor(t, 10*time.Second, "run done", func() bool { r = e.runRecords(t)[0]; return r.State == runs.RunDone })
 	if r.Samples != 24 || r.Done() != 2 || r.MacroF1 == nil || r.Decision == "" || r.Candidate != cur.Version {
 		t.Errorf("run %+v", r)
+	}
+	if quiet := r.Created.Sub(lastUpload); quiet < cfg.Quiet-50*time.Millisecond {
+		t.Errorf("run started %s after the last upload, before the %s quiet period", quiet, cfg.Quiet)
 	}
 	if cur.Location != "s3://hpa/models/"+r.Candidate+"/" || !strings.HasPrefix(cur.ManifestDigest, "sha256:") || cur.DatasetDigest != r.DatasetDigest {
 		t.Errorf("current %+v", cur)

@@ -262,6 +262,7 @@ func (w *Worker) putFold(ctx context.Context, st FoldState) {
 // trainJob stages the run's data and the fold's last checkpoint from S3, trains the fold (resuming),
 // uploads checkpoints and members after every epoch and at the end, and marks the fold done.
 func (w *Worker) trainJob(ctx context.Context, job Job, attempts int) error {
+	t0 := time.Now()
 	root := filepath.Join(w.cfg.CacheDir, job.Run)
 	dataDir := filepath.Join(root, "data")
 	outDir := filepath.Join(root, fmt.Sprintf("fold-%d", job.Fold))
@@ -307,9 +308,11 @@ func (w *Worker) trainJob(ctx context.Context, job Job, attempts int) error {
 			w.putFold(ctx, st)
 		}
 	}
+	t1 := time.Now()
 	if _, err := train.Run(ctx, cfg, w.newModel(cfg), w.export, progress); err != nil {
 		return err
 	}
+	t2 := time.Now()
 	if syncErr != nil {
 		return syncErr
 	}
@@ -319,6 +322,8 @@ func (w *Worker) trainJob(ctx context.Context, job Job, attempts int) error {
 	if err := sy.flush(); err != nil {
 		return err
 	}
+	w.log.Info("fold trained", "run", job.Run, "fold", job.Fold, "attempt", attempts, "stage_s", t1.Sub(t0).Seconds(),
+		"train_s", t2.Sub(t1).Seconds(), "upload_wait_s", time.Since(t2).Seconds())
 	st.State, st.Updated, st.ETASeconds = runs.FoldDone, time.Now().UTC(), nil
 	st.Epoch = st.Epochs
 	st.Cycle = st.Cycles

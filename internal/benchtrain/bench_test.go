@@ -53,7 +53,7 @@ func BenchmarkLoaderVsStep(b *testing.B) {
 		b.Fatal(err)
 	}
 	spec := preset(b, "seresnext_tiny")
-	lo := LoaderOptions{DataDir: dir, Spec: spec, Size: 128, Batch: 8, Workers: 2, Seed: 1, Augment: train.DefaultAugment(),
+	lo := LoaderOptions{DataDir: dir, Spec: spec, Size: 128, Batch: 8, Workers: 2, Seed: 1, Augment: train.RecipeAugment(),
 		Norm: pipeline.Norm{Mean: []float32{.08, .08, .08, .08}, Std: []float32{.13, .13, .13, .13}}}
 	so := StepOptions{Spec: spec, Size: 128, Batch: 8, Steps: 3, Warmup: 1, Seed: 1}
 	var steps Steps

@@ -73,7 +73,7 @@ func (e *DataError) Error() string { return fmt.Sprintf("bench train: data %s: %
 // MeasureLoader loads o.Samples labeled samples of o.DataDir in batches of o.Batch, each batch with
 // o.Workers goroutines, the way internal/train's loader prepares a batch: pipeline.LoadSample (the
 // inference decode), pipeline.Resize of each channel in input order to Size, /255, train.Augment
-// with train.AugmentRNG(seed, epoch, example), pipeline.Norm.ApplyFloat, multi-hot targets.
+// with train.AugmentRNG(seed, epoch, draw position), pipeline.Norm.ApplyFloat, multi-hot targets.
 func MeasureLoader(ctx context.Context, o LoaderOptions) (LoaderResult, error) {
 	return measureLoader(ctx, o, nil)
 }

@@ -18,7 +18,7 @@ import (
 func loaderOpts(t *testing.T, dir string) LoaderOptions {
 	s := preset(t, "seresnext_tiny")
 	return LoaderOptions{DataDir: dir, Spec: s, Size: 32, Batch: 5, Workers: 3, Seed: 7,
-		Augment: train.DefaultAugment(), Norm: pipeline.Norm{Mean: []float32{0.1, 0.2, 0.3, 0.4}, Std: []float32{0.5, 0.5, 0.25, 0.25}}}
+		Augment: train.RecipeAugment(), Norm: pipeline.Norm{Mean: []float32{0.1, 0.2, 0.3, 0.4}, Std: []float32{0.5, 0.5, 0.25, 0.25}}}
 }
 
 // Without augmentation, every prepared input is the normalized resize of the sample's channels in

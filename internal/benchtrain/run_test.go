@@ -179,7 +179,7 @@ func TestRunBothHalves(t *testing.T) {
 	o := Options{
 		StepOptions: StepOptions{Spec: preset(t, "seresnext_tiny"), Size: 64, Batch: 2, Steps: 2, Warmup: 1, Seed: 1},
 		Threads:     1, Rounds: 2, Python: py, Script: filepath.Join(testenv.RepoRoot(t), DefaultScript), Preload: preload,
-		Loader: LoaderOptions{DataDir: synthData(t), Workers: 2, Augment: train.DefaultAugment(),
+		Loader: LoaderOptions{DataDir: synthData(t), Workers: 2, Augment: train.RecipeAugment(),
 			Norm: pipeline.Norm{Mean: []float32{.1, .1, .1, .1}, Std: []float32{.2, .2, .2, .2}}},
 	}
 	var log bytes.Buffer

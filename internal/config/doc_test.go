@@ -413,7 +413,7 @@ func TestKeyScanFindsEveryForm(t *testing.T) {
 	}
 	// Defaults resolved through a helper's parameters differ per command.
 	for key, want := range map[string]string{"up.s3_addr": `"127.0.0.1:9000"`, "demo.s3_addr": `"127.0.0.1:0"`,
-		"demo.timeout": "300000000000", "train.weight_decay": "1/10000"} {
+		"demo.timeout": "300000000000", "train.weight_decay": "1/20"} {
 		got := []string{}
 		for _, u := range found[key] {
 			if u.HasDefault {

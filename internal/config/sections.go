@@ -205,6 +205,16 @@ func Train(v *viper.Viper) (train.Config, error) {
 	c.Momentum, c.WeightDecay, c.Nesterov = v.GetFloat64("train.momentum"), v.GetFloat64("train.weight_decay"), v.GetBool("train.nesterov")
 	c.Loss, c.FocalGamma = v.GetString("train.loss"), v.GetFloat64("train.focal_gamma")
 	c.Sampler = v.GetString("train.sampler")
+	c.Init, c.PriorBias = v.GetString("train.init"), v.GetBool("train.prior_bias")
+	c.WarmupEpochs = v.GetInt("train.warmup_epochs")
+	switch n := v.GetString("train.normalization"); n {
+	case "data", "":
+		c.NormFromData = true
+	case "constant":
+		c.NormFromData = false
+	default:
+		return c, fmt.Errorf("train.normalization %q: data or constant", n)
+	}
 	c.TTAViews = v.GetInt("train.tta_views")
 	c.Seed = v.GetInt64("train.seed")
 	c.Workers, c.Prefetch = v.GetInt("train.workers"), v.GetInt("train.prefetch")
@@ -227,6 +237,7 @@ func Train(v *viper.Viper) (train.Config, error) {
 		return c, fmt.Errorf("train.balance.shares needs 3 values (minor, middle, major), got %v", shares)
 	}
 	copy(b.Shares[:], shares)
+	b.MaxRepeat = v.GetFloat64("train.balance.max_repeat")
 	c.ShrinkK = v.GetFloat64("train.threshold_shrink_k")
 	if c.Decode, err = Decode(v); err != nil {
 		return c, err
@@ -387,7 +398,7 @@ func BenchTrain(v *viper.Viper) (benchtrain.MainOptions, error) {
 			Preload: v.GetString("bench_train.tcmalloc"), NoInplace: v.GetBool("bench_train.no_inplace"),
 			Loader: benchtrain.LoaderOptions{
 				DataDir: v.GetString("bench_train.data"), Workers: v.GetInt("bench_train.workers"),
-				Samples: v.GetInt("bench_train.samples"), Augment: train.DefaultAugment(),
+				Samples: v.GetInt("bench_train.samples"), Augment: train.RecipeAugment(),
 			},
 		},
 		Library: v.GetString("torch.library"), SynthSize: v.GetInt("bench_train.synth_size"),

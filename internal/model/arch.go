@@ -54,6 +54,13 @@ var presets = map[string]Spec{
 		Depths: []int{2, 2, 2, 2}, Planes: []int{64, 128, 256, 512},
 		Cardinality: 32, BaseWidth: 4, Expansion: 4, SEReduction: 16, SEDivisor: 8,
 	},
+	// A CPU-sized member that learns: timm's widths (stem 64, planes 64-128-256-512 x4, cardinality 8 x
+	// base width 4) with one block per stage; 4,696,972 parameters at 4 channels / 28 classes.
+	"seresnext_small": {
+		Name: "seresnext_small", InChans: 4, NumClasses: 28, Stem: StemMaxPool, StemWidth: 64,
+		Depths: []int{1, 1, 1, 1}, Planes: []int{64, 128, 256, 512},
+		Cardinality: 8, BaseWidth: 4, Expansion: 4, SEReduction: 16, SEDivisor: 8,
+	},
 	// A small member for tests and CPU demos: one block per stage, narrow.
 	"seresnext_tiny": {
 		Name: "seresnext_tiny", InChans: 4, NumClasses: 28, Stem: StemMaxPool, StemWidth: 16,

@@ -55,3 +55,20 @@ func TestPresetsValidate(t *testing.T) {
 		t.Error("unknown preset must fail")
 	}
 }
+
+// seresnext_small is the small timm-width SE-ResNeXt: depths 1-1-1-1, stem 64, planes
+// 64-128-256-512 x4, cardinality 8, base width 4, SE reduction 16 (count of timm's
+// ResNet(Bottleneck, [1,1,1,1], cardinality=8, base_width=4, block_args=dict(attn_layer='se'),
+// in_chans=4, num_classes=28)).
+func TestSEResNeXtSmallParamCount(t *testing.T) {
+	s, err := Preset("seresnext_small")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := s.ParamCount(); got != 4696972 {
+		t.Fatalf("seresnext_small params = %d, want 4696972", got)
+	}
+	if tiny, _ := Preset("seresnext_tiny"); tiny.ParamCount() != 395228 {
+		t.Fatalf("seresnext_tiny params = %d, want 395228", tiny.ParamCount())
+	}
+}

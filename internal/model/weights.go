@@ -174,3 +174,33 @@ func fill(v []float32, x float32) {
 		v[i] = x
 	}
 }
+
+// InitWeightsPyTorch returns weights initialized as plain PyTorch modules initialize themselves
+// (what a PyTorch training script gets without an explicit init): every convolution and linear
+// weight and bias uniform in +-1/sqrt(fan_in) (kaiming_uniform_ with a=sqrt(5)), fan_in = in/groups
+// x k x k; BatchNorm weight 1, bias 0, running mean 0, running var 1. Deterministic in (spec, seed),
+// one generator per tensor name.
+func InitWeightsPyTorch(spec Spec, seed int64) Weights {
+	w := make(Weights)
+	ts := spec.Tensors()
+	fanIn := fanIns(ts)
+	for _, t := range ts {
+		if t.Kind == NumBatches {
+			continue
+		}
+		if len(t.Shape) == 4 || len(t.Shape) == 2 {
+			v := make([]float32, t.Size())
+			h := fnv.New64a()
+			h.Write([]byte("pytorch:" + t.Name))
+			rng := rand.New(rand.NewPCG(uint64(seed), h.Sum64()))
+			bound := 1 / math.Sqrt(float64(t.Size()/t.Shape[0]))
+			for i := range v {
+				v[i] = float32((rng.Float64()*2 - 1) * bound)
+			}
+			w[t.Name] = v
+			continue
+		}
+		w[t.Name] = initTensor(t, fanIn[t.Name], seed)
+	}
+	return w
+}

@@ -149,3 +149,39 @@ func TestWeightsCheckErrors(t *testing.T) {
 		t.Fatalf("Clone shared storage: %v", err)
 	}
 }
+
+// PyTorch's default init: conv/linear weights uniform within +-1/sqrt(fan_in) with the matching
+// spread (std = bound/sqrt(3)), biases likewise, BN 1/0.
+func TestInitWeightsPyTorch(t *testing.T) {
+	s, _ := Preset("seresnext_tiny")
+	w := InitWeightsPyTorch(s, 3)
+	if err := w.Check(s); err != nil {
+		t.Fatal(err)
+	}
+	check := func(name string, fanIn int) {
+		v := w[name]
+		bound := 1 / math.Sqrt(float64(fanIn))
+		var ss float64
+		for _, x := range v {
+			if math.Abs(float64(x)) > bound {
+				t.Fatalf("%s: %v outside +-%v", name, x, bound)
+			}
+			ss += float64(x) * float64(x)
+		}
+		std := math.Sqrt(ss / float64(len(v)))
+		if want := bound / math.Sqrt(3); math.Abs(std-want) > 0.1*want {
+			t.Errorf("%s: std %v, want %v", name, std, want)
+		}
+	}
+	check("conv1.weight", 4*7*7)
+	b := s.Blocks()[1]
+	check(b.Prefix+".conv2.weight", b.Width/b.Groups*9)
+	check("fc.weight", s.Features())
+	check(b.Prefix+".se.fc2.bias", b.SEChannels)
+	if w["bn1.weight"][0] != 1 || w["bn1.bias"][0] != 0 || w[b.Prefix+".bn3.weight"][0] != 1 {
+		t.Error("BatchNorm must start at weight 1, bias 0")
+	}
+	if InitWeightsPyTorch(s, 3)["conv1.weight"][5] != w["conv1.weight"][5] || InitWeightsPyTorch(s, 4)["conv1.weight"][5] == w["conv1.weight"][5] {
+		t.Error("init must be deterministic in the seed and change with it")
+	}
+}

@@ -22,45 +22,113 @@ type Augment struct {
 	RotateDeg  float64 // arbitrary-angle rotation in U(-RotateDeg, RotateDeg) (0 = off), bilinear, zero fill
 }
 
-// DefaultAugment is the reference recipe's set.
+// DefaultAugment is the default set: the 8 symmetries of the square (rot90 + flips). The recipe's
+// photometric and geometric extras cost held-out quality at CPU budgets (docs/quality.md).
 func DefaultAugment() Augment {
+	return Augment{Rot90: true, FlipLR: true, FlipUD: true}
+}
+
+// RecipeAugment is the reference Kaggle recipe's full set (the loader benchmark's heavier work).
+func RecipeAugment() Augment {
 	return Augment{Brightness: 0.1, Contrast: 0.2, Expand: 1.3, Rot90: true, FlipLR: true, FlipUD: true, EraseProb: 0.3}
 }
 
-// AugmentRNG returns the generator for one example of one epoch: the augmentation of an example depends
-// only on (seed, epoch, example), never on which worker ran it or when.
-func AugmentRNG(seed uint64, epoch, example int) *rand.Rand {
-	return rand.New(rand.NewPCG(seed^0xa5a5a5a5deadbeef, uint64(epoch)<<32|uint64(uint32(example))))
+// AugmentRNG returns the generator of one draw: position pos (0, 1, ...) in the order of epoch
+// epoch's batches, batch after batch. Keying by the draw position, not by the example, matters: the
+// balanced sampler repeats rare examples several times within an epoch, and every repeat must be a new
+// view (keyed by example, all repeats of an epoch were the same augmented tensor: duplicated data the
+// network memorized within the epoch, the sawtooth of issue 7). The augmentation depends only on
+// (seed, epoch, pos), never on which worker ran it or when.
+func AugmentRNG(seed uint64, epoch, pos int) *rand.Rand {
+	return rand.New(rand.NewPCG(seed^0xa5a5a5a5deadbeef, uint64(epoch)<<32|uint64(uint32(pos))))
 }
 
-// Apply augments x (c x s x s) in place; tmp is scratch of the same length (allocated when too short).
-func (a Augment) Apply(x []float32, c, s int, r *rand.Rand, tmp []float32) {
-	if len(tmp) < len(x) {
-		tmp = make([]float32, len(x))
-	}
-	tmp = tmp[:len(x)]
+// AugDraw is one augmentation's random choices, so a test can recompute the augmented tensor
+// independently. Apply(x, r) is ApplyDraw(x, Draw(r)).
+type AugDraw struct {
+	Expand         bool
+	ExpandRatio    float64
+	ExpandFX       float64
+	ExpandFY       float64
+	RotateRad      float64
+	Rot90          int // quarter turns, applied after the flips
+	FlipLR, FlipUD bool
+	Contrast       []float32 // per channel factor (nil = off)
+	Brightness     []float32 // per channel shift (nil = off)
+	Erase          bool
+	EraseY, EraseX int
+	EraseH, EraseW int
+}
+
+// Draw makes the random choices of one augmentation of a c x s x s tensor.
+func (a Augment) Draw(c, s int, r *rand.Rand) AugDraw {
+	var d AugDraw
 	if a.Expand > 1 {
 		p := a.ExpandProb
 		if p == 0 {
 			p = 0.5
 		}
 		if r.Float64() < p {
-			expand(x, tmp, c, s, 1+r.Float64()*(a.Expand-1), r.Float64(), r.Float64())
+			d.Expand = true
+			d.ExpandRatio, d.ExpandFX, d.ExpandFY = 1+r.Float64()*(a.Expand-1), r.Float64(), r.Float64()
 		}
 	}
 	if a.RotateDeg > 0 {
-		rotate(x, tmp, c, s, (r.Float64()*2-1)*a.RotateDeg*math.Pi/180)
+		d.RotateRad = (r.Float64()*2 - 1) * a.RotateDeg * math.Pi / 180
 	}
-	k, lr, ud := 0, false, false
 	if a.Rot90 {
-		k = r.IntN(4)
+		d.Rot90 = r.IntN(4)
 	}
 	if a.FlipLR {
-		lr = r.IntN(2) == 1
+		d.FlipLR = r.IntN(2) == 1
 	}
 	if a.FlipUD {
-		ud = r.IntN(2) == 1
+		d.FlipUD = r.IntN(2) == 1
 	}
+	if a.Contrast > 0 {
+		d.Contrast = make([]float32, c)
+	}
+	if a.Brightness > 0 {
+		d.Brightness = make([]float32, c)
+	}
+	for ch := 0; ch < c; ch++ {
+		if a.Contrast > 0 {
+			d.Contrast[ch] = float32(1 + (r.Float64()*2-1)*a.Contrast)
+		}
+		if a.Brightness > 0 {
+			d.Brightness[ch] = float32((r.Float64()*2 - 1) * a.Brightness)
+		}
+	}
+	if a.EraseProb > 0 && r.Float64() < a.EraseProb {
+		area := float64(s*s) * (0.02 + r.Float64()*0.18)
+		aspect := math.Exp(math.Log(0.3) + r.Float64()*(math.Log(3.3)-math.Log(0.3)))
+		d.Erase = true
+		d.EraseH = min(s, max(1, int(math.Sqrt(area*aspect))))
+		d.EraseW = min(s, max(1, int(math.Sqrt(area/aspect))))
+		d.EraseY, d.EraseX = r.IntN(s-d.EraseH+1), r.IntN(s-d.EraseW+1)
+	}
+	return d
+}
+
+// Apply augments x (c x s x s) in place; tmp is scratch of the same length (allocated when too short).
+func (a Augment) Apply(x []float32, c, s int, r *rand.Rand, tmp []float32) {
+	ApplyDraw(x, c, s, a.Draw(c, s, r), tmp)
+}
+
+// ApplyDraw applies the choices d to x (c x s x s) in place: expand, rotate, flips and quarter turns,
+// then per channel contrast, brightness and the clamp to [0,1], then the erase rectangle.
+func ApplyDraw(x []float32, c, s int, d AugDraw, tmp []float32) {
+	if len(tmp) < len(x) {
+		tmp = make([]float32, len(x))
+	}
+	tmp = tmp[:len(x)]
+	if d.Expand {
+		expand(x, tmp, c, s, d.ExpandRatio, d.ExpandFX, d.ExpandFY)
+	}
+	if d.RotateRad != 0 {
+		rotate(x, tmp, c, s, d.RotateRad)
+	}
+	k, lr, ud := d.Rot90, d.FlipLR, d.FlipUD
 	if k != 0 || lr || ud {
 		// LR flip, then UD flip, then k quarter turns, as one view of the dihedral group of the TTA
 		// code (view v >= 4 is v%4 quarter turns after an LR flip; UD flip = rot180 after LR flip).
@@ -71,8 +139,8 @@ func (a Augment) Apply(x []float32, c, s int, r *rand.Rand, tmp []float32) {
 	plane := s * s
 	for ch := 0; ch < c; ch++ {
 		p := x[ch*plane : (ch+1)*plane]
-		if a.Contrast > 0 {
-			f := float32(1 + (r.Float64()*2-1)*a.Contrast)
+		if d.Contrast != nil {
+			f := d.Contrast[ch]
 			var m float64
 			for _, v := range p {
 				m += float64(v)
@@ -82,26 +150,21 @@ func (a Augment) Apply(x []float32, c, s int, r *rand.Rand, tmp []float32) {
 				p[i] = mean + (v-mean)*f
 			}
 		}
-		if a.Brightness > 0 {
-			d := float32((r.Float64()*2 - 1) * a.Brightness)
+		if d.Brightness != nil {
+			dv := d.Brightness[ch]
 			for i := range p {
-				p[i] += d
+				p[i] += dv
 			}
 		}
 		for i, v := range p {
 			p[i] = min(max(v, 0), 1)
 		}
 	}
-	if a.EraseProb > 0 && r.Float64() < a.EraseProb {
-		area := float64(plane) * (0.02 + r.Float64()*0.18)
-		aspect := math.Exp(math.Log(0.3) + r.Float64()*(math.Log(3.3)-math.Log(0.3)))
-		h := min(s, max(1, int(math.Sqrt(area*aspect))))
-		w := min(s, max(1, int(math.Sqrt(area/aspect))))
-		y0, x0 := r.IntN(s-h+1), r.IntN(s-w+1)
+	if d.Erase {
 		for ch := 0; ch < c; ch++ {
-			for y := y0; y < y0+h; y++ {
+			for y := d.EraseY; y < d.EraseY+d.EraseH; y++ {
 				row := x[ch*plane+y*s:]
-				for xx := x0; xx < x0+w; xx++ {
+				for xx := d.EraseX; xx < d.EraseX+d.EraseW; xx++ {
 					row[xx] = 0
 				}
 			}

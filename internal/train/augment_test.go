@@ -48,7 +48,7 @@ func TestAugmentFlipsCoverDihedralGroup(t *testing.T) {
 
 func TestAugmentDeterministicAndBounded(t *testing.T) {
 	const c, s = 4, 32
-	a := DefaultAugment()
+	a := RecipeAugment()
 	a.RotateDeg = 15
 	x1, x2 := ramp(c, s), ramp(c, s)
 	a.Apply(x1, c, s, AugmentRNG(1, 2, 3), nil)

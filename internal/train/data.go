@@ -3,6 +3,7 @@ package train
 import (
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"sort"
@@ -10,6 +11,7 @@ import (
 	"sync"
 
 	"github.com/hpa-plates/hpa/internal/labels"
+	"github.com/hpa-plates/hpa/internal/model"
 	"github.com/hpa-plates/hpa/internal/pipeline"
 )
 
@@ -150,4 +152,64 @@ func (d *dataset) fill(dst []float32, i int) error {
 		dst[j] = float32(v) * (1.0 / 255)
 	}
 	return nil
+}
+
+// channelStats streams every sample once (at the training size, the planes the model sees before
+// augmentation) and returns each input channel's mean and standard deviation of p/255 over all
+// pixels of all samples. Sums are exact integers, so the result does not depend on the order.
+func (d *dataset) channelStats(workers int) (model.Normalization, error) {
+	c, s := len(d.order), d.size
+	var mu sync.Mutex
+	sum := make([]uint64, c)
+	sq := make([]uint64, c)
+	var firstErr error
+	next := make(chan int)
+	var wg sync.WaitGroup
+	for range max(1, workers) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ls, lq := make([]uint64, c), make([]uint64, c)
+			for i := range next {
+				p, err := d.planes(i)
+				if err != nil {
+					mu.Lock()
+					if firstErr == nil {
+						firstErr = err
+					}
+					mu.Unlock()
+					continue
+				}
+				for ch := 0; ch < c; ch++ {
+					for _, v := range p[ch*s*s : (ch+1)*s*s] {
+						ls[ch] += uint64(v)
+						lq[ch] += uint64(v) * uint64(v)
+					}
+				}
+			}
+			mu.Lock()
+			for ch := range c {
+				sum[ch] += ls[ch]
+				sq[ch] += lq[ch]
+			}
+			mu.Unlock()
+		}()
+	}
+	for i := range d.ids {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	if firstErr != nil {
+		return model.Normalization{}, firstErr
+	}
+	n := float64(len(d.ids) * s * s)
+	out := model.Normalization{Mean: make([]float32, c), Std: make([]float32, c)}
+	for ch := range c {
+		m := float64(sum[ch]) / n / 255
+		v := float64(sq[ch])/n/(255*255) - m*m
+		out.Mean[ch] = float32(m)
+		out.Std[ch] = float32(math.Max(math.Sqrt(math.Max(v, 0)), 1e-3))
+	}
+	return out, nil
 }

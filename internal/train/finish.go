@@ -27,6 +27,13 @@ func (t *trainer) finish(folds []*checkpoint, trained []int, skipped []string) (
 		truth [][]int
 	}
 	var singles []memberOOF
+	type foldOOF struct {
+		fold    int
+		members []string
+		probs   [][]float64
+		truth   [][]int
+	}
+	var foldEns []foldOOF
 	for _, f := range trained {
 		ck := folds[f]
 		deviceSeconds += ck.Seconds
@@ -41,6 +48,13 @@ func (t *trainer) finish(folds []*checkpoint, trained []int, skipped []string) (
 			}
 			probs = append(probs, p)
 			oofLabels = append(oofLabels, t.data.labels[ex])
+		}
+		if len(ck.SnapshotOOF) > 1 {
+			fe := foldOOF{fold: f, probs: probs[len(probs)-len(val):], truth: oofLabels[len(oofLabels)-len(val):]}
+			for _, m := range ck.Members {
+				fe.members = append(fe.members, m.File)
+			}
+			foldEns = append(foldEns, fe)
 		}
 		for si, snap := range ck.SnapshotOOF {
 			truth := make([][]int, len(val))
@@ -66,30 +80,54 @@ func (t *trainer) finish(folds []*checkpoint, trained []int, skipped []string) (
 	if err != nil {
 		return nil, err
 	}
-	sel, err := SelectThresholds(probs, truth, opt)
+	sel, chosen, err := chooseThresholds(probs, truth, opt)
 	if err != nil {
 		return nil, err
 	}
-	chosen := sel.UniformResult
-	for _, p := range sel.Policies() {
-		if p.Mode == sel.Mode {
-			chosen = p
-		}
-	}
+	// Each member is scored twice on its own OOF rows: with thresholds chosen on its own OOF
+	// predictions (what the member alone would ship with; the fair comparison with the ensemble) and
+	// with the ensemble's thresholds.
+	memberF1Ens := map[string]float64{}
 	for _, m := range singles {
 		tr, err := TruthFromLabels(m.truth, k)
 		if err != nil {
 			return nil, err
 		}
+		_, own, err := chooseThresholds(m.probs, tr, opt)
+		if err != nil {
+			return nil, fmt.Errorf("member %s thresholds: %w", m.name, err)
+		}
+		memberF1[m.name] = own.Scores.MacroF1
 		sc, err := ScoreThresholds(m.probs, tr, chosen.Thresholds)
 		if err != nil {
 			return nil, err
 		}
-		memberF1[m.name] = sc.MacroF1
+		memberF1Ens[m.name] = sc.MacroF1
 	}
-	// Attach each member's single OOF macro-F1 to its manifest entry.
+	// Each fold's snapshot ensemble against its best snapshot, on the same rows, each with thresholds
+	// chosen on its own OOF predictions.
+	var foldCmp []FoldEnsemble
+	for _, fe := range foldEns {
+		tr, err := TruthFromLabels(fe.truth, k)
+		if err != nil {
+			return nil, err
+		}
+		_, own, err := chooseThresholds(fe.probs, tr, opt)
+		if err != nil {
+			return nil, err
+		}
+		fc := FoldEnsemble{Fold: fe.fold, EnsembleMacroF1: own.Scores.MacroF1}
+		for _, m := range fe.members {
+			if memberF1[m] > fc.BestMemberMacroF1 || fc.BestMember == "" {
+				fc.BestMember, fc.BestMemberMacroF1 = m, memberF1[m]
+			}
+		}
+		foldCmp = append(foldCmp, fc)
+	}
+	// Attach each member's single OOF macro-F1s to its manifest entry.
 	for i := range members {
-		members[i].Metrics = map[string]float64{"oof_macro_f1": memberF1[members[i].File]}
+		members[i].Metrics = map[string]float64{"oof_macro_f1": memberF1[members[i].File],
+			"oof_macro_f1_ensemble_thresholds": memberF1Ens[members[i].File]}
 	}
 
 	mf := &model.Manifest{
@@ -117,8 +155,21 @@ func (t *trainer) finish(folds []*checkpoint, trained []int, skipped []string) (
 		PolicyScores: map[string]float64{
 			"uniform": sel.UniformResult.Scores.MacroF1, "per_class": sel.PerClassResult.Scores.MacroF1, "rate": sel.RateResult.Scores.MacroF1,
 		},
-		MemberMacroF1: memberF1,
+		MemberMacroF1: memberF1, MemberMacroF1EnsThr: memberF1Ens, Normalization: t.cfg.Normalization,
+		FoldEnsembles: foldCmp,
 		Warnings:      t.rareClassWarnings(),
+	}
+	for _, f := range trained {
+		spe := t.batchesPerEpoch(f)
+		var el []float64
+		for e := 0; (e+1)*spe <= len(folds[f].Losses); e++ {
+			var sum float64
+			for _, l := range folds[f].Losses[e*spe : (e+1)*spe] {
+				sum += l
+			}
+			el = append(el, sum/float64(spe))
+		}
+		rep.EpochLoss = append(rep.EpochLoss, el)
 	}
 	rep.Warnings = append(rep.Warnings, "threshold rule: "+sel.Rule)
 	if t.dupGroups > 0 {
@@ -141,6 +192,21 @@ func (t *trainer) finish(folds []*checkpoint, trained []int, skipped []string) (
 		return nil, err
 	}
 	return &Result{ManifestPath: path, Manifest: mf, Report: rep, Skipped: skipped}, nil
+}
+
+// chooseThresholds runs SelectThresholds and returns the chosen policy's result.
+func chooseThresholds(probs [][]float64, truth [][]bool, opt ThresholdOptions) (*ThresholdSelection, PolicyResult, error) {
+	sel, err := SelectThresholds(probs, truth, opt)
+	if err != nil {
+		return nil, PolicyResult{}, err
+	}
+	chosen := sel.UniformResult
+	for _, p := range sel.Policies() {
+		if p.Mode == sel.Mode {
+			chosen = p
+		}
+	}
+	return sel, chosen, nil
 }
 
 // rareClassWarnings names the classes with fewer examples than folds and the folds that lack them.

@@ -6,6 +6,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/hpa-plates/hpa/internal/model"
 )
 
 // Report is the training report: what the run cost and how good its members are, written as
@@ -36,8 +38,24 @@ type Report struct {
 	MacroF1        float64            `json:"oof_macro_f1"`
 	PolicyScores   map[string]float64 `json:"oof_macro_f1_by_policy"`
 	PerClass       []ClassRow         `json:"per_class"`
-	MemberMacroF1  map[string]float64 `json:"member_oof_macro_f1"` // single members with TTA, uniform threshold
-	Warnings       []string           `json:"warnings,omitempty"`
+	MemberMacroF1  map[string]float64 `json:"member_oof_macro_f1"` // single members with TTA, thresholds chosen on their own OOF
+	// MemberMacroF1EnsThr: single members with the ensemble's thresholds.
+	MemberMacroF1EnsThr map[string]float64  `json:"member_oof_macro_f1_ensemble_thresholds,omitempty"`
+	Normalization       model.Normalization `json:"normalization"`
+	// FoldEnsembles: each fold's snapshot ensemble vs its best snapshot (folds with 2+ snapshots).
+	FoldEnsembles []FoldEnsemble `json:"fold_ensembles,omitempty"`
+	// EpochLoss is each trained fold's mean training loss per epoch (in TrainedFolds order).
+	EpochLoss [][]float64 `json:"epoch_loss"`
+	Warnings  []string    `json:"warnings,omitempty"`
+}
+
+// FoldEnsemble compares one fold's snapshot ensemble with its best snapshot on the fold's OOF rows,
+// each with thresholds chosen on its own OOF predictions.
+type FoldEnsemble struct {
+	Fold              int     `json:"fold"`
+	EnsembleMacroF1   float64 `json:"ensemble_oof_macro_f1"`
+	BestMember        string  `json:"best_member"`
+	BestMemberMacroF1 float64 `json:"best_member_oof_macro_f1"`
 }
 
 // ClassRow is one line of the per-class table.
@@ -72,6 +90,9 @@ func (r *Report) Markdown() string {
 		r.Samples, r.Folds, r.TrainedFolds, r.Cycles, r.EpochsPerCycle, r.BatchSize)
 	fmt.Fprintf(&b, "- recipe: %s lr %g, %s loss, %s batches\n", r.Optimizer, r.LR, r.Loss, r.Sampler)
 	fmt.Fprintf(&b, "- members: %d\n", r.Members)
+	if len(r.Normalization.Mean) > 0 {
+		fmt.Fprintf(&b, "- input normalization (per channel): mean %v, std %v\n", r.Normalization.Mean, r.Normalization.Std)
+	}
 	fmt.Fprintf(&b, "- wall time: %.1f s; device time: %.1f s (%.4f device-hours)", r.WallSeconds, r.DeviceSeconds, r.DeviceSeconds/3600)
 	if r.PricePerHour > 0 {
 		fmt.Fprintf(&b, "; cost: %.4f at %.2f per device-hour", r.Cost, r.PricePerHour)
@@ -82,9 +103,18 @@ func (r *Report) Markdown() string {
 		fmt.Fprintf(&b, "  - %s: %.4f\n", k, r.PolicyScores[k])
 	}
 	if len(r.MemberMacroF1) > 0 {
-		b.WriteString("- single members (OOF, TTA, uniform threshold):\n")
+		b.WriteString("- single members (OOF, TTA; own thresholds / the ensemble's thresholds):\n")
 		for _, k := range sortedKeys(r.MemberMacroF1) {
-			fmt.Fprintf(&b, "  - %s: %.4f\n", k, r.MemberMacroF1[k])
+			fmt.Fprintf(&b, "  - %s: %.4f / %.4f\n", k, r.MemberMacroF1[k], r.MemberMacroF1EnsThr[k])
+		}
+	}
+	for _, fe := range r.FoldEnsembles {
+		fmt.Fprintf(&b, "- fold %d: snapshot ensemble %.4f vs best snapshot %s %.4f (OOF, each with its own thresholds): %+.4f\n",
+			fe.Fold, fe.EnsembleMacroF1, fe.BestMember, fe.BestMemberMacroF1, fe.EnsembleMacroF1-fe.BestMemberMacroF1)
+	}
+	for i, l := range r.EpochLoss {
+		if len(l) > 0 && i < len(r.TrainedFolds) {
+			fmt.Fprintf(&b, "- fold %d mean training loss: first epoch %.4f, last epoch %.4f\n", r.TrainedFolds[i], l[0], l[len(l)-1])
 		}
 	}
 	for _, w := range r.Warnings {
@@ -93,6 +123,7 @@ func (r *Report) Markdown() string {
 	if len(r.Skipped) > 0 {
 		fmt.Fprintf(&b, "- skipped %d samples with missing images\n", len(r.Skipped))
 	}
+	b.WriteString("- the defaults of this recipe were chosen by a held-out ablation (docs/quality.md in the hpa repository: sampler, augmentations, optimizer, init, thresholds, snapshots, TTA)\n")
 	b.WriteString("\n![loss and learning rate](curves.png)\n\n")
 	b.WriteString("| id | class | positives | threshold | precision | recall | F1 |\n|---:|---|---:|---:|---:|---:|---:|\n")
 	for _, c := range r.PerClass {

@@ -3,6 +3,7 @@ package train
 import (
 	"context"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"sync"
@@ -62,6 +63,14 @@ func Run(ctx context.Context, cfg Config, newModel BackendFactory, export Export
 		norm: pipeline.Norm{Mean: cfg.Normalization.Mean, Std: cfg.Normalization.Std}}
 	if t.folds, err = t.assignFolds(); err != nil {
 		return nil, err
+	}
+	if cfg.NormFromData {
+		// Per-channel statistics of the training data replace the constant normalization; the
+		// manifest records them, so inference normalizes the same way.
+		if t.cfg.Normalization, err = data.channelStats(cfg.Workers); err != nil {
+			return nil, err
+		}
+		t.norm = pipeline.Norm{Mean: t.cfg.Normalization.Mean, Std: t.cfg.Normalization.Std}
 	}
 	if err := os.MkdirAll(filepath.Join(cfg.OutDir, "members"), 0o755); err != nil {
 		return nil, err
@@ -229,7 +238,9 @@ func (t *trainer) batchesPerEpoch(f int) int {
 }
 
 func (t *trainer) schedule(f int) CyclicCosine {
-	return CyclicCosine{Max: t.cfg.LR, Min: t.cfg.LRMin, Cycles: t.cfg.Cycles, EpochsPerCycle: t.cfg.EpochsPerCycle, StepsPerEpoch: t.batchesPerEpoch(f)}
+	spe := t.batchesPerEpoch(f)
+	return CyclicCosine{Max: t.cfg.LR, Min: t.cfg.LRMin, Cycles: t.cfg.Cycles, EpochsPerCycle: t.cfg.EpochsPerCycle, StepsPerEpoch: spe,
+		WarmupSteps: t.cfg.WarmupEpochs * spe}
 }
 
 func (t *trainer) sampler(f int, trainIdx []int) (Sampler, error) {
@@ -299,6 +310,11 @@ func (t *trainer) trainFold(ctx context.Context, f int) (*checkpoint, error) {
 	t.stepsDone += ck.NextStep
 	t.stepsAtStart += ck.NextStep
 	trainIdx, valIdx := t.split(f)
+	if !found {
+		if err := t.initWeights(m, f, trainIdx); err != nil {
+			return nil, fmt.Errorf("fold %d init: %w", f, err)
+		}
+	}
 	smp, err := t.sampler(f, trainIdx)
 	if err != nil {
 		return nil, err
@@ -365,6 +381,40 @@ func (t *trainer) trainFold(ctx context.Context, f int) (*checkpoint, error) {
 		}
 	}
 	return ck, nil
+}
+
+// initWeights replaces the backend's initial weights by PyTorch's default init (cfg.Init "pytorch")
+// and/or sets the classifier bias to the log prior odds of each class in the training rows.
+func (t *trainer) initWeights(m Backend, f int, trainIdx []int) error {
+	if t.cfg.Init != "pytorch" && !t.cfg.PriorBias {
+		return nil
+	}
+	w, err := m.Weights()
+	if err != nil {
+		return err
+	}
+	if t.cfg.Init == "pytorch" {
+		for name, v := range model.InitWeightsPyTorch(t.cfg.Arch, t.cfg.Seed+int64(f)) {
+			w[name] = v
+		}
+	}
+	if t.cfg.PriorBias {
+		k := t.cfg.Arch.NumClasses
+		count := make([]float64, k)
+		for _, ex := range trainIdx {
+			for _, c := range t.data.labels[ex] {
+				count[c]++
+			}
+		}
+		bias := make([]float32, k)
+		for c := range bias {
+			// smoothed rate, kept away from 0 and 1
+			p := (count[c] + 0.5) / (float64(len(trainIdx)) + 1)
+			bias[c] = float32(math.Log(p / (1 - p)))
+		}
+		w["fc.bias"] = bias
+	}
+	return m.SetWeights(w)
 }
 
 func (t *trainer) report(p Progress) {

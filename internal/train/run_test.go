@@ -129,6 +129,16 @@ func TestRunWritesModelSet(t *testing.T) {
 	if steps != 24 {
 		t.Errorf("%d train steps, want 24", steps)
 	}
+	// 2 snapshots per fold: each fold's snapshot ensemble is compared with its best snapshot.
+	if fe := res.Report.FoldEnsembles; len(fe) != 2 || fe[0].BestMember == "" || fe[1].Fold != 1 {
+		t.Errorf("fold ensembles %+v", fe)
+	}
+	if md, _ := os.ReadFile(filepath.Join(out, "report.md")); !strings.Contains(string(md), "fold 1: snapshot ensemble") {
+		t.Errorf("report lacks the fold ensemble lines")
+	}
+	if el := res.Report.EpochLoss; len(el) != 2 || len(el[0]) != 4 || len(el[1]) != 4 {
+		t.Errorf("epoch losses %v, want 2 folds x 4 epochs", el)
+	}
 	if m.TTAViews != 2 || m.InputSize != 32 || m.Metrics["oof_samples"] != 48 {
 		t.Errorf("manifest %+v", m)
 	}

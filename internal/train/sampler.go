@@ -2,6 +2,7 @@ package train
 
 import (
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"sort"
 )
@@ -23,12 +24,16 @@ type BalanceConfig struct {
 	MinorBelow float64
 	MajorFrom  float64
 	// Share of each batch drawn from examples of each group (minor, middle, major); sums to 1.
+	// Per-batch counts are split by largest remainder (16/10/6 at batch 32 for 50/30/20).
 	Shares [3]float64
+	// MaxRepeat caps how often a group's examples are drawn per epoch, as a multiple of the group's
+	// size (0 = no cap); the share a capped group cannot take goes to the other groups.
+	MaxRepeat float64
 }
 
-// DefaultBalance is the reference recipe's split.
+// DefaultBalance is the reference recipe's split with a repeat cap of 4 draws per example and epoch.
 func DefaultBalance() BalanceConfig {
-	return BalanceConfig{MinorBelow: 0.01, MajorFrom: 0.05, Shares: [3]float64{0.5, 0.3, 0.2}}
+	return BalanceConfig{MinorBelow: 0.01, MajorFrom: 0.05, Shares: [3]float64{0.5, 0.3, 0.2}, MaxRepeat: 4}
 }
 
 // Sampler yields minibatches of example indices for one epoch.
@@ -102,25 +107,90 @@ func NewBalancedSampler(labels [][]int, numClasses, batchSize, batchesPerEpoch i
 	if avail == 0 {
 		return nil, fmt.Errorf("balanced sampler: no examples")
 	}
-	assigned := 0
-	for g := range 3 {
-		if len(s.groups[g]) > 0 {
-			s.counts[g] = int(float64(batchSize) * cfg.Shares[g] / avail)
-			assigned += s.counts[g]
-		}
-	}
-	// Rounding remainder to the largest non-empty group share.
-	for assigned < batchSize {
-		best := -1
+	s.counts = splitShares(batchSize, cfg.Shares, func(g int) bool { return len(s.groups[g]) > 0 })
+	// Repeat cap: a group's examples may be drawn at most MaxRepeat times per epoch on average (at
+	// least one per batch); the slots a capped group cannot take go to the others by their shares. A
+	// tiny rare group otherwise repeats each example dozens of times per epoch.
+	if cfg.MaxRepeat > 0 {
+		var limit [3]int
 		for g := range 3 {
-			if len(s.groups[g]) > 0 && (best < 0 || cfg.Shares[g] > cfg.Shares[best]) {
-				best = g
+			limit[g] = max(1, int(cfg.MaxRepeat*float64(len(s.groups[g]))/float64(batchesPerEpoch)))
+		}
+		var capped [3]bool
+		for {
+			over := false
+			fixed := 0
+			for g := range 3 {
+				if len(s.groups[g]) > 0 && (capped[g] || s.counts[g] > limit[g]) {
+					over = over || (!capped[g] && s.counts[g] > limit[g])
+					capped[g] = true
+					s.counts[g] = min(s.counts[g], limit[g])
+					fixed += s.counts[g]
+				}
+			}
+			if !over {
+				break
+			}
+			free := func(g int) bool { return len(s.groups[g]) > 0 && !capped[g] }
+			if !free(0) && !free(1) && !free(2) {
+				// every group capped: the rest to the largest group
+				big := 0
+				for g := range 3 {
+					if len(s.groups[g]) > len(s.groups[big]) {
+						big = g
+					}
+				}
+				s.counts[big] += batchSize - fixed
+				break
+			}
+			rest := splitShares(batchSize-fixed, cfg.Shares, free)
+			for g := range 3 {
+				if free(g) {
+					s.counts[g] = rest[g]
+				}
 			}
 		}
-		s.counts[best]++
-		assigned++
 	}
 	return s, nil
+}
+
+// splitShares splits batchSize among the non-empty groups in proportion to shares by largest
+// remainder: floors first, then one each to the groups with the largest fractional parts (ties to the
+// larger share, then the lower group).
+func splitShares(batchSize int, shares [3]float64, nonEmpty func(int) bool) [3]int {
+	var avail float64
+	for g := range 3 {
+		if nonEmpty(g) {
+			avail += shares[g]
+		}
+	}
+	var counts [3]int
+	var frac [3]float64
+	assigned := 0
+	for g := range 3 {
+		if nonEmpty(g) && avail > 0 {
+			q := float64(batchSize) * shares[g] / avail
+			counts[g] = int(math.Floor(q + 1e-9))
+			frac[g] = q - float64(counts[g])
+			assigned += counts[g]
+		}
+	}
+	order := []int{0, 1, 2}
+	sort.SliceStable(order, func(i, j int) bool {
+		a, b := order[i], order[j]
+		if math.Abs(frac[a]-frac[b]) > 1e-9 {
+			return frac[a] > frac[b]
+		}
+		return shares[a] > shares[b]
+	})
+	for i := 0; assigned < batchSize; i++ {
+		g := order[i%3]
+		if nonEmpty(g) && (shares[g] > 0 || i >= 3) {
+			counts[g]++
+			assigned++
+		}
+	}
+	return counts
 }
 
 // PerBatch is how many examples each group contributes to a batch.

@@ -64,23 +64,35 @@ type Config struct {
 	Workers        int // decode + augment workers
 	Prefetch       int // batches prepared ahead of the device
 	Normalization  model.Normalization
-	Decode         pipeline.DecodeOptions
-	SkipMissing    bool    // samples with missing images are skipped (listed) instead of fatal
-	PricePerHour   float64 // device-hour price for the report's cost line
-	ShrinkK        float64 // per-class threshold shrinkage strength
-	Name, Version  string  // model-set name and version for the manifest
-	ParentVersion  string
+	NormFromData   bool // per-channel mean/std computed from the training data (replaces Normalization)
+	// Init: "pytorch" (plain PyTorch module defaults, model.InitWeightsPyTorch) or "timm" (the
+	// backend's own init: timm's kaiming-normal fan_out, zero_init_last; kept with pretrained weights).
+	Init         string
+	WarmupEpochs int // linear LR warm-up over the first epochs of the first cycle (0 = none)
+	// PriorBias starts the classifier bias at each class's log prior odds in the fold's training rows.
+	PriorBias     bool
+	Decode        pipeline.DecodeOptions
+	SkipMissing   bool    // samples with missing images are skipped (listed) instead of fatal
+	PricePerHour  float64 // device-hour price for the report's cost line
+	ShrinkK       float64 // per-class threshold shrinkage strength
+	Name, Version string  // model-set name and version for the manifest
+	ParentVersion string
 }
 
-// DefaultConfig returns the reference recipe for an architecture: SGD Nesterov lr 0.1 momentum 0.9
-// wd 1e-4, 4 cycles x 20 epochs of cyclic cosine, 5 folds, balanced batches, full augmentation.
+// DefaultConfig returns the defaults for an architecture: the reference recipe's structure (5 folds x
+// 4 cycles x 20 epochs of cyclic cosine, snapshots, balanced batches) with what won the ablation at
+// CPU budgets (docs/quality.md): AdamW lr 0.003 wd 0.05, PyTorch's default init, prior-odds classifier
+// bias, a repeat cap of 4 in the balanced sampler, rot90 + flips only, per-channel normalization from
+// the data. The recipe's SGD (Nesterov, lr 0.1, momentum 0.9, wd 1e-4) stays available.
 func DefaultConfig(arch model.Spec) Config {
 	return Config{
 		Arch: arch, Size: 512, Folds: 5, Cycles: 4, EpochsPerCycle: 20, BatchSize: 32,
-		Optimizer: "sgd", LR: 0.1, LRMin: 0, Momentum: 0.9, WeightDecay: 1e-4, Nesterov: true,
+		Optimizer: "adamw", LR: 0.003, LRMin: 0, Momentum: 0.9, WeightDecay: 0.05, Nesterov: true,
+		Init: "pytorch", PriorBias: true,
 		Loss: "bce", FocalGamma: 2, Sampler: "balanced", Balance: DefaultBalance(), Augment: DefaultAugment(),
 		TTAViews: 8, Seed: 1, Workers: 2, Prefetch: 2, Normalization: model.DefaultNormalization(arch.InChans),
-		ShrinkK: 10, Name: "hpa", Version: "v1", DedupHamming: 6,
+		NormFromData: true,
+		ShrinkK:      10, Name: "hpa", Version: "v1", DedupHamming: 6,
 	}
 }
 
@@ -99,6 +111,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("train: optimizer %q: sgd or adamw", c.Optimizer)
 	case c.Sampler != "balanced" && c.Sampler != "random":
 		return fmt.Errorf("train: sampler %q: balanced or random", c.Sampler)
+	case c.Init != "" && c.Init != "timm" && c.Init != "pytorch":
+		return fmt.Errorf("train: init %q: pytorch or timm", c.Init)
 	case c.Loss != "bce" && c.Loss != "focal" && c.Loss != "soft_f1":
 		return fmt.Errorf("train: loss %q: bce, focal or soft_f1", c.Loss)
 	}
@@ -192,7 +206,7 @@ type batchPrep struct {
 // loader prepares the batches of one epoch, in order, with one pool of decode + augment workers for
 // the whole epoch: up to Prefetch+1 batches are in preparation at once, so the workers move on to
 // the next batch while the slowest sample of the current one finishes, and the device finds the next
-// batch ready. Augmentation depends only on (seed, epoch, example), so the scheduling changes nothing.
+// batch ready. Augmentation depends only on (seed, epoch, draw position), so the scheduling changes nothing.
 func (t *trainer) loader(ctx context.Context, batches [][]int, epoch int) <-chan batchPrep {
 	ahead := max(1, t.cfg.Prefetch)
 	out := make(chan batchPrep, ahead)
@@ -203,9 +217,10 @@ func (t *trainer) loader(ctx context.Context, batches [][]int, epoch int) <-chan
 		done chan struct{}
 	}
 	type job struct {
-		s  *slot
-		j  int
-		ex int
+		s   *slot
+		j   int
+		ex  int
+		pos int // draw position in the epoch (keys the augmentation)
 	}
 	c, s, k := t.cfg.Arch.InChans, t.cfg.Size, t.cfg.Arch.NumClasses
 	per := c * s * s
@@ -222,7 +237,7 @@ func (t *trainer) loader(ctx context.Context, batches [][]int, epoch int) <-chan
 				dst := p.x[jb.j*per : (jb.j+1)*per]
 				err := t.data.fill(dst, jb.ex)
 				if err == nil {
-					t.cfg.Augment.Apply(dst, c, s, AugmentRNG(uint64(t.cfg.Seed), epoch, jb.ex), tmp)
+					t.cfg.Augment.Apply(dst, c, s, AugmentRNG(uint64(t.cfg.Seed), epoch, jb.pos), tmp)
 					err = t.norm.ApplyFloat(dst, c, s)
 				}
 				for _, l := range t.data.labels[jb.ex] {
@@ -244,6 +259,7 @@ func (t *trainer) loader(ctx context.Context, batches [][]int, epoch int) <-chan
 	go func() {
 		defer close(jobs)
 		defer close(pending)
+		pos := 0
 		for _, b := range batches {
 			sl := &slot{p: batchPrep{x: make([]float32, len(b)*per), targets: make([]float32, len(b)*k), n: len(b)},
 				left: len(b), done: make(chan struct{})}
@@ -254,11 +270,12 @@ func (t *trainer) loader(ctx context.Context, batches [][]int, epoch int) <-chan
 			}
 			for j, ex := range b {
 				select {
-				case jobs <- job{sl, j, ex}:
+				case jobs <- job{sl, j, ex, pos + j}:
 				case <-ctx.Done():
 					return
 				}
 			}
+			pos += len(b)
 		}
 	}()
 	// Emitter: hand batches over in order as they complete.

@@ -99,8 +99,10 @@ type Options struct {
 	// Progress and Out: how and where progress is shown (default auto on io.Discard); Logger gets
 	// the structured progress and warnings (default slog.Default()).
 	Progress Progress
-	Out      io.Writer
-	Logger   *slog.Logger
+	// ProgressEvery is the interval of progress log lines (default 5s).
+	ProgressEvery time.Duration
+	Out           io.Writer
+	Logger        *slog.Logger
 	// OnCheckpoint, when set, is called with the counts after each checkpoint (tests, tools).
 	OnCheckpoint func(Summary)
 
@@ -162,10 +164,24 @@ func (s Summary) String() string {
 	return b.String()
 }
 
+// Validate checks the options that do not need the connections (the command calls it before
+// connecting).
+func (o Options) Validate() error {
+	o.NC = nil
+	return o.check()
+}
+
 func (o *Options) fill() error {
 	if o.NC == nil {
 		return errors.New("replay: a NATS connection is required")
 	}
+	if o.Store == nil && !o.Stream {
+		return errors.New("replay: an object store is required")
+	}
+	return o.check()
+}
+
+func (o *Options) check() error {
 	if o.UploadPrefix == "" {
 		o.UploadPrefix = "incoming/"
 	}
@@ -208,9 +224,6 @@ func (o *Options) fill() error {
 			return errors.New("replay: --stream needs --since (the time to re-deliver stored events from)")
 		}
 		return nil
-	}
-	if o.Store == nil {
-		return errors.New("replay: an object store is required")
 	}
 	if o.Source == "" {
 		return errors.New("replay: what to replay: s3://bucket/prefix (or --stream --since T)")

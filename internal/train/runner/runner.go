@@ -55,6 +55,9 @@ func Run(ctx context.Context, o Options, stderr, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if o.Pretrained != "" {
+		c.Init = "timm" // keep the pretrained weights the backend loads
+	}
 	newModel := func(spec model.Spec, seed int64) (train.Backend, error) {
 		return torch.NewBackend(lib, spec, o.Device, uint64(seed), torch.BackendOptions{
 			Optimizer: c.Optimizer, LR: c.LR, Momentum: c.Momentum, WeightDecay: c.WeightDecay, Nesterov: c.Nesterov,

@@ -1,0 +1,145 @@
+#!/usr/bin/env python3
+"""`make bench-quality`: hpa train at its defaults against the plain PyTorch reference (issue 7).
+
+For each seed: `hpa synth` builds a training set (2000 samples) and a held-out set (400, another
+seed) at 64 px; for each preset both sides train 2 folds x 1 cycle x 15 epochs at batch 32 on the same
+fold split (the folds.csv hpa train wrote), predict the held-out set with 8-view TTA, and one scorer
+(macro-F1 over the 28 classes, F1 = 0 for a class without positives or predictions, as
+internal/train's metrics) scores both label CSVs against the held-out train.csv. Prints a table of the
+held-out macro-F1s, hpa minus PyTorch, the goal (>= +0.03) and the seconds of each run; with --json
+FILE also writes the rows.
+
+Extra `hpa train` flags (ablations) go after `--`: bench_quality.py --seeds 1 -- --sampler random.
+"""
+
+import argparse
+import csv
+import json
+import os
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def sh(args, **kw):
+    t = time.time()
+    p = subprocess.run(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
+    if p.returncode != 0:
+        sys.stderr.write(p.stderr[-4000:])
+        raise SystemExit("bench_quality: %s failed (%d)" % (" ".join(args[:3]), p.returncode))
+    return p.stdout, time.time() - t
+
+
+def read_csv_labels(path, key="Target"):
+    out = {}
+    with open(path) as f:
+        r = csv.DictReader(f)
+        col = key if key in r.fieldnames else r.fieldnames[1]
+        for row in r:
+            out[row["Id"]] = {int(c) for c in row[col].split()}
+    return out
+
+
+def macro_f1(pred, truth, classes=28):
+    f1 = 0.0
+    for c in range(classes):
+        tp = fp = fn = 0
+        for i, t in truth.items():
+            p = c in pred.get(i, set())
+            if p and c in t:
+                tp += 1
+            elif p:
+                fp += 1
+            elif c in t:
+                fn += 1
+        d = 2 * tp + fp + fn
+        f1 += 2 * tp / d if d else 0.0
+    return f1 / classes
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--hpa", default="bin/hpa")
+    ap.add_argument("--python", default="/usr/bin/python3")
+    ap.add_argument("--work", default="hpa-data/bench-quality")
+    ap.add_argument("--seeds", default="1,2")
+    ap.add_argument("--presets", default="seresnext_tiny,seresnext_small")
+    ap.add_argument("--train", type=int, default=2000)
+    ap.add_argument("--test", type=int, default=400)
+    ap.add_argument("--size", type=int, default=64)
+    ap.add_argument("--folds", type=int, default=2)
+    ap.add_argument("--cycles", type=int, default=1)
+    ap.add_argument("--epochs", type=int, default=15)
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--threads", type=int, default=1, help="libtorch / PyTorch intra-op threads of each side")
+    ap.add_argument("--sides", default="hpa,torch", help="hpa, torch or both")
+    ap.add_argument("--tag", default="defaults", help="name of this hpa configuration in the output")
+    ap.add_argument("--json", default="", help="append result rows (JSON lines) to this file")
+    ap.add_argument("extra", nargs="*", help="extra hpa train flags (after --)")
+    a = ap.parse_args()
+    os.makedirs(a.work, exist_ok=True)
+    os.environ["HPA_TORCH_THREADS"] = str(a.threads)
+    rows = []
+    for seed in [int(s) for s in a.seeds.split(",")]:
+        tr = os.path.join(a.work, "synth-%d-train" % seed)
+        te = os.path.join(a.work, "synth-%d-test" % seed)
+        for d, n, s in ((tr, a.train, seed), (te, a.test, seed + 1000)):
+            if not os.path.exists(os.path.join(d, "train.csv")):
+                sh([a.hpa, "synth", "--out", d, "--samples", str(n), "--size", str(a.size), "--seed", str(s)])
+        truth = read_csv_labels(os.path.join(te, "train.csv"))
+        for preset in a.presets.split(","):
+            res = {"seed": seed, "preset": preset, "tag": a.tag, "extra": a.extra,
+                   "env": {k: v for k, v in sorted(os.environ.items()) if k.startswith("HPA_TRAIN_")}}
+            out = os.path.join(a.work, "hpa-%s-%d-%s" % (preset, seed, a.tag))
+            common = ["--size", str(a.size), "--folds", str(a.folds), "--cycles", str(a.cycles),
+                      "--epochs", str(a.epochs), "--batch", str(a.batch)]
+            if "hpa" in a.sides or "torch" in a.sides:
+                man = os.path.join(out, "manifest.json")
+                if "hpa" in a.sides or not os.path.exists(man):
+                    subprocess.run(["rm", "-rf", out])
+                    _, secs = sh([a.hpa, "train", "--data", tr, "--out", out, "--arch", preset, "--tta-views", "8",
+                                  "--seed", str(seed), *common, *a.extra])
+                    res["hpa_seconds"] = round(secs, 1)
+                    sh([a.hpa, "label", os.path.join(te, "train"), "--model", man, "--out", os.path.join(out, "labels"),
+                        "--csv", os.path.join(out, "heldout.csv")])
+                    res["hpa"] = macro_f1(read_csv_labels(os.path.join(out, "heldout.csv"), "Predicted"), truth)
+                    with open(os.path.join(out, "report.json")) as f:
+                        rep = json.load(f)
+                    res["hpa_oof"] = rep["oof_macro_f1"]
+                    res["hpa_last_loss"] = [l[-1] for l in rep.get("epoch_loss") or [] if l]
+                    res["hpa_policy_oof"] = rep.get("oof_macro_f1_by_policy")
+            if "torch" in a.sides:
+                ref_csv = os.path.join(a.work, "torch-%s-%d.csv" % (preset, seed))
+                o, secs = sh([a.python, os.path.join(HERE, "torch_ref_train.py"), "--data", tr,
+                              "--folds-csv", os.path.join(out, "folds.csv"), "--spec", os.path.join(out, "manifest.json"),
+                              "--test", te, "--out-csv", ref_csv, "--seed", str(seed), "--threads", str(a.threads), *common])
+                ref = json.loads(o.strip().splitlines()[-1])
+                res["torch"] = macro_f1(read_csv_labels(ref_csv, "Predicted"), truth)
+                res["torch_seconds"] = round(secs, 1)
+                res["torch_oof"] = ref["oof_macro_f1"]
+                res["torch_last_loss"] = ref["last_epoch_loss"]
+            if "hpa" in res and "torch" in res:
+                res["diff"] = res["hpa"] - res["torch"]
+            rows.append(res)
+            print(json.dumps(res), flush=True)
+            if a.json:
+                with open(a.json, "a") as f:
+                    f.write(json.dumps(res) + "\n")
+    print("\n| seed | preset | config | hpa held-out macro-F1 | PyTorch | hpa - PyTorch | goal (>= +0.03) | hpa s | PyTorch s |")
+    print("|---|---|---|---:|---:|---:|---|---:|---:|")
+    for r in rows:
+        d = r.get("diff")
+        print("| %d | %s | %s | %s | %s | %s | %s | %s | %s |" % (
+            r["seed"], r["preset"], r["tag"], fmt(r.get("hpa")), fmt(r.get("torch")),
+            "%+.4f" % d if d is not None else "-", ("met" if d >= 0.03 else "NOT met") if d is not None else "-",
+            r.get("hpa_seconds", "-"), r.get("torch_seconds", "-")))
+
+
+def fmt(v):
+    return "%.4f" % v if v is not None else "-"
+
+
+if __name__ == "__main__":
+    main()

@@ -92,6 +92,10 @@ func (s *Service) runAssembler(ctx context.Context) error {
 // runReplayAssembler consumes replayed S3 events (producers/replay) the same way; complete samples
 // go to the replay ready queue, which the labeler serves after live work.
 func (s *Service) runReplayAssembler(ctx context.Context) error {
+	if s.replayOff.Load() {
+		<-ctx.Done()
+		return nil
+	}
 	return s.assemble(ctx, s.cfg.ReplayStream, s.cfg.ReplayEventsConsumer, true)
 }
 

@@ -201,12 +201,12 @@ type Service struct {
 	csv  *csvBuilder
 	recs recCache
 
-	mu       sync.Mutex
-	pointer  string // last model location read from the pointer object
-	running  bool
+	mu      sync.Mutex
+	pointer string // last model location read from the pointer object
+	running bool
 	// replayOff: the replay streams could not be created (their subjects are another stream's).
 	replayOff atomic.Bool
-	reloadMu sync.Mutex
+	reloadMu  sync.Mutex
 }
 
 // New creates a replica. It checks the configuration; Run sets up streams and starts work.

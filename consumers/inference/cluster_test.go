@@ -128,7 +128,7 @@ func testClusterLeaderLoss(t *testing.T, crash bool) {
 	}
 	groups = append(groups, raftGroup{"ready stream", cfg.ReadyStream, ""})
 
-	const n = 40
+	const n = 24
 	p := makePlate("pc", n, 32, 21)
 	// A sample is through when its label is written, or found already written by a redelivery
 	// (its first attempt's PUT stored the label but the answer was lost in the election: the S3

@@ -74,7 +74,8 @@ type Options struct {
 	// label carries the serving model's digest. Without it only stale samples are published.
 	Force bool
 	// ModelDigest is the serving model's manifest digest ("sha256:..."): labels of another digest
-	// are stale. Empty: unknown, any label counts as current (samples without one are published).
+	// are stale. Empty: the current-model fact's (KV bus.ModelsBucket, key bus.CurrentModelKey);
+	// without one any label counts as current (samples without one are published).
 	ModelDigest string
 	// UploadPrefix, LabelsPrefix and KeyPattern are the inference consumer's (defaults
 	// "incoming/", "labels/", bus.DefaultKeyPattern).
@@ -240,6 +241,9 @@ func (o *Options) check() error {
 func Run(ctx context.Context, o Options) (Summary, error) {
 	if err := o.fill(); err != nil {
 		return Summary{}, err
+	}
+	if o.ModelDigest == "" && !o.Stream && !o.Force && !o.Reconcile {
+		o.ModelDigest = currentModelDigest(ctx, &o)
 	}
 	r, err := newRunner(ctx, &o)
 	if err != nil {

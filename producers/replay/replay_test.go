@@ -409,3 +409,29 @@ func TestProgressOutput(t *testing.T) {
 		t.Fatalf("no bar: %q", bar.String())
 	}
 }
+
+// Without a digest given, only-stale compares with the current-model fact of the KV bucket.
+func TestOnlyStaleUsesCurrentModelFact(t *testing.T) {
+	e := newEnv(t)
+	for _, id := range []string{"cur", "old"} {
+		e.upload("p", id)
+	}
+	e.putLabel("p", "cur", "sha256:new")
+	e.putLabel("p", "old", "sha256:old")
+	ctx := context.Background()
+	kv, err := e.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: bus.ModelsBucket})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kv.Put(ctx, bus.CurrentModelKey, []byte(`{"location":"s3://plates/models/v2/","version":"v2","manifest_digest":"sha256:new"}`)); err != nil {
+		t.Fatal(err)
+	}
+	sum, err := Run(ctx, e.opts("s3://plates/incoming/"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := e.replayed()
+	if strings.Join(got, ",") != "p/old" || sum.UpToDate != 1 {
+		t.Fatalf("replayed %v, %+v", got, sum)
+	}
+}

@@ -124,12 +124,16 @@ func newTrainingTriggerCmd(v *viper.Viper) *cobra.Command {
 		RunE: func(cmd *cobra.Command, args []string) error {
 			config.BindFlags(v, cmd, "", inferenceFlagKeys)
 			ctx := cmd.Context()
+			tcfg, err := config.Training(v)
+			if err != nil {
+				return err
+			}
 			c, err := training.Dial(ctx, config.NATS(v), config.S3(v), "hpa-training-trigger", newLogger(v, cmd.ErrOrStderr()))
 			if err != nil {
 				return err
 			}
 			defer c.Close()
-			if err := training.Trigger(ctx, c.JS, "hpa training trigger"); err != nil {
+			if err := training.Trigger(ctx, c.JS, tcfg.Topology, "hpa training trigger"); err != nil {
 				return err
 			}
 			cmd.Println("run requested; `hpa training status` shows it")

@@ -87,6 +87,7 @@ func (c *Config) fill() {
 	}
 	c.Topology.Fill()
 	c.Models.PromotedSubject = c.Topology.PromotedSubject
+	c.Models.Replicas = c.Topology.Replicas
 }
 
 // Relabeler relabels the samples labeled by older versions after a promotion (the replay producer).
@@ -144,22 +145,22 @@ func NewCoordinator(ctx context.Context, cfg Config, nc *nats.Conn, js jetstream
 	if log == nil {
 		log = slog.Default()
 	}
-	if _, err := bus.EnsureEventsStream(ctx, js, bus.EventsStreamConfig{Name: cfg.Topology.EventsStream, Subjects: cfg.Topology.EventsSubjects}); err != nil {
+	if _, err := bus.EnsureEventsStream(ctx, js, bus.EventsStreamConfig{Name: cfg.Topology.EventsStream, Subjects: cfg.Topology.EventsSubjects, Replicas: cfg.Topology.Replicas}); err != nil {
 		return nil, err
 	}
 	if err := bus.EnsureDLQStream(ctx, js, cfg.Topology); err != nil {
 		return nil, err
 	}
-	if err := EnsureJobsStream(ctx, js); err != nil {
+	if err := EnsureJobsStream(ctx, js, cfg.Topology); err != nil {
 		return nil, err
 	}
-	kv, err := trainingKV(ctx, js)
+	kv, err := trainingKV(ctx, js, cfg.Topology)
 	if err != nil {
 		return nil, err
 	}
-	dkv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: bus.DatasetsBucket, History: 1, Storage: jetstream.FileStorage})
+	dkv, err := bus.EnsureDatasetsBucket(ctx, js, cfg.Topology)
 	if err != nil {
-		return nil, fmt.Errorf("kv %s: %w", bus.DatasetsBucket, err)
+		return nil, err
 	}
 	models, err := NewModels(ctx, cfg.Models, js, nc, store)
 	if err != nil {
@@ -315,9 +316,9 @@ func (c *Coordinator) recordFile(ctx context.Context, ev bus.ObjectEvent, seq ui
 }
 
 // Trigger asks for a run regardless of the policy (`hpa training trigger`); the coordinator
-// starts it when no run is in progress.
-func Trigger(ctx context.Context, js jetstream.JetStream, by string) error {
-	kv, err := trainingKV(ctx, js)
+// starts it when no run is in progress. t.Replicas applies when the bucket is created here.
+func Trigger(ctx context.Context, js jetstream.JetStream, t bus.Topology, by string) error {
+	kv, err := trainingKV(ctx, js, t)
 	if err != nil {
 		return err
 	}

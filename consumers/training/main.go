@@ -155,7 +155,7 @@ type StatusReport struct {
 func Status(ctx context.Context, c *Conn, cfg Config, lastDecisions int) (*StatusReport, error) {
 	cfg.fill()
 	var st StatusReport
-	dkv, err := c.JS.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: bus.DatasetsBucket, History: 1, Storage: jetstream.FileStorage})
+	dkv, err := bus.EnsureDatasetsBucket(ctx, c.JS, cfg.Topology)
 	if err != nil {
 		return nil, err
 	}
@@ -163,7 +163,7 @@ func Status(ctx context.Context, c *Conn, cfg Config, lastDecisions int) (*Statu
 	if st.Registry, err = reg.readRegistry(ctx); err != nil {
 		return nil, err
 	}
-	tkv, err := trainingKV(ctx, c.JS)
+	tkv, err := trainingKV(ctx, c.JS, cfg.Topology)
 	if err != nil {
 		return nil, err
 	}
@@ -204,7 +204,7 @@ func Status(ctx context.Context, c *Conn, cfg Config, lastDecisions int) (*Statu
 			}
 		}
 	}
-	mkv, err := ModelsKV(ctx, c.JS)
+	mkv, err := ModelsKV(ctx, c.JS, cfg.Topology)
 	if err != nil {
 		return nil, err
 	}

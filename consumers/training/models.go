@@ -156,6 +156,8 @@ type ModelsConfig struct {
 	// the inference consumers were started with, e.g. `hpa up`'s bundled one); "" = none: the first
 	// candidate is promoted unguarded.
 	Baseline string
+	// Replicas of the current-model bucket when it is created (config nats.replicas).
+	Replicas int
 }
 
 func (c *ModelsConfig) fill() {
@@ -189,20 +191,16 @@ func NewModels(ctx context.Context, cfg ModelsConfig, js jetstream.JetStream, nc
 	if cfg.Bucket == "" {
 		cfg.Bucket = store.Name
 	}
-	kv, err := ModelsKV(ctx, js)
+	kv, err := ModelsKV(ctx, js, bus.Topology{Replicas: cfg.Replicas})
 	if err != nil {
 		return nil, err
 	}
 	return &Models{cfg: cfg, kv: kv, store: store, nc: nc, Scorer: ReportScorer{Store: store}}, nil
 }
 
-// ModelsKV opens (or creates) the current-model bucket.
-func ModelsKV(ctx context.Context, js jetstream.JetStream) (jetstream.KeyValue, error) {
-	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: bus.ModelsBucket, History: 16, Storage: jetstream.FileStorage})
-	if err != nil {
-		return nil, fmt.Errorf("kv %s: %w", bus.ModelsBucket, err)
-	}
-	return kv, nil
+// ModelsKV opens (or creates, with t.Replicas) the current-model bucket.
+func ModelsKV(ctx context.Context, js jetstream.JetStream, t bus.Topology) (jetstream.KeyValue, error) {
+	return bus.EnsureModelsBucket(ctx, js, t)
 }
 
 // Location is where version's set lives.

@@ -43,6 +43,8 @@ type WorkerConfig struct {
 	RunsPrefix string
 	// Once stops the worker after one job (tests, batch pods).
 	Once bool
+	// Replicas of the stream and KV bucket the worker creates when missing (config nats.replicas).
+	Replicas int
 }
 
 func (c *WorkerConfig) fill() {
@@ -93,10 +95,11 @@ func NewWorker(ctx context.Context, cfg WorkerConfig, js jetstream.JetStream, st
 	if log == nil {
 		log = slog.Default()
 	}
-	if err := EnsureJobsStream(ctx, js); err != nil {
+	t := bus.Topology{Replicas: cfg.Replicas}
+	if err := EnsureJobsStream(ctx, js, t); err != nil {
 		return nil, err
 	}
-	kv, err := trainingKV(ctx, js)
+	kv, err := trainingKV(ctx, js, t)
 	if err != nil {
 		return nil, err
 	}
@@ -104,24 +107,13 @@ func NewWorker(ctx context.Context, cfg WorkerConfig, js jetstream.JetStream, st
 	return w, nil
 }
 
-// EnsureJobsStream creates the fold-job work queue when it does not exist.
-func EnsureJobsStream(ctx context.Context, js jetstream.JetStream) error {
-	_, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
-		Name: bus.TrainJobsStream, Subjects: []string{bus.TrainJobsSubject + ".>"},
-		Retention: jetstream.WorkQueuePolicy, Storage: jetstream.FileStorage, Duplicates: 24 * time.Hour,
-	})
-	if err != nil {
-		return fmt.Errorf("stream %s: %w", bus.TrainJobsStream, err)
-	}
-	return nil
+// EnsureJobsStream creates the fold-job work queue when it does not exist (t.Replicas).
+func EnsureJobsStream(ctx context.Context, js jetstream.JetStream, t bus.Topology) error {
+	return bus.EnsureTrainJobsStream(ctx, js, t)
 }
 
-func trainingKV(ctx context.Context, js jetstream.JetStream) (jetstream.KeyValue, error) {
-	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: bus.TrainingBucket, History: 1, Storage: jetstream.FileStorage})
-	if err != nil {
-		return nil, fmt.Errorf("kv %s: %w", bus.TrainingBucket, err)
-	}
-	return kv, nil
+func trainingKV(ctx context.Context, js jetstream.JetStream, t bus.Topology) (jetstream.KeyValue, error) {
+	return bus.EnsureTrainingBucket(ctx, js, t)
 }
 
 // torchBackend is the libtorch trainer and the ONNX exporter, as `hpa train` uses them.

@@ -36,6 +36,9 @@ func Training(v *viper.Viper) (training.Config, error) {
 	if s := v.GetStringSlice("inference.events_subjects"); len(s) > 0 {
 		c.Topology.EventsSubjects = s
 	}
+	if v.IsSet("nats.replicas") {
+		c.Topology.Replicas = v.GetInt("nats.replicas")
+	}
 	if v.IsSet("training.min_new") {
 		c.MinNew = v.GetInt("training.min_new")
 	}
@@ -99,6 +102,9 @@ func Training(v *viper.Viper) (training.Config, error) {
 func TrainingWorker(v *viper.Viper) training.WorkerConfig {
 	c := training.WorkerConfig{Name: v.GetString("training_worker.name"), Device: v.GetString("training_worker.device"),
 		Workers: v.GetInt("training_worker.workers"), Torch: Torch(v), RunsPrefix: v.GetString("training.runs_prefix")}
+	if v.IsSet("nats.replicas") {
+		c.Replicas = v.GetInt("nats.replicas")
+	}
 	if v.IsSet("training_worker.ack_wait") {
 		c.AckWait = v.GetDuration("training_worker.ack_wait")
 	}

@@ -278,6 +278,7 @@ func (w *Worker) trainJob(ctx context.Context, job Job, attempts int) error {
 		return err
 	}
 	cfg.TrainFolds = []int{job.Fold}
+	cfg.TrainOnly = true // the coordinator's merge picks thresholds and writes the report, once
 	st := FoldState{Run: job.Run, Out: job.Out, Fold: runs.Fold{Fold: job.Fold, State: runs.FoldRunning, Worker: w.cfg.Name,
 		Attempts: attempts, Cycles: cfg.Cycles, Epochs: cfg.Cycles * cfg.EpochsPerCycle, Updated: time.Now().UTC()}}
 	w.putFold(ctx, st)

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/hpa-plates/hpa/internal/bus"
 	"github.com/hpa-plates/hpa/internal/model"
@@ -351,6 +352,9 @@ func stageData(ctx context.Context, store *objstore.Bucket, job Job, dir string)
 	if err != nil {
 		return err
 	}
+	// Several GETs in flight: the first job of a run stages every image, before any training.
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(stageParallel)
 	for _, s := range snap.Samples {
 		for c, key := range s.Keys {
 			local := filepath.Join(imgDir, filepath.Base(key))
@@ -358,16 +362,20 @@ func stageData(ctx context.Context, store *objstore.Bucket, job Job, dir string)
 			if b, err := os.ReadFile(stamp); err == nil && string(b) == s.ETags[c] {
 				continue
 			}
-			if err := getExact(ctx, store, key, s.ETags[c], local); err != nil {
-				return err
-			}
-			if err := os.WriteFile(stamp, []byte(s.ETags[c]), 0o644); err != nil {
-				return err
-			}
+			etag := s.ETags[c]
+			g.Go(func() error {
+				if err := getExact(gctx, store, key, etag, local); err != nil {
+					return err
+				}
+				return os.WriteFile(stamp, []byte(etag), 0o644)
+			})
 		}
 	}
-	return nil
+	return g.Wait()
 }
+
+// stageParallel is how many images a worker downloads at once when it stages a run's data.
+const stageParallel = 16
 
 // ErrChanged is returned when an object of a snapshot changed after the snapshot was frozen.
 var ErrChanged = errors.New("object changed since the dataset snapshot")

@@ -88,6 +88,9 @@ func (c *Config) fill() {
 	c.Topology.Fill()
 	c.Models.PromotedSubject = c.Topology.PromotedSubject
 	c.Models.Replicas = c.Topology.Replicas
+	if c.Models.EvalImagesPrefix == "" {
+		c.Models.EvalImagesPrefix = c.ImagesPrefix
+	}
 }
 
 // Relabeler relabels the samples labeled by older versions after a promotion (the replay producer).

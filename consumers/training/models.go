@@ -158,6 +158,9 @@ type ModelsConfig struct {
 	Baseline string
 	// Replicas of the current-model bucket when it is created (config nats.replicas).
 	Replicas int
+	// EvalPrefix, when set, is a fixed evaluation set (EvalSet: label files below it, images below
+	// EvalImagesPrefix) on which the guard scores candidate and production alike.
+	EvalPrefix, EvalImagesPrefix string
 }
 
 func (c *ModelsConfig) fill() {
@@ -265,6 +268,17 @@ func (m *Models) Decide(ctx context.Context, r Request) (runs.Decision, error) {
 		ProductionVersion: cur.Version, RunID: r.RunID, By: r.By, Forced: r.Force}
 	if cur.Version == r.Version {
 		return d, fmt.Errorf("%s is already the current model", r.Version)
+	}
+	var eval *Snapshot
+	if m.cfg.EvalPrefix != "" && !r.Force {
+		if eval, err = EvalSet(ctx, m.store, m.cfg.EvalPrefix, m.cfg.EvalImagesPrefix); err != nil {
+			return d, err
+		}
+		s, err := m.Scorer.ScoreProduction(ctx, loc, eval)
+		if err != nil {
+			return d, fmt.Errorf("score candidate %s on the evaluation set: %w", r.Version, err)
+		}
+		r.Candidate, r.Snapshot = &s, eval
 	}
 	if r.Candidate == nil {
 		s, err := readReportScores(ctx, m.store, loc)

@@ -26,6 +26,7 @@ func Training(v *viper.Viper) (training.Config, error) {
 	str("training.datasets_prefix", &c.DatasetsPrefix)
 	str("training.models_prefix", &c.Models.ModelsPrefix)
 	str("training.model_pointer", &c.Models.Pointer)
+	str("training.eval_prefix", &c.Models.EvalPrefix)
 	str("training.consumer", &c.Consumer)
 	str("s3.bucket", &c.Models.Bucket)
 	str("inference.events_stream", &c.Topology.EventsStream)

@@ -192,7 +192,7 @@ step_pytorch() {
 step_clients() {
   local need=0
   command -v aws >/dev/null || need=1
-  python3 -c 'import boto3' 2>/dev/null || need=1
+  python3 -c 'import boto3' 2>/dev/null || /usr/bin/python3 -c 'import boto3' 2>/dev/null || need=1
   if [ "$need" = 1 ]; then apt_install awscli python3-boto3; fi
   log "clients: $(command -v aws), boto3 for $(command -v python3)"
 }

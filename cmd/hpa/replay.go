@@ -39,7 +39,8 @@ func newReplayCmd(v *viper.Viper) *cobra.Command {
 complete sample as an S3 event notification on the replay subject (s3.replay.<bucket>, stream HPA_REPLAY),
 which the inference consumer labels after live uploads. By default only stale samples are published:
 without a label, with a label older than a channel, or with a label of another model than the serving
-one (--model-digest, --model, or the model pointer inference.model_pointer); --force publishes all.
+one (--model-digest, --model, the model pointer inference.model_pointer, or the current-model fact in
+the KV bucket hpa_models); --force publishes all.
 --stream --since T re-delivers the stored events of the events stream from T; --reconcile publishes
 samples whose four channels are in S3 but that have neither a label nor an error record.
 Progress is checkpointed in the KV bucket hpa_replay: the same command run again after a crash or
@@ -86,6 +87,9 @@ Ctrl-C continues where it stopped (--restart starts over). --endpoints takes the
 
 func runReplay(ctx context.Context, v *viper.Viper, cmd *cobra.Command, st config.ReplaySettings) error {
 	o := st.Options
+	if err := o.Validate(); err != nil {
+		return err
+	}
 	log := newLogger(v, cmd.ErrOrStderr())
 	o.Logger, o.Out = log, cmd.ErrOrStderr()
 	if f, ok := cmd.ErrOrStderr().(*os.File); ok {

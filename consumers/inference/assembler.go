@@ -92,13 +92,17 @@ func (s *Service) runAssembler(ctx context.Context) error {
 // runReplayAssembler consumes replayed S3 events (producers/replay) the same way; complete samples
 // go to the replay ready queue, which the labeler serves after live work.
 func (s *Service) runReplayAssembler(ctx context.Context) error {
+	if s.replayOff.Load() {
+		<-ctx.Done()
+		return nil
+	}
 	return s.assemble(ctx, s.cfg.ReplayStream, s.cfg.ReplayEventsConsumer, true)
 }
 
 // assemble consumes the events of one durable consumer until ctx is done, then drains. It returns
 // an error when its consumer is gone.
 func (s *Service) assemble(ctx context.Context, stream, consumer string, replay bool) error {
-	cons, err := s.js.Consumer(ctx, stream, consumer)
+	cons, err := s.consumer(ctx, stream, consumer)
 	if err != nil {
 		return fmt.Errorf("events consumer %s: %w", consumer, err)
 	}
@@ -123,7 +127,13 @@ func (s *Service) assemble(ctx context.Context, stream, consumer string, replay 
 		}
 		wg.Wait()
 	}
-	it, err := cons.Messages(append(pullOptions(), jetstream.PullMaxMessages(max(s.cfg.EventWorkers*32, 512)))...)
+	pull := max(s.cfg.EventWorkers*32, 512)
+	if replay {
+		// Replayed events wait for the labeler (waitReplayBacklog): pull few at a time, so the
+		// ones pulled and waiting do not outlive AckWait.
+		pull = max(s.cfg.MaxBatch, 2)
+	}
+	it, err := cons.Messages(append(pullOptions(), jetstream.PullMaxMessages(pull))...)
 	if err != nil {
 		closeAll()
 		return fmt.Errorf("events consumer: %w", err)
@@ -170,6 +180,9 @@ func (s *Service) assemble(ctx context.Context, stream, consumer string, replay 
 			time.Sleep(50 * time.Millisecond) // e.g. missed heartbeats while NATS is away
 			continue
 		}
+		if replay {
+			s.waitReplayBacklog(ctx, msg)
+		}
 		raw <- msg
 	}
 	it.Stop()
@@ -177,6 +190,36 @@ func (s *Service) assemble(ctx context.Context, stream, consumer string, replay 
 	pwg.Wait()
 	closeAll()
 	return fatal
+}
+
+// waitReplayBacklog holds the replay assembler while the replay ready queue has more than
+// replayBacklog(MaxBatch) samples waiting or in flight: replayed samples are assembled only as
+// fast as the labeler takes them, so a backfill of any size costs live work no more than a few
+// batches of KV updates (the live assembler never waits). msg, held meanwhile, is kept alive.
+func (s *Service) waitReplayBacklog(ctx context.Context, msg jetstream.Msg) {
+	limit := uint64(4 * max(s.cfg.MaxBatch, 1))
+	last := time.Now()
+	for ctx.Err() == nil {
+		cons, err := s.js.Consumer(ctx, s.cfg.ReplayReadyStream, s.cfg.ReplayLabelConsumer)
+		if err != nil {
+			return
+		}
+		info := cons.CachedInfo()
+		if fresh, err := cons.Info(ctx); err == nil {
+			info = fresh
+		}
+		if info == nil || info.NumPending+uint64(info.NumAckPending) <= limit {
+			return
+		}
+		if time.Since(last) > s.cfg.AckWait/3 {
+			_ = msg.InProgress()
+			last = time.Now()
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 }
 
 // parsedEvent is an event message with its parsed records.

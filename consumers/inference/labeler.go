@@ -45,13 +45,9 @@ func (j *job) ref() labels.Ref { return labels.Ref{Plate: j.msg.Sample.Plate, ID
 // every message it holds (labels written and acknowledged) and returns. It returns an error when
 // its consumer is gone.
 func (s *Service) runLabeler(ctx context.Context) error {
-	cons, err := s.js.Consumer(ctx, s.cfg.ReadyStream, s.cfg.LabelConsumer)
+	cons, err := s.consumer(ctx, s.cfg.ReadyStream, s.cfg.LabelConsumer)
 	if err != nil {
 		return fmt.Errorf("label consumer: %w", err)
-	}
-	rcons, err := s.js.Consumer(ctx, s.cfg.ReplayReadyStream, s.cfg.ReplayLabelConsumer)
-	if err != nil {
-		return fmt.Errorf("replay label consumer: %w", err)
 	}
 	it, err := cons.Messages(append(pullOptions(), jetstream.PullMaxMessages(max(2*s.cfg.MaxBatch, 2*s.cfg.FetchWorkers)))...)
 	if err != nil {
@@ -60,22 +56,30 @@ func (s *Service) runLabeler(ctx context.Context) error {
 	stop := context.AfterFunc(ctx, it.Drain)
 	defer stop()
 	defer it.Stop()
-	// Replayed samples are pulled a batch at a time: they may wait behind live work, and only
-	// messages handed out get heartbeats.
-	rit, err := rcons.Messages(append(pullOptions(), jetstream.PullMaxMessages(max(s.cfg.MaxBatch, 2)))...)
-	if err != nil {
-		return fmt.Errorf("replay label consumer: %w", err)
-	}
-	rstop := context.AfterFunc(ctx, rit.Drain)
-	defer rstop()
-	defer rit.Stop()
-	live, replayed := newReadyInput(s, it, s.cfg.LabelConsumer), newReadyInput(s, rit, s.cfg.ReplayLabelConsumer)
+	live := newReadyInput(s, it, s.cfg.LabelConsumer)
 	opCtx := context.WithoutCancel(ctx)
 	hbCtx, hbStop := context.WithCancel(opCtx)
 	defer hbStop()
 	go live.heartbeat(hbCtx)
-	go replayed.heartbeat(hbCtx)
-	in := newPriorityInput(ctx, live, replayed, s.cfg.MaxBatch)
+	var in labeling.Input = live
+	if !s.replayOff.Load() {
+		rcons, err := s.consumer(ctx, s.cfg.ReplayReadyStream, s.cfg.ReplayLabelConsumer)
+		if err != nil {
+			return fmt.Errorf("replay label consumer: %w", err)
+		}
+		// Replayed samples are pulled a batch at a time: they may wait behind live work, and
+		// only messages handed out get heartbeats.
+		rit, err := rcons.Messages(append(pullOptions(), jetstream.PullMaxMessages(max(s.cfg.MaxBatch, 2)))...)
+		if err != nil {
+			return fmt.Errorf("replay label consumer: %w", err)
+		}
+		rstop := context.AfterFunc(ctx, rit.Drain)
+		defer rstop()
+		defer rit.Stop()
+		replayed := newReadyInput(s, rit, s.cfg.ReplayLabelConsumer)
+		go replayed.heartbeat(hbCtx)
+		in = newPriorityInput(ctx, live, replayed, s.cfg.MaxBatch)
+	}
 
 	fetchCh := make(chan *job, s.cfg.FetchWorkers)
 	batchCh := make(chan *job, s.cfg.MaxBatch*2)

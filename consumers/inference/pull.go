@@ -1,6 +1,8 @@
 package inference
 
 import (
+	"context"
+	"errors"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -19,4 +21,26 @@ const (
 
 func pullOptions() []jetstream.PullMessagesOpt {
 	return []jetstream.PullMessagesOpt{jetstream.PullExpiry(pullExpiry), jetstream.PullHeartbeat(pullHeartbeat)}
+}
+
+// consumer looks up a durable consumer for a stage. A lookup that fails for a transient reason
+// (the JetStream API timing out while a cluster elects the consumer's or the meta leader) is
+// retried with backoff until ctx ends; a consumer or stream that does not exist is an error at
+// once (the stage stops the replica with it).
+func (s *Service) consumer(ctx context.Context, stream, name string) (jetstream.Consumer, error) {
+	wait := 100 * time.Millisecond
+	for {
+		c, err := s.js.Consumer(ctx, stream, name)
+		if err == nil || errors.Is(err, jetstream.ErrConsumerNotFound) || errors.Is(err, jetstream.ErrStreamNotFound) ||
+			ctx.Err() != nil {
+			return c, err
+		}
+		s.log.Warn("durable consumer lookup failed; retrying", "stream", stream, "consumer", name, "err", err)
+		select {
+		case <-ctx.Done():
+			return nil, err
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 2*time.Second)
+	}
 }

@@ -145,3 +145,35 @@ func TestLiveServedBeforeReplay(t *testing.T) {
 		t.Fatalf("live sample waited for %v of %d replayed samples", done, backlog)
 	}
 }
+
+// An events stream that already captures the replay subjects ("s3.>") leaves no room for the
+// replay streams: the consumer runs without the replay path, and replayed events arrive (and are
+// labeled) through the events stream.
+func TestReplayPathOffWhenEventsStreamCapturesIt(t *testing.T) {
+	var drop atomic.Bool
+	drop.Store(true)
+	e := newEnvWith(t, nil, func(p bus.Publisher) bus.Publisher { return offPublisher{p, &drop} })
+	ctx := context.Background()
+	st, err := e.js.Stream(ctx, "S3_EVENTS")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc := st.CachedInfo().Config
+	sc.Subjects = []string{"s3.>"}
+	if _, err := e.js.UpdateStream(ctx, sc); err != nil {
+		t.Fatal(err)
+	}
+	old := makePlate("old", 2, 32, 13)
+	for _, k := range old.shuffledKeys(1) {
+		e.put(k, old.files[k])
+	}
+	a := newFakeModel("A", 0.1)
+	e.startService(testConfig(), loaderOf(map[string]*fakeModel{"A": a}), "A")
+	if sum := e.replay(replay.Options{}); sum.Published != 2 {
+		t.Fatalf("replay: %v", sum)
+	}
+	waitFor(t, 30*time.Second, "replayed plate labeled", func() bool { return len(e.labels.snapshot()) == 2 })
+	if _, err := e.js.Stream(ctx, bus.ReplayStream); err == nil {
+		t.Fatal("a replay stream was created beside an events stream capturing its subjects")
+	}
+}

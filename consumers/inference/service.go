@@ -51,6 +51,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -200,10 +201,12 @@ type Service struct {
 	csv  *csvBuilder
 	recs recCache
 
-	mu       sync.Mutex
-	pointer  string // last model location read from the pointer object
-	running  bool
-	reloadMu sync.Mutex
+	mu      sync.Mutex
+	pointer string // last model location read from the pointer object
+	running bool
+	// replayOff: the replay streams could not be created (their subjects are another stream's).
+	replayOff atomic.Bool
+	reloadMu  sync.Mutex
 }
 
 // New creates a replica. It checks the configuration; Run sets up streams and starts work.
@@ -325,6 +328,13 @@ func (s *Service) Setup(ctx context.Context) error {
 	// The replay path (producers/replay): its own streams and consumers, so a backfill never
 	// queues live work behind it; the labeler takes replayed samples only when no live one waits.
 	if err := bus.EnsureReplayStreams(ctx, s.js, c.Topology, c.DedupWindow); err != nil {
+		if bus.IsSubjectOverlap(err) {
+			// The events stream already captures the replay subjects: replayed events arrive
+			// with the live ones (no priority), and there is no replay path to run.
+			s.log.Warn("replay path off: the replay subjects are captured by another stream", "subjects", c.ReplaySubjects, "err", err)
+			s.replayOff.Store(true)
+			return nil
+		}
 		return err
 	}
 	if _, err := s.js.CreateOrUpdateConsumer(ctx, c.ReplayStream, jetstream.ConsumerConfig{

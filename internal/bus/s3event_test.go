@@ -283,9 +283,12 @@ func TestCompareSequencer(t *testing.T) {
 	}
 }
 
-// FuzzParse: Parse never panics, and what it accepts has buckets, keys and names.
+// FuzzParse: Parse never panics, and what it accepts has buckets, keys and names. Seeds: AWS (direct,
+// SNS-wrapped, EventBridge), MinIO.
 func FuzzParse(f *testing.F) {
-	for _, name := range []string{"aws_put.json", "minio_nats_put.json", "minio_delete.json", "aws_test_event.json"} {
+	for _, name := range []string{"aws_put.json", "minio_nats_put.json", "minio_delete.json", "aws_test_event.json",
+		"aws_put_unicode.json", "sns_s3_put.json", "sns_test_event.json", "eventbridge_object_created.json",
+		"eventbridge_object_deleted.json", "eventbridge_restore_completed.json"} {
 		b, err := os.ReadFile(filepath.Join("testdata", name))
 		if err != nil {
 			f.Fatal(err)

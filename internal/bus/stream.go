@@ -225,3 +225,10 @@ func EnsureReplayStreams(ctx context.Context, js jetstream.JetStream, t Topology
 		Retention: jetstream.WorkQueuePolicy, Storage: jetstream.FileStorage, Duplicates: window, Replicas: t.Replicas})
 	return err
 }
+
+// IsSubjectOverlap reports whether err is JetStream's refusal to create a stream whose subjects
+// another stream already captures (e.g. the replay stream beside an events stream on "s3.>").
+func IsSubjectOverlap(err error) bool {
+	var ae *jetstream.APIError
+	return errors.As(err, &ae) && ae.ErrorCode == jetstream.ErrorCode(10065)
+}

@@ -19,6 +19,7 @@ import (
 	"log/slog"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -165,7 +166,8 @@ func (b *Bridge) Run(ctx context.Context) error {
 	return nil
 }
 
-// poll is one receive loop.
+// poll is one receive loop. A received batch is handled (published, then deleted) while the loop
+// receives the next one: at most two batches per loop are in hand.
 func (b *Bridge) poll(ctx context.Context, id int) {
 	o := b.o
 	backoff := time.Duration(0)
@@ -178,7 +180,16 @@ func (b *Bridge) poll(ctx context.Context, id int) {
 			return true
 		}
 	}
+	var wg sync.WaitGroup
+	defer wg.Wait() // graceful drain: the batches in hand are finished
+	inHand := make(chan struct{}, 2)
+	var failed atomic.Bool
 	for ctx.Err() == nil {
+		if failed.Swap(false) {
+			if !sleep() {
+				return
+			}
+		}
 		if !o.NC.IsConnected() {
 			// Receiving now would only make messages invisible that cannot be published.
 			b.m.waits.WithLabelValues("nats").Inc()
@@ -188,6 +199,11 @@ func (b *Bridge) poll(ctx context.Context, id int) {
 			}
 			continue
 		}
+		select {
+		case inHand <- struct{}{}:
+		case <-ctx.Done():
+			return
+		}
 		out, err := o.SQS.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{
 			QueueUrl: aws.String(o.QueueURL), MaxNumberOfMessages: 10,
 			WaitTimeSeconds:   int32(o.WaitTime / time.Second),
@@ -195,6 +211,9 @@ func (b *Bridge) poll(ctx context.Context, id int) {
 			MessageSystemAttributeNames: []types.MessageSystemAttributeName{types.MessageSystemAttributeNameSentTimestamp,
 				types.MessageSystemAttributeNameApproximateReceiveCount},
 		})
+		if err != nil || len(out.Messages) == 0 {
+			<-inHand
+		}
 		if err != nil {
 			if ctx.Err() != nil {
 				return
@@ -211,12 +230,16 @@ func (b *Bridge) poll(ctx context.Context, id int) {
 		if len(out.Messages) == 0 {
 			continue
 		}
-		// The batch is finished even when ctx ends meanwhile (graceful drain).
-		if b.handle(context.WithoutCancel(ctx), out.Messages) {
-			backoff = 0
-		} else if !sleep() {
-			return
-		}
+		backoff = 0
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-inHand }()
+			// The batch is finished even when ctx ends meanwhile (graceful drain).
+			if !b.handle(context.WithoutCancel(ctx), out.Messages) {
+				failed.Store(true)
+			}
+		}()
 	}
 }
 

@@ -2,6 +2,7 @@ package bridge
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -64,6 +65,9 @@ func Main(ctx context.Context, m MainOptions) error {
 	o := m.Options
 	if o.Logger == nil {
 		o.Logger = slog.Default()
+	}
+	if o.QueueURL == "" {
+		return errors.New("bridge: the SQS queue URL is required (bridge.sqs_queue_url, --sqs-queue-url)")
 	}
 	nc, err := bus.Connect(m.NATS, "hpa-bridge", o.Logger)
 	if err != nil {

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/hpa-plates/hpa/internal/bus"
 	"github.com/hpa-plates/hpa/internal/labels"
@@ -138,6 +139,17 @@ func (r *runner) inventory(ctx context.Context) (Summary, error) {
 		emit := func(s *sample) bool {
 			s.done = make(chan struct{})
 			s.pos, s.counts = safePos(), c
+			if o.Force {
+				// Nothing to check: decided here, no hand-off to a worker.
+				s.publish = true
+				close(s.done)
+				select {
+				case order <- s:
+					return true
+				case <-lctx.Done():
+					return false
+				}
+			}
 			select {
 			case order <- s:
 			case <-lctx.Done():
@@ -456,4 +468,41 @@ func prefetch(ctx context.Context, seq iter.Seq2[objstore.ObjectInfo, error], n 
 			}
 		}
 	}
+}
+
+// currentModelDigest reads the manifest digest of the current-model fact (KV bus.ModelsBucket, key
+// bus.CurrentModelKey) that the training coordinator and `hpa model promote` keep; "" when there
+// is none. A fact without a digest is resolved through its location when that is in this bucket.
+func currentModelDigest(ctx context.Context, o *Options) string {
+	js, err := jetstream.New(o.NC)
+	if err != nil {
+		return ""
+	}
+	kv, err := js.KeyValue(ctx, bus.ModelsBucket)
+	if err != nil {
+		return ""
+	}
+	e, err := kv.Get(ctx, bus.CurrentModelKey)
+	if err != nil {
+		return ""
+	}
+	p := bus.ParsePromotion(e.Value())
+	d := p.ManifestDigest
+	if d == "" && p.Location != "" {
+		src, _ := objstore.ParseURL(o.Source)
+		d, err = ModelDigest(ctx, p.Location, func(ctx context.Context, bucket, key string) ([]byte, error) {
+			if bucket != src.Bucket {
+				return nil, fmt.Errorf("bucket %s is not the replayed bucket %s (give --model)", bucket, src.Bucket)
+			}
+			return o.Store.Get(ctx, key, 64<<20)
+		})
+		if err != nil {
+			o.Logger.Warn("current model fact unreadable", "location", p.Location, "err", err)
+			return ""
+		}
+	}
+	if d != "" {
+		o.Logger.Info("current model from the current-model fact", "location", p.Location, "version", p.Version, "digest", d)
+	}
+	return d
 }

@@ -34,7 +34,11 @@ func startProgress(ctx context.Context, o *Options, count func(context.Context) 
 			mode = ProgressBar
 		}
 	}
-	p := &progress{log: o.Logger, every: 5 * time.Second, start: time.Now(), lastLog: time.Now()}
+	every := o.ProgressEvery
+	if every <= 0 {
+		every = 5 * time.Second
+	}
+	p := &progress{log: o.Logger, every: every, start: time.Now(), lastLog: time.Now()}
 	switch mode {
 	case ProgressOff:
 		return nil

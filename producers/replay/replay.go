@@ -74,7 +74,8 @@ type Options struct {
 	// label carries the serving model's digest. Without it only stale samples are published.
 	Force bool
 	// ModelDigest is the serving model's manifest digest ("sha256:..."): labels of another digest
-	// are stale. Empty: unknown, any label counts as current (samples without one are published).
+	// are stale. Empty: the current-model fact's (KV bus.ModelsBucket, key bus.CurrentModelKey);
+	// without one any label counts as current (samples without one are published).
 	ModelDigest string
 	// UploadPrefix, LabelsPrefix and KeyPattern are the inference consumer's (defaults
 	// "incoming/", "labels/", bus.DefaultKeyPattern).
@@ -99,8 +100,10 @@ type Options struct {
 	// Progress and Out: how and where progress is shown (default auto on io.Discard); Logger gets
 	// the structured progress and warnings (default slog.Default()).
 	Progress Progress
-	Out      io.Writer
-	Logger   *slog.Logger
+	// ProgressEvery is the interval of progress log lines (default 5s).
+	ProgressEvery time.Duration
+	Out           io.Writer
+	Logger        *slog.Logger
 	// OnCheckpoint, when set, is called with the counts after each checkpoint (tests, tools).
 	OnCheckpoint func(Summary)
 
@@ -162,10 +165,24 @@ func (s Summary) String() string {
 	return b.String()
 }
 
+// Validate checks the options that do not need the connections (the command calls it before
+// connecting).
+func (o Options) Validate() error {
+	o.NC = nil
+	return o.check()
+}
+
 func (o *Options) fill() error {
 	if o.NC == nil {
 		return errors.New("replay: a NATS connection is required")
 	}
+	if o.Store == nil && !o.Stream {
+		return errors.New("replay: an object store is required")
+	}
+	return o.check()
+}
+
+func (o *Options) check() error {
 	if o.UploadPrefix == "" {
 		o.UploadPrefix = "incoming/"
 	}
@@ -209,9 +226,6 @@ func (o *Options) fill() error {
 		}
 		return nil
 	}
-	if o.Store == nil {
-		return errors.New("replay: an object store is required")
-	}
 	if o.Source == "" {
 		return errors.New("replay: what to replay: s3://bucket/prefix (or --stream --since T)")
 	}
@@ -227,6 +241,9 @@ func (o *Options) fill() error {
 func Run(ctx context.Context, o Options) (Summary, error) {
 	if err := o.fill(); err != nil {
 		return Summary{}, err
+	}
+	if o.ModelDigest == "" && !o.Stream && !o.Force && !o.Reconcile {
+		o.ModelDigest = currentModelDigest(ctx, &o)
 	}
 	r, err := newRunner(ctx, &o)
 	if err != nil {

@@ -382,3 +382,56 @@ func TestStreamReplayFromTime(t *testing.T) {
 		t.Fatal("--stream without --since accepted")
 	}
 }
+
+// Not on a terminal, progress is structured log lines; a bar on a terminal (forced here).
+func TestProgressOutput(t *testing.T) {
+	e := newEnv(t)
+	for i := range 20 {
+		e.upload("p", fmt.Sprintf("s%02d", i))
+	}
+	var logs strings.Builder
+	o := e.opts("s3://plates/incoming/")
+	o.Logger = slog.New(slog.NewJSONHandler(&logs, nil))
+	o.Progress, o.ProgressEvery, o.Rate = ProgressAuto, 10*time.Millisecond, 400
+	o.Out = &strings.Builder{} // not a terminal: logs
+	if _, err := Run(context.Background(), o); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(logs.String(), `"msg":"replay progress"`) || !strings.Contains(logs.String(), `"objects_per_s"`) {
+		t.Fatalf("no progress lines:\n%s", logs.String())
+	}
+	var bar strings.Builder
+	o.Progress, o.Out, o.Restart, o.Force = ProgressBar, &bar, true, true
+	if _, err := Run(context.Background(), o); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(bar.String(), "objects") {
+		t.Fatalf("no bar: %q", bar.String())
+	}
+}
+
+// Without a digest given, only-stale compares with the current-model fact of the KV bucket.
+func TestOnlyStaleUsesCurrentModelFact(t *testing.T) {
+	e := newEnv(t)
+	for _, id := range []string{"cur", "old"} {
+		e.upload("p", id)
+	}
+	e.putLabel("p", "cur", "sha256:new")
+	e.putLabel("p", "old", "sha256:old")
+	ctx := context.Background()
+	kv, err := e.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: bus.ModelsBucket})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kv.Put(ctx, bus.CurrentModelKey, []byte(`{"location":"s3://plates/models/v2/","version":"v2","manifest_digest":"sha256:new"}`)); err != nil {
+		t.Fatal(err)
+	}
+	sum, err := Run(ctx, e.opts("s3://plates/incoming/"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := e.replayed()
+	if strings.Join(got, ",") != "p/old" || sum.UpToDate != 1 {
+		t.Fatalf("replayed %v, %+v", got, sum)
+	}
+}

@@ -106,7 +106,9 @@ func newRunner(ctx context.Context, o *Options) (*runner, error) {
 	if o.DryRun {
 		return r, nil
 	}
-	if err := bus.EnsureReplayStreams(ctx, js, o.Topology, 2*time.Minute); err != nil {
+	if err := bus.EnsureReplayStreams(ctx, js, o.Topology, 2*time.Minute); bus.IsSubjectOverlap(err) {
+		o.Logger.Warn("the replay subjects are captured by another stream (the events stream?): replayed events go there, without priority", "err", err)
+	} else if err != nil {
 		return nil, fmt.Errorf("replay: %w", err)
 	}
 	r.kv, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: bus.ReplayBucket, Description: "hpa replay progress"})

@@ -39,12 +39,16 @@ func hermeticAWSEnv(t *testing.T) []string {
 // ranges, copy, batch delete, presigned URLs (V4; boto3's default V2 ones only with AllowSigV2),
 // bad signature.
 func TestBoto3Client(t *testing.T) {
-	py, err := exec.LookPath("python3")
-	if err != nil {
-		testenv.NeedTool(t, "python3", "scripts/setup.sh --only clients")
+	// The python3 on PATH, or Debian's, where python3-boto3 (scripts/setup.sh --only clients) goes.
+	py := ""
+	for _, cand := range []string{"python3", "/usr/bin/python3"} {
+		if p, err := exec.LookPath(cand); err == nil && exec.Command(p, "-c", "import boto3").Run() == nil {
+			py = p
+			break
+		}
 	}
-	if exec.Command(py, "-c", "import boto3").Run() != nil {
-		testenv.NeedTool(t, "boto3 for "+py, "scripts/setup.sh --only clients installs python3-boto3")
+	if py == "" {
+		testenv.NeedTool(t, "python3 with boto3", "scripts/setup.sh --only clients installs python3-boto3")
 	}
 	dir := t.TempDir()
 	s := startServer(t, Options{Dir: dir, MinPartSize: 5 << 20})

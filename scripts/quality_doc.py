@@ -41,7 +41,8 @@ def main():
            "rows; do not edit by hand. Data: `hpa synth` 2000 training / 400 held-out samples at 64 px per seed;",
            "2 folds x 1 cycle x 15 epochs, batch 32, 8-view TTA unless the row says otherwise; held-out macro-F1",
            "over the 28 classes from the label CSV of `hpa label`. Each row changes one part of the defaults;",
-           "\"vs PyTorch\" is against scripts/torch_ref_train.py on the same data and fold split.", ""]
+           "\"vs defaults\" and \"vs PyTorch\" compare on the same seeds (the reference: scripts/torch_ref_train.py",
+           "on the same data and fold split).", ""]
     out.append("Source rows: %s (regenerate: `scripts/quality_doc.py%s%s %s`)." % (
         ", ".join(args), "".join(" --alias %s=%s" % kv for kv in alias.items()),
         "".join(" --note '%s'" % n for n in notes), " ".join(args)))
@@ -78,8 +79,8 @@ def main():
             out.append("| %s | %s | %s | %s | %s | %s |" % (
                 name,
                 " | ".join(fmt(d[s]["hpa"]) if s in d else "-" for s in seeds), fmt(m),
-                sign(m - bmean) if t != "defaults" and m is not None and bmean is not None else "",
-                sign(m - rmean) if m is not None and rmean is not None else "", fmt(oof)))
+                sign(m - same(base, d, lambda r: r["hpa"])) if t != "defaults" and same(base, d, lambda r: r["hpa"]) is not None else "",
+                sign(m - same(ref.get(preset, {}), d, lambda v: v)) if same(ref.get(preset, {}), d, lambda v: v) is not None else "", fmt(oof)))
         out.append("")
         losses = [(t, s, r.get("hpa_last_loss")) for (p, t), d in sorted(hpa.items()) if p == preset
                   for s, r in sorted(d.items()) if r.get("hpa_last_loss")]
@@ -94,6 +95,13 @@ def main():
                 out.append("- %s, seed %d: %s" % (t, s, ", ".join("%.4f" % x for x in l)))
             out.append("")
     print("\n".join(out))
+
+
+def same(other, d, get):
+    """Mean of other over the seeds d has (the same-seed baseline); None when one is missing."""
+    if not d or any(s not in other for s in d):
+        return None
+    return mean([get(other[s]) for s in d])
 
 
 def label(d):

@@ -1,16 +1,21 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
+	"log/slog"
 
+	"github.com/nats-io/nats.go"
 	"github.com/spf13/cobra"
 	"github.com/spf13/viper"
 
 	"github.com/hpa-plates/hpa/consumers/training"
+	"github.com/hpa-plates/hpa/internal/bus"
 	"github.com/hpa-plates/hpa/internal/config"
 	"github.com/hpa-plates/hpa/internal/model/ort"
 	"github.com/hpa-plates/hpa/internal/objstore"
 	"github.com/hpa-plates/hpa/internal/serve"
+	"github.com/hpa-plates/hpa/producers/replay"
 )
 
 func init() {
@@ -60,8 +65,12 @@ func newTrainingCoordinatorCmd(v *viper.Viper) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			newRelabeler, err := replayRelabeler(v, log)
+			if err != nil {
+				return err
+			}
 			return training.MainCoordinator(ctx, training.MainOptions{NATS: config.NATS(v), S3: config.S3(v), Config: cfg,
-				MetricsAddr: v.GetString("training.metrics_addr"), Logger: log, NewScorer: newScorer})
+				MetricsAddr: v.GetString("training.metrics_addr"), Logger: log, NewScorer: newScorer, NewRelabeler: newRelabeler})
 		},
 	}
 	f := cmd.Flags()
@@ -115,12 +124,16 @@ func newTrainingTriggerCmd(v *viper.Viper) *cobra.Command {
 		RunE: func(cmd *cobra.Command, args []string) error {
 			config.BindFlags(v, cmd, "", inferenceFlagKeys)
 			ctx := cmd.Context()
+			tcfg, err := config.Training(v)
+			if err != nil {
+				return err
+			}
 			c, err := training.Dial(ctx, config.NATS(v), config.S3(v), "hpa-training-trigger", newLogger(v, cmd.ErrOrStderr()))
 			if err != nil {
 				return err
 			}
 			defer c.Close()
-			if err := training.Trigger(ctx, c.JS, "hpa training trigger"); err != nil {
+			if err := training.Trigger(ctx, c.JS, tcfg.Topology, "hpa training trigger"); err != nil {
 				return err
 			}
 			cmd.Println("run requested; `hpa training status` shows it")
@@ -176,5 +189,24 @@ func productionScorer(v *viper.Viper) (func(*objstore.Bucket) training.Scorer, e
 	}
 	return func(st *objstore.Bucket) training.Scorer {
 		return training.LoaderScorer{Load: ort.NewLoader(rt, st.Client), Store: st, Decode: dec}
+	}, nil
+}
+
+// replayRelabeler relabels after a promotion with the replay producer: every sample below the
+// inference consumer's upload prefix whose label is not of the promoted model's digest is published
+// again (`hpa replay --only-stale`).
+func replayRelabeler(v *viper.Viper, log *slog.Logger) (func(*nats.Conn, *objstore.Bucket) training.Relabeler, error) {
+	icfg, err := config.Inference(v)
+	if err != nil {
+		return nil, err
+	}
+	return func(nc *nats.Conn, st *objstore.Bucket) training.Relabeler {
+		return training.RelabelFunc(func(ctx context.Context, p bus.Promotion) error {
+			sum, err := replay.Run(ctx, replay.Options{Source: "s3://" + st.Name + "/" + icfg.UploadPrefix, ModelDigest: p.ManifestDigest,
+				UploadPrefix: icfg.UploadPrefix, LabelsPrefix: icfg.LabelsPrefix, KeyPattern: icfg.KeyPattern, Topology: icfg.Topology,
+				NC: nc, Store: st, Logger: log, Progress: replay.ProgressLog})
+			log.Info("relabel after promotion", "version", p.Version, "summary", sum.String())
+			return err
+		})
 	}, nil
 }

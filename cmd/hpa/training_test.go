@@ -36,6 +36,11 @@ func TestDemoRetrain(t *testing.T) {
 	if !strings.Contains(out, "model versions of the labels: map["+m[1]+":3]") || !strings.Contains(out, "fold 3 done") {
 		t.Fatalf("plate not labeled by %s only:\n%s", m[1], out)
 	}
+	// The plate labeled before the run is relabeled by the new version (replay after the promotion).
+	if !strings.Contains(out, "0. plate demo-before (3 samples) labeled by map[v1:3]") ||
+		!strings.Contains(out, "4. plate demo-before relabeled after the promotion: map["+m[1]+":3]") {
+		t.Fatalf("no relabel of the earlier plate:\n%s", out)
+	}
 }
 
 // `hpa training trigger|status` and `hpa model list|promote` against a bus and a bucket.

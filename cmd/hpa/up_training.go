@@ -5,11 +5,13 @@ import (
 	"io"
 	"net/http"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/spf13/viper"
 
 	"github.com/hpa-plates/hpa/consumers/training"
+	"github.com/hpa-plates/hpa/internal/bus"
 	"github.com/hpa-plates/hpa/internal/config"
 	"github.com/hpa-plates/hpa/internal/local"
 )
@@ -25,8 +27,14 @@ func withTrainingOnStack(v *viper.Viper, logw io.Writer, dataDir string, start l
 	cfg.CacheDir = filepath.Join(dataDir, "training-cache", "coordinator")
 	if tweak != nil {
 		tweak(&cfg)
+	} else {
+		cfg.RelabelDelay = 0 // hpa up waits for its consumer to serve the promoted set instead
 	}
 	newScorer, err := productionScorer(v)
+	if err != nil {
+		return nil, err
+	}
+	newRelabeler, err := replayRelabeler(v, log)
 	if err != nil {
 		return nil, err
 	}
@@ -50,6 +58,18 @@ func withTrainingOnStack(v *viper.Viper, logw io.Writer, dataDir string, start l
 			return nil, err
 		}
 		tr.Coordinator.Models().Scorer = newScorer(st.Store)
+		rl := newRelabeler(st.Conn, st.Store)
+		// One machine: relabel once this consumer serves the promoted set (not after a fixed delay).
+		tr.Coordinator.Relabeler = training.RelabelFunc(func(ctx context.Context, p bus.Promotion) error {
+			for i := 0; i < 1200 && !strings.Contains(svc.Summary(), p.ManifestDigest); i++ {
+				select {
+				case <-ctx.Done():
+					return ctx.Err()
+				case <-time.After(100 * time.Millisecond):
+				}
+			}
+			return rl.Relabel(ctx, p)
+		})
 		return withTraining{Service: svc, tr: tr}, nil
 	}, nil
 }
@@ -88,7 +108,9 @@ func (w withTraining) Close() error {
 // that starts on the uploaded set after a short quiet period.
 func retrainDemo(ctx context.Context, v *viper.Viper, logw, out io.Writer, o local.DemoOptions, start local.Factory) error {
 	n := v.GetInt("demo.train_samples")
-	tweak := func(c *training.Config) { c.MinNew, c.Quiet, c.Poll = n, 2*time.Second, 250*time.Millisecond }
+	tweak := func(c *training.Config) {
+		c.MinNew, c.Quiet, c.Poll, c.Relabel, c.RelabelDelay = n, 2*time.Second, 250*time.Millisecond, true, 0
+	}
 	start, err := withTrainingOnStack(v, logw, o.Up.Stack.DataDir, start, tweak)
 	if err != nil {
 		return err

@@ -52,7 +52,7 @@ func (s *Service) CurrentModel(ctx context.Context) string {
 
 // watchCurrent loads every new value of the current-model fact.
 func (s *Service) watchCurrent(ctx context.Context) error {
-	kv, err := s.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: bus.ModelsBucket, History: 16, Storage: jetstream.FileStorage})
+	kv, err := bus.EnsureModelsBucket(ctx, s.js, s.cfg.Topology)
 	if err != nil {
 		s.log.Warn("current model not watched", "bucket", bus.ModelsBucket, "err", err)
 		<-ctx.Done()

@@ -51,15 +51,18 @@ type Config struct {
 	Consumer string
 	// Poll is how often the policy and the run in progress are looked at.
 	Poll time.Duration
-	// Relabel asks the Relabeler to relabel older samples after a promotion.
-	Relabel bool
+	// Relabel asks the Relabeler to relabel older samples after a promotion, RelabelDelay after it
+	// (the inference consumers load the new set first: a sample replayed while a replica still
+	// serves the old set is labeled by the old one again).
+	Relabel      bool
+	RelabelDelay time.Duration
 }
 
 // DefaultConfig returns the defaults of the training section.
 func DefaultConfig() Config {
 	return Config{LabelsPrefix: "training/labels/", ImagesPrefix: "training/images/", RunsPrefix: runs.DefaultRunsPrefix,
 		DatasetsPrefix: "datasets/", MinNew: 500, GrowthPercent: 10, Quiet: 30 * time.Second, Settings: DefaultSettings(),
-		Consumer: bus.TrainingConsumer, Poll: time.Second}
+		Consumer: bus.TrainingConsumer, Poll: time.Second, RelabelDelay: 30 * time.Second}
 }
 
 func (c *Config) fill() {
@@ -84,6 +87,10 @@ func (c *Config) fill() {
 	}
 	c.Topology.Fill()
 	c.Models.PromotedSubject = c.Topology.PromotedSubject
+	c.Models.Replicas = c.Topology.Replicas
+	if c.Models.EvalImagesPrefix == "" {
+		c.Models.EvalImagesPrefix = c.ImagesPrefix
+	}
 }
 
 // Relabeler relabels the samples labeled by older versions after a promotion (the replay producer).
@@ -124,11 +131,15 @@ type Coordinator struct {
 	log    *slog.Logger
 	// Relabeler, when set and Config.Relabel, runs after every promotion.
 	Relabeler Relabeler
+	// Metrics, when set, counts label files, runs and decisions.
+	Metrics *Metrics
 
-	mu      sync.Mutex
-	dirty   bool // a label file was recorded since the registry summary was computed
-	lastReg Registry
-	queued  map[string]bool // runs whose jobs this process queued
+	mu       sync.Mutex
+	dirty    bool // a label file was recorded since the registry summary was computed
+	lastReg  Registry
+	queued   map[string]bool // runs whose jobs this process queued
+	failures map[string]int  // failed merge / decide attempts per run
+	wake     chan struct{}
 }
 
 // NewCoordinator creates the coordinator's streams, KV buckets and the models store.
@@ -137,28 +148,28 @@ func NewCoordinator(ctx context.Context, cfg Config, nc *nats.Conn, js jetstream
 	if log == nil {
 		log = slog.Default()
 	}
-	if _, err := bus.EnsureEventsStream(ctx, js, bus.EventsStreamConfig{Name: cfg.Topology.EventsStream, Subjects: cfg.Topology.EventsSubjects}); err != nil {
+	if _, err := bus.EnsureEventsStream(ctx, js, bus.EventsStreamConfig{Name: cfg.Topology.EventsStream, Subjects: cfg.Topology.EventsSubjects, Replicas: cfg.Topology.Replicas}); err != nil {
 		return nil, err
 	}
 	if err := bus.EnsureDLQStream(ctx, js, cfg.Topology); err != nil {
 		return nil, err
 	}
-	if err := EnsureJobsStream(ctx, js); err != nil {
+	if err := EnsureJobsStream(ctx, js, cfg.Topology); err != nil {
 		return nil, err
 	}
-	kv, err := trainingKV(ctx, js)
+	kv, err := trainingKV(ctx, js, cfg.Topology)
 	if err != nil {
 		return nil, err
 	}
-	dkv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: bus.DatasetsBucket, History: 1, Storage: jetstream.FileStorage})
+	dkv, err := bus.EnsureDatasetsBucket(ctx, js, cfg.Topology)
 	if err != nil {
-		return nil, fmt.Errorf("kv %s: %w", bus.DatasetsBucket, err)
+		return nil, err
 	}
 	models, err := NewModels(ctx, cfg.Models, js, nc, store)
 	if err != nil {
 		return nil, err
 	}
-	c := &Coordinator{cfg: cfg, nc: nc, js: js, kv: kv, store: store, models: models, log: log, dirty: true, queued: map[string]bool{},
+	c := &Coordinator{cfg: cfg, nc: nc, js: js, kv: kv, store: store, models: models, log: log, dirty: true, queued: map[string]bool{}, failures: map[string]int{}, wake: make(chan struct{}, 1),
 		reg: &registry{kv: dkv, store: store, labelsPrefix: cfg.LabelsPrefix, imagesPrefix: cfg.ImagesPrefix}}
 	return c, nil
 }
@@ -178,11 +189,23 @@ func (c *Coordinator) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("consumer %s: %w", c.cfg.Consumer, err)
 	}
-	cc, err := cons.Consume(func(msg jetstream.Msg) { c.handleEvent(ctx, msg) })
+	cc, err := cons.Consume(func(msg jetstream.Msg) { c.handleEvent(ctx, msg); c.poke() })
 	if err != nil {
 		return err
 	}
 	defer cc.Stop()
+	// Fold progress and manual triggers wake the loop at once; Poll is the fallback (and the
+	// debounce clock).
+	if w, err := c.kv.WatchAll(ctx, jetstream.UpdatesOnly()); err == nil {
+		defer func() { _ = w.Stop() }()
+		go func() {
+			for range w.Updates() {
+				c.poke()
+			}
+		}()
+	} else {
+		c.log.Warn("training state not watched; polling only", "err", err)
+	}
 	c.log.Info("training coordinator ready", "labels", c.cfg.LabelsPrefix, "images", c.cfg.ImagesPrefix)
 	t := time.NewTicker(c.cfg.Poll)
 	defer t.Stop()
@@ -194,7 +217,16 @@ func (c *Coordinator) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
+		case <-c.wake:
 		}
+	}
+}
+
+// poke wakes the coordinator's loop.
+func (c *Coordinator) poke() {
+	select {
+	case c.wake <- struct{}{}:
+	default:
 	}
 }
 
@@ -211,7 +243,17 @@ func (c *Coordinator) handleEvent(ctx context.Context, msg jetstream.Msg) {
 		seq = md.Sequence.Stream
 	}
 	for _, ev := range evs {
-		if !ev.IsCreate() || !IsLabelFile(c.cfg.LabelsPrefix, ev.Key) {
+		if !IsLabelFile(c.cfg.LabelsPrefix, ev.Key) {
+			continue
+		}
+		if ev.IsRemove() {
+			// Its rows leave the set (when the object is really gone: build skips missing files).
+			c.mu.Lock()
+			c.dirty = true
+			c.mu.Unlock()
+			continue
+		}
+		if !ev.IsCreate() {
 			continue
 		}
 		if err := c.recordFile(ctx, ev, seq, msg.Data()); err != nil {
@@ -249,6 +291,7 @@ func (c *Coordinator) recordFile(ctx context.Context, ev bus.ObjectEvent, seq ui
 	var lfe *LabelFileError
 	switch {
 	case perr == nil:
+		c.Metrics.labelFile("valid")
 		fe.Valid, fe.Rows = true, len(rows)
 		_ = c.store.Delete(ctx, ErrorKey(ev.Key)) // an earlier bad version's record
 	case errors.As(perr, &lfe):
@@ -262,6 +305,7 @@ func (c *Coordinator) recordFile(ctx context.Context, ev bus.ObjectEvent, seq ui
 			return err
 		}
 		c.log.Warn("label file rejected", "key", ev.Key, "reason", lfe.Reason)
+		c.Metrics.labelFile("rejected")
 	default:
 		return perr
 	}
@@ -275,9 +319,9 @@ func (c *Coordinator) recordFile(ctx context.Context, ev bus.ObjectEvent, seq ui
 }
 
 // Trigger asks for a run regardless of the policy (`hpa training trigger`); the coordinator
-// starts it when no run is in progress.
-func Trigger(ctx context.Context, js jetstream.JetStream, by string) error {
-	kv, err := trainingKV(ctx, js)
+// starts it when no run is in progress. t.Replicas applies when the bucket is created here.
+func Trigger(ctx context.Context, js jetstream.JetStream, t bus.Topology, by string) error {
+	kv, err := trainingKV(ctx, js, t)
 	if err != nil {
 		return err
 	}
@@ -368,6 +412,7 @@ func (c *Coordinator) refresh(ctx context.Context) (Registry, *Snapshot, error) 
 	if err := c.reg.writeRegistry(ctx, reg); err != nil {
 		return reg, nil, err
 	}
+	c.Metrics.registry(reg)
 	c.mu.Lock()
 	c.lastReg = reg
 	c.mu.Unlock()
@@ -454,6 +499,7 @@ func (c *Coordinator) start(ctx context.Context, snap *Snapshot, reg Registry, t
 	if trigger == "manual" {
 		_ = c.kv.Delete(ctx, triggerKey)
 	}
+	c.Metrics.run("started")
 	c.log.Info("training run started", "run", id, "samples", len(snap.Samples), "new", r.NewSamples, "trigger", trigger)
 	return nil
 }
@@ -559,7 +605,7 @@ func (c *Coordinator) advance(ctx context.Context, id string) error {
 		fallthrough
 	case runs.RunMerging:
 		if err := c.merge(ctx, st); err != nil {
-			return c.finish(ctx, st, fmt.Errorf("merge: %w", err))
+			return c.retryOrFail(ctx, st, fmt.Errorf("merge: %w", err))
 		}
 		r.State = runs.RunDeciding
 		if err := c.saveRun(ctx, st); err != nil {
@@ -666,17 +712,42 @@ func (c *Coordinator) decide(ctx context.Context, st *RunState) error {
 			c.log.Warn("promotion lost a race; deciding again", "run", r.ID, "err", err)
 			return nil
 		}
-		return c.finish(ctx, st, fmt.Errorf("decide: %w", err))
+		return c.retryOrFail(ctx, st, fmt.Errorf("decide: %w", err))
 	}
 	r.Decision = runs.DecisionKey(c.models.cfg.ModelsPrefix, d)
+	c.Metrics.decision(d.Action)
 	c.log.Info("promotion decision", "run", r.ID, "action", d.Action, "version", d.Version, "reason", d.Reason)
 	if d.Action == runs.ActionPromote && c.cfg.Relabel && c.Relabeler != nil {
+		// In the background: a replay of a large bucket takes a while, the loop goes on.
 		p, _, _ := c.models.Current(ctx)
-		if err := c.Relabeler.Relabel(ctx, p); err != nil {
-			c.log.Warn("relabel after promotion", "version", d.Version, "err", err)
-		}
+		go func() {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(c.cfg.RelabelDelay):
+			}
+			if err := c.Relabeler.Relabel(ctx, p); err != nil && ctx.Err() == nil {
+				c.log.Warn("relabel after promotion", "version", p.Version, "err", err)
+			}
+		}()
 	}
 	return c.finish(ctx, st, nil)
+}
+
+// maxStepFailures is how often the merge or the decision of a run may fail (an S3 hiccup, a
+// production set that does not load) before the run is recorded as failed.
+const maxStepFailures = 3
+
+// retryOrFail leaves the run where it is for the next Step, or fails it after maxStepFailures.
+func (c *Coordinator) retryOrFail(ctx context.Context, st *RunState, err error) error {
+	c.mu.Lock()
+	c.failures[st.Run.ID]++
+	n := c.failures[st.Run.ID]
+	c.mu.Unlock()
+	if n < maxStepFailures && ctx.Err() == nil {
+		return fmt.Errorf("run %s (attempt %d of %d, retried): %w", st.Run.ID, n, maxStepFailures, err)
+	}
+	return c.finish(ctx, st, err)
 }
 
 // finish records the run's end and releases the lock.
@@ -688,6 +759,7 @@ func (c *Coordinator) finish(ctx context.Context, st *RunState, runErr error) er
 		st.Run.State, st.Run.Error = runs.RunFailed, runErr.Error()
 		c.log.Error("training run failed", "run", st.Run.ID, "err", runErr)
 	}
+	c.Metrics.run(st.Run.State)
 	if err := c.saveRun(ctx, st); err != nil {
 		return err
 	}

@@ -11,8 +11,11 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/hpa-plates/hpa/internal/bus"
+	"github.com/hpa-plates/hpa/internal/model"
 	"github.com/hpa-plates/hpa/internal/runs"
 )
 
@@ -28,10 +31,19 @@ func testConfig(e *testEnv, t testing.TB) Config {
 
 func startCoordinator(t testing.TB, e *testEnv, cfg Config) (*Coordinator, context.CancelFunc) {
 	t.Helper()
+	return startCoordinatorWith(t, e, cfg, nil)
+}
+
+func startCoordinatorWith(t testing.TB, e *testEnv, cfg Config, set func(*Coordinator)) (*Coordinator, context.CancelFunc) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	c, err := NewCoordinator(ctx, cfg, e.nc, e.js, e.store, e.log)
 	if err != nil {
 		t.Fatal(err)
+	}
+	c.Metrics = NewMetrics()
+	if set != nil {
+		set(c)
 	}
 	done := make(chan struct{})
 	go func() { defer close(done); _ = c.Run(ctx) }()
@@ -175,7 +187,11 @@ func TestRunEndToEnd(t *testing.T) {
 	}
 	cfg := testConfig(e, t)
 	cfg.Quiet = 2 * time.Second // the burst below is 10 uploads 50 ms apart
-	startCoordinator(t, e, cfg)
+	cfg.Relabel, cfg.RelabelDelay = true, 100*time.Millisecond
+	relabeled := make(chan bus.Promotion, 4)
+	co, _ := startCoordinatorWith(t, e, cfg, func(c *Coordinator) {
+		c.Relabeler = RelabelFunc(func(_ context.Context, p bus.Promotion) error { relabeled <- p; return nil })
+	})
 	startWorker(t, e, "w1")
 	csv, _ := os.ReadFile(filepath.Join(data, "train.csv"))
 	lines := strings.Split(strings.TrimSpace(string(csv)), "\n")
@@ -213,12 +229,27 @@ func TestRunEndToEnd(t *testing.T) {
 	if cur.Location != "s3://hpa/models/"+r.Candidate+"/" || !strings.HasPrefix(cur.ManifestDigest, "sha256:") || cur.DatasetDigest != r.DatasetDigest {
 		t.Errorf("current %+v", cur)
 	}
+	// The promotion names the digest labels will carry (model.Manifest.Digest).
+	mb, _ := e.store.Get(context.Background(), "models/"+r.Candidate+"/manifest.json", 0)
+	if mf, err := model.ParseManifest(mb, "manifest.json"); err != nil {
+		t.Error(err)
+	} else if d, _ := mf.Digest(); d != cur.ManifestDigest {
+		t.Errorf("promotion digest %s, manifest digest %s", cur.ManifestDigest, d)
+	}
 	ptr, err := e.store.Get(context.Background(), "models/current.json", 0)
 	if err != nil || bus.ParsePromotion(ptr).Version != cur.Version {
 		t.Errorf("pointer %s %v", ptr, err)
 	}
 	if m, err := promoted.NextMsg(5 * time.Second); err != nil || bus.ParsePromotion(m.Data).Location != cur.Location {
 		t.Errorf("promotion message %v", err)
+	}
+	select {
+	case p := <-relabeled:
+		if p.Version != cur.Version || p.ManifestDigest != cur.ManifestDigest {
+			t.Errorf("relabel asked for %+v", p)
+		}
+	case <-time.After(10 * time.Second):
+		t.Error("no relabel after the promotion")
 	}
 	ds := e.decisions(t)
 	if len(ds) != 1 || ds[0].Action != runs.ActionPromote || ds[0].RunID != r.ID || ds[0].By != "coordinator" {
@@ -239,6 +270,13 @@ func TestRunEndToEnd(t *testing.T) {
 	}
 	if b := e.kvGet(t, bus.TrainingBucket, activeKey); b != nil {
 		t.Errorf("lock still held by %s", b)
+	}
+	m := co.Metrics
+	if value(m.labelFiles.WithLabelValues("valid")) != 10 || value(m.runs.WithLabelValues("started")) != 1 ||
+		value(m.runs.WithLabelValues(runs.RunDone)) != 1 || value(m.decisions.WithLabelValues(runs.ActionPromote)) != 1 {
+		t.Errorf("metrics: files %v, started %v, done %v, promoted %v", value(m.labelFiles.WithLabelValues("valid")),
+			value(m.runs.WithLabelValues("started")), value(m.runs.WithLabelValues(runs.RunDone)),
+			value(m.decisions.WithLabelValues(runs.ActionPromote)))
 	}
 	_ = errors.New
 }
@@ -330,4 +368,16 @@ func TestCoordinatorRestartAfterFolds(t *testing.T) {
 		t.Errorf("registry %+v: want 4 new", reg)
 	}
 	_ = ctx
+}
+
+// value reads a counter or gauge.
+func value(c prometheus.Metric) float64 {
+	var m dto.Metric
+	if err := c.Write(&m); err != nil {
+		return -1
+	}
+	if m.Counter != nil {
+		return m.Counter.GetValue()
+	}
+	return m.Gauge.GetValue()
 }

@@ -78,6 +78,20 @@ func retrainSteps(ctx context.Context, o RetrainDemoOptions, ep local.Endpoints,
 	cfg.fill()
 	before, _ := Status(ctx, conn, cfg, 0)
 	oldVersion := before.Current.Version
+	truth, err := labels.ReadTargetsFile(filepath.Join(plateDir, "train.csv"))
+	if err != nil {
+		return err
+	}
+	// 0. A plate labeled by the model served now.
+	first := o.Demo.Plate + "-before"
+	if _, err := uploadDir(ctx, conn.Store, filepath.Join(plateDir, "train"), ep.UploadPrefix+first+"/"); err != nil {
+		return err
+	}
+	_, versions, err := waitLabels(ctx, conn.Store, ep.LabelsPrefix+first+"/", truth, "", began, o.Demo.Timeout)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "\n0. plate %s (%d samples) labeled by %v\n", first, len(truth), versions)
 	// 1. The labeled set: images, then the label file.
 	n, err := uploadDir(ctx, conn.Store, filepath.Join(trainDir, "train"), cfg.ImagesPrefix)
 	if err != nil {
@@ -150,41 +164,22 @@ func retrainSteps(ctx context.Context, o RetrainDemoOptions, ep local.Endpoints,
 			time.Sleep(100 * time.Millisecond)
 		}
 	}
-	// 3. The next plate.
+	if newVersion != oldVersion && cfg.Relabel {
+		// 4. The replay producer relabels what older versions labeled.
+		if _, versions, err = waitLabels(ctx, conn.Store, ep.LabelsPrefix+first+"/", truth, newVersion, began, o.Demo.Timeout); err != nil {
+			return err
+		}
+		fmt.Fprintf(out, "4. plate %s relabeled after the promotion: %v\n", first, versions)
+	}
+	// 5. The next plate.
 	plate := o.Demo.Plate + "-retrained"
 	if _, err := uploadDir(ctx, conn.Store, filepath.Join(plateDir, "train"), ep.UploadPrefix+plate+"/"); err != nil {
 		return err
 	}
-	truth, err := labels.ReadTargetsFile(filepath.Join(plateDir, "train.csv"))
+	fmt.Fprintf(out, "5. uploaded plate %s (%d samples); labels:\n", plate, len(truth))
+	results, versions, err := waitLabels(ctx, conn.Store, ep.LabelsPrefix+plate+"/", truth, "", began, o.Demo.Timeout)
 	if err != nil {
 		return err
-	}
-	fmt.Fprintf(out, "4. uploaded plate %s (%d samples); labels:\n", plate, len(truth))
-	results := make([]local.DemoResult, len(truth))
-	versions := map[string]int{}
-	for i, row := range truth {
-		results[i] = local.DemoResult{ID: row.ID, Truth: slices.Sorted(slices.Values(row.Labels))}
-		for {
-			b, err := conn.Store.Get(ctx, ep.LabelsPrefix+plate+"/"+row.ID+".json", 1<<20)
-			if err == nil {
-				l, err := labels.ParseLabel(b)
-				if err != nil {
-					results[i].Error = err.Error()
-				} else {
-					results[i].Predicted = l.PredictedIDs()
-					versions[l.Model.Version]++
-				}
-				break
-			}
-			if time.Since(began) > o.Demo.Timeout {
-				return fmt.Errorf("demo: sample %s unlabeled after %s", row.ID, o.Demo.Timeout)
-			}
-			select {
-			case <-ctx.Done():
-				return errors.New("demo: interrupted")
-			case <-time.After(100 * time.Millisecond):
-			}
-		}
 	}
 	local.PrintDemoTable(out, plate, results)
 	fmt.Fprintf(out, "model versions of the labels: %v (current model %s, before the run %q)\n", versions, newVersion, oldVersion)
@@ -227,4 +222,37 @@ func uploadDir(ctx context.Context, store *objstore.Bucket, dir, prefix string) 
 		n++
 	}
 	return n, nil
+}
+
+// waitLabels waits for the label of every sample below prefix (of model version want, when set)
+// and returns the rows and the count of labels per model version.
+func waitLabels(ctx context.Context, store *objstore.Bucket, prefix string, truth []labels.Target, want string, began time.Time, timeout time.Duration) ([]local.DemoResult, map[string]int, error) {
+	results := make([]local.DemoResult, len(truth))
+	versions := map[string]int{}
+	for i, row := range truth {
+		results[i] = local.DemoResult{ID: row.ID, Truth: slices.Sorted(slices.Values(row.Labels))}
+		for {
+			if b, err := store.Get(ctx, prefix+row.ID+".json", 1<<20); err == nil {
+				l, err := labels.ParseLabel(b)
+				if err != nil {
+					results[i].Error = err.Error()
+					break
+				}
+				if want == "" || l.Model.Version == want {
+					results[i].Predicted = l.PredictedIDs()
+					versions[l.Model.Version]++
+					break
+				}
+			}
+			if time.Since(began) > timeout {
+				return nil, nil, fmt.Errorf("demo: sample %s of %s not labeled (by %q) after %s", row.ID, prefix, want, timeout)
+			}
+			select {
+			case <-ctx.Done():
+				return nil, nil, errors.New("demo: interrupted")
+			case <-time.After(100 * time.Millisecond):
+			}
+		}
+	}
+	return results, versions, nil
 }

@@ -1,7 +1,10 @@
 package training
 
 import (
+	"context"
 	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -114,4 +117,44 @@ func TestGuard(t *testing.T) {
 		t.Errorf("rare class checked: %v %s", ok, reason)
 	}
 	_ = runs.ActionPromote
+}
+
+// A worker stages the images a snapshot froze; one replaced since (another ETag) fails the job
+// instead of training on data the snapshot does not describe.
+func TestStageDataRefusesChangedImages(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	data := synthData(t, 4, 12)
+	e.uploadImages(t, data, "training/images/")
+	reg := &registry{store: e.store, imagesPrefix: "training/images/"}
+	ix, err := reg.images(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	snap := &Snapshot{Schema: DatasetSchema}
+	for _, id := range sortedIDs(ix) {
+		keys, etags, _ := ix.Channels(id)
+		snap.Samples = append(snap.Samples, Sample{ID: id, Targets: []int{0}, Keys: keys, ETags: etags})
+	}
+	snap.Digest = digestSamples(snap.Samples)
+	key, err := writeSnapshot(ctx, e.store, "datasets/", snap)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.put(t, "training/runs/r/data/train.csv", snap.TrainCSV())
+	e.put(t, "training/runs/r/data/folds.csv", []byte("Id,fold\n"))
+	job := Job{Run: "r", Dataset: key, Data: "training/runs/r/data/"}
+	dir := filepath.Join(t.TempDir(), "data")
+	if err := stageData(ctx, e.store, job, dir); err != nil {
+		t.Fatal(err)
+	}
+	if ents, _ := os.ReadDir(filepath.Join(dir, "train")); len(ents) != 2*16 { // images and their ETag stamps
+		t.Errorf("%d files staged", len(ents))
+	}
+	// Replace one image after the snapshot.
+	e.put(t, snap.Samples[1].Keys[2], []byte("changed"))
+	err = stageData(ctx, e.store, job, filepath.Join(t.TempDir(), "data2"))
+	if !errors.Is(err, ErrChanged) || !strings.Contains(err.Error(), snap.Samples[1].Keys[2]) {
+		t.Errorf("changed image: %v", err)
+	}
 }

@@ -64,14 +64,15 @@ type MainOptions struct {
 	// NewScorer makes the scorer of the production set for the guard over the bucket (nil:
 	// ReportScorer).
 	NewScorer func(*objstore.Bucket) Scorer
-	Relabeler Relabeler
+	// NewRelabeler makes the relabeler run after promotions when Config.Relabel (nil: none).
+	NewRelabeler func(*nats.Conn, *objstore.Bucket) Relabeler
 }
 
-func listen(addr string, log *slog.Logger) (io.Closer, error) {
+func listen(addr string, g prometheus.Gatherer, log *slog.Logger) (io.Closer, error) {
 	if addr == "" {
 		return io.NopCloser(nil), nil
 	}
-	h := serve.Handler(prometheus.DefaultGatherer, func() error { return nil })
+	h := serve.Handler(g, func() error { return nil })
 	l, err := serve.Listen(addr, h, log)
 	if err != nil {
 		return nil, err
@@ -97,8 +98,11 @@ func MainCoordinator(ctx context.Context, o MainOptions) error {
 	if o.NewScorer != nil {
 		co.Models().Scorer = o.NewScorer(c.Store)
 	}
-	co.Relabeler = o.Relabeler
-	l, err := listen(o.MetricsAddr, log)
+	if o.NewRelabeler != nil {
+		co.Relabeler = o.NewRelabeler(c.NC, c.Store)
+	}
+	co.Metrics = NewMetrics()
+	l, err := listen(o.MetricsAddr, co.Metrics.Registry, log)
 	if err != nil {
 		return err
 	}
@@ -121,7 +125,8 @@ func MainWorker(ctx context.Context, o MainOptions) error {
 	if err != nil {
 		return err
 	}
-	l, err := listen(o.MetricsAddr, log)
+	w.Metrics = NewMetrics()
+	l, err := listen(o.MetricsAddr, w.Metrics.Registry, log)
 	if err != nil {
 		return err
 	}
@@ -150,7 +155,7 @@ type StatusReport struct {
 func Status(ctx context.Context, c *Conn, cfg Config, lastDecisions int) (*StatusReport, error) {
 	cfg.fill()
 	var st StatusReport
-	dkv, err := c.JS.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: bus.DatasetsBucket, History: 1, Storage: jetstream.FileStorage})
+	dkv, err := bus.EnsureDatasetsBucket(ctx, c.JS, cfg.Topology)
 	if err != nil {
 		return nil, err
 	}
@@ -158,7 +163,7 @@ func Status(ctx context.Context, c *Conn, cfg Config, lastDecisions int) (*Statu
 	if st.Registry, err = reg.readRegistry(ctx); err != nil {
 		return nil, err
 	}
-	tkv, err := trainingKV(ctx, c.JS)
+	tkv, err := trainingKV(ctx, c.JS, cfg.Topology)
 	if err != nil {
 		return nil, err
 	}
@@ -199,7 +204,7 @@ func Status(ctx context.Context, c *Conn, cfg Config, lastDecisions int) (*Statu
 			}
 		}
 	}
-	mkv, err := ModelsKV(ctx, c.JS)
+	mkv, err := ModelsKV(ctx, c.JS, cfg.Topology)
 	if err != nil {
 		return nil, err
 	}

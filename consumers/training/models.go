@@ -21,6 +21,7 @@ import (
 
 	"github.com/hpa-plates/hpa/internal/bus"
 	"github.com/hpa-plates/hpa/internal/labels"
+	"github.com/hpa-plates/hpa/internal/model"
 	"github.com/hpa-plates/hpa/internal/objstore"
 	"github.com/hpa-plates/hpa/internal/runs"
 )
@@ -155,6 +156,11 @@ type ModelsConfig struct {
 	// the inference consumers were started with, e.g. `hpa up`'s bundled one); "" = none: the first
 	// candidate is promoted unguarded.
 	Baseline string
+	// Replicas of the current-model bucket when it is created (config nats.replicas).
+	Replicas int
+	// EvalPrefix, when set, is a fixed evaluation set (EvalSet: label files below it, images below
+	// EvalImagesPrefix) on which the guard scores candidate and production alike.
+	EvalPrefix, EvalImagesPrefix string
 }
 
 func (c *ModelsConfig) fill() {
@@ -188,20 +194,16 @@ func NewModels(ctx context.Context, cfg ModelsConfig, js jetstream.JetStream, nc
 	if cfg.Bucket == "" {
 		cfg.Bucket = store.Name
 	}
-	kv, err := ModelsKV(ctx, js)
+	kv, err := ModelsKV(ctx, js, bus.Topology{Replicas: cfg.Replicas})
 	if err != nil {
 		return nil, err
 	}
 	return &Models{cfg: cfg, kv: kv, store: store, nc: nc, Scorer: ReportScorer{Store: store}}, nil
 }
 
-// ModelsKV opens (or creates) the current-model bucket.
-func ModelsKV(ctx context.Context, js jetstream.JetStream) (jetstream.KeyValue, error) {
-	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: bus.ModelsBucket, History: 16, Storage: jetstream.FileStorage})
-	if err != nil {
-		return nil, fmt.Errorf("kv %s: %w", bus.ModelsBucket, err)
-	}
-	return kv, nil
+// ModelsKV opens (or creates, with t.Replicas) the current-model bucket.
+func ModelsKV(ctx context.Context, js jetstream.JetStream, t bus.Topology) (jetstream.KeyValue, error) {
+	return bus.EnsureModelsBucket(ctx, js, t)
 }
 
 // Location is where version's set lives.
@@ -267,6 +269,17 @@ func (m *Models) Decide(ctx context.Context, r Request) (runs.Decision, error) {
 	if cur.Version == r.Version {
 		return d, fmt.Errorf("%s is already the current model", r.Version)
 	}
+	var eval *Snapshot
+	if m.cfg.EvalPrefix != "" && !r.Force {
+		if eval, err = EvalSet(ctx, m.store, m.cfg.EvalPrefix, m.cfg.EvalImagesPrefix); err != nil {
+			return d, err
+		}
+		s, err := m.Scorer.ScoreProduction(ctx, loc, eval)
+		if err != nil {
+			return d, fmt.Errorf("score candidate %s on the evaluation set: %w", r.Version, err)
+		}
+		r.Candidate, r.Snapshot = &s, eval
+	}
 	if r.Candidate == nil {
 		s, err := readReportScores(ctx, m.store, loc)
 		if err != nil {
@@ -305,8 +318,7 @@ func (m *Models) Decide(ctx context.Context, r Request) (runs.Decision, error) {
 		d.Action = runs.ActionReject
 		return d, m.writeDecision(ctx, d)
 	}
-	sum := sha256.Sum256(mfBytes)
-	p := bus.Promotion{Location: loc, Version: r.Version, ManifestDigest: "sha256:" + hex.EncodeToString(sum[:]),
+	p := bus.Promotion{Location: loc, Version: r.Version, ManifestDigest: manifestDigest(mfBytes, loc),
 		DatasetDigest: r.DatasetDigest, Previous: cur.Version, Time: d.Time.Format(time.RFC3339Nano)}
 	if err := m.swap(ctx, p, cur.Version, rev); err != nil {
 		return d, err
@@ -454,4 +466,16 @@ func (m *Models) List(ctx context.Context) ([]VersionInfo, error) {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Modified.After(out[j].Modified) })
 	return out, nil
+}
+
+// manifestDigest is the digest labels carry (model.Manifest.Digest: over the canonical manifest),
+// or the bytes' sha256 when the manifest does not parse.
+func manifestDigest(b []byte, name string) string {
+	if m, err := model.ParseManifest(b, name); err == nil {
+		if d, err := m.Digest(); err == nil {
+			return d
+		}
+	}
+	sum := sha256.Sum256(b)
+	return "sha256:" + hex.EncodeToString(sum[:])
 }

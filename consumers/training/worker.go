@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/hpa-plates/hpa/internal/bus"
 	"github.com/hpa-plates/hpa/internal/model"
@@ -43,6 +44,8 @@ type WorkerConfig struct {
 	RunsPrefix string
 	// Once stops the worker after one job (tests, batch pods).
 	Once bool
+	// Replicas of the stream and KV bucket the worker creates when missing (config nats.replicas).
+	Replicas int
 }
 
 func (c *WorkerConfig) fill() {
@@ -80,6 +83,8 @@ type Worker struct {
 	kv    jetstream.KeyValue
 	store *objstore.Bucket
 	log   *slog.Logger
+	// Metrics, when set, counts fold jobs and epochs.
+	Metrics *Metrics
 	// newModel and export train and write members; nil means the libtorch backend of cfg.
 	newModel func(train.Config) train.BackendFactory
 	export   train.Exporter
@@ -91,10 +96,11 @@ func NewWorker(ctx context.Context, cfg WorkerConfig, js jetstream.JetStream, st
 	if log == nil {
 		log = slog.Default()
 	}
-	if err := EnsureJobsStream(ctx, js); err != nil {
+	t := bus.Topology{Replicas: cfg.Replicas}
+	if err := EnsureJobsStream(ctx, js, t); err != nil {
 		return nil, err
 	}
-	kv, err := trainingKV(ctx, js)
+	kv, err := trainingKV(ctx, js, t)
 	if err != nil {
 		return nil, err
 	}
@@ -102,24 +108,13 @@ func NewWorker(ctx context.Context, cfg WorkerConfig, js jetstream.JetStream, st
 	return w, nil
 }
 
-// EnsureJobsStream creates the fold-job work queue when it does not exist.
-func EnsureJobsStream(ctx context.Context, js jetstream.JetStream) error {
-	_, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
-		Name: bus.TrainJobsStream, Subjects: []string{bus.TrainJobsSubject + ".>"},
-		Retention: jetstream.WorkQueuePolicy, Storage: jetstream.FileStorage, Duplicates: 24 * time.Hour,
-	})
-	if err != nil {
-		return fmt.Errorf("stream %s: %w", bus.TrainJobsStream, err)
-	}
-	return nil
+// EnsureJobsStream creates the fold-job work queue when it does not exist (t.Replicas).
+func EnsureJobsStream(ctx context.Context, js jetstream.JetStream, t bus.Topology) error {
+	return bus.EnsureTrainJobsStream(ctx, js, t)
 }
 
-func trainingKV(ctx context.Context, js jetstream.JetStream) (jetstream.KeyValue, error) {
-	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: bus.TrainingBucket, History: 1, Storage: jetstream.FileStorage})
-	if err != nil {
-		return nil, fmt.Errorf("kv %s: %w", bus.TrainingBucket, err)
-	}
-	return kv, nil
+func trainingKV(ctx context.Context, js jetstream.JetStream, t bus.Topology) (jetstream.KeyValue, error) {
+	return bus.EnsureTrainingBucket(ctx, js, t)
 }
 
 // torchBackend is the libtorch trainer and the ONNX exporter, as `hpa train` uses them.
@@ -219,17 +214,21 @@ func (w *Worker) handle(ctx context.Context, msg jetstream.Msg) {
 			}
 		}
 	}()
+	began := time.Now()
 	err := w.trainJob(hctx, job, attempts)
 	stop()
 	hb.Wait()
 	switch {
 	case err == nil:
+		w.Metrics.foldJob("done", time.Since(began).Seconds())
 		if err := msg.DoubleAck(ctx); err != nil {
 			w.log.Warn("ack fold job", "run", job.Run, "fold", job.Fold, "err", err)
 		}
 	case ctx.Err() != nil:
+		w.Metrics.foldJob("interrupted", 0)
 		_ = msg.Nak() // shutting down: another worker resumes from the checkpoint
 	default:
+		w.Metrics.foldJob("failed", 0)
 		w.log.Error("fold job failed", "run", job.Run, "fold", job.Fold, "err", err)
 		w.putFold(context.WithoutCancel(ctx), FoldState{Run: job.Run, Out: job.Out, Fold: runs.Fold{Fold: job.Fold, State: runs.FoldFailed, Worker: w.cfg.Name, Attempts: attempts, Updated: time.Now().UTC()}})
 		_ = msg.TermWithReason(firstLine(err.Error()))
@@ -280,6 +279,7 @@ func (w *Worker) trainJob(ctx context.Context, job Job, attempts int) error {
 		return err
 	}
 	cfg.TrainFolds = []int{job.Fold}
+	cfg.TrainOnly = true // the coordinator's merge picks thresholds and writes the report, once
 	st := FoldState{Run: job.Run, Out: job.Out, Fold: runs.Fold{Fold: job.Fold, State: runs.FoldRunning, Worker: w.cfg.Name,
 		Attempts: attempts, Cycles: cfg.Cycles, Epochs: cfg.Cycles * cfg.EpochsPerCycle, Updated: time.Now().UTC()}}
 	w.putFold(ctx, st)
@@ -299,6 +299,7 @@ func (w *Worker) trainJob(ctx context.Context, job Job, attempts int) error {
 			// The previous epoch's checkpoint (and any member it exported) is on disk: upload it.
 			// Uploaded in the background from a hard link: training goes on meanwhile.
 			syncErr = sy.snapshot()
+			w.Metrics.epoch()
 		}
 		lastEpoch = epoch
 		if time.Since(lastReport) >= 2*time.Second || p.Batch == p.Batches-1 {
@@ -351,6 +352,9 @@ func stageData(ctx context.Context, store *objstore.Bucket, job Job, dir string)
 	if err != nil {
 		return err
 	}
+	// Several GETs in flight: the first job of a run stages every image, before any training.
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(stageParallel)
 	for _, s := range snap.Samples {
 		for c, key := range s.Keys {
 			local := filepath.Join(imgDir, filepath.Base(key))
@@ -358,16 +362,20 @@ func stageData(ctx context.Context, store *objstore.Bucket, job Job, dir string)
 			if b, err := os.ReadFile(stamp); err == nil && string(b) == s.ETags[c] {
 				continue
 			}
-			if err := getExact(ctx, store, key, s.ETags[c], local); err != nil {
-				return err
-			}
-			if err := os.WriteFile(stamp, []byte(s.ETags[c]), 0o644); err != nil {
-				return err
-			}
+			etag := s.ETags[c]
+			g.Go(func() error {
+				if err := getExact(gctx, store, key, etag, local); err != nil {
+					return err
+				}
+				return os.WriteFile(stamp, []byte(etag), 0o644)
+			})
 		}
 	}
-	return nil
+	return g.Wait()
 }
+
+// stageParallel is how many images a worker downloads at once when it stages a run's data.
+const stageParallel = 16
 
 // ErrChanged is returned when an object of a snapshot changed after the snapshot was frozen.
 var ErrChanged = errors.New("object changed since the dataset snapshot")

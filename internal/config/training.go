@@ -26,6 +26,7 @@ func Training(v *viper.Viper) (training.Config, error) {
 	str("training.datasets_prefix", &c.DatasetsPrefix)
 	str("training.models_prefix", &c.Models.ModelsPrefix)
 	str("training.model_pointer", &c.Models.Pointer)
+	str("training.eval_prefix", &c.Models.EvalPrefix)
 	str("training.consumer", &c.Consumer)
 	str("s3.bucket", &c.Models.Bucket)
 	str("inference.events_stream", &c.Topology.EventsStream)
@@ -35,6 +36,9 @@ func Training(v *viper.Viper) (training.Config, error) {
 	str("inference.promoted_subject", &c.Topology.PromotedSubject)
 	if s := v.GetStringSlice("inference.events_subjects"); len(s) > 0 {
 		c.Topology.EventsSubjects = s
+	}
+	if v.IsSet("nats.replicas") {
+		c.Topology.Replicas = v.GetInt("nats.replicas")
 	}
 	if v.IsSet("training.min_new") {
 		c.MinNew = v.GetInt("training.min_new")
@@ -49,6 +53,9 @@ func Training(v *viper.Viper) (training.Config, error) {
 		c.Poll = v.GetDuration("training.poll")
 	}
 	c.Relabel = v.GetBool("training.relabel")
+	if v.IsSet("training.relabel_delay") {
+		c.RelabelDelay = v.GetDuration("training.relabel_delay")
+	}
 	g := training.DefaultGuard()
 	if v.IsSet("training.tolerance") {
 		g.Tolerance = v.GetFloat64("training.tolerance")
@@ -96,6 +103,9 @@ func Training(v *viper.Viper) (training.Config, error) {
 func TrainingWorker(v *viper.Viper) training.WorkerConfig {
 	c := training.WorkerConfig{Name: v.GetString("training_worker.name"), Device: v.GetString("training_worker.device"),
 		Workers: v.GetInt("training_worker.workers"), Torch: Torch(v), RunsPrefix: v.GetString("training.runs_prefix")}
+	if v.IsSet("nats.replicas") {
+		c.Replicas = v.GetInt("nats.replicas")
+	}
 	if v.IsSet("training_worker.ack_wait") {
 		c.AckWait = v.GetDuration("training_worker.ack_wait")
 	}

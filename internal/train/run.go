@@ -91,6 +91,9 @@ func Run(ctx context.Context, cfg Config, newModel BackendFactory, export Export
 		}
 		fold[f] = ck
 	}
+	if cfg.TrainOnly {
+		return &Result{Skipped: skipped}, nil
+	}
 	return t.finish(fold, train, skipped)
 }
 

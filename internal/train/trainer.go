@@ -77,6 +77,11 @@ type Config struct {
 	ShrinkK       float64 // per-class threshold shrinkage strength
 	Name, Version string  // model-set name and version for the manifest
 	ParentVersion string
+
+	// TrainOnly trains (and checkpoints, and exports the members of) TrainFolds and stops: no
+	// thresholds, manifest, report or curves; Run returns a Result with only Skipped. A later Run
+	// over the same OutDir with every fold's checkpoint finishes the set (distributed training).
+	TrainOnly bool
 }
 
 // DefaultConfig returns the defaults for an architecture: the reference recipe's structure (5 folds x

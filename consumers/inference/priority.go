@@ -3,19 +3,24 @@ package inference
 import (
 	"context"
 	"errors"
+	"sync/atomic"
 
 	"github.com/hpa-plates/hpa/internal/labeling"
 )
 
 // priorityInput merges the live and the replay inputs of the labeler so that live uploads are
 // never queued behind a backfill: a replayed sample is handed out only when no live one is
-// waiting, and at most limit replayed samples are in the pipeline (fetch, batch, model, write) at
-// once. A live sample arriving during a replay therefore waits for at most one batch of replayed
-// samples ahead of it (BenchmarkLiveLatencyDuringReplay measures it).
+// waiting; while no live sample is in the pipeline (fetch, batch, model, write) at most limit
+// replayed samples are, and while live ones are at most one (a minimal share: the backfill
+// still advances under steady live traffic, riding along in live batches). A live sample
+// arriving during a replay therefore waits for at most one batch of replayed samples ahead of it,
+// and live samples arriving while live work is in flight for at most one replayed sample
+// (BenchmarkLiveLatencyDuringReplay measures it).
 type priorityInput struct {
 	live, replay chan readResult
 	slots        chan struct{} // replayed samples in the pipeline
 	freed        chan struct{}
+	liveIn       atomic.Int64 // live samples in the pipeline
 	liveDone     bool
 	replayDone   bool
 }
@@ -56,7 +61,11 @@ func (p *priorityInput) Read(ctx context.Context) (labeling.Message, labeling.Ac
 		case r = <-p.live:
 		default:
 			var replayC <-chan readResult
-			if !p.replayDone && len(p.slots) < cap(p.slots) {
+			limit := cap(p.slots)
+			if p.liveIn.Load() > 0 {
+				limit = 1
+			}
+			if !p.replayDone && len(p.slots) < limit {
 				replayC = p.replay
 			}
 			var liveC <-chan readResult
@@ -83,7 +92,17 @@ func (p *priorityInput) Read(ctx context.Context) (labeling.Message, labeling.Ac
 			continue
 		}
 		if !isReplay {
-			return r.m, r.ack, nil
+			p.liveIn.Add(1)
+			ack := r.ack
+			return r.m, func(ctx context.Context, err error) {
+				ack(ctx, err)
+				if p.liveIn.Add(-1) == 0 {
+					select {
+					case p.freed <- struct{}{}:
+					default:
+					}
+				}
+			}, nil
 		}
 		p.slots <- struct{}{}
 		ack := r.ack

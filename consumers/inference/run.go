@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"iter"
 	"strings"
 	"time"
 
@@ -16,6 +17,7 @@ import (
 	"github.com/hpa-plates/hpa/internal/objstore"
 	"github.com/hpa-plates/hpa/internal/pipeline"
 	"github.com/hpa-plates/hpa/internal/serve"
+	"github.com/hpa-plates/hpa/producers/replay"
 )
 
 // Run sets up the streams, buckets and consumers, then works until ctx is done. On cancellation
@@ -121,8 +123,9 @@ func (s *Service) checkPointer(ctx context.Context) {
 	s.mu.Unlock()
 }
 
-// sweep reports incomplete samples older than IncompleteAge (once each: a CAS-set flag in the
-// sample's KV entry makes one replica report it) and re-queues plates whose CSV is behind.
+// sweep reconciles the bucket with the labels, reports incomplete samples older than
+// IncompleteAge (once each: a CAS-set flag in the sample's KV entry makes one replica report it)
+// and re-queues plates whose CSV is behind.
 func (s *Service) sweep(ctx context.Context) error {
 	t := time.NewTicker(s.cfg.SweepInterval)
 	defer t.Stop()
@@ -139,7 +142,18 @@ func (s *Service) sweep(ctx context.Context) error {
 }
 
 // SweepOnce runs one sweep as of now (exported for tests and tools).
+//
+// First a reconciliation (producers/replay, as `hpa replay --reconcile`) lists the upload prefix
+// and publishes, on the replay path, every sample whose four channels are in the bucket but that
+// has neither a label nor an error record and whose newest channel is older than IncompleteAge/2:
+// object stores can drop notifications (MinIO does for objects written right after it reports
+// live), and a sample whose events were lost, all or some, would otherwise never be labeled.
+// Then stale incomplete samples are reported, except those the reconciliation just published.
 func (s *Service) SweepOnce(ctx context.Context, now time.Time) error {
+	reconciled, err := s.reconcile(ctx, now)
+	if err != nil {
+		return err
+	}
 	lister, err := s.samples.ListKeys(ctx)
 	if err != nil {
 		return err
@@ -149,7 +163,7 @@ func (s *Service) SweepOnce(ctx context.Context, now time.Time) error {
 		keys = append(keys, k)
 	}
 	for _, k := range keys {
-		if err := s.reportIfStale(ctx, k, now); err != nil {
+		if err := s.reportIfStale(ctx, k, now, reconciled); err != nil {
 			return err
 		}
 	}
@@ -172,7 +186,62 @@ func (s *Service) SweepOnce(ctx context.Context, now time.Time) error {
 	return nil
 }
 
-func (s *Service) reportIfStale(ctx context.Context, key string, now time.Time) error {
+// reconcile runs replay.Run with Reconcile over the upload prefix and returns the samples
+// (plate/id) it published.
+func (s *Service) reconcile(ctx context.Context, now time.Time) (map[string]bool, error) {
+	bucket := s.cfg.Bucket
+	if bucket == "" {
+		if b, ok := s.store.(*objstore.Bucket); ok {
+			bucket = b.Name
+		} else {
+			bucket = "bucket"
+		}
+	}
+	published := map[string]bool{}
+	sum, err := replay.Run(ctx, replay.Options{
+		Source: "s3://" + bucket + "/" + s.cfg.UploadPrefix, Reconcile: true,
+		MinAge: s.cfg.IncompleteAge / 2, AsOf: now,
+		UploadPrefix: s.cfg.UploadPrefix, LabelsPrefix: s.cfg.LabelsPrefix, KeyPattern: s.cfg.KeyPattern,
+		Topology: s.cfg.Topology, NC: s.nc, Store: listingStore{s.store}, Progress: replay.ProgressOff,
+		Logger: s.log.With("sweep", "reconcile"), Workers: 4,
+		OnPublish: func(plate, id string) { published[plate+"/"+id] = true },
+	})
+	if err != nil {
+		return published, fmt.Errorf("reconcile: %w", err)
+	}
+	if len(published) > 0 {
+		s.m.events.WithLabelValues("reconciled").Add(float64(len(published)))
+		s.log.Warn("samples without label or error record published again by the sweep (their events were lost?)",
+			"samples", sum.Published, "listed", sum.Listed)
+	}
+	return published, nil
+}
+
+// listingStore gives an objstore.Store the resumable listing replay.Store needs (the store's own
+// when it has one, as *objstore.Bucket does).
+type listingStore struct{ objstore.Store }
+
+func (l listingStore) ObjectsAfter(ctx context.Context, prefix, startAfter string) iter.Seq2[objstore.ObjectInfo, error] {
+	if o, ok := l.Store.(interface {
+		ObjectsAfter(context.Context, string, string) iter.Seq2[objstore.ObjectInfo, error]
+	}); ok {
+		return o.ObjectsAfter(ctx, prefix, startAfter)
+	}
+	return func(yield func(objstore.ObjectInfo, error) bool) {
+		objs, err := l.List(ctx, prefix)
+		if err != nil {
+			yield(objstore.ObjectInfo{}, err)
+			return
+		}
+		for _, o := range objs {
+			if o.Key > startAfter && !yield(o, nil) {
+				return
+			}
+		}
+	}
+}
+
+func (s *Service) reportIfStale(ctx context.Context, key string, now time.Time, reconciled map[string]bool) error {
 	for range 10 {
 		e, err := s.samples.Get(ctx, key)
 		if errors.Is(err, jetstream.ErrKeyNotFound) {
@@ -188,12 +257,9 @@ func (s *Service) reportIfStale(ctx context.Context, key string, now time.Time) 
 		if rec.complete() || rec.Reported || now.Sub(time.Unix(0, rec.FirstSeen)) < s.cfg.IncompleteAge {
 			return nil
 		}
-		// Before reporting, look in S3: the missing channels may be there with their events lost.
-		if n, err := s.recoverMissing(ctx, &rec); err != nil {
-			return err
-		} else if n > 0 {
-			return nil // applied as events: the sample completes (or the next sweep judges it again)
-		}
+		// Its four channels are in the bucket (their events were lost): the reconciliation
+		// published it on the replay path, which labels it. Judged; nothing to report.
+		handed := reconciled[rec.Plate+"/"+rec.ID]
 		rec.Reported = true
 		b, _ := json.Marshal(&rec)
 		if _, err := s.samples.Update(ctx, key, b, e.Revision()); err != nil {
@@ -201,6 +267,9 @@ func (s *Service) reportIfStale(ctx context.Context, key string, now time.Time) 
 				continue
 			}
 			return err
+		}
+		if handed {
+			return nil
 		}
 		missing := rec.missing()
 		reason := fmt.Sprintf("sample %s has no %s channel after %s (first channel seen %s)", rec.ID,
@@ -223,44 +292,4 @@ func (s *Service) reportIfStale(ctx context.Context, key string, now time.Time) 
 		return nil
 	}
 	return nil
-}
-
-// recoverMissing looks in the object store for the channels of a stale incomplete sample, next to
-// the channel objects it has: object stores can drop notifications (MinIO does for objects written
-// right after it reports live), and a channel whose event never came would otherwise keep the
-// sample from being labeled. Each channel object found is applied as its event would have been
-// (same key, ETag and size, so a late real event is a duplicate). It returns how many were found.
-func (s *Service) recoverMissing(ctx context.Context, rec *sampleRec) (int, error) {
-	prefix := ""
-	for c, o := range rec.Channels {
-		if o == nil {
-			continue
-		}
-		if i := strings.LastIndex(o.Key, pipeline.ChannelNames[c]); i > 0 {
-			prefix = o.Key[:i]
-		}
-		break
-	}
-	if prefix == "" {
-		return 0, nil
-	}
-	objs, err := s.store.List(ctx, prefix)
-	if err != nil {
-		return 0, err
-	}
-	found := 0
-	for _, o := range objs {
-		sk, ok, err := s.keys.Map(o.Key)
-		if err != nil || !ok || sk.Plate != rec.Plate || sk.ID != rec.ID || rec.Channels[sk.Channel] != nil {
-			continue
-		}
-		ev := bus.ObjectEvent{Bucket: s.cfg.Bucket, Key: o.Key, ETag: o.ETag, Size: o.Size, EventName: "ObjectCreated:Put"}
-		if err := s.applyEvent(ctx, ev, route{}); err != nil {
-			return found, err
-		}
-		found++
-		s.m.events.WithLabelValues("recovered").Inc()
-		s.log.Warn("channel object without its event recovered by the sweep", "plate", rec.Plate, "sample", rec.ID, "key", o.Key)
-	}
-	return found, nil
 }

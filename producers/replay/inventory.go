@@ -94,6 +94,16 @@ func (r *runner) inventory(ctx context.Context) (Summary, error) {
 	if !strings.HasSuffix(o.Topology.ReplaySubjects[0], ".>") {
 		subject = o.Topology.ReplaySubjects[0]
 	}
+	until := o.Until
+	if o.MinAge > 0 {
+		asOf := o.AsOf
+		if asOf.IsZero() {
+			asOf = r.start
+		}
+		if u := asOf.Add(-o.MinAge); until.IsZero() || u.Before(until) {
+			until = u
+		}
+	}
 	skipDone := map[string]bool{}
 	for _, d := range r.cp.Done {
 		skipDone[d] = true
@@ -199,7 +209,7 @@ func (r *runner) inventory(ctx context.Context) (Summary, error) {
 				switch {
 				case p.n == 4:
 					delete(pending, name)
-					if !o.Since.IsZero() && p.newest().Before(o.Since) || !o.Until.IsZero() && !p.newest().Before(o.Until) {
+					if !o.Since.IsZero() && p.newest().Before(o.Since) || !until.IsZero() && !p.newest().Before(until) {
 						c.outOfRange++
 						p.why = "range"
 						p.done = make(chan struct{})
@@ -257,6 +267,9 @@ func (r *runner) inventory(ctx context.Context) (Summary, error) {
 					runErr = err
 					cancel()
 					continue
+				}
+				if o.OnPublish != nil && !o.DryRun {
+					o.OnPublish(s.plate, s.id)
 				}
 			} else {
 				r.sum.UpToDate++

@@ -68,6 +68,11 @@ type Options struct {
 	Since, Until time.Time
 	// Rate limits publishing to this many objects (channel events) per second; 0: unlimited.
 	Rate float64
+	// MinAge skips samples whose newest channel is younger than this at AsOf (default now),
+	// counted out of range: a consumer's own sweep leaves samples it may still be labeling live
+	// alone. Unlike Until it names the checkpoint as a duration, so periodic runs share one.
+	MinAge time.Duration
+	AsOf   time.Time
 	// DryRun lists and decides, publishes nothing and writes no checkpoint.
 	DryRun bool
 	// Force publishes every complete sample, and asks the consumer to label it again even when its
@@ -104,6 +109,9 @@ type Options struct {
 	ProgressEvery time.Duration
 	Out           io.Writer
 	Logger        *slog.Logger
+	// OnPublish, when set, is called with each sample (plate, id) queued for publishing (not on
+	// a dry run), in listing order, from the goroutine of Run.
+	OnPublish func(plate, id string)
 	// OnCheckpoint, when set, is called with the counts after each checkpoint (tests, tools).
 	OnCheckpoint func(Summary)
 
@@ -210,6 +218,9 @@ func (o *Options) check() error {
 	}
 	if o.Progress == "" {
 		o.Progress = ProgressAuto
+	}
+	if o.MinAge < 0 {
+		return fmt.Errorf("replay: minimum age %s must be >= 0", o.MinAge)
 	}
 	if o.Rate < 0 {
 		return fmt.Errorf("replay: --rate %v must be >= 0", o.Rate)

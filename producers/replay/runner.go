@@ -75,8 +75,12 @@ func (o *Options) args() string {
 	if o.Stream {
 		src = o.Topology.EventsStream
 	}
-	return fmt.Sprintf("%s %s since=%s until=%s force=%v model=%s upload=%s labels=%s pattern=%s subjects=%v",
-		mode, src, t(o.Since), t(o.Until), o.Force, o.ModelDigest, o.UploadPrefix, o.LabelsPrefix, o.KeyPattern, o.Topology.ReplaySubjects)
+	minAge := ""
+	if o.MinAge > 0 {
+		minAge = " minage=" + o.MinAge.String()
+	}
+	return fmt.Sprintf("%s %s since=%s until=%s%s force=%v model=%s upload=%s labels=%s pattern=%s subjects=%v",
+		mode, src, t(o.Since), t(o.Until), minAge, o.Force, o.ModelDigest, o.UploadPrefix, o.LabelsPrefix, o.KeyPattern, o.Topology.ReplaySubjects)
 }
 
 func (o *Options) mode() string {

@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/hpa-plates/hpa/internal/bus"
 	"github.com/hpa-plates/hpa/internal/local/natsembed"
 	"github.com/hpa-plates/hpa/internal/local/s3local"
 )
@@ -173,7 +174,11 @@ func TestInferenceServesViewer(t *testing.T) {
 		defer nc.Close()
 		js, _ := jetstream.New(nc)
 		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+			// The replay path's labeler consumer is the last thing Setup creates.
 			_, cerr := js.Consumer(ctx, "HPA_READY", "hpa-labeler")
+			if cerr == nil {
+				_, cerr = js.Consumer(ctx, bus.ReplayReadyStream, bus.ReplayLabelConsumer)
+			}
 			if resp, err := http.Get("http://" + addr + "/readyz"); err == nil {
 				resp.Body.Close()
 				if resp.StatusCode == 200 && cerr == nil {

@@ -309,7 +309,10 @@ func TestResumeKeepsPosition(t *testing.T) {
 	first := sum.Published
 	o.Rate = 0
 	sum, err = Run(context.Background(), o)
-	if err != nil || !sum.Resumed || sum.Published != 30 || sum.Duplicates != 0 {
+	// The resumed run continues after the checkpoint: a sample published after the last checkpoint
+	// of the cancelled run may be offered again (JetStream drops it: "already queued"), but a run
+	// that started over would offer all `first` again.
+	if err != nil || !sum.Resumed || sum.Published+sum.Duplicates != 30 || (sum.Duplicates > 0 && sum.Duplicates >= first) {
 		t.Fatalf("resumed after %d: %+v, %v", first, sum, err)
 	}
 	if got, _ := e.replayed(); len(got) != 30 {

@@ -43,21 +43,32 @@ type Config struct {
 // ErrNoBucket is returned by Open when the configuration names no bucket.
 var ErrNoBucket = errors.New("objstore: no bucket configured (s3.bucket, --bucket)")
 
-// NewClient builds an S3 client.
-func NewClient(ctx context.Context, c Config) (*s3.Client, error) {
+// AWSConfig loads the AWS SDK configuration every AWS client of the project starts from: the
+// default credential chain (environment, shared files, SSO, web identity / IRSA, ECS/EC2 roles),
+// or static keys when given; the region when given, else the chain's, else us-east-1.
+func AWSConfig(ctx context.Context, region, accessKey, secretKey string) (aws.Config, error) {
 	var opts []func(*awsconfig.LoadOptions) error
-	if c.Region != "" {
-		opts = append(opts, awsconfig.WithRegion(c.Region))
+	if region != "" {
+		opts = append(opts, awsconfig.WithRegion(region))
 	}
-	if c.AccessKey != "" || c.SecretKey != "" {
-		opts = append(opts, awsconfig.WithCredentialsProvider(credentials.NewStaticCredentialsProvider(c.AccessKey, c.SecretKey, "")))
+	if accessKey != "" || secretKey != "" {
+		opts = append(opts, awsconfig.WithCredentialsProvider(credentials.NewStaticCredentialsProvider(accessKey, secretKey, "")))
 	}
 	cfg, err := awsconfig.LoadDefaultConfig(ctx, opts...)
 	if err != nil {
-		return nil, fmt.Errorf("objstore: s3 client: %w", err)
+		return aws.Config{}, err
 	}
 	if cfg.Region == "" {
 		cfg.Region = "us-east-1"
+	}
+	return cfg, nil
+}
+
+// NewClient builds an S3 client.
+func NewClient(ctx context.Context, c Config) (*s3.Client, error) {
+	cfg, err := AWSConfig(ctx, c.Region, c.AccessKey, c.SecretKey)
+	if err != nil {
+		return nil, fmt.Errorf("objstore: s3 client: %w", err)
 	}
 	return s3.NewFromConfig(cfg, func(o *s3.Options) {
 		if c.Endpoint != "" {

@@ -8,11 +8,10 @@ import (
 	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	awsconfig "github.com/aws/aws-sdk-go-v2/config"
-	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
 	"github.com/hpa-plates/hpa/internal/bus"
+	"github.com/hpa-plates/hpa/internal/objstore"
 	"github.com/hpa-plates/hpa/internal/serve"
 )
 
@@ -28,19 +27,9 @@ type SQSConfig struct {
 
 // NewSQSClient builds an SQS client.
 func NewSQSClient(ctx context.Context, c SQSConfig) (*sqs.Client, error) {
-	var opts []func(*awsconfig.LoadOptions) error
-	if c.Region != "" {
-		opts = append(opts, awsconfig.WithRegion(c.Region))
-	}
-	if c.AccessKey != "" || c.SecretKey != "" {
-		opts = append(opts, awsconfig.WithCredentialsProvider(credentials.NewStaticCredentialsProvider(c.AccessKey, c.SecretKey, "")))
-	}
-	cfg, err := awsconfig.LoadDefaultConfig(ctx, opts...)
+	cfg, err := objstore.AWSConfig(ctx, c.Region, c.AccessKey, c.SecretKey)
 	if err != nil {
 		return nil, fmt.Errorf("bridge: sqs client: %w", err)
-	}
-	if cfg.Region == "" {
-		cfg.Region = "us-east-1"
 	}
 	return sqs.NewFromConfig(cfg, func(o *sqs.Options) {
 		if c.Endpoint != "" {

@@ -63,10 +63,11 @@ bench: setup
 # Training consumer orchestration overhead (issue 10): a K=4 run through the coordinator and one
 # worker (S3 staging, per-epoch S3 checkpoints, merge) vs `hpa train` of the same folds in one
 # process, alternating rounds; prints the wall ratio (goal <= 1.05). Workload:
-# HPA_BENCH_TRAINING_SAMPLES/_SIZE/_EPOCHS (default 96 samples, 64 px, 3 epochs).
+# HPA_BENCH_TRAINING_SAMPLES/_SIZE/_EPOCHS (here 96 samples, 128 px, 8 epochs; the test alone defaults to 64 px, 3 epochs).
 .PHONY: bench-training
 bench-training: setup
-	$(GO) test -run '^$$' -bench TrainingOverhead -benchtime 1x -timeout 60m ./consumers/training
+	HPA_BENCH_TRAINING_SIZE=$${HPA_BENCH_TRAINING_SIZE:-128} HPA_BENCH_TRAINING_EPOCHS=$${HPA_BENCH_TRAINING_EPOCHS:-8} \
+	  $(GO) test -run '^$$' -bench TrainingOverhead -benchtime 1x -timeout 60m ./consumers/training
 
 # docs/benchmarks.md from the saved benchmark outputs docs/bench/*.txt (one file per section, a `#`
 # header naming the title and the command): rerun a section's command, save its output there, then

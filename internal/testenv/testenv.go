@@ -22,7 +22,7 @@ func RepoRoot(t testing.TB) string {
 		}
 		up := filepath.Dir(dir)
 		if up == dir {
-			t.Fatal("testutil: no go.mod above the test directory")
+			t.Fatal("testenv: no go.mod above the test directory")
 		}
 		dir = up
 	}

@@ -1,9 +1,7 @@
 package main
 
 import (
-	"github.com/nats-io/nats.go"
 	"github.com/spf13/cobra"
-	"github.com/spf13/pflag"
 	"github.com/spf13/viper"
 
 	"github.com/hpa-plates/hpa/internal/bus"
@@ -57,19 +55,6 @@ policy. While NATS is unreachable nothing is deleted. SQS credentials come from 
 	f.String("subject-prefix", bus.EventsSubjectPrefix, "records of a bucket go to <prefix>.<bucket>")
 	f.String("events-stream", bus.EventsStream, "events stream (created when missing)")
 	f.String("metrics-addr", "127.0.0.1:9092", "listen address of /metrics, /healthz and /readyz (empty: off)")
-	bridgeNATSFlags(f)
+	natsFlags(f)
 	return cmd
-}
-
-// bridgeNATSFlags declares the NATS connection flags (keys nats.*).
-func bridgeNATSFlags(f *pflag.FlagSet) {
-	f.String("nats-url", nats.DefaultURL, "NATS server URL(s), comma-separated")
-	f.String("nats-user", "", "NATS user")
-	f.String("nats-password", "", "NATS password")
-	f.String("nats-token", "", "NATS token")
-	f.String("nats-nkey", "", "NATS nkey seed file")
-	f.String("nats-creds", "", "NATS credentials (JWT) file")
-	f.String("nats-tls-ca", "", "CA certificate file for NATS TLS")
-	f.String("nats-tls-cert", "", "client certificate file for NATS TLS")
-	f.String("nats-tls-key", "", "client key file for NATS TLS")
 }

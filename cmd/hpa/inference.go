@@ -61,10 +61,8 @@ func inferenceFlags(f *pflag.FlagSet) {
 	connectionFlags(f)
 }
 
-// connectionFlags declares the NATS and S3 connection flags of a client command (their keys:
-// inferenceFlagKeys, webFlagKeys).
-func connectionFlags(f *pflag.FlagSet) {
-	// NATS connection (nats.*).
+// natsFlags declares the NATS connection flags (keys nats.*).
+func natsFlags(f *pflag.FlagSet) {
 	f.String("nats-url", nats.DefaultURL, "NATS server URL(s), comma-separated")
 	f.String("nats-user", "", "NATS user")
 	f.String("nats-password", "", "NATS password")
@@ -74,6 +72,12 @@ func connectionFlags(f *pflag.FlagSet) {
 	f.String("nats-tls-ca", "", "CA certificate file for NATS TLS")
 	f.String("nats-tls-cert", "", "client certificate file for NATS TLS")
 	f.String("nats-tls-key", "", "client key file for NATS TLS")
+}
+
+// connectionFlags declares the NATS and S3 connection flags of a client command (their keys:
+// inferenceFlagKeys, webFlagKeys).
+func connectionFlags(f *pflag.FlagSet) {
+	natsFlags(f)
 	// S3 (s3.*); credentials come from the standard AWS chain unless given here.
 	f.String("s3-endpoint", "", "S3 endpoint URL (empty: AWS)")
 	f.String("s3-region", "us-east-1", "S3 region")

@@ -9,6 +9,7 @@
 #   scripts/setup.sh --no-torch       # the test group without libtorch, the shim and PyTorch
 #   scripts/setup.sh --k8s            # the test group plus the Kubernetes control plane (make test-k8s)
 #   scripts/setup.sh --list           # the parts and groups
+#   scripts/setup.sh --dry-run ...    # names the parts it would install, in order, and stops
 #
 # Parts: decode (PNG/TIFF/JPEG libraries, tcmalloc), ort (ONNX Runtime), torch (libtorch + the shim),
 # pytorch (Debian python3-torch, the benchmarks' baseline), minio, clients (aws-cli, boto3), browser
@@ -37,12 +38,14 @@ PARTS=""
 NO_TORCH=0
 WITH_K8S=0
 ONLY=""
+DRY_RUN=0
 while [ $# -gt 0 ]; do
   case $1 in
     --only) [ $# -ge 2 ] || { echo "setup.sh: --only needs a list" >&2; exit 2; }; ONLY=$2; shift ;;
     --only=*) ONLY=${1#--only=} ;;
     --no-torch) NO_TORCH=1 ;;
     --k8s) WITH_K8S=1 ;;
+    --dry-run) DRY_RUN=1 ;;
     --list)
       echo "parts: $ALL_PARTS"
       for g in demo train bench test all; do echo "$g: $(group $g)"; done
@@ -273,8 +276,9 @@ step_browser() {
   fi
 }
 
-# ---- run the wanted parts, in this order ---------------------------------------------------------
+# ---- run the wanted parts, in the order of ALL_PARTS (one list: a part cannot be named and skipped) --
 log "parts:$PARTS"
-for p in decode ort torch minio pytorch clients helm k8s browser; do
-  if want "$p"; then "step_$p"; fi
+for p in $ALL_PARTS; do
+  want "$p" || continue
+  if [ "$DRY_RUN" = 1 ]; then log "would run: $p"; else "step_$p"; fi
 done

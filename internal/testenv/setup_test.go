@@ -40,7 +40,7 @@ func TestSetupParts(t *testing.T) {
 	if groups["demo"] != " decode ort " {
 		t.Errorf("demo group %q, want decode ort only (no libtorch, MinIO, PyTorch)", groups["demo"])
 	}
-	for _, p := range []string{"decode", "ort", "torch", "pytorch", "minio", "clients", "browser", "helm"} {
+	for _, p := range []string{"decode", "ort", "torch", "pytorch", "minio", "goaws", "clients", "browser", "helm"} {
 		if !strings.Contains(groups["test"], " "+p+" ") {
 			t.Errorf("test group %q lacks %s", groups["test"], p)
 		}
@@ -50,6 +50,28 @@ func TestSetupParts(t *testing.T) {
 	}
 	if out, code := run(t, nil, "bash", "scripts/setup.sh", "--only", "decode,bogus"); code != 2 || !strings.Contains(out, "unknown part bogus") {
 		t.Errorf("an unknown part: exit %d\n%s", code, out)
+	}
+	// Every part a group names is run, none twice: a part left out of the run loop once shipped a
+	// test group without goaws (CI failed on the bridge tests).
+	for _, g := range []string{"demo", "test", "all"} {
+		out, code := run(t, nil, "bash", "scripts/setup.sh", "--only", g, "--dry-run")
+		if code != 0 {
+			t.Fatalf("--only %s --dry-run: exit %d\n%s", g, code, out)
+		}
+		ran := map[string]int{}
+		for _, l := range strings.Split(out, "\n") {
+			if p, ok := strings.CutPrefix(l, "setup: would run: "); ok {
+				ran[p]++
+			}
+		}
+		for _, p := range strings.Fields(groups[g]) {
+			if ran[p] != 1 {
+				t.Errorf("group %s: part %s runs %d times (dry run)\n%s", g, p, ran[p], out)
+			}
+		}
+		if len(ran) != len(strings.Fields(groups[g])) {
+			t.Errorf("group %s: dry run ran %v, group is %q", g, ran, groups[g])
+		}
 	}
 	// make demo asks for the demo group only; make test for the test group.
 	out, code = run(t, nil, "make", "-n", "demo")

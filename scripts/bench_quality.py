@@ -16,6 +16,7 @@ import argparse
 import csv
 import json
 import os
+import resource
 import subprocess
 import sys
 import time
@@ -23,13 +24,45 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
+def cpu_children():
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
 def sh(args, **kw):
-    t = time.time()
+    """Runs a command; returns its stdout and its wall seconds. CPU_SECONDS[0] is set to the CPU
+    seconds (user + system) the command used."""
+    t, c = time.time(), cpu_children()
     p = subprocess.run(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
     if p.returncode != 0:
         sys.stderr.write(p.stderr[-4000:])
         raise SystemExit("bench_quality: %s failed (%d)" % (" ".join(args[:3]), p.returncode))
+    CPU_SECONDS[0] = cpu_children() - c
     return p.stdout, time.time() - t
+
+
+CPU_SECONDS = [0.0]
+
+
+def score_members(a, out, te, truth):
+    """Labels the held-out set with each member alone, with the thresholds chosen on its own OOF
+    predictions (the manifest's members[].thresholds), and returns {member file: macro-F1}."""
+    with open(os.path.join(out, "manifest.json")) as f:
+        man = json.load(f)
+    scores = {}
+    for m in man["members"]:
+        if not m.get("thresholds"):
+            raise SystemExit("bench_quality: member %s has no thresholds of its own (a manifest of an older trainer)" % m["file"])
+        one = dict(man, members=[m], thresholds=m["thresholds"], name=man["name"] + "-" + m["file"])
+        stem = os.path.splitext(os.path.basename(m["file"]))[0]
+        path = os.path.join(out, "manifest-%s.json" % stem)
+        with open(path, "w") as f:
+            json.dump(one, f, indent=2)
+        csv_path = os.path.join(out, "heldout-%s.csv" % stem)
+        sh([a.hpa, "label", os.path.join(te, "train"), "--model", path, "--out", os.path.join(out, "labels-" + stem),
+            "--csv", csv_path])
+        scores[m["file"]] = macro_f1(read_csv_labels(csv_path, "Predicted"), truth)
+    return scores
 
 
 def read_csv_labels(path, key="Target"):
@@ -77,6 +110,8 @@ def main():
     ap.add_argument("--sides", default="hpa,torch", help="hpa, torch or both")
     ap.add_argument("--tag", default="defaults", help="name of this hpa configuration in the output")
     ap.add_argument("--json", default="", help="append result rows (JSON lines) to this file")
+    ap.add_argument("--score-members", action="store_true",
+                    help="also score each member alone on the held-out set (its own OOF thresholds) against the ensemble")
     ap.add_argument("extra", nargs="*", help="extra hpa train flags (after --)")
     a = ap.parse_args()
     os.makedirs(a.work, exist_ok=True)
@@ -102,6 +137,7 @@ def main():
                     _, secs = sh([a.hpa, "train", "--data", tr, "--out", out, "--arch", preset, "--tta-views", "8",
                                   "--seed", str(seed), *common, *a.extra])
                     res["hpa_seconds"] = round(secs, 1)
+                    res["hpa_cpu_seconds"] = round(CPU_SECONDS[0], 1)
                     sh([a.hpa, "label", os.path.join(te, "train"), "--model", man, "--out", os.path.join(out, "labels"),
                         "--csv", os.path.join(out, "heldout.csv")])
                     res["hpa"] = macro_f1(read_csv_labels(os.path.join(out, "heldout.csv"), "Predicted"), truth)
@@ -110,6 +146,13 @@ def main():
                     res["hpa_oof"] = rep["oof_macro_f1"]
                     res["hpa_last_loss"] = [l[-1] for l in rep.get("epoch_loss") or [] if l]
                     res["hpa_policy_oof"] = rep.get("oof_macro_f1_by_policy")
+                    res["shape"] = "%dx%dx%d" % (a.folds, a.cycles, a.epochs)
+                    if a.score_members:
+                        ms = score_members(a, out, te, truth)
+                        best = max(ms, key=ms.get)
+                        res["hpa_members"] = ms
+                        res["hpa_best_member"] = best
+                        res["hpa_ensemble_minus_best"] = res["hpa"] - ms[best]
             if "torch" in a.sides:
                 ref_csv = os.path.join(a.work, "torch-%s-%d.csv" % (preset, seed))
                 o, secs = sh([a.python, os.path.join(HERE, "torch_ref_train.py"), "--data", tr,
@@ -118,6 +161,7 @@ def main():
                 ref = json.loads(o.strip().splitlines()[-1])
                 res["torch"] = macro_f1(read_csv_labels(ref_csv, "Predicted"), truth)
                 res["torch_seconds"] = round(secs, 1)
+                res["torch_cpu_seconds"] = round(CPU_SECONDS[0], 1)
                 res["torch_oof"] = ref["oof_macro_f1"]
                 res["torch_last_loss"] = ref["last_epoch_loss"]
             if "hpa" in res and "torch" in res:
@@ -135,6 +179,12 @@ def main():
             r["seed"], r["preset"], r["tag"], fmt(r.get("hpa")), fmt(r.get("torch")),
             "%+.4f" % d if d is not None else "-", ("met" if d >= 0.03 else "NOT met") if d is not None else "-",
             r.get("hpa_seconds", "-"), r.get("torch_seconds", "-")))
+    for r in rows:
+        if "hpa_members" in r:
+            d = r["hpa_ensemble_minus_best"]
+            print("\nseed %d %s %s: ensemble of %d members %.4f, best member %s %.4f (own thresholds): %+.4f (goal >= +0.02: %s)" % (
+                r["seed"], r["preset"], r["shape"], len(r["hpa_members"]), r["hpa"], r["hpa_best_member"],
+                r["hpa_members"][r["hpa_best_member"]], d, "met" if d >= 0.02 else "NOT met"))
 
 
 def fmt(v):

@@ -37,6 +37,10 @@ type Member struct {
 	Fold     int                `json:"fold"`
 	Snapshot int                `json:"snapshot"`
 	Metrics  map[string]float64 `json:"metrics,omitempty"`
+	// Thresholds, when set, are the member's own: chosen on its own out-of-fold predictions, what
+	// the member would ship with alone (bench_quality.py --score-members scores each member on
+	// held-out data with them). The ensemble uses the manifest's Thresholds.
+	Thresholds *Thresholds `json:"thresholds,omitempty"`
 }
 
 // Manifest describes a model set: what inference loads and training promotes.
@@ -89,14 +93,29 @@ func (m *Manifest) Validate() error {
 	default:
 		return fmt.Errorf("manifest %s: tta_views must be 1, 2, 4 or 8, not %d", m.Name, m.TTAViews)
 	}
-	switch m.Thresholds.Mode {
+	if err := m.Thresholds.validate(m.Arch.NumClasses); err != nil {
+		return fmt.Errorf("manifest %s: %w", m.Name, err)
+	}
+	for _, mem := range m.Members {
+		if mem.Thresholds == nil {
+			continue
+		}
+		if err := mem.Thresholds.validate(m.Arch.NumClasses); err != nil {
+			return fmt.Errorf("manifest %s: member %s: %w", m.Name, mem.File, err)
+		}
+	}
+	return nil
+}
+
+func (t *Thresholds) validate(classes int) error {
+	switch t.Mode {
 	case "uniform":
 	case "per_class", "rate":
-		if len(m.Thresholds.PerClass) != m.Arch.NumClasses {
-			return fmt.Errorf("manifest %s: %s thresholds need %d values", m.Name, m.Thresholds.Mode, m.Arch.NumClasses)
+		if len(t.PerClass) != classes {
+			return fmt.Errorf("%s thresholds need %d values", t.Mode, classes)
 		}
 	default:
-		return fmt.Errorf("manifest %s: unknown threshold mode %q", m.Name, m.Thresholds.Mode)
+		return fmt.Errorf("unknown threshold mode %q", t.Mode)
 	}
 	return nil
 }

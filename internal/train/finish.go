@@ -88,16 +88,18 @@ func (t *trainer) finish(folds []*checkpoint, trained []int, skipped []string) (
 	// predictions (what the member alone would ship with; the fair comparison with the ensemble) and
 	// with the ensemble's thresholds.
 	memberF1Ens := map[string]float64{}
+	memberThr := map[string]*model.Thresholds{}
 	for _, m := range singles {
 		tr, err := TruthFromLabels(m.truth, k)
 		if err != nil {
 			return nil, err
 		}
-		_, own, err := chooseThresholds(m.probs, tr, opt)
+		ownSel, own, err := chooseThresholds(m.probs, tr, opt)
 		if err != nil {
 			return nil, fmt.Errorf("member %s thresholds: %w", m.name, err)
 		}
 		memberF1[m.name] = own.Scores.MacroF1
+		memberThr[m.name] = &model.Thresholds{Mode: ownSel.Mode, Uniform: ownSel.Uniform, PerClass: ownSel.PerClass}
 		sc, err := ScoreThresholds(m.probs, tr, chosen.Thresholds)
 		if err != nil {
 			return nil, err
@@ -124,10 +126,11 @@ func (t *trainer) finish(folds []*checkpoint, trained []int, skipped []string) (
 		}
 		foldCmp = append(foldCmp, fc)
 	}
-	// Attach each member's single OOF macro-F1s to its manifest entry.
+	// Attach each member's single OOF macro-F1s and its own thresholds to its manifest entry.
 	for i := range members {
 		members[i].Metrics = map[string]float64{"oof_macro_f1": memberF1[members[i].File],
 			"oof_macro_f1_ensemble_thresholds": memberF1Ens[members[i].File]}
+		members[i].Thresholds = memberThr[members[i].File]
 	}
 
 	mf := &model.Manifest{

@@ -124,6 +124,10 @@ func TestRunWritesModelSet(t *testing.T) {
 		if err != nil || info.ParamCount != int64(m.Arch.ParamCount()) {
 			t.Errorf("member %s info: %+v %v", mem.File, info, err)
 		}
+		// Each member carries thresholds chosen on its own OOF predictions.
+		if mem.Thresholds == nil || (mem.Thresholds.Mode != "uniform" && len(mem.Thresholds.PerClass) != m.Arch.NumClasses) {
+			t.Errorf("member %s thresholds %+v", mem.File, mem.Thresholds)
+		}
 	}
 	// 24 training samples per fold / batch 8 = 3 steps per epoch, x 4 epochs x 2 folds.
 	if steps != 24 {

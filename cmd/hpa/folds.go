@@ -5,7 +5,7 @@ import (
 	"github.com/spf13/viper"
 
 	"github.com/hpa-plates/hpa/internal/config"
-	"github.com/hpa-plates/hpa/internal/train"
+	"github.com/hpa-plates/hpa/internal/train/folds"
 	"github.com/hpa-plates/hpa/internal/train/runner"
 )
 
@@ -27,11 +27,11 @@ func init() {
 		f := cmd.Flags()
 		f.String("labels", "", "label file Id,Target (required), e.g. the competition train.csv")
 		f.String("images", "", "directory of {Id}_{channel}.png; when set, near-duplicate samples stay in one fold")
-		f.Int("k", train.DefaultFolds, "number of folds")
+		f.Int("k", folds.DefaultFolds, "number of folds")
 		f.Uint64("seed", 1, "seed; the same inputs and seed give the same folds")
 		f.String("out", "folds.csv", "output file Id,fold")
 		f.Int("max-hamming", 6, "largest pHash Hamming distance (of 64 bits) that makes two samples near-duplicates")
-		f.StringSlice("hash-channels", train.DefaultHashChannels, "channels averaged before hashing")
+		f.StringSlice("hash-channels", folds.DefaultHashChannels, "channels averaged before hashing")
 		f.Int("workers", 0, "concurrent image decoders (0: one per CPU)")
 		config.BindFlags(v, cmd, "folds", nil)
 		return cmd

@@ -12,7 +12,7 @@ import (
 	"testing"
 
 	"github.com/hpa-plates/hpa/internal/labels"
-	"github.com/hpa-plates/hpa/internal/train"
+	"github.com/hpa-plates/hpa/internal/train/folds"
 )
 
 // foldsFixture writes a labels file of n samples and, when withImages, 64x64 green/blue PNGs for
@@ -112,24 +112,24 @@ func TestFoldsCommandKeepsDuplicatesTogether(t *testing.T) {
 	if !strings.Contains(stdout, "fold sizes (ideal 10.0)") || !strings.Contains(stdout, "Nucleoplasm") {
 		t.Errorf("balance table missing: %s", stdout)
 	}
-	folds, err := train.ReadFoldsFile(out)
+	byID, err := folds.ReadFoldsFile(out)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(folds) != len(ids) {
-		t.Fatalf("%d rows, want %d", len(folds), len(ids))
+	if len(byID) != len(ids) {
+		t.Fatalf("%d rows, want %d", len(byID), len(ids))
 	}
 	sizes := make([]int, 3)
 	for _, id := range ids {
-		f, ok := folds[id]
+		f, ok := byID[id]
 		if !ok || f < 0 || f > 2 {
 			t.Fatalf("%s: fold %d (%v)", id, f, ok)
 		}
 		sizes[f]++
 	}
 	for i, j := range dups {
-		if folds[ids[i]] != folds[ids[j]] {
-			t.Errorf("duplicate %s in fold %d, original %s in fold %d", ids[i], folds[ids[i]], ids[j], folds[ids[j]])
+		if byID[ids[i]] != byID[ids[j]] {
+			t.Errorf("duplicate %s in fold %d, original %s in fold %d", ids[i], byID[ids[i]], ids[j], byID[ids[j]])
 		}
 	}
 	for f, s := range sizes {
@@ -164,11 +164,11 @@ func TestFoldsCommandLabelsOnlyAndConfig(t *testing.T) {
 	if strings.Contains(stdout, "hashed") || !strings.Contains(stdout, "25 samples from") || !strings.Contains(stdout, "-> 5 folds (seed 9)") {
 		t.Errorf("env should set k=5, file seed=9: %s", stdout)
 	}
-	folds, err := train.ReadFoldsFile(out)
-	if err != nil || len(folds) != len(ids) {
-		t.Fatalf("%v %v", folds, err)
+	byID, err := folds.ReadFoldsFile(out)
+	if err != nil || len(byID) != len(ids) {
+		t.Fatalf("%v %v", byID, err)
 	}
-	for _, f := range folds {
+	for _, f := range byID {
 		if f < 0 || f > 4 {
 			t.Errorf("fold %d outside 0..4", f)
 		}
@@ -190,12 +190,12 @@ func TestFoldsCommandErrors(t *testing.T) {
 	}
 	os.Remove(filepath.Join(images, "s004_blue.png"))
 	_, err = runCLI(t, "folds", "--labels", labelFile, "--images", images, "--k", "2", "--out", out)
-	var he *train.HashError
+	var he *folds.HashError
 	if !errors.As(err, &he) || !strings.Contains(err.Error(), "s004_blue.png") {
 		t.Errorf("missing image: %v", err)
 	}
 	_, err = runCLI(t, "folds", "--labels", labelFile, "--k", "7", "--out", out)
-	var fe *train.FoldError
+	var fe *folds.FoldError
 	if !errors.As(err, &fe) || !strings.Contains(err.Error(), "6 examples/groups cannot fill 7 folds") {
 		t.Errorf("too many folds: %v", err)
 	}

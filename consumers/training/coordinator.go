@@ -29,6 +29,7 @@ import (
 	"github.com/hpa-plates/hpa/internal/objstore"
 	"github.com/hpa-plates/hpa/internal/runs"
 	"github.com/hpa-plates/hpa/internal/train"
+	"github.com/hpa-plates/hpa/internal/train/folds"
 )
 
 // Config configures the coordinator (`hpa training coordinator`, config section training).
@@ -456,16 +457,16 @@ func (c *Coordinator) start(ctx context.Context, snap *Snapshot, reg Registry, t
 		return fail(err)
 	}
 	s := c.cfg.Settings
-	folds, err := train.StratifiedKFold(snap.labelMatrix(), labels.NumClasses, train.FoldOptions{K: s.Folds, Seed: uint64(s.Seed)})
+	assign, err := folds.StratifiedKFold(snap.labelMatrix(), labels.NumClasses, folds.FoldOptions{K: s.Folds, Seed: uint64(s.Seed)})
 	if err != nil {
 		return fail(err)
 	}
-	ex := make([]train.Example, len(snap.Samples))
+	ex := make([]folds.Example, len(snap.Samples))
 	for i, x := range snap.Samples {
-		ex[i] = train.Example{ID: x.ID, Labels: x.Targets}
+		ex[i] = folds.Example{ID: x.ID, Labels: x.Targets}
 	}
 	var fb bytes.Buffer
-	if err := train.WriteFolds(&fb, ex, folds); err != nil {
+	if err := folds.WriteFolds(&fb, ex, assign); err != nil {
 		return fail(err)
 	}
 	data := runDataPrefix(c.cfg.RunsPrefix, id)

@@ -9,7 +9,7 @@ import (
 	"github.com/hpa-plates/hpa/internal/model"
 	"github.com/hpa-plates/hpa/internal/objstore"
 	"github.com/hpa-plates/hpa/internal/pipeline"
-	"github.com/hpa-plates/hpa/internal/train"
+	"github.com/hpa-plates/hpa/internal/train/eval"
 )
 
 // LoaderScorer scores the production set on the candidate's own data: it loads the set with Load
@@ -93,11 +93,11 @@ func scoreSets(preds, truth [][]int) Scores {
 			}
 		}
 	}
-	per := make([]train.ClassScore, k)
+	per := make([]eval.ClassScore, k)
 	for c := range k {
-		per[c] = train.ScoreCounts(tp[c], fp[c], fn[c])
+		per[c] = eval.ScoreCounts(tp[c], fp[c], fn[c])
 	}
-	ts := train.ScoreFromClasses(per)
+	ts := eval.ScoreFromClasses(per)
 	s := Scores{MacroF1: ts.MacroF1, PerClass: make([]ClassScore, k), Samples: len(preds)}
 	for c, cs := range per {
 		s.PerClass[c] = ClassScore{F1: cs.F1, Positives: cs.Support}

@@ -18,7 +18,7 @@ import (
 	"github.com/hpa-plates/hpa/internal/objstore"
 	"github.com/hpa-plates/hpa/internal/pipeline"
 	"github.com/hpa-plates/hpa/internal/synth"
-	"github.com/hpa-plates/hpa/internal/train"
+	"github.com/hpa-plates/hpa/internal/train/eval"
 )
 
 // DemoOptions configure Demo.
@@ -173,7 +173,7 @@ func classList(ids []int) string {
 	return strings.Join(parts, ", ")
 }
 
-// MacroF1 is the mean per-class F1 (train.Score) over the classes that occur in the truth or the
+// MacroF1 is the mean per-class F1 (eval.Score) over the classes that occur in the truth or the
 // predictions of the labeled results (a class nobody has nor predicts says nothing about a plate).
 func MacroF1(results []DemoResult) (f1 float64, classes int) {
 	var pred, truth [][]bool
@@ -193,7 +193,7 @@ func MacroF1(results []DemoResult) (f1 float64, classes int) {
 	if len(truth) == 0 {
 		return 0, 0
 	}
-	s, err := train.Score(pred, truth)
+	s, err := eval.Score(pred, truth)
 	if err != nil {
 		return 0, 0
 	}

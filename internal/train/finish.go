@@ -10,6 +10,7 @@ import (
 	"github.com/hpa-plates/hpa/internal/labels"
 	"github.com/hpa-plates/hpa/internal/model"
 	"github.com/hpa-plates/hpa/internal/pipeline"
+	"github.com/hpa-plates/hpa/internal/train/eval"
 )
 
 // finish turns the per-fold checkpoints into the model set: out-of-fold ensemble predictions,
@@ -67,11 +68,11 @@ func (t *trainer) finish(folds []*checkpoint, trained []int, skipped []string) (
 	if len(probs) == 0 {
 		return nil, fmt.Errorf("train: no out-of-fold predictions (no fold was trained)")
 	}
-	truth, err := TruthFromLabels(oofLabels, k)
+	truth, err := eval.TruthFromLabels(oofLabels, k)
 	if err != nil {
 		return nil, err
 	}
-	opt := DefaultThresholdOptions()
+	opt := eval.DefaultThresholdOptions()
 	if t.cfg.ShrinkK > 0 {
 		opt.ShrinkK = t.cfg.ShrinkK
 	}
@@ -90,7 +91,7 @@ func (t *trainer) finish(folds []*checkpoint, trained []int, skipped []string) (
 	memberF1Ens := map[string]float64{}
 	memberThr := map[string]*model.Thresholds{}
 	for _, m := range singles {
-		tr, err := TruthFromLabels(m.truth, k)
+		tr, err := eval.TruthFromLabels(m.truth, k)
 		if err != nil {
 			return nil, err
 		}
@@ -100,7 +101,7 @@ func (t *trainer) finish(folds []*checkpoint, trained []int, skipped []string) (
 		}
 		memberF1[m.name] = own.Scores.MacroF1
 		memberThr[m.name] = &model.Thresholds{Mode: ownSel.Mode, Uniform: ownSel.Uniform, PerClass: ownSel.PerClass}
-		sc, err := ScoreThresholds(m.probs, tr, chosen.Thresholds)
+		sc, err := eval.ScoreThresholds(m.probs, tr, chosen.Thresholds)
 		if err != nil {
 			return nil, err
 		}
@@ -108,9 +109,9 @@ func (t *trainer) finish(folds []*checkpoint, trained []int, skipped []string) (
 	}
 	// Each fold's snapshot ensemble against its best snapshot, on the same rows, each with thresholds
 	// chosen on its own OOF predictions.
-	var foldCmp []FoldEnsemble
+	var foldCmp []eval.FoldEnsemble
 	for _, fe := range foldEns {
-		tr, err := TruthFromLabels(fe.truth, k)
+		tr, err := eval.TruthFromLabels(fe.truth, k)
 		if err != nil {
 			return nil, err
 		}
@@ -118,7 +119,7 @@ func (t *trainer) finish(folds []*checkpoint, trained []int, skipped []string) (
 		if err != nil {
 			return nil, err
 		}
-		fc := FoldEnsemble{Fold: fe.fold, EnsembleMacroF1: own.Scores.MacroF1}
+		fc := eval.FoldEnsemble{Fold: fe.fold, EnsembleMacroF1: own.Scores.MacroF1}
 		for _, m := range fe.members {
 			if memberF1[m] > fc.BestMemberMacroF1 || fc.BestMember == "" {
 				fc.BestMember, fc.BestMemberMacroF1 = m, memberF1[m]
@@ -148,7 +149,7 @@ func (t *trainer) finish(folds []*checkpoint, trained []int, skipped []string) (
 			"oof_samples":            float64(len(probs)),
 		},
 	}
-	rep := &Report{
+	rep := &eval.Report{
 		Name: t.cfg.Name, Version: t.cfg.Version, Arch: t.cfg.Arch.Name, Params: t.cfg.Arch.ParamCount(), Size: t.cfg.Size,
 		Samples: len(t.data.ids), Skipped: skipped, Folds: t.cfg.Folds, TrainedFolds: trained, Cycles: t.cfg.Cycles,
 		EpochsPerCycle: t.cfg.EpochsPerCycle, BatchSize: t.cfg.BatchSize, Members: len(members),
@@ -181,7 +182,7 @@ func (t *trainer) finish(folds []*checkpoint, trained []int, skipped []string) (
 	}
 	for c := 0; c < k; c++ {
 		cs := chosen.Scores.PerClass[c]
-		rep.PerClass = append(rep.PerClass, ClassRow{ID: c, Name: labels.ClassNames[c], Positives: cs.Support,
+		rep.PerClass = append(rep.PerClass, eval.ClassRow{ID: c, Name: labels.ClassNames[c], Positives: cs.Support,
 			Threshold: chosen.Thresholds[c], Precision: cs.Precision, Recall: cs.Recall, F1: cs.F1})
 	}
 	if err := rep.Write(t.cfg.OutDir); err != nil {
@@ -198,10 +199,10 @@ func (t *trainer) finish(folds []*checkpoint, trained []int, skipped []string) (
 }
 
 // chooseThresholds runs SelectThresholds and returns the chosen policy's result.
-func chooseThresholds(probs [][]float64, truth [][]bool, opt ThresholdOptions) (*ThresholdSelection, PolicyResult, error) {
-	sel, err := SelectThresholds(probs, truth, opt)
+func chooseThresholds(probs [][]float64, truth [][]bool, opt eval.ThresholdOptions) (*eval.ThresholdSelection, eval.PolicyResult, error) {
+	sel, err := eval.SelectThresholds(probs, truth, opt)
 	if err != nil {
-		return nil, PolicyResult{}, err
+		return nil, eval.PolicyResult{}, err
 	}
 	chosen := sel.UniformResult
 	for _, p := range sel.Policies() {
@@ -244,8 +245,8 @@ func (t *trainer) rareClassWarnings() []string {
 }
 
 func (t *trainer) writeCurves(folds []*checkpoint, trained []int) error {
-	var loss []Series
-	var lr Series
+	var loss []eval.Series
+	var lr eval.Series
 	for _, f := range trained {
 		ck := folds[f]
 		xs := make([]float64, len(ck.Losses))
@@ -260,9 +261,9 @@ func (t *trainer) writeCurves(folds []*checkpoint, trained []int) error {
 			}
 			ys[i] = acc / float64(min(i+1, win))
 		}
-		loss = append(loss, Series{Name: fmt.Sprintf("fold %d", f), X: xs, Y: ys})
+		loss = append(loss, eval.Series{Name: fmt.Sprintf("fold %d", f), X: xs, Y: ys})
 		if lr.X == nil {
-			lr = Series{Name: "lr", X: xs, Y: slices.Clone(ck.LRs)}
+			lr = eval.Series{Name: "lr", X: xs, Y: slices.Clone(ck.LRs)}
 		}
 	}
 	f, err := os.Create(filepath.Join(t.cfg.OutDir, "curves.png"))
@@ -270,8 +271,8 @@ func (t *trainer) writeCurves(folds []*checkpoint, trained []int) error {
 		return err
 	}
 	defer f.Close()
-	return PlotPNG(f, []Panel{
+	return eval.PlotPNG(f, []eval.Panel{
 		{Title: "training loss (moving average)", XLab: "step", LogY: true, Lines: loss},
-		{Title: "learning rate", XLab: "step", Lines: []Series{lr}},
+		{Title: "learning rate", XLab: "step", Lines: []eval.Series{lr}},
 	}, 800, 260)
 }

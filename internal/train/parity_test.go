@@ -15,6 +15,7 @@ import (
 	"github.com/hpa-plates/hpa/internal/model/torch"
 	"github.com/hpa-plates/hpa/internal/pipeline"
 	"github.com/hpa-plates/hpa/internal/testenv"
+	"github.com/hpa-plates/hpa/internal/train/folds"
 )
 
 // pythonTorch returns the interpreter of Debian's python3-torch ($HPA_PYTHON, default
@@ -63,7 +64,7 @@ func loaderBatches(t *testing.T, cfg Config, steps int) []batchPrep {
 		t.Fatal(err)
 	}
 	tr.norm = pipeline.Norm{Mean: tr.cfg.Normalization.Mean, Std: tr.cfg.Normalization.Std}
-	if tr.folds, err = StratifiedKFold(data.labels, cfg.Arch.NumClasses, FoldOptions{K: cfg.Folds, Seed: 1}); err != nil {
+	if tr.folds, err = folds.StratifiedKFold(data.labels, cfg.Arch.NumClasses, folds.FoldOptions{K: cfg.Folds, Seed: 1}); err != nil {
 		t.Fatal(err)
 	}
 	trainIdx, _ := tr.split(0)

@@ -13,6 +13,7 @@ import (
 	"github.com/hpa-plates/hpa/internal/model/ort"
 	"github.com/hpa-plates/hpa/internal/pipeline"
 	"github.com/hpa-plates/hpa/internal/testenv"
+	"github.com/hpa-plates/hpa/internal/train/eval"
 )
 
 // BenchmarkEnsembleQuality trains a K x C snapshot ensemble of the tiny preset on synthetic data and
@@ -137,7 +138,7 @@ func loadHeldOut(b testing.TB, dir string) ([]pipeline.Image4, [][]bool) {
 		imgs = append(imgs, img)
 		targets = append(targets, e.Labels)
 	}
-	truth, err := TruthFromLabels(targets, labels.NumClasses)
+	truth, err := eval.TruthFromLabels(targets, labels.NumClasses)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -166,7 +167,7 @@ func scoreSet(b testing.TB, m *model.Manifest, dir string, members []model.Membe
 	if len(th.Values) != labels.NumClasses {
 		return 0, fmt.Errorf("thresholds: %d values", len(th.Values))
 	}
-	sc, err := ScoreThresholds(probs, truth, th.Values)
+	sc, err := eval.ScoreThresholds(probs, truth, th.Values)
 	if err != nil {
 		return 0, err
 	}

@@ -11,6 +11,8 @@ import (
 
 	"github.com/hpa-plates/hpa/internal/model"
 	"github.com/hpa-plates/hpa/internal/pipeline"
+	"github.com/hpa-plates/hpa/internal/train/eval"
+	"github.com/hpa-plates/hpa/internal/train/folds"
 )
 
 // Exporter writes one member: the weights of a snapshot as an ONNX file.
@@ -20,7 +22,7 @@ type Exporter func(path string, spec model.Spec, w model.Weights, size int) erro
 type Result struct {
 	ManifestPath string
 	Manifest     *model.Manifest
-	Report       *Report
+	Report       *eval.Report
 	Skipped      []string // samples dropped for missing images (with --skip-missing)
 }
 
@@ -120,7 +122,7 @@ func (t *trainer) assignFolds() ([]int, error) {
 			return nil, err
 		}
 	}
-	return StratifiedKFold(t.data.labels, t.cfg.Arch.NumClasses, FoldOptions{K: t.cfg.Folds, Seed: uint64(t.cfg.Seed), Groups: groups})
+	return folds.StratifiedKFold(t.data.labels, t.cfg.Arch.NumClasses, folds.FoldOptions{K: t.cfg.Folds, Seed: uint64(t.cfg.Seed), Groups: groups})
 }
 
 // nearDuplicateGroups pHashes every sample (the mean of its green and blue planes at the training
@@ -160,7 +162,7 @@ func (t *trainer) nearDuplicateGroups() ([]int, error) {
 				for j := range mean {
 					mean[j] = uint8((uint16(gp[j]) + uint16(bp[j]) + 1) / 2)
 				}
-				hashes[i], errs[i] = PHash(GrayPlane{W: s, H: s, Pix: mean})
+				hashes[i], errs[i] = folds.PHash(folds.GrayPlane{W: s, H: s, Pix: mean})
 			}
 		}()
 	}
@@ -174,7 +176,7 @@ func (t *trainer) nearDuplicateGroups() ([]int, error) {
 			return nil, err
 		}
 	}
-	groups := GroupByHash(hashes, t.cfg.DedupHamming)
+	groups := folds.GroupByHash(hashes, t.cfg.DedupHamming)
 	size := map[int]int{}
 	for _, gid := range groups {
 		size[gid]++
@@ -189,7 +191,7 @@ func (t *trainer) nearDuplicateGroups() ([]int, error) {
 }
 
 func readFoldsFile(path string, ids []string, k int) ([]int, error) {
-	byID, err := ReadFoldsFile(path)
+	byID, err := folds.ReadFoldsFile(path)
 	if err != nil {
 		return nil, err
 	}
@@ -212,11 +214,11 @@ func (t *trainer) writeFoldsCSV() error {
 	if err != nil {
 		return err
 	}
-	ex := make([]Example, len(t.data.ids))
+	ex := make([]folds.Example, len(t.data.ids))
 	for i, id := range t.data.ids {
-		ex[i] = Example{ID: id, Labels: t.data.labels[i]}
+		ex[i] = folds.Example{ID: id, Labels: t.data.labels[i]}
 	}
-	if err := WriteFolds(f, ex, t.folds); err != nil {
+	if err := folds.WriteFolds(f, ex, t.folds); err != nil {
 		f.Close()
 		return err
 	}

@@ -22,6 +22,7 @@ import (
 	"github.com/hpa-plates/hpa/internal/pipeline"
 	"github.com/hpa-plates/hpa/internal/synth"
 	"github.com/hpa-plates/hpa/internal/testenv"
+	"github.com/hpa-plates/hpa/internal/train/folds"
 )
 
 var (
@@ -247,7 +248,7 @@ func TestRunFoldsFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Move every sample of fold 1 to fold 0 except one: the split must follow the file.
-	folds, err := ReadFoldsFile(filepath.Join(first, "folds.csv"))
+	folds, err := folds.ReadFoldsFile(filepath.Join(first, "folds.csv"))
 	if err != nil || len(folds) != 16 {
 		t.Fatalf("folds.csv: %d rows, %v", len(folds), err)
 	}
@@ -321,7 +322,7 @@ func TestRunKeepsNearDuplicatesTogether(t *testing.T) {
 		pos[id] = i
 	}
 	for cfg.Seed = 1; ; cfg.Seed++ {
-		plain, err := StratifiedKFold(d.labels, 28, FoldOptions{K: cfg.Folds, Seed: uint64(cfg.Seed)})
+		plain, err := folds.StratifiedKFold(d.labels, 28, folds.FoldOptions{K: cfg.Folds, Seed: uint64(cfg.Seed)})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -336,7 +337,7 @@ func TestRunKeepsNearDuplicatesTogether(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	folds, err := ReadFoldsFile(filepath.Join(out, "folds.csv"))
+	folds, err := folds.ReadFoldsFile(filepath.Join(out, "folds.csv"))
 	if err != nil {
 		t.Fatal(err)
 	}

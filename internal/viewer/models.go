@@ -15,7 +15,7 @@ import (
 
 	"github.com/hpa-plates/hpa/internal/model"
 	"github.com/hpa-plates/hpa/internal/runs"
-	"github.com/hpa-plates/hpa/internal/train"
+	"github.com/hpa-plates/hpa/internal/train/eval"
 )
 
 // modelFileNames are the files of a model set the viewer reads or serves (fixed names, beside
@@ -73,7 +73,7 @@ type modelSummary struct {
 	Location  string
 	Manifest  *model.Manifest
 	Digest    string
-	Report    *train.Report
+	Report    *eval.Report
 	HasCurves bool
 	CurvesURL string
 	Err       string
@@ -103,7 +103,7 @@ func (v *Viewer) readModel(ctx context.Context, md *modelDir, withReport bool) m
 		report = m.Report
 	}
 	if b, err := md.read(ctx, report); err == nil {
-		var r train.Report
+		var r eval.Report
 		if json.Unmarshal(b, &r) == nil {
 			s.Report = &r
 		}
@@ -118,7 +118,7 @@ type runView struct {
 	*runs.Run
 	Key       string
 	Err       string
-	Report    *train.Report
+	Report    *eval.Report
 	CurvesURL string
 }
 
@@ -279,7 +279,7 @@ func (v *Viewer) readRun(ctx context.Context, key string, withReport bool) runVi
 	}
 	if withReport && rv.Run.Report != "" && keyUnder(rv.Run.Report, v.cfg.ModelsPrefix, v.cfg.RunsPrefix) == nil {
 		if b, err := v.store.Get(ctx, rv.Run.Report, maxModelFileBytes); err == nil {
-			var r train.Report
+			var r eval.Report
 			if json.Unmarshal(b, &r) == nil {
 				rv.Report = &r
 			}

@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/hpa-plates/hpa/internal/labels"
-	"github.com/hpa-plates/hpa/internal/train"
+	"github.com/hpa-plates/hpa/internal/train/folds"
 )
 
 // FoldsOptions configure Folds (`hpa folds`, config section folds.*).
@@ -41,18 +41,18 @@ func Folds(w io.Writer, o FoldsOptions) error {
 	if len(ex) == 0 {
 		return fmt.Errorf("folds: %s has no samples", o.Labels)
 	}
-	matrix := train.LabelMatrix(ex)
-	opt := train.FoldOptions{K: o.K, Seed: o.Seed}
+	matrix := folds.LabelMatrix(ex)
+	opt := folds.FoldOptions{K: o.K, Seed: o.Seed}
 	if o.Images != "" {
 		ids := make([]string, len(ex))
 		for i, e := range ex {
 			ids[i] = e.ID
 		}
-		hashes, err := train.SampleHashes(o.Images, ids, o.Channels, o.Workers)
+		hashes, err := folds.SampleHashes(o.Images, ids, o.Channels, o.Workers)
 		if err != nil {
 			return err
 		}
-		opt.Groups = train.GroupByHash(hashes, o.MaxHamming)
+		opt.Groups = folds.GroupByHash(hashes, o.MaxHamming)
 		size := map[int]int{}
 		for _, g := range opt.Groups {
 			size[g]++
@@ -67,18 +67,18 @@ func Folds(w io.Writer, o FoldsOptions) error {
 		fmt.Fprintf(w, "hashed %d samples (%v) in %s: %d near-duplicate groups (max Hamming %d) hold %d samples\n",
 			len(ids), o.Channels, time.Since(start).Round(time.Millisecond), dupGroups, o.MaxHamming, dupSamples)
 	}
-	folds, err := train.StratifiedKFold(matrix, labels.NumClasses, opt)
+	assign, err := folds.StratifiedKFold(matrix, labels.NumClasses, opt)
 	if err != nil {
 		return fmt.Errorf("%s: %w", o.Labels, err)
 	}
 	k := o.K
 	if k == 0 {
-		k = train.DefaultFolds
+		k = folds.DefaultFolds
 	}
-	if err := writeFoldsCSV(o.Out, ex, folds); err != nil {
+	if err := writeFoldsCSV(o.Out, ex, assign); err != nil {
 		return err
 	}
-	b, err := train.ComputeFoldBalance(matrix, folds, k, labels.NumClasses)
+	b, err := folds.ComputeFoldBalance(matrix, assign, k, labels.NumClasses)
 	if err != nil {
 		return err
 	}
@@ -88,7 +88,7 @@ func Folds(w io.Writer, o FoldsOptions) error {
 }
 
 // writeFoldsCSV writes Id,fold next to the target and renames it into place.
-func writeFoldsCSV(path string, ex []train.Example, folds []int) error {
+func writeFoldsCSV(path string, ex []folds.Example, assign []int) error {
 	if dir := filepath.Dir(path); dir != "." {
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			return fmt.Errorf("folds: %w", err)
@@ -100,7 +100,7 @@ func writeFoldsCSV(path string, ex []train.Example, folds []int) error {
 	}
 	defer os.Remove(tmp.Name())
 	bw := bufio.NewWriter(tmp)
-	err = train.WriteFolds(bw, ex, folds)
+	err = folds.WriteFolds(bw, ex, assign)
 	if err == nil {
 		err = bw.Flush()
 	}

@@ -1,19 +1,20 @@
-package train
+package eval
 
 import (
 	"bytes"
 	"image/color"
 	"image/png"
+	"math"
 	"testing"
 )
 
 func TestPlotPNG(t *testing.T) {
 	var xs, loss, lr []float64
-	s := CyclicCosine{Max: 0.1, Cycles: 2, EpochsPerCycle: 1, StepsPerEpoch: 50}
-	for i := 0; i < s.TotalSteps(); i++ {
+	// Two cosine cycles of 50 steps from 0.1 down to 0, the shape of a cyclic-cosine schedule.
+	for i := 0; i < 100; i++ {
 		xs = append(xs, float64(i))
 		loss = append(loss, 0.7/float64(1+i/10))
-		lr = append(lr, s.LR(i))
+		lr = append(lr, 0.05*(1+math.Cos(math.Pi*float64(i%50)/50)))
 	}
 	var buf bytes.Buffer
 	err := PlotPNG(&buf, []Panel{

@@ -27,7 +27,7 @@ func init() {
 		f := cmd.Flags()
 		f.String("labels", "", "label file Id,Target (required), e.g. the competition train.csv")
 		f.String("images", "", "directory of {Id}_{channel}.png; when set, near-duplicate samples stay in one fold")
-		f.Int("k", folds.DefaultFolds, "number of folds")
+		f.Int("k", folds.DefaultK, "number of folds")
 		f.Uint64("seed", 1, "seed; the same inputs and seed give the same folds")
 		f.String("out", "folds.csv", "output file Id,fold")
 		f.Int("max-hamming", 6, "largest pHash Hamming distance (of 64 bits) that makes two samples near-duplicates")

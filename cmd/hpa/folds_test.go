@@ -112,7 +112,7 @@ func TestFoldsCommandKeepsDuplicatesTogether(t *testing.T) {
 	if !strings.Contains(stdout, "fold sizes (ideal 10.0)") || !strings.Contains(stdout, "Nucleoplasm") {
 		t.Errorf("balance table missing: %s", stdout)
 	}
-	byID, err := folds.ReadFoldsFile(out)
+	byID, err := folds.ReadFile(out)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -164,7 +164,7 @@ func TestFoldsCommandLabelsOnlyAndConfig(t *testing.T) {
 	if strings.Contains(stdout, "hashed") || !strings.Contains(stdout, "25 samples from") || !strings.Contains(stdout, "-> 5 folds (seed 9)") {
 		t.Errorf("env should set k=5, file seed=9: %s", stdout)
 	}
-	byID, err := folds.ReadFoldsFile(out)
+	byID, err := folds.ReadFile(out)
 	if err != nil || len(byID) != len(ids) {
 		t.Fatalf("%v %v", byID, err)
 	}
@@ -195,7 +195,7 @@ func TestFoldsCommandErrors(t *testing.T) {
 		t.Errorf("missing image: %v", err)
 	}
 	_, err = runCLI(t, "folds", "--labels", labelFile, "--k", "7", "--out", out)
-	var fe *folds.FoldError
+	var fe *folds.Error
 	if !errors.As(err, &fe) || !strings.Contains(err.Error(), "6 examples/groups cannot fill 7 folds") {
 		t.Errorf("too many folds: %v", err)
 	}

@@ -80,3 +80,34 @@ func TestImportRules(t *testing.T) {
 		t.Errorf("packages depending on both NATS and ONNX Runtime: %v, want only %v", natsAndORT, want)
 	}
 }
+
+// internal/train/folds and internal/train/eval are the trainer's split and scoring halves that
+// others use alone: neither may depend on the trainer or the libtorch backend, and the viewer and
+// `hpa demo` (internal/local), which only read reports and score, must not pull in the trainer.
+func TestTrainSubpackagesStandAlone(t *testing.T) {
+	const trainPath, torchPath = modulePath + "/internal/train", modulePath + "/internal/model/torch"
+	forbidden := map[string][]string{
+		"internal/train/folds": {trainPath, torchPath},
+		"internal/train/eval":  {trainPath, torchPath},
+		"internal/viewer":      {trainPath},
+		"internal/local":       {trainPath},
+	}
+	seen := 0
+	for _, p := range modulePackages(t) {
+		rel := strings.TrimPrefix(strings.TrimPrefix(p.ImportPath, modulePath), "/")
+		bad, ok := forbidden[rel]
+		if !ok {
+			continue
+		}
+		seen++
+		for _, b := range bad {
+			if slices.Contains(p.Deps, b) {
+				t.Errorf("%s depends on %s", rel, strings.TrimPrefix(b, modulePath+"/"))
+			}
+		}
+	}
+	// The rule must be able to fail: every package it names is in the listing.
+	if seen != len(forbidden) {
+		t.Errorf("found %d of the %d packages %v", seen, len(forbidden), forbidden)
+	}
+}

@@ -457,7 +457,7 @@ func (c *Coordinator) start(ctx context.Context, snap *Snapshot, reg Registry, t
 		return fail(err)
 	}
 	s := c.cfg.Settings
-	assign, err := folds.StratifiedKFold(snap.labelMatrix(), labels.NumClasses, folds.FoldOptions{K: s.Folds, Seed: uint64(s.Seed)})
+	assign, err := folds.StratifiedKFold(snap.labelMatrix(), labels.NumClasses, folds.Options{K: s.Folds, Seed: uint64(s.Seed)})
 	if err != nil {
 		return fail(err)
 	}
@@ -466,7 +466,7 @@ func (c *Coordinator) start(ctx context.Context, snap *Snapshot, reg Registry, t
 		ex[i] = folds.Example{ID: x.ID, Labels: x.Targets}
 	}
 	var fb bytes.Buffer
-	if err := folds.WriteFolds(&fb, ex, assign); err != nil {
+	if err := folds.Write(&fb, ex, assign); err != nil {
 		return fail(err)
 	}
 	data := runDataPrefix(c.cfg.RunsPrefix, id)

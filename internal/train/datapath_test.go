@@ -223,7 +223,7 @@ func checkDataStats(t *testing.T, data string, s int, norm model.Normalization) 
 func rebuildSampler(t *testing.T, cfg Config, data string) (Sampler, int, []string, [][]int) {
 	t.Helper()
 	ids, lab := readLabelCSV(t, data)
-	folds, err := folds.ReadFoldsFile(filepath.Join(cfg.OutDir, "folds.csv"))
+	folds, err := folds.ReadFile(filepath.Join(cfg.OutDir, "folds.csv"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -460,7 +460,7 @@ func TestRunInitOptions(t *testing.T) {
 	}
 	// fc.bias: smoothed log odds of each class among fold 1's training rows.
 	ids, lab := readLabelCSV(t, data)
-	folds, err := folds.ReadFoldsFile(filepath.Join(out, "folds.csv"))
+	folds, err := folds.ReadFile(filepath.Join(out, "folds.csv"))
 	if err != nil {
 		t.Fatal(err)
 	}

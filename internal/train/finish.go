@@ -198,7 +198,7 @@ func (t *trainer) finish(folds []*checkpoint, trained []int, skipped []string) (
 	return &Result{ManifestPath: path, Manifest: mf, Report: rep, Skipped: skipped}, nil
 }
 
-// chooseThresholds runs SelectThresholds and returns the chosen policy's result.
+// chooseThresholds runs eval.SelectThresholds and returns the chosen policy's result.
 func chooseThresholds(probs [][]float64, truth [][]bool, opt eval.ThresholdOptions) (*eval.ThresholdSelection, eval.PolicyResult, error) {
 	sel, err := eval.SelectThresholds(probs, truth, opt)
 	if err != nil {

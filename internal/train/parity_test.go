@@ -64,7 +64,7 @@ func loaderBatches(t *testing.T, cfg Config, steps int) []batchPrep {
 		t.Fatal(err)
 	}
 	tr.norm = pipeline.Norm{Mean: tr.cfg.Normalization.Mean, Std: tr.cfg.Normalization.Std}
-	if tr.folds, err = folds.StratifiedKFold(data.labels, cfg.Arch.NumClasses, folds.FoldOptions{K: cfg.Folds, Seed: 1}); err != nil {
+	if tr.folds, err = folds.StratifiedKFold(data.labels, cfg.Arch.NumClasses, folds.Options{K: cfg.Folds, Seed: 1}); err != nil {
 		t.Fatal(err)
 	}
 	trainIdx, _ := tr.split(0)

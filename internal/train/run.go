@@ -122,7 +122,7 @@ func (t *trainer) assignFolds() ([]int, error) {
 			return nil, err
 		}
 	}
-	return folds.StratifiedKFold(t.data.labels, t.cfg.Arch.NumClasses, folds.FoldOptions{K: t.cfg.Folds, Seed: uint64(t.cfg.Seed), Groups: groups})
+	return folds.StratifiedKFold(t.data.labels, t.cfg.Arch.NumClasses, folds.Options{K: t.cfg.Folds, Seed: uint64(t.cfg.Seed), Groups: groups})
 }
 
 // nearDuplicateGroups pHashes every sample (the mean of its green and blue planes at the training
@@ -191,7 +191,7 @@ func (t *trainer) nearDuplicateGroups() ([]int, error) {
 }
 
 func readFoldsFile(path string, ids []string, k int) ([]int, error) {
-	byID, err := folds.ReadFoldsFile(path)
+	byID, err := folds.ReadFile(path)
 	if err != nil {
 		return nil, err
 	}
@@ -218,7 +218,7 @@ func (t *trainer) writeFoldsCSV() error {
 	for i, id := range t.data.ids {
 		ex[i] = folds.Example{ID: id, Labels: t.data.labels[i]}
 	}
-	if err := folds.WriteFolds(f, ex, t.folds); err != nil {
+	if err := folds.Write(f, ex, t.folds); err != nil {
 		f.Close()
 		return err
 	}

@@ -248,7 +248,7 @@ func TestRunFoldsFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Move every sample of fold 1 to fold 0 except one: the split must follow the file.
-	folds, err := folds.ReadFoldsFile(filepath.Join(first, "folds.csv"))
+	folds, err := folds.ReadFile(filepath.Join(first, "folds.csv"))
 	if err != nil || len(folds) != 16 {
 		t.Fatalf("folds.csv: %d rows, %v", len(folds), err)
 	}
@@ -322,7 +322,7 @@ func TestRunKeepsNearDuplicatesTogether(t *testing.T) {
 		pos[id] = i
 	}
 	for cfg.Seed = 1; ; cfg.Seed++ {
-		plain, err := folds.StratifiedKFold(d.labels, 28, folds.FoldOptions{K: cfg.Folds, Seed: uint64(cfg.Seed)})
+		plain, err := folds.StratifiedKFold(d.labels, 28, folds.Options{K: cfg.Folds, Seed: uint64(cfg.Seed)})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -337,7 +337,7 @@ func TestRunKeepsNearDuplicatesTogether(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	folds, err := folds.ReadFoldsFile(filepath.Join(out, "folds.csv"))
+	folds, err := folds.ReadFile(filepath.Join(out, "folds.csv"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,9 +9,9 @@ import (
 	"strings"
 )
 
-// FoldOptions configure StratifiedKFold.
-type FoldOptions struct {
-	// K is the number of folds (>= 2). Zero means DefaultFolds.
+// Options configure StratifiedKFold.
+type Options struct {
+	// K is the number of folds (>= 2). Zero means DefaultK.
 	K int
 	// Seed makes the split deterministic: the same labels, groups, K and seed give the same folds.
 	Seed uint64
@@ -22,16 +22,16 @@ type FoldOptions struct {
 	MaxRepairSteps int
 }
 
-// DefaultFolds is the default number of folds.
-const DefaultFolds = 5
+// DefaultK is the default number of folds.
+const DefaultK = 5
 
-// FoldError is a bad input to the fold assignment.
-type FoldError struct {
+// Error is a bad input to the fold assignment.
+type Error struct {
 	Example int // index of the offending example, -1 when not tied to one
 	Reason  string
 }
 
-func (e *FoldError) Error() string {
+func (e *Error) Error() string {
 	if e.Example >= 0 {
 		return fmt.Sprintf("folds: example %d: %s", e.Example, e.Reason)
 	}
@@ -60,20 +60,20 @@ type dimCount struct{ dim, n int }
 //
 // With Groups, a group is one unit (its size and summed label vector); big groups can make the
 // +-1 balance unreachable, in which case the pass stops at the best split it finds.
-func StratifiedKFold(labels [][]int, numClasses int, opt FoldOptions) ([]int, error) {
+func StratifiedKFold(labels [][]int, numClasses int, opt Options) ([]int, error) {
 	k := opt.K
 	if k == 0 {
-		k = DefaultFolds
+		k = DefaultK
 	}
 	if k < 2 {
-		return nil, &FoldError{Example: -1, Reason: fmt.Sprintf("need at least 2 folds, got %d", k)}
+		return nil, &Error{Example: -1, Reason: fmt.Sprintf("need at least 2 folds, got %d", k)}
 	}
 	if numClasses <= 0 {
-		return nil, &FoldError{Example: -1, Reason: fmt.Sprintf("need at least one class, got %d", numClasses)}
+		return nil, &Error{Example: -1, Reason: fmt.Sprintf("need at least one class, got %d", numClasses)}
 	}
 	n := len(labels)
 	if opt.Groups != nil && len(opt.Groups) != n {
-		return nil, &FoldError{Example: -1, Reason: fmt.Sprintf("%d group ids for %d examples", len(opt.Groups), n)}
+		return nil, &Error{Example: -1, Reason: fmt.Sprintf("%d group ids for %d examples", len(opt.Groups), n)}
 	}
 	// Units: examples, or groups in order of first appearance.
 	unitOf := make([]int, n)
@@ -98,7 +98,7 @@ func StratifiedKFold(labels [][]int, numClasses int, opt FoldOptions) ([]int, er
 		}
 	}
 	if len(members) < k {
-		return nil, &FoldError{Example: -1, Reason: fmt.Sprintf("%d examples/groups cannot fill %d folds", len(members), k)}
+		return nil, &Error{Example: -1, Reason: fmt.Sprintf("%d examples/groups cannot fill %d folds", len(members), k)}
 	}
 	units := make([]foldUnit, len(members))
 	counts := make([]int, numClasses)
@@ -111,7 +111,7 @@ func StratifiedKFold(labels [][]int, numClasses int, opt FoldOptions) ([]int, er
 		for _, i := range ms {
 			for _, c := range labels[i] {
 				if c < 0 || c >= numClasses {
-					return nil, &FoldError{Example: i, Reason: fmt.Sprintf("class id %d outside 0..%d", c, numClasses-1)}
+					return nil, &Error{Example: i, Reason: fmt.Sprintf("class id %d outside 0..%d", c, numClasses-1)}
 				}
 				counts[c]++
 			}
@@ -122,7 +122,7 @@ func StratifiedKFold(labels [][]int, numClasses int, opt FoldOptions) ([]int, er
 		for c, m := range counts {
 			if m > 0 {
 				if opt.Groups == nil && m > 1 {
-					return nil, &FoldError{Example: ms[0], Reason: fmt.Sprintf("class id %d repeated", c)}
+					return nil, &Error{Example: ms[0], Reason: fmt.Sprintf("class id %d repeated", c)}
 				}
 				vec = append(vec, dimCount{c, m})
 				key.WriteByte(' ')
@@ -485,8 +485,8 @@ func sortCells[T any](s []T, less func(a, b T) bool) {
 	}
 }
 
-// FoldBalance describes how evenly a fold assignment spreads examples and classes.
-type FoldBalance struct {
+// Balance describes how evenly a fold assignment spreads examples and classes.
+type Balance struct {
 	K         int
 	Sizes     []int   // examples per fold
 	IdealSize float64 // examples / K
@@ -497,27 +497,27 @@ type FoldBalance struct {
 	MaxSizeDev  float64
 }
 
-// ComputeFoldBalance counts examples and class positives per fold.
-func ComputeFoldBalance(labels [][]int, folds []int, k, numClasses int) (*FoldBalance, error) {
+// ComputeBalance counts examples and class positives per fold.
+func ComputeBalance(labels [][]int, folds []int, k, numClasses int) (*Balance, error) {
 	if len(folds) != len(labels) {
-		return nil, &FoldError{Example: -1, Reason: fmt.Sprintf("%d folds for %d examples", len(folds), len(labels))}
+		return nil, &Error{Example: -1, Reason: fmt.Sprintf("%d folds for %d examples", len(folds), len(labels))}
 	}
 	if k < 1 || numClasses < 0 {
-		return nil, &FoldError{Example: -1, Reason: fmt.Sprintf("bad shape: %d folds, %d classes", k, numClasses)}
+		return nil, &Error{Example: -1, Reason: fmt.Sprintf("bad shape: %d folds, %d classes", k, numClasses)}
 	}
-	b := &FoldBalance{K: k, Sizes: make([]int, k), Counts: make([][]int, k), Totals: make([]int, numClasses)}
+	b := &Balance{K: k, Sizes: make([]int, k), Counts: make([][]int, k), Totals: make([]int, numClasses)}
 	for f := range k {
 		b.Counts[f] = make([]int, numClasses)
 	}
 	for i, ls := range labels {
 		f := folds[i]
 		if f < 0 || f >= k {
-			return nil, &FoldError{Example: i, Reason: fmt.Sprintf("fold %d outside 0..%d", f, k-1)}
+			return nil, &Error{Example: i, Reason: fmt.Sprintf("fold %d outside 0..%d", f, k-1)}
 		}
 		b.Sizes[f]++
 		for _, c := range ls {
 			if c < 0 || c >= numClasses {
-				return nil, &FoldError{Example: i, Reason: fmt.Sprintf("class id %d outside 0..%d", c, numClasses-1)}
+				return nil, &Error{Example: i, Reason: fmt.Sprintf("class id %d outside 0..%d", c, numClasses-1)}
 			}
 			b.Counts[f][c]++
 			b.Totals[c]++
@@ -534,7 +534,7 @@ func ComputeFoldBalance(labels [][]int, folds []int, k, numClasses int) (*FoldBa
 }
 
 // Write prints the per-fold sizes and the per-class counts per fold with their ideal share.
-func (b *FoldBalance) Write(w io.Writer, classNames []string) error {
+func (b *Balance) Write(w io.Writer, classNames []string) error {
 	var sb strings.Builder
 	fmt.Fprintf(&sb, "fold sizes (ideal %.1f):", b.IdealSize)
 	for _, s := range b.Sizes {

@@ -22,10 +22,10 @@ func LabelMatrix(ex []Example) [][]int {
 	return out
 }
 
-// WriteFolds writes the fold file: a header `Id,fold`, then one row per example.
-func WriteFolds(w io.Writer, ex []Example, folds []int) error {
+// Write writes the fold file: a header `Id,fold`, then one row per example.
+func Write(w io.Writer, ex []Example, folds []int) error {
 	if len(ex) != len(folds) {
-		return &FoldError{Example: -1, Reason: fmt.Sprintf("%d folds for %d examples", len(folds), len(ex))}
+		return &Error{Example: -1, Reason: fmt.Sprintf("%d folds for %d examples", len(folds), len(ex))}
 	}
 	cw := csv.NewWriter(w)
 	if err := cw.Write([]string{"Id", "fold"}); err != nil {
@@ -40,9 +40,9 @@ func WriteFolds(w io.Writer, ex []Example, folds []int) error {
 	return cw.Error()
 }
 
-// ReadFolds reads a fold file written by WriteFolds (`Id,fold`) into a map Id -> fold. Malformed
+// Read reads a fold file written by Write (`Id,fold`) into a map Id -> fold. Malformed
 // rows, negative folds and repeated Ids are *labels.CSVError with the line number.
-func ReadFolds(r io.Reader) (map[string]int, error) {
+func Read(r io.Reader) (map[string]int, error) {
 	out := make(map[string]int)
 	err := labels.ReadIDColumn(r, "fold", func(_ int, id, value string) error {
 		f, err := strconv.Atoi(strings.TrimSpace(value))
@@ -61,11 +61,11 @@ func ReadFolds(r io.Reader) (map[string]int, error) {
 	return out, nil
 }
 
-// ReadFoldsFile reads a fold file by path; errors name the file.
-func ReadFoldsFile(path string) (map[string]int, error) {
+// ReadFile reads a fold file by path; errors name the file.
+func ReadFile(path string) (map[string]int, error) {
 	var m map[string]int
 	err := labels.ReadIDColumnFile(path, func(r io.Reader) (err error) {
-		m, err = ReadFolds(r)
+		m, err = Read(r)
 		return err
 	})
 	return m, err

@@ -32,11 +32,11 @@ func TestStratifiedKFoldRealBalance(t *testing.T) {
 		k    int
 		seed uint64
 	}{{5, 1}, {5, 2}, {4, 7}} {
-		folds, err := StratifiedKFold(labels, 28, FoldOptions{K: tc.k, Seed: tc.seed})
+		folds, err := StratifiedKFold(labels, 28, Options{K: tc.k, Seed: tc.seed})
 		if err != nil {
 			t.Fatal(err)
 		}
-		b, err := ComputeFoldBalance(labels, folds, tc.k, 28)
+		b, err := ComputeBalance(labels, folds, tc.k, 28)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -69,11 +69,11 @@ func TestStratifiedKFoldRepairHelps(t *testing.T) {
 			labels[i] = append(labels[i], c)
 		}
 	}
-	folds, err := StratifiedKFold(labels, 15, FoldOptions{K: 5, Seed: 9})
+	folds, err := StratifiedKFold(labels, 15, Options{K: 5, Seed: 9})
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, _ := ComputeFoldBalance(labels, folds, 5, 15)
+	b, _ := ComputeBalance(labels, folds, 5, 15)
 	if b.MaxClassDev > 1 || b.MaxSizeDev > 1 {
 		t.Errorf("after repair: max deviations %.2f / %.2f", b.MaxClassDev, b.MaxSizeDev)
 	}
@@ -87,12 +87,12 @@ func TestStratifiedKFoldDeterministic(t *testing.T) {
 		perm := rng.Perm(8)
 		labels[i] = perm[:n]
 	}
-	a, err := StratifiedKFold(labels, 8, FoldOptions{K: 5, Seed: 11})
+	a, err := StratifiedKFold(labels, 8, Options{K: 5, Seed: 11})
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, _ := StratifiedKFold(labels, 8, FoldOptions{K: 5, Seed: 11})
-	c, _ := StratifiedKFold(labels, 8, FoldOptions{K: 5, Seed: 12})
+	b, _ := StratifiedKFold(labels, 8, Options{K: 5, Seed: 11})
+	c, _ := StratifiedKFold(labels, 8, Options{K: 5, Seed: 12})
 	same, diff := true, false
 	for i := range a {
 		same = same && a[i] == b[i]
@@ -123,7 +123,7 @@ func TestStratifiedKFoldGroupsStayTogether(t *testing.T) {
 			labels[i] = append([]int(nil), labels[j]...)
 		}
 	}
-	folds, err := StratifiedKFold(labels, 8, FoldOptions{K: 5, Seed: 1, Groups: groups})
+	folds, err := StratifiedKFold(labels, 8, Options{K: 5, Seed: 1, Groups: groups})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -134,7 +134,7 @@ func TestStratifiedKFoldGroupsStayTogether(t *testing.T) {
 		}
 		foldOf[g] = folds[i]
 	}
-	b, _ := ComputeFoldBalance(labels, folds, 5, 8)
+	b, _ := ComputeBalance(labels, folds, 5, 8)
 	// Groups are small here, so the split stays close to the ideal.
 	if b.MaxClassDev > 2 || b.MaxSizeDev > 2 {
 		t.Errorf("grouped split too uneven: %.2f / %.2f", b.MaxClassDev, b.MaxSizeDev)
@@ -146,34 +146,34 @@ func TestStratifiedKFoldErrors(t *testing.T) {
 	cases := []struct {
 		name   string
 		labels [][]int
-		opt    FoldOptions
+		opt    Options
 		want   string
 	}{
-		{"k=1", labels, FoldOptions{K: 1}, "at least 2 folds"},
-		{"too few", labels, FoldOptions{K: 6}, "cannot fill 6 folds"},
-		{"bad class", [][]int{{0}, {2}, {1}}, FoldOptions{K: 2}, "example 1: class id 2 outside 0..1"},
-		{"repeated class", [][]int{{0}, {1, 1}, {1}}, FoldOptions{K: 2}, "example 1: class id 1 repeated"},
-		{"groups length", labels, FoldOptions{K: 2, Groups: []int{1, 2}}, "2 group ids for 5 examples"},
-		{"groups too few", labels, FoldOptions{K: 3, Groups: []int{1, 1, 1, 2, 2}}, "cannot fill 3 folds"},
+		{"k=1", labels, Options{K: 1}, "at least 2 folds"},
+		{"too few", labels, Options{K: 6}, "cannot fill 6 folds"},
+		{"bad class", [][]int{{0}, {2}, {1}}, Options{K: 2}, "example 1: class id 2 outside 0..1"},
+		{"repeated class", [][]int{{0}, {1, 1}, {1}}, Options{K: 2}, "example 1: class id 1 repeated"},
+		{"groups length", labels, Options{K: 2, Groups: []int{1, 2}}, "2 group ids for 5 examples"},
+		{"groups too few", labels, Options{K: 3, Groups: []int{1, 1, 1, 2, 2}}, "cannot fill 3 folds"},
 	}
 	for _, tc := range cases {
 		_, err := StratifiedKFold(tc.labels, 2, tc.opt)
-		var fe *FoldError
+		var fe *Error
 		if !errors.As(err, &fe) || !strings.Contains(err.Error(), tc.want) {
-			t.Errorf("%s: got %v, want FoldError containing %q", tc.name, err, tc.want)
+			t.Errorf("%s: got %v, want Error containing %q", tc.name, err, tc.want)
 		}
 	}
-	if _, err := ComputeFoldBalance(labels, []int{0, 1, 2, 0, 1}, 2, 2); err == nil {
+	if _, err := ComputeBalance(labels, []int{0, 1, 2, 0, 1}, 2, 2); err == nil {
 		t.Error("fold id outside 0..k-1 must be an error")
 	}
-	if _, err := ComputeFoldBalance(labels, []int{0, 0, 0, 0, 0}, -1, 2); err == nil {
+	if _, err := ComputeBalance(labels, []int{0, 0, 0, 0, 0}, -1, 2); err == nil {
 		t.Error("negative k must be an error")
 	}
 }
 
 func TestFoldBalanceWrite(t *testing.T) {
 	labels := [][]int{{0}, {1}, {0, 1}, {1}}
-	b, err := ComputeFoldBalance(labels, []int{0, 1, 0, 1}, 2, 2)
+	b, err := ComputeBalance(labels, []int{0, 1, 0, 1}, 2, 2)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -196,12 +196,12 @@ func BenchmarkStratifiedKFoldReal(b *testing.B) {
 	var folds []int
 	for i := 0; b.Loop(); i++ {
 		var err error
-		folds, err = StratifiedKFold(labels, 28, FoldOptions{K: 5, Seed: uint64(i)})
+		folds, err = StratifiedKFold(labels, 28, Options{K: 5, Seed: uint64(i)})
 		if err != nil {
 			b.Fatal(err)
 		}
 	}
-	bal, _ := ComputeFoldBalance(labels, folds, 5, 28)
+	bal, _ := ComputeBalance(labels, folds, 5, 28)
 	b.ReportMetric(bal.MaxClassDev, "max_class_dev")
 	b.ReportMetric(bal.MaxSizeDev, "max_size_dev")
 }

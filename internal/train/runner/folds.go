@@ -42,7 +42,7 @@ func Folds(w io.Writer, o FoldsOptions) error {
 		return fmt.Errorf("folds: %s has no samples", o.Labels)
 	}
 	matrix := folds.LabelMatrix(ex)
-	opt := folds.FoldOptions{K: o.K, Seed: o.Seed}
+	opt := folds.Options{K: o.K, Seed: o.Seed}
 	if o.Images != "" {
 		ids := make([]string, len(ex))
 		for i, e := range ex {
@@ -73,12 +73,12 @@ func Folds(w io.Writer, o FoldsOptions) error {
 	}
 	k := o.K
 	if k == 0 {
-		k = folds.DefaultFolds
+		k = folds.DefaultK
 	}
 	if err := writeFoldsCSV(o.Out, ex, assign); err != nil {
 		return err
 	}
-	b, err := folds.ComputeFoldBalance(matrix, assign, k, labels.NumClasses)
+	b, err := folds.ComputeBalance(matrix, assign, k, labels.NumClasses)
 	if err != nil {
 		return err
 	}
@@ -100,7 +100,7 @@ func writeFoldsCSV(path string, ex []folds.Example, assign []int) error {
 	}
 	defer os.Remove(tmp.Name())
 	bw := bufio.NewWriter(tmp)
-	err = folds.WriteFolds(bw, ex, assign)
+	err = folds.Write(bw, ex, assign)
 	if err == nil {
 		err = bw.Flush()
 	}

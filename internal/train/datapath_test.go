@@ -223,13 +223,13 @@ func checkDataStats(t *testing.T, data string, s int, norm model.Normalization) 
 func rebuildSampler(t *testing.T, cfg Config, data string) (Sampler, int, []string, [][]int) {
 	t.Helper()
 	ids, lab := readLabelCSV(t, data)
-	folds, err := folds.ReadFile(filepath.Join(cfg.OutDir, "folds.csv"))
+	byID, err := folds.ReadFile(filepath.Join(cfg.OutDir, "folds.csv"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	tr := &trainer{cfg: cfg, data: &dataset{ids: ids, labels: lab}, folds: make([]int, len(ids))}
 	for i, id := range ids {
-		tr.folds[i] = folds[id]
+		tr.folds[i] = byID[id]
 	}
 	trainIdx, _ := tr.split(0)
 	smp, err := tr.sampler(0, trainIdx)
@@ -460,14 +460,14 @@ func TestRunInitOptions(t *testing.T) {
 	}
 	// fc.bias: smoothed log odds of each class among fold 1's training rows.
 	ids, lab := readLabelCSV(t, data)
-	folds, err := folds.ReadFile(filepath.Join(out, "folds.csv"))
+	byID, err := folds.ReadFile(filepath.Join(out, "folds.csv"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	var count [28]float64
 	n := 0
 	for i, id := range ids {
-		if folds[id] == 1 {
+		if byID[id] == 1 {
 			continue
 		}
 		n++

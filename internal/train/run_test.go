@@ -248,11 +248,11 @@ func TestRunFoldsFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Move every sample of fold 1 to fold 0 except one: the split must follow the file.
-	folds, err := folds.ReadFile(filepath.Join(first, "folds.csv"))
-	if err != nil || len(folds) != 16 {
-		t.Fatalf("folds.csv: %d rows, %v", len(folds), err)
+	byID, err := folds.ReadFile(filepath.Join(first, "folds.csv"))
+	if err != nil || len(byID) != 16 {
+		t.Fatalf("folds.csv: %d rows, %v", len(byID), err)
 	}
-	ids := slices.Sorted(maps.Keys(folds))
+	ids := slices.Sorted(maps.Keys(byID))
 	var b strings.Builder
 	b.WriteString("Id,fold\n")
 	for i, id := range ids {
@@ -337,12 +337,12 @@ func TestRunKeepsNearDuplicatesTogether(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	folds, err := folds.ReadFile(filepath.Join(out, "folds.csv"))
+	byID, err := folds.ReadFile(filepath.Join(out, "folds.csv"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if folds[src] != folds[dup] {
-		t.Errorf("near-duplicates split: %s in fold %d, %s in fold %d", src, folds[src], dup, folds[dup])
+	if byID[src] != byID[dup] {
+		t.Errorf("near-duplicates split: %s in fold %d, %s in fold %d", src, byID[src], dup, byID[dup])
 	}
 	if !strings.Contains(strings.Join(res.Report.Warnings, "\n"), "near-duplicates (pHash within 6 bits): 1 groups holding 2 samples") {
 		t.Errorf("report warnings: %v", res.Report.Warnings)

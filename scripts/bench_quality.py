@@ -65,6 +65,18 @@ def score_members(a, out, te, truth):
     return scores
 
 
+def score_tta1(a, out, te, truth):
+    """The ensemble without test-time augmentation (tta_views 1), the same members and thresholds."""
+    with open(os.path.join(out, "manifest.json")) as f:
+        man = json.load(f)
+    path = os.path.join(out, "manifest-tta1.json")
+    with open(path, "w") as f:
+        json.dump(dict(man, tta_views=1), f, indent=2)
+    csv_path = os.path.join(out, "heldout-tta1.csv")
+    sh([a.hpa, "label", os.path.join(te, "train"), "--model", path, "--out", os.path.join(out, "labels-tta1"), "--csv", csv_path])
+    return macro_f1(read_csv_labels(csv_path, "Predicted"), truth)
+
+
 def read_csv_labels(path, key="Target"):
     out = {}
     with open(path) as f:
@@ -147,12 +159,16 @@ def main():
                     res["hpa_last_loss"] = [l[-1] for l in rep.get("epoch_loss") or [] if l]
                     res["hpa_policy_oof"] = rep.get("oof_macro_f1_by_policy")
                     res["shape"] = "%dx%dx%d" % (a.folds, a.cycles, a.epochs)
+                    with open(man) as f:
+                        first = json.load(f)["members"][0]["file"]
+                    res["member_bytes"] = os.path.getsize(os.path.join(out, first))
                     if a.score_members:
                         ms = score_members(a, out, te, truth)
                         best = max(ms, key=ms.get)
                         res["hpa_members"] = ms
                         res["hpa_best_member"] = best
                         res["hpa_ensemble_minus_best"] = res["hpa"] - ms[best]
+                        res["hpa_tta1"] = score_tta1(a, out, te, truth)
             if "torch" in a.sides:
                 ref_csv = os.path.join(a.work, "torch-%s-%d.csv" % (preset, seed))
                 o, secs = sh([a.python, os.path.join(HERE, "torch_ref_train.py"), "--data", tr,

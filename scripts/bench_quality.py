@@ -5,7 +5,7 @@ For each seed: `hpa synth` builds a training set (2000 samples) and a held-out s
 seed) at 64 px; for each preset both sides train 2 folds x 1 cycle x 15 epochs at batch 32 on the same
 fold split (the folds.csv hpa train wrote), predict the held-out set with 8-view TTA, and one scorer
 (macro-F1 over the 28 classes, F1 = 0 for a class without positives or predictions, as
-internal/train's metrics) scores both label CSVs against the held-out train.csv. Prints a table of the
+internal/train/eval's metrics) scores both label CSVs against the held-out train.csv. Prints a table of the
 held-out macro-F1s, hpa minus PyTorch, the goal (>= +0.03) and the seconds of each run; with --json
 FILE also writes the rows.
 

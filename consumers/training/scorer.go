@@ -65,7 +65,7 @@ func (s LoaderScorer) ScoreProduction(ctx context.Context, location string, snap
 	return scoreSets(preds, truth), nil
 }
 
-// scoreSets scores predicted label sets against the truth with internal/train's metrics (per-class
+// scoreSets scores predicted label sets against the truth with internal/train/eval's metrics (per-class
 // F1, macro-F1 over all classes, zero_division=0).
 func scoreSets(preds, truth [][]int) Scores {
 	k := labels.NumClasses

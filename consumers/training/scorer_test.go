@@ -34,7 +34,7 @@ func (f *fakeSet) Thresholds() labels.Thresholds {
 }
 
 // The production set is scored on the snapshot's own samples: the images the snapshot names are
-// fetched and predicted, the set's thresholds applied, F1 computed as internal/train does.
+// fetched and predicted, the set's thresholds applied, F1 computed as internal/train/eval does.
 func TestLoaderScorerUsesSnapshot(t *testing.T) {
 	e := newEnv(t)
 	data := synthData(t, 6, 9)

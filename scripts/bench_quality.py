@@ -122,6 +122,8 @@ def main():
     ap.add_argument("--sides", default="hpa,torch", help="hpa, torch or both")
     ap.add_argument("--tag", default="defaults", help="name of this hpa configuration in the output")
     ap.add_argument("--json", default="", help="append result rows (JSON lines) to this file")
+    ap.add_argument("--reuse", action="store_true",
+                    help="keep an existing hpa output directory: hpa train resumes from its checkpoints and only finishes the set again")
     ap.add_argument("--score-members", action="store_true",
                     help="also score each member alone on the held-out set (its own OOF thresholds) against the ensemble")
     ap.add_argument("extra", nargs="*", help="extra hpa train flags (after --)")
@@ -145,7 +147,10 @@ def main():
             if "hpa" in a.sides or "torch" in a.sides:
                 man = os.path.join(out, "manifest.json")
                 if "hpa" in a.sides or not os.path.exists(man):
-                    subprocess.run(["rm", "-rf", out])
+                    if a.reuse and os.path.isdir(os.path.join(out, "checkpoints")):
+                        res["reused"] = True  # hpa train resumes: every finished fold is kept, the set is finished again
+                    else:
+                        subprocess.run(["rm", "-rf", out])
                     _, secs = sh([a.hpa, "train", "--data", tr, "--out", out, "--arch", preset, "--tta-views", "8",
                                   "--seed", str(seed), *common, *a.extra])
                     res["hpa_seconds"] = round(secs, 1)
@@ -158,6 +163,8 @@ def main():
                     res["hpa_oof"] = rep["oof_macro_f1"]
                     res["hpa_last_loss"] = [l[-1] for l in rep.get("epoch_loss") or [] if l]
                     res["hpa_policy_oof"] = rep.get("oof_macro_f1_by_policy")
+                    snap = rep.get("snapshot_selection")
+                    res["snapshots"] = "last %d of %d" % (snap["kept"], snap["of"]) if snap else "all"
                     res["shape"] = "%dx%dx%d" % (a.folds, a.cycles, a.epochs)
                     with open(man) as f:
                         first = json.load(f)["members"][0]["file"]
@@ -198,8 +205,8 @@ def main():
     for r in rows:
         if "hpa_members" in r:
             d = r["hpa_ensemble_minus_best"]
-            print("\nseed %d %s %s: ensemble of %d members %.4f, best member %s %.4f (own thresholds): %+.4f (goal >= +0.02: %s)" % (
-                r["seed"], r["preset"], r["shape"], len(r["hpa_members"]), r["hpa"], r["hpa_best_member"],
+            print("\nseed %d %s %s (snapshots %s): ensemble of %d members %.4f, best member %s %.4f (own thresholds): %+.4f (goal >= +0.02: %s)" % (
+                r["seed"], r["preset"], r["shape"], r.get("snapshots", "all"), len(r["hpa_members"]), r["hpa"], r["hpa_best_member"],
                 r["hpa_members"][r["hpa_best_member"]], d, "met" if d >= 0.02 else "NOT met"))
 
 

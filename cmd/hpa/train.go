@@ -62,6 +62,7 @@ finished epoch and continues exactly as an uninterrupted run would.`,
 	f.String("init", "pytorch", "initial weights: pytorch (PyTorch module defaults) | timm (kaiming-normal fan_out, zero last BN)")
 	f.Bool("prior-bias", false, "start the classifier bias at the classes' log prior odds")
 	f.Int("warmup-epochs", 0, "linear learning-rate warm-up epochs at the start")
+	f.String("snapshots", "auto", "snapshots in the model set: auto (each fold's last k, k chosen on out-of-fold macro-F1) | all")
 	f.String("normalization", "data", "input normalization: data (per-channel mean/std of the training images) | constant (0.08/0.13)")
 	f.String("sampler", "balanced", "minibatch sampler: balanced (minor/middle/major class groups) | random")
 	f.Int("tta-views", 8, "TTA views for out-of-fold predictions and the manifest (1, 2, 4, 8)")

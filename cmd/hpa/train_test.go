@@ -174,7 +174,7 @@ func TestTrainProcessKilledAndResumed(t *testing.T) {
 	t.Setenv("HPA_TORCH_THREADS", "1")
 	args := func(out string) []string {
 		return []string{"train", "--data", data, "--out", out, "--arch", "seresnext_tiny", "--size", "32", "--folds", "2",
-			"--train-folds", "0", "--cycles", "2", "--epochs", "12", "--batch", "4", "--tta-views", "1"}
+			"--train-folds", "0", "--cycles", "2", "--epochs", "12", "--batch", "4", "--tta-views", "1", "--snapshots", "all"}
 	}
 	ref := filepath.Join(t.TempDir(), "ref")
 	if out, err := runCLI(t, args(ref)...); err != nil {

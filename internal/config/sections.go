@@ -207,6 +207,7 @@ func Train(v *viper.Viper) (train.Config, error) {
 	c.Sampler = v.GetString("train.sampler")
 	c.Init, c.PriorBias = v.GetString("train.init"), v.GetBool("train.prior_bias")
 	c.WarmupEpochs = v.GetInt("train.warmup_epochs")
+	c.Snapshots = v.GetString("train.snapshots")
 	switch n := v.GetString("train.normalization"); n {
 	case "data", "":
 		c.NormFromData = true

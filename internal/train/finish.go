@@ -35,23 +35,31 @@ func (t *trainer) finish(folds []*checkpoint, trained []int, skipped []string) (
 		truth   [][]int
 	}
 	var foldEns []foldOOF
+	opt := eval.DefaultThresholdOptions()
+	if t.cfg.ShrinkK > 0 {
+		opt.ShrinkK = t.cfg.ShrinkK
+	}
+	// Rate matching reproduces the class rates of the whole label file.
+	rates, err := labels.ClassRates(t.data.labels, k)
+	if err != nil {
+		return nil, err
+	}
+	opt.Rates = rates
+	keep, byKeep, err := t.selectSnapshots(folds, trained, opt)
+	if err != nil {
+		return nil, err
+	}
 	for _, f := range trained {
 		ck := folds[f]
 		deviceSeconds += ck.Seconds
-		members = append(members, ck.Members...)
+		members = append(members, ck.Members[len(ck.Members)-keep:]...)
 		_, val := t.split(f)
-		for r, ex := range val {
-			p := make([]float64, k)
-			for _, snap := range ck.SnapshotOOF {
-				for c := range p {
-					p[c] += snap[r][c] / float64(len(ck.SnapshotOOF))
-				}
-			}
-			probs = append(probs, p)
-			oofLabels = append(oofLabels, t.data.labels[ex])
-		}
+		fp, fl := t.foldOOF(ck, f, keep)
+		probs, oofLabels = append(probs, fp...), append(oofLabels, fl...)
 		if len(ck.SnapshotOOF) > 1 {
-			fe := foldOOF{fold: f, probs: probs[len(probs)-len(val):], truth: oofLabels[len(oofLabels)-len(val):]}
+			// The fold's whole snapshot ensemble, whatever the selection kept (the report's comparison).
+			all, truth := t.foldOOF(ck, f, len(ck.SnapshotOOF))
+			fe := foldOOF{fold: f, probs: all, truth: truth}
 			for _, m := range ck.Members {
 				fe.members = append(fe.members, m.File)
 			}
@@ -69,15 +77,6 @@ func (t *trainer) finish(folds []*checkpoint, trained []int, skipped []string) (
 		return nil, fmt.Errorf("train: no out-of-fold predictions (no fold was trained)")
 	}
 	truth, err := eval.TruthFromLabels(oofLabels, k)
-	if err != nil {
-		return nil, err
-	}
-	opt := eval.DefaultThresholdOptions()
-	if t.cfg.ShrinkK > 0 {
-		opt.ShrinkK = t.cfg.ShrinkK
-	}
-	// Rate matching reproduces the class rates of the whole label file.
-	opt.Rates, err = labels.ClassRates(t.data.labels, k)
 	if err != nil {
 		return nil, err
 	}
@@ -163,6 +162,9 @@ func (t *trainer) finish(folds []*checkpoint, trained []int, skipped []string) (
 		FoldEnsembles: foldCmp,
 		Warnings:      t.rareClassWarnings(),
 	}
+	if byKeep != nil {
+		rep.Snapshots = &eval.SnapshotSelection{Kept: keep, Of: len(byKeep), Margin: SnapshotMargin, MacroF1ByKept: byKeep}
+	}
 	for _, f := range trained {
 		spe := t.batchesPerEpoch(f)
 		var el []float64
@@ -199,6 +201,75 @@ func (t *trainer) finish(folds []*checkpoint, trained []int, skipped []string) (
 }
 
 // chooseThresholds runs eval.SelectThresholds and returns the chosen policy's result.
+// SnapshotMargin is the out-of-fold macro-F1 one snapshot more must add to be kept (Config.Snapshots auto).
+const SnapshotMargin = 0.002
+
+// foldOOF returns the out-of-fold predictions of fold f, each row the mean of the fold's last keep
+// snapshots, and the rows' labels.
+func (t *trainer) foldOOF(ck *checkpoint, f, keep int) ([][]float64, [][]int) {
+	_, val := t.split(f)
+	snaps := ck.SnapshotOOF[len(ck.SnapshotOOF)-keep:]
+	probs := make([][]float64, len(val))
+	labs := make([][]int, len(val))
+	for r, ex := range val {
+		p := make([]float64, t.cfg.Arch.NumClasses)
+		for _, snap := range snaps {
+			for c := range p {
+				p[c] += snap[r][c] / float64(len(snaps))
+			}
+		}
+		probs[r], labs[r] = p, t.data.labels[ex]
+	}
+	return probs, labs
+}
+
+// selectSnapshots returns how many of each fold's last snapshots the model set keeps and, when it
+// chose (Config.Snapshots auto, 2+ snapshots), the out-of-fold macro-F1 of the ensemble for each
+// count (thresholds chosen on that ensemble's OOF predictions, as for the model set). One snapshot
+// more is kept only if it adds more than SnapshotMargin over the best smaller count.
+func (t *trainer) selectSnapshots(folds []*checkpoint, trained []int, opt eval.ThresholdOptions) (int, map[int]float64, error) {
+	n := 0
+	for i, f := range trained {
+		if c := len(folds[f].SnapshotOOF); i == 0 || c < n {
+			n = c
+		}
+	}
+	if n < 1 {
+		return 0, nil, fmt.Errorf("train: a fold has no snapshot")
+	}
+	for _, f := range trained {
+		if len(folds[f].Members) != len(folds[f].SnapshotOOF) {
+			return 0, nil, fmt.Errorf("train: fold %d has %d members for %d snapshots", f, len(folds[f].Members), len(folds[f].SnapshotOOF))
+		}
+	}
+	if t.cfg.Snapshots == "all" || n == 1 {
+		return n, nil, nil
+	}
+	scores := map[int]float64{}
+	best := 0
+	for keep := 1; keep <= n; keep++ {
+		var probs [][]float64
+		var labs [][]int
+		for _, f := range trained {
+			p, l := t.foldOOF(folds[f], f, keep)
+			probs, labs = append(probs, p...), append(labs, l...)
+		}
+		truth, err := eval.TruthFromLabels(labs, t.cfg.Arch.NumClasses)
+		if err != nil {
+			return 0, nil, err
+		}
+		_, res, err := chooseThresholds(probs, truth, opt)
+		if err != nil {
+			return 0, nil, err
+		}
+		scores[keep] = res.Scores.MacroF1
+		if best == 0 || scores[keep] > scores[best]+SnapshotMargin {
+			best = keep
+		}
+	}
+	return best, scores, nil
+}
+
 func chooseThresholds(probs [][]float64, truth [][]bool, opt eval.ThresholdOptions) (*eval.ThresholdSelection, eval.PolicyResult, error) {
 	sel, err := eval.SelectThresholds(probs, truth, opt)
 	if err != nil {

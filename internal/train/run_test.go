@@ -66,6 +66,7 @@ func tinyConfig(t testing.TB, data, out string) Config {
 	c.Size, c.Folds, c.Cycles, c.EpochsPerCycle, c.BatchSize = 32, 2, 2, 2, 8
 	c.TTAViews = 2
 	c.Name, c.Version = "test", "v0"
+	c.Snapshots = "all" // the tests count K x C members; TestRunWritesModelSet also finishes with auto
 	return c
 }
 
@@ -159,6 +160,47 @@ func TestRunWritesModelSet(t *testing.T) {
 	ck := readCkpt(t, out, 0)
 	if len(ck.Losses) != 12 || ck.Losses[len(ck.Losses)-1] >= ck.Losses[0] {
 		t.Errorf("fold 0 losses %v", ck.Losses)
+	}
+	if res.Report.Snapshots != nil {
+		t.Errorf("snapshots all: the report records a selection %+v", res.Report.Snapshots)
+	}
+
+	// Finished again with snapshot selection (nothing is retrained): the set keeps each fold's last
+	// k snapshots, k chosen on the OOF macro-F1 the report records for every k.
+	cfg := tinyConfig(t, data, out)
+	cfg.Snapshots = "auto"
+	res, err = Run(context.Background(), cfg, newModel, export, func(p Progress) {
+		if p.Phase == "train" {
+			t.Fatalf("finishing again trained: %+v", p)
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sel := res.Report.Snapshots
+	if sel == nil || sel.Of != 2 || sel.Kept < 1 || sel.Kept > 2 || len(sel.MacroF1ByKept) != 2 {
+		t.Fatalf("snapshot selection %+v", sel)
+	}
+	best := 1
+	if sel.MacroF1ByKept[2] > sel.MacroF1ByKept[1]+SnapshotMargin {
+		best = 2
+	}
+	if sel.Kept != best {
+		t.Errorf("kept %d, scores %v", sel.Kept, sel.MacroF1ByKept)
+	}
+	if got := len(res.Manifest.Members); got != 2*sel.Kept {
+		t.Errorf("%d members, want %d", got, 2*sel.Kept)
+	}
+	for _, mem := range res.Manifest.Members {
+		if mem.Snapshot < 2-sel.Kept {
+			t.Errorf("member %s is not among the last %d snapshots", mem.File, sel.Kept)
+		}
+	}
+	if res.Report.MacroF1 != sel.MacroF1ByKept[sel.Kept] {
+		t.Errorf("the set's OOF macro-F1 %v is not the selection's %v", res.Report.MacroF1, sel.MacroF1ByKept[sel.Kept])
+	}
+	if md, _ := os.ReadFile(filepath.Join(out, "report.md")); !strings.Contains(string(md), "- snapshots: the set keeps the last") {
+		t.Errorf("report lacks the snapshot line")
 	}
 }
 

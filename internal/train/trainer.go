@@ -70,7 +70,12 @@ type Config struct {
 	Init         string
 	WarmupEpochs int // linear LR warm-up over the first epochs of the first cycle (0 = none)
 	// PriorBias starts the classifier bias at each class's log prior odds in the fold's training rows.
-	PriorBias     bool
+	PriorBias bool
+	// Snapshots: "auto" keeps the last k snapshots of every fold, the k whose out-of-fold ensemble
+	// scores best (each snapshot more must gain more than SnapshotMargin macro-F1); "all" keeps
+	// every snapshot. Early snapshots of a short schedule are weaker than the last and pull the
+	// average down (docs/quality.md).
+	Snapshots     string
 	Decode        pipeline.DecodeOptions
 	SkipMissing   bool    // samples with missing images are skipped (listed) instead of fatal
 	PricePerHour  float64 // device-hour price for the report's cost line
@@ -93,7 +98,7 @@ func DefaultConfig(arch model.Spec) Config {
 	return Config{
 		Arch: arch, Size: 512, Folds: 5, Cycles: 4, EpochsPerCycle: 20, BatchSize: 32,
 		Optimizer: "adamw", LR: 0.003, LRMin: 0, Momentum: 0.9, WeightDecay: 0.05, Nesterov: true,
-		Init: "pytorch", PriorBias: false,
+		Init: "pytorch", PriorBias: false, Snapshots: "auto",
 		Loss: "bce", FocalGamma: 2, Sampler: "balanced", Balance: DefaultBalance(), Augment: DefaultAugment(),
 		TTAViews: 8, Seed: 1, Workers: 2, Prefetch: 2, Normalization: model.DefaultNormalization(arch.InChans),
 		NormFromData: true,
@@ -118,6 +123,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("train: sampler %q: balanced or random", c.Sampler)
 	case c.Init != "" && c.Init != "timm" && c.Init != "pytorch":
 		return fmt.Errorf("train: init %q: pytorch or timm", c.Init)
+	case c.Snapshots != "" && c.Snapshots != "auto" && c.Snapshots != "all":
+		return fmt.Errorf("train: snapshots %q: auto or all", c.Snapshots)
 	case c.Loss != "bce" && c.Loss != "focal" && c.Loss != "soft_f1":
 		return fmt.Errorf("train: loss %q: bce, focal or soft_f1", c.Loss)
 	}

@@ -44,6 +44,9 @@ type Report struct {
 	Normalization       model.Normalization `json:"normalization"`
 	// FoldEnsembles: each fold's snapshot ensemble vs its best snapshot (folds with 2+ snapshots).
 	FoldEnsembles []FoldEnsemble `json:"fold_ensembles,omitempty"`
+	// Snapshots: how many of each fold's last snapshots the set keeps, chosen on OOF (nil: all kept
+	// without a choice).
+	Snapshots *SnapshotSelection `json:"snapshot_selection,omitempty"`
 	// EpochLoss is each trained fold's mean training loss per epoch (in TrainedFolds order).
 	EpochLoss [][]float64 `json:"epoch_loss"`
 	Warnings  []string    `json:"warnings,omitempty"`
@@ -56,6 +59,15 @@ type FoldEnsemble struct {
 	EnsembleMacroF1   float64 `json:"ensemble_oof_macro_f1"`
 	BestMember        string  `json:"best_member"`
 	BestMemberMacroF1 float64 `json:"best_member_oof_macro_f1"`
+}
+
+// SnapshotSelection records the choice of the last Kept of Of snapshots per fold: the OOF macro-F1
+// of the ensemble for each count; a snapshot more had to add more than Margin.
+type SnapshotSelection struct {
+	Kept          int             `json:"kept"`
+	Of            int             `json:"of"`
+	Margin        float64         `json:"margin"`
+	MacroF1ByKept map[int]float64 `json:"oof_macro_f1_by_kept"`
 }
 
 // ClassRow is one line of the per-class table.
@@ -111,6 +123,13 @@ func (r *Report) Markdown() string {
 	for _, fe := range r.FoldEnsembles {
 		fmt.Fprintf(&b, "- fold %d: snapshot ensemble %.4f vs best snapshot %s %.4f (OOF, each with its own thresholds): %+.4f\n",
 			fe.Fold, fe.EnsembleMacroF1, fe.BestMember, fe.BestMemberMacroF1, fe.EnsembleMacroF1-fe.BestMemberMacroF1)
+	}
+	if s := r.Snapshots; s != nil {
+		fmt.Fprintf(&b, "- snapshots: the set keeps the last %d of %d per fold (OOF macro-F1 of the ensemble by snapshots kept:", s.Kept, s.Of)
+		for k := 1; k <= s.Of; k++ {
+			fmt.Fprintf(&b, " %d: %.4f", k, s.MacroF1ByKept[k])
+		}
+		fmt.Fprintf(&b, "; one more must add > %.3f)\n", s.Margin)
 	}
 	for i, l := range r.EpochLoss {
 		if len(l) > 0 && i < len(r.TrainedFolds) {

@@ -9,7 +9,7 @@
 # machine distort less than the wall clock.
 #
 #   BENCH_LABEL_SAMPLES=16 BENCH_LABEL_THREADS=2 scripts/bench-label.sh
-# Models: the bundled tiny set (models/bundled, seresnext_tiny 128 px, 4 members) and an exported
+# Models: the bundled tiny set (models/bundled, seresnext_tiny 128 px, 2 members) and an exported
 # seresnext50_32x4d at 256 px (1 member, fresh weights; `hpa model export`). Samples: `hpa synth`
 # 512 px four-channel samples (hpa-data/bench-label). Needs bin/hpa, ONNX Runtime and Debian's
 # python3-torch + python3-pil (scripts/setup.sh --only bench).

@@ -133,13 +133,15 @@ def main():
     rows = []
     for seed in [int(s) for s in a.seeds.split(",")]:
         tr = os.path.join(a.work, "synth-%d-train" % seed)
-        te = os.path.join(a.work, "synth-%d-test" % seed)
-        for d, n, s in ((tr, a.train, seed), (te, a.test, seed + 1000)):
+        # The standard held-out set: 400 samples of seed + 1000; a larger one (--test N) is another set
+        # (seed + 2000), named by its size.
+        te = os.path.join(a.work, "synth-%d-test" % seed) if a.test == 400 else os.path.join(a.work, "synth-%d-test%d" % (seed, a.test))
+        for d, n, s in ((tr, a.train, seed), (te, a.test, seed + 1000 if a.test == 400 else seed + 2000)):
             if not os.path.exists(os.path.join(d, "train.csv")):
                 sh([a.hpa, "synth", "--out", d, "--samples", str(n), "--size", str(a.size), "--seed", str(s)])
         truth = read_csv_labels(os.path.join(te, "train.csv"))
         for preset in a.presets.split(","):
-            res = {"seed": seed, "preset": preset, "tag": a.tag, "extra": a.extra,
+            res = {"seed": seed, "preset": preset, "tag": a.tag, "extra": a.extra, "heldout": a.test,
                    "env": {k: v for k, v in sorted(os.environ.items()) if k.startswith("HPA_TRAIN_")}}
             out = os.path.join(a.work, "hpa-%s-%d-%s" % (preset, seed, a.tag))
             common = ["--size", str(a.size), "--folds", str(a.folds), "--cycles", str(a.cycles),

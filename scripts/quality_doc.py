@@ -32,7 +32,7 @@ def main():
     hpa = defaultdict(dict)    # (preset, tag) -> seed -> row
     ref = defaultdict(dict)    # preset -> seed -> f1
     for r in rows:
-        if "hpa" in r:
+        if "hpa" in r and not r.get("hpa_members"):  # ensemble rows (other shapes) have their own section
             hpa[(r["preset"], r["tag"])][r["seed"]] = r
         if "torch" in r:
             ref[r["preset"]][r["seed"]] = r["torch"]
@@ -122,22 +122,22 @@ def ensemble_section(rows):
     ens = {}
     for r in rows:
         if r.get("hpa_members"):
-            ens[(r["preset"], r["shape"], r.get("snapshots", "all"), r["seed"])] = r
+            ens[(r["preset"], r["shape"], r.get("snapshots", "all"), r.get("heldout", 400), r["seed"])] = r
     if not ens:
         return []
     out = ["## The ensemble against its best member (held-out, each with its own thresholds)", "",
            "Each member alone labels the held-out set with the thresholds chosen on its own out-of-fold",
            "predictions (the manifest's members[].thresholds); the ensemble with its own. Shape: folds x",
            "cycles (snapshots) x epochs per cycle.", "",
-           "| preset | shape | snapshots kept | seed | members | ensemble | best member | members: mean (min-max) | ensemble - best | goal (>= +0.02) | ensemble, 1 TTA view |",
-           "|---|---|---|---:|---:|---:|---:|---:|---:|---|---:|"]
-    for (preset, shape, snaps, seed), r in sorted(ens.items()):
+           "| preset | shape | snapshots kept | held-out samples | seed | members | ensemble | best member | members: mean (min-max) | ensemble - best | goal (>= +0.02) | ensemble, 1 TTA view |",
+           "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---|---:|"]
+    for (preset, shape, snaps, heldout, seed), r in sorted(ens.items()):
         ms = r["hpa_members"]
         v = list(ms.values())
         best = r["hpa_best_member"]
         d = r["hpa"] - ms[best]
-        out.append("| %s | %s | %s | %d | %d | %.4f | %.4f (%s) | %.4f (%.4f-%.4f) | %+.4f | %s | %s |" % (
-            preset, shape, snaps, seed, len(ms), r["hpa"], ms[best], best.split("/")[-1].replace(".onnx", ""),
+        out.append("| %s | %s | %s | %d | %d | %d | %.4f | %.4f (%s) | %.4f (%.4f-%.4f) | %+.4f | %s | %s |" % (
+            preset, shape, snaps, heldout, seed, len(ms), r["hpa"], ms[best], best.split("/")[-1].replace(".onnx", ""),
             sum(v) / len(v), min(v), max(v), d, "met" if d >= 0.02 else "NOT met", fmt(r.get("hpa_tta1"))))
     return out + [""]
 

@@ -16,5 +16,9 @@ bin/hpa synth --out "$DATA" --samples 1500 --size 128 --seed 2026
 rm -rf "$OUT.tmp"
 bin/hpa train --data "$DATA" --out "$OUT.tmp" --arch seresnext_tiny --size 128 --folds 2 --cycles 2 --epochs 15 \
   --batch 32 --tta-views 8 --name hpa-bundled --version tiny128-synth-v2 --seed 7
+# Only the members the manifest lists ship (snapshot selection may keep the last snapshot of a fold only).
+for m in "$OUT.tmp"/members/*.onnx; do
+  grep -q "\"members/$(basename "$m")\"" "$OUT.tmp/manifest.json" || rm -f "$m"
+done
 rm -rf "$OUT.tmp/checkpoints" "$OUT"
 mv "$OUT.tmp" "$OUT"

@@ -64,7 +64,7 @@ func TestModelsPage(t *testing.T) {
 		t.Fatal(code, body)
 	}
 	for _, want := range []string{
-		`id="current-version">tiny128-synth-adamw-v1<`, "hpa-bundled", "seresnext_tiny", "Per-class F1", "Nucleoplasm",
+		`id="current-version">tiny128-synth-v2<`, "hpa-bundled", "seresnext_tiny", "Per-class F1", "Nucleoplasm",
 		`src="/models/current/curves.png"`, `<tr class="current"><th scope="row">v1</th>`, `<th scope="row">broken</th>`,
 		`id="run-r1"`, `<progress max="2" value="1">`, "epoch 2/4", "worker-a", "2m0s", "0.2500",
 		`src="/runs/r1/curves.png"`, "training/runs/bad.json", "macro-F1 0.6100 &gt;= 0.6000 - 0.005", "0.6100",

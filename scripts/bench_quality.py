@@ -44,6 +44,19 @@ def sh(args, **kw):
 CPU_SECONDS = [0.0]
 
 
+def score_variant(a, out, te, truth, man, stem):
+    """Writes the model-set variant man as OUT/manifest-STEM.json (beside the original, so member
+    paths still resolve), labels the held-out set with it into a fresh directory and returns the
+    macro-F1 of its label CSV."""
+    path = os.path.join(out, "manifest-%s.json" % stem)
+    with open(path, "w") as f:
+        json.dump(man, f, indent=2)
+    labels_dir, csv_path = os.path.join(out, "labels-" + stem), os.path.join(out, "heldout-%s.csv" % stem)
+    subprocess.run(["rm", "-rf", labels_dir])
+    sh([a.hpa, "label", os.path.join(te, "train"), "--model", path, "--out", labels_dir, "--csv", csv_path])
+    return macro_f1(read_csv_labels(csv_path, "Predicted"), truth)
+
+
 def score_members(a, out, te, truth):
     """Labels the held-out set with each member alone, with the thresholds chosen on its own OOF
     predictions (the manifest's members[].thresholds), and returns {member file: macro-F1}."""
@@ -54,14 +67,7 @@ def score_members(a, out, te, truth):
         if not m.get("thresholds"):
             raise SystemExit("bench_quality: member %s has no thresholds of its own (a manifest of an older trainer)" % m["file"])
         one = dict(man, members=[m], thresholds=m["thresholds"], name=man["name"] + "-" + m["file"])
-        stem = os.path.splitext(os.path.basename(m["file"]))[0]
-        path = os.path.join(out, "manifest-%s.json" % stem)
-        with open(path, "w") as f:
-            json.dump(one, f, indent=2)
-        csv_path = os.path.join(out, "heldout-%s.csv" % stem)
-        sh([a.hpa, "label", os.path.join(te, "train"), "--model", path, "--out", os.path.join(out, "labels-" + stem),
-            "--csv", csv_path])
-        scores[m["file"]] = macro_f1(read_csv_labels(csv_path, "Predicted"), truth)
+        scores[m["file"]] = score_variant(a, out, te, truth, one, os.path.splitext(os.path.basename(m["file"]))[0])
     return scores
 
 
@@ -69,12 +75,7 @@ def score_tta1(a, out, te, truth):
     """The ensemble without test-time augmentation (tta_views 1), the same members and thresholds."""
     with open(os.path.join(out, "manifest.json")) as f:
         man = json.load(f)
-    path = os.path.join(out, "manifest-tta1.json")
-    with open(path, "w") as f:
-        json.dump(dict(man, tta_views=1), f, indent=2)
-    csv_path = os.path.join(out, "heldout-tta1.csv")
-    sh([a.hpa, "label", os.path.join(te, "train"), "--model", path, "--out", os.path.join(out, "labels-tta1"), "--csv", csv_path])
-    return macro_f1(read_csv_labels(csv_path, "Predicted"), truth)
+    return score_variant(a, out, te, truth, dict(man, tta_views=1), "tta1")
 
 
 def read_csv_labels(path, key="Target"):
@@ -157,6 +158,7 @@ def main():
                                   "--seed", str(seed), *common, *a.extra])
                     res["hpa_seconds"] = round(secs, 1)
                     res["hpa_cpu_seconds"] = round(CPU_SECONDS[0], 1)
+                    subprocess.run(["rm", "-rf", os.path.join(out, "labels")])
                     sh([a.hpa, "label", os.path.join(te, "train"), "--model", man, "--out", os.path.join(out, "labels"),
                         "--csv", os.path.join(out, "heldout.csv")])
                     res["hpa"] = macro_f1(read_csv_labels(os.path.join(out, "heldout.csv"), "Predicted"), truth)

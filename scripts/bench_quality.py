@@ -142,7 +142,7 @@ def main():
                 sh([a.hpa, "synth", "--out", d, "--samples", str(n), "--size", str(a.size), "--seed", str(s)])
         truth = read_csv_labels(os.path.join(te, "train.csv"))
         for preset in a.presets.split(","):
-            res = {"seed": seed, "preset": preset, "tag": a.tag, "extra": a.extra, "heldout": a.test,
+            res = {"seed": seed, "preset": preset, "tag": a.tag, "extra": a.extra, "heldout": a.test, "size": a.size,
                    "env": {k: v for k, v in sorted(os.environ.items()) if k.startswith("HPA_TRAIN_")}}
             out = os.path.join(a.work, "hpa-%s-%d-%s" % (preset, seed, a.tag))
             common = ["--size", str(a.size), "--folds", str(a.folds), "--cycles", str(a.cycles),

@@ -122,13 +122,14 @@ def ensemble_section(rows):
     ens = {}
     for r in rows:
         if r.get("hpa_members"):
-            ens[(r["preset"], r["shape"], r.get("snapshots", "all"), r.get("heldout", 400), r["seed"])] = r
+            ens[(r["preset"], "%s at %d px" % (r["shape"], r.get("size", 64)), r.get("snapshots", "all"), r.get("heldout", 400), r["seed"])] = r
     if not ens:
         return []
     out = ["## The ensemble against its best member (held-out, each with its own thresholds)", "",
            "Each member alone labels the held-out set with the thresholds chosen on its own out-of-fold",
            "predictions (the manifest's members[].thresholds); the ensemble with its own. Shape: folds x",
-           "cycles (snapshots) x epochs per cycle.", "",
+           "cycles (snapshots) x epochs per cycle, at the input size of the run (training and held-out sets",
+           "of that size).", "",
            "| preset | shape | snapshots kept | held-out samples | seed | members | ensemble | best member | members: mean (min-max) | ensemble - best | goal (>= +0.02) | ensemble, 1 TTA view |",
            "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---|---:|"]
     for (preset, shape, snaps, heldout, seed), r in sorted(ens.items()):

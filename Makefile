@@ -150,6 +150,11 @@ bench-quality: setup-bench build
 bench-ablate: setup-bench build
 	nice -n 10 scripts/bench_ablate.sh hpa-data/bench-ablate
 
+# docs/quality.md from the committed result rows (append a run's rows to docs/quality-rows.jsonl first).
+.PHONY: quality-doc
+quality-doc:
+	/usr/bin/python3 scripts/quality_doc.py --note-file docs/quality-notes.txt docs/quality-rows.jsonl > docs/quality.md
+
 # Inference service benchmarks in one command: end-to-end samples/s through
 # NATS + S3 + decode + batching + JSON vs the raw model in the same run (e2e/raw, goal >= 0.90) and
 # sample-ready events/s from S3 events (vs_goal_20k, goal >= 1).

@@ -2,8 +2,8 @@
 # make bench-ablate: trains `hpa train` on the bench-quality data (hpa synth 2000/400 at 64 px,
 # seresnext_tiny, 2 folds x 1 cycle x 15 epochs, batch 32) at its defaults and with one part of the
 # recipe changed at a time -- sampler, repeat cap, each augmentation, optimizer, init, prior bias,
-# normalization, snapshots, TTA -- scores each on the held-out set (scripts/bench_quality.py), and
-# writes docs/quality.md from the results (scripts/quality_doc.py). The PyTorch reference runs once
+# normalization, snapshots, TTA -- scores each on the held-out set (scripts/bench_quality.py), appends
+# the result rows to docs/quality-rows.jsonl and writes docs/quality.md (scripts/quality_doc.py). The PyTorch reference runs once
 # per seed as the anchor. Usage: scripts/bench_ablate.sh WORKDIR [SEEDS]   (SEEDS default 1,2)
 set -euo pipefail
 work=${1:?usage: bench_ablate.sh WORKDIR [SEEDS]}
@@ -37,5 +37,7 @@ bq no-prior-bias -- --prior-bias=false
 bq norm-constant -- --normalization constant
 bq snapshots-3x5 -- --cycles 3 --epochs 5
 bq tta-1 -- --tta-views 1
-"$py" "$here/quality_doc.py" "$rows" > "$here/../docs/quality.md"
-echo "wrote docs/quality.md"
+# The rows join the committed ones (a later row of the same preset, tag and seed replaces an earlier one).
+cat "$rows" >> "$here/../docs/quality-rows.jsonl"
+(cd "$here/.." && "$py" scripts/quality_doc.py --note-file docs/quality-notes.txt docs/quality-rows.jsonl > docs/quality.md)
+echo "appended $(wc -l < "$rows") rows to docs/quality-rows.jsonl and wrote docs/quality.md (review docs/quality-notes.txt)"

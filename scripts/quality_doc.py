@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Writes the ablation part of docs/quality.md from bench_quality.py result rows (JSON lines).
 
-Usage: quality_doc.py [--alias OLD=NEW ...] ROWS.jsonl [MORE.jsonl ...] > docs/quality.md
+Usage: quality_doc.py [--alias OLD=NEW ...] [--note-file FILE] ROWS.jsonl [MORE.jsonl ...] > docs/quality.md
+(make quality-doc; a test in internal/benchreport keeps docs/quality.md equal to this output)
 --alias renames a tag (e.g. a candidate run whose flags became the defaults); the output says so.
 Rows with "torch" are the PyTorch reference; rows with "hpa" are hpa train runs tagged by the part of
 the recipe they change ("defaults" is the baseline). Every number printed comes from the rows.
@@ -15,9 +16,12 @@ from collections import defaultdict
 def main():
     rows, alias, args = [], {}, sys.argv[1:]
     notes = []
-    while args and args[0] in ("--alias", "--note"):
-        if args[0] == "--note":
-            notes.append(args[1])
+    note_files = []
+    while args and args[0] in ("--alias", "--note-file"):
+        if args[0] == "--note-file":
+            note_files.append(args[1])
+            with open(args[1]) as f:
+                notes.append(" ".join(f.read().split()))
         else:
             old, new = args[1].split("=", 1)
             alias[old] = new
@@ -45,7 +49,7 @@ def main():
            "on the same data and fold split).", ""]
     out.append("Source rows: %s (regenerate: `scripts/quality_doc.py%s%s %s`)." % (
         ", ".join(args), "".join(" --alias %s=%s" % kv for kv in alias.items()),
-        "".join(" --note '%s'" % n for n in notes), " ".join(args)))
+        "".join(" --note-file %s" % n for n in note_files), " ".join(args)))
     out.append("")
     for n in notes:
         out += [n, ""]

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -93,5 +94,31 @@ func TestBenchmarksDocGenerated(t *testing.T) {
 	}
 	if !bytes.Equal(have, want) {
 		t.Fatal("docs/benchmarks.md differs from what docs/bench/*.txt generate: run `make bench-report` (never edit it by hand)")
+	}
+}
+
+// docs/quality.md is generated from the committed result rows of the quality benchmarks
+// (docs/quality-rows.jsonl) by scripts/quality_doc.py; every number in it comes from a row.
+func TestQualityDocGenerated(t *testing.T) {
+	root := testenv.RepoRoot(t)
+	py, err := exec.LookPath("python3")
+	if err != nil {
+		t.Fatalf("python3 (scripts/quality_doc.py needs only its standard library): %v", err)
+	}
+	cmd := exec.Command(py, "scripts/quality_doc.py", "--note-file", "docs/quality-notes.txt", "docs/quality-rows.jsonl")
+	cmd.Dir = root
+	want, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("quality_doc.py: %v", err)
+	}
+	have, err := os.ReadFile(filepath.Join(root, "docs", "quality.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(have, want) {
+		t.Fatal("docs/quality.md differs from what docs/quality-rows.jsonl generates: run `make quality-doc` (never edit it by hand)")
+	}
+	if !bytes.Contains(have, []byte("## The goal")) || !bytes.Contains(have, []byte("## The ensemble against its best member")) {
+		t.Error("docs/quality.md lacks the goal or the ensemble table")
 	}
 }

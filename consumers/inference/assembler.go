@@ -103,6 +103,9 @@ func (s *Service) runReplayAssembler(ctx context.Context) error {
 // an error when its consumer is gone.
 func (s *Service) assemble(ctx context.Context, stream, consumer string, replay bool) error {
 	cons, err := s.consumer(ctx, stream, consumer)
+	if stoppedWhileStarting(ctx, err) {
+		return nil
+	}
 	if err != nil {
 		return fmt.Errorf("events consumer %s: %w", consumer, err)
 	}

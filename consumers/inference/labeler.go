@@ -46,6 +46,9 @@ func (j *job) ref() labels.Ref { return labels.Ref{Plate: j.msg.Sample.Plate, ID
 // its consumer is gone.
 func (s *Service) runLabeler(ctx context.Context) error {
 	cons, err := s.consumer(ctx, s.cfg.ReadyStream, s.cfg.LabelConsumer)
+	if stoppedWhileStarting(ctx, err) {
+		return nil
+	}
 	if err != nil {
 		return fmt.Errorf("label consumer: %w", err)
 	}
@@ -64,6 +67,9 @@ func (s *Service) runLabeler(ctx context.Context) error {
 	var in labeling.Input = live
 	if !s.replayOff.Load() {
 		rcons, err := s.consumer(ctx, s.cfg.ReplayReadyStream, s.cfg.ReplayLabelConsumer)
+		if stoppedWhileStarting(ctx, err) {
+			return nil
+		}
 		if err != nil {
 			return fmt.Errorf("replay label consumer: %w", err)
 		}

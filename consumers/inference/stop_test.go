@@ -50,3 +50,27 @@ func TestStageFailureStopsService(t *testing.T) {
 		})
 	}
 }
+
+// A replica told to stop after its Setup but before a stage looked its durable consumer up stops
+// cleanly: every stage returns nil (CI once saw `hpa inference` fail with "replay label consumer:
+// context canceled" when it was stopped right after start).
+func TestStopBeforeStagesStartIsClean(t *testing.T) {
+	e := newEnv(t, nil)
+	svc, err := New(e.nc, e.store, loaderOf(map[string]*fakeModel{"A": newFakeModel("A", 0.1)}), testConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer svc.Close()
+	if err := svc.Setup(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	for name, stage := range map[string]func(context.Context) error{
+		"assembler": svc.runAssembler, "replay assembler": svc.runReplayAssembler, "labeler": svc.runLabeler,
+	} {
+		if err := stage(ctx); err != nil {
+			t.Errorf("%s stopped before it started: %v, want nil", name, err)
+		}
+	}
+}

@@ -187,6 +187,9 @@ func (c *Coordinator) Run(ctx context.Context) error {
 		Durable: c.cfg.Consumer, AckPolicy: jetstream.AckExplicitPolicy, AckWait: time.Minute, MaxDeliver: 20,
 		FilterSubject: c.cfg.Topology.EventsFilter,
 	})
+	if err != nil && ctx.Err() != nil {
+		return nil // told to stop while starting: nothing was taken
+	}
 	if err != nil {
 		return fmt.Errorf("consumer %s: %w", c.cfg.Consumer, err)
 	}

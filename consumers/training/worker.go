@@ -150,6 +150,9 @@ func (w *Worker) Run(ctx context.Context) error {
 		Durable: bus.TrainWorkersConsumer, AckPolicy: jetstream.AckExplicitPolicy, AckWait: w.cfg.AckWait,
 		MaxDeliver: -1, MaxAckPending: 1000,
 	})
+	if err != nil && ctx.Err() != nil {
+		return nil // told to stop while starting: nothing was taken
+	}
 	if err != nil {
 		return fmt.Errorf("consumer %s: %w", bus.TrainWorkersConsumer, err)
 	}

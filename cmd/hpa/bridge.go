@@ -52,6 +52,7 @@ policy. While NATS is unreachable nothing is deleted. SQS credentials come from 
 	f.Duration("wait-time", 0, "long-poll wait of a receive (0: 20s)")
 	f.Duration("visibility", 0, "visibility timeout kept while a batch is worked on (0: 30s)")
 	f.Duration("publish-timeout", 0, "wait for a batch's JetStream acknowledgements (0: 10s)")
+	f.Duration("retry-delay", 0, "an unpublished message is visible again after this delay, doubled per receive (0: 1s)")
 	f.String("subject-prefix", bus.EventsSubjectPrefix, "records of a bucket go to <prefix>.<bucket>")
 	f.String("events-stream", bus.EventsStream, "events stream (created when missing)")
 	f.String("metrics-addr", "127.0.0.1:9092", "listen address of /metrics, /healthz and /readyz (empty: off)")

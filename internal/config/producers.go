@@ -89,6 +89,7 @@ func Bridge(v *viper.Viper) bridge.MainOptions {
 	o.WaitTime = v.GetDuration("bridge.wait_time")
 	o.Visibility = v.GetDuration("bridge.visibility")
 	o.PublishTimeout = v.GetDuration("bridge.publish_timeout")
+	o.RetryDelay = v.GetDuration("bridge.retry_delay")
 	m.MetricsAddr = v.GetString("bridge.metrics_addr")
 	return m
 }

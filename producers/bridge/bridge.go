@@ -58,6 +58,11 @@ type Options struct {
 	PublishTimeout time.Duration
 	// MaxBackoff caps the wait between attempts while NATS or SQS fail (default 30s).
 	MaxBackoff time.Duration
+	// RetryDelay is how long a message whose records could not be published stays invisible
+	// before SQS delivers it again (default 1s), doubled for each earlier receive and capped at
+	// Visibility: the message comes back soon, not after the full visibility timeout. Like
+	// benthos's aws_sqs reset_visibility, but with a backoff.
+	RetryDelay time.Duration
 	Logger     *slog.Logger
 	// Metrics, when set, counts (NewMetrics); nil: no metrics.
 	Metrics *Metrics
@@ -88,6 +93,9 @@ func (o *Options) fill() error {
 	}
 	if o.MaxBackoff <= 0 {
 		o.MaxBackoff = 30 * time.Second
+	}
+	if o.RetryDelay <= 0 {
+		o.RetryDelay = time.Second
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
@@ -264,7 +272,12 @@ func (b *Bridge) handle(ctx context.Context, msgs []types.Message) bool {
 	}
 	// Keep the batch invisible while it is worked on.
 	stop := b.keepInvisible(ctx, msgs)
-	defer stop()
+	stopped := false
+	defer func() {
+		if !stopped {
+			stop()
+		}
+	}()
 	ps := make([]*pending, 0, len(msgs))
 	for _, m := range msgs {
 		p := &pending{msg: m}
@@ -304,6 +317,7 @@ func (b *Bridge) handle(ctx context.Context, msgs []types.Message) bool {
 	wctx, wcancel := context.WithTimeout(ctx, o.PublishTimeout)
 	defer wcancel()
 	var del []types.DeleteMessageBatchRequestEntry
+	var retry []types.Message
 	all := true
 	for i, p := range ps {
 		if p.poison {
@@ -333,8 +347,14 @@ func (b *Bridge) handle(ctx context.Context, msgs []types.Message) bool {
 		if ok {
 			del = append(del, types.DeleteMessageBatchRequestEntry{Id: aws.String(strconv.Itoa(i)), ReceiptHandle: p.msg.ReceiptHandle})
 		} else {
+			retry = append(retry, p.msg)
 			all = false
 		}
+	}
+	stop()
+	stopped = true
+	if len(retry) > 0 {
+		b.retrySoon(ctx, retry)
 	}
 	if len(del) > 0 {
 		dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
@@ -375,6 +395,42 @@ func (b *Bridge) poison(ctx context.Context, m types.Message, cause error) {
 		b.m.errors.WithLabelValues("publish").Inc()
 		b.o.Logger.Error("dead-letter record not published", "message", id, "err", err)
 	}
+}
+
+// retrySoon shortens the visibility of messages whose records were not published to RetryDelay
+// (doubled per earlier receive, capped at Visibility), so SQS delivers them again soon. When the
+// call fails they come back after the visibility timeout instead.
+func (b *Bridge) retrySoon(ctx context.Context, msgs []types.Message) {
+	entries := make([]types.ChangeMessageVisibilityBatchRequestEntry, 0, len(msgs))
+	for i, m := range msgs {
+		entries = append(entries, types.ChangeMessageVisibilityBatchRequestEntry{Id: aws.String(strconv.Itoa(i)),
+			ReceiptHandle: m.ReceiptHandle, VisibilityTimeout: int32(b.retryDelay(m) / time.Second)})
+	}
+	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	out, err := b.o.SQS.ChangeMessageVisibilityBatch(cctx, &sqs.ChangeMessageVisibilityBatchInput{QueueUrl: aws.String(b.o.QueueURL), Entries: entries})
+	if err == nil && len(out.Failed) > 0 {
+		err = fmt.Errorf("%d of %d entries failed: %s", len(out.Failed), len(entries), aws.ToString(out.Failed[0].Message))
+	}
+	if err != nil {
+		b.m.errors.WithLabelValues("sqs").Inc()
+		b.o.Logger.Warn("could not shorten the visibility of unpublished messages; they return after the visibility timeout", "err", err)
+		return
+	}
+	b.m.retries.Add(float64(len(msgs)))
+}
+
+// retryDelay is RetryDelay doubled for each earlier receive of m, capped at Visibility, in whole
+// seconds (SQS's unit), at least one.
+func (b *Bridge) retryDelay(m types.Message) time.Duration {
+	d := b.o.RetryDelay
+	if n, err := strconv.Atoi(m.Attributes[string(types.MessageSystemAttributeNameApproximateReceiveCount)]); err == nil {
+		for i := 1; i < n && d < b.o.Visibility; i++ {
+			d *= 2
+		}
+	}
+	d = min(d, b.o.Visibility)
+	return max(d.Truncate(time.Second), time.Second)
 }
 
 // keepInvisible extends the visibility of msgs every Visibility/2 until stop is called.

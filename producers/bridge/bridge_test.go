@@ -303,3 +303,48 @@ func TestVisibilityExtendedWhileSlow(t *testing.T) {
 		t.Fatalf("%d extensions in 2.5s with a 2s visibility", n)
 	}
 }
+
+// A message whose record JetStream refused (here: the events stream is gone for a while) comes
+// back after the retry delay, not after the queue's 30 s visibility timeout: once the stream is
+// back, its record is published within seconds.
+func TestUnpublishedMessageRetriedSoon(t *testing.T) {
+	s := goaws.Start(t, goaws.Queue{Name: "events", VisibilityTimeout: 30})
+	_, nc, js := servers.JetStream(t, filepath.Join(t.TempDir(), "nats"))
+	q := s.QueueURL("events")
+	b, stop := run(t, Options{QueueURL: q, SQS: s.Client(), NC: nc, WaitTime: time.Second, Visibility: 30 * time.Second,
+		PublishTimeout: time.Second, MaxBackoff: 200 * time.Millisecond, Logger: testLogger()})
+	ctx := context.Background()
+	if err := js.DeleteStream(ctx, bus.EventsStream); err != nil {
+		t.Fatal(err)
+	}
+	send(t, s.Client(), q, recordBody(t, 1))
+	waitFor(t, 20*time.Second, "a failed publish made visible again soon", func() bool {
+		return counterValue(t, b, "hpa_bridge_messages_retried_total") >= 1
+	})
+	if _, err := bus.EnsureEventsStream(ctx, js, bus.EventsStreamConfig{Name: bus.EventsStream}); err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Now()
+	waitFor(t, 10*time.Second, "the record published after the stream came back (well before the 30s visibility timeout)",
+		func() bool { v, f, _ := s.Count(ctx, q); return v == 0 && f == 0 })
+	t.Logf("published %v after the stream came back", time.Since(t0).Round(100*time.Millisecond))
+	stop()
+	if keys := streamKeys(t, js, bus.EventsStream); len(keys) != 1 {
+		t.Fatalf("stream holds %v, want the one record", keys)
+	}
+}
+
+// The retry delay doubles per earlier receive and is capped by the visibility timeout.
+func TestRetryDelay(t *testing.T) {
+	b := &Bridge{o: Options{RetryDelay: time.Second, Visibility: 30 * time.Second}}
+	for receives, want := range map[string]time.Duration{"": time.Second, "1": time.Second, "2": 2 * time.Second,
+		"3": 4 * time.Second, "5": 16 * time.Second, "6": 30 * time.Second, "40": 30 * time.Second} {
+		m := types.Message{Attributes: map[string]string{}}
+		if receives != "" {
+			m.Attributes[string(types.MessageSystemAttributeNameApproximateReceiveCount)] = receives
+		}
+		if got := b.retryDelay(m); got != want {
+			t.Errorf("receives %q: delay %v, want %v", receives, got, want)
+		}
+	}
+}

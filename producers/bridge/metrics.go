@@ -11,6 +11,7 @@ type Metrics struct {
 	deleted    prometheus.Counter
 	poison     prometheus.Counter
 	extensions prometheus.Counter
+	retries    prometheus.Counter
 	errors     *prometheus.CounterVec
 	waits      *prometheus.CounterVec
 	lag        prometheus.Gauge
@@ -31,6 +32,7 @@ func NewMetrics() *Metrics {
 		deleted:    f("messages_deleted_total", "SQS messages deleted after all their records were acknowledged."),
 		poison:     f("messages_poison_total", "Unparsable SQS messages (dead-lettered, left for the queue's redrive)."),
 		extensions: f("visibility_extensions_total", "Visibility extensions of slow batches."),
+		retries:    f("messages_retried_total", "Messages not published, made visible again after the retry delay."),
 		errors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "hpa_bridge_errors_total",
 			Help: "Failures by kind: sqs, publish."}, []string{"kind"}),
 		waits: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "hpa_bridge_backoff_total",

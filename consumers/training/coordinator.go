@@ -94,6 +94,17 @@ func (c *Config) fill() {
 	}
 }
 
+// checkEvalPrefix refuses a fixed evaluation set whose label files would also be training data
+// (its prefix and the labels prefix contain one another): the guard would then score the
+// candidate on samples it was trained on.
+func (c *Config) checkEvalPrefix() error {
+	e, l := c.Models.EvalPrefix, c.LabelsPrefix
+	if e != "" && (strings.HasPrefix(e, l) || strings.HasPrefix(l, e)) {
+		return fmt.Errorf("training: training.eval_prefix %q overlaps training.labels_prefix %q: the evaluation set's label files would be trained on; put them under a prefix of their own", e, l)
+	}
+	return nil
+}
+
 // Relabeler relabels the samples labeled by older versions after a promotion (the replay producer).
 type Relabeler interface {
 	Relabel(ctx context.Context, p bus.Promotion) error
@@ -146,6 +157,9 @@ type Coordinator struct {
 // NewCoordinator creates the coordinator's streams, KV buckets and the models store.
 func NewCoordinator(ctx context.Context, cfg Config, nc *nats.Conn, js jetstream.JetStream, store *objstore.Bucket, log *slog.Logger) (*Coordinator, error) {
 	cfg.fill()
+	if err := cfg.checkEvalPrefix(); err != nil {
+		return nil, err
+	}
 	if log == nil {
 		log = slog.Default()
 	}

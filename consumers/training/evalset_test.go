@@ -93,3 +93,24 @@ func TestFixedEvaluationSet(t *testing.T) {
 		t.Errorf("current %s", cur.Version)
 	}
 }
+
+// An evaluation prefix inside the labels prefix (or containing it) is refused at start: its label
+// files would be trained on, and the guard would score the candidate on its own training data.
+func TestEvalPrefixOverlappingLabelsRefused(t *testing.T) {
+	e := newEnv(t)
+	for _, c := range []struct {
+		eval string
+		ok   bool
+	}{{"training/labels/eval/", false}, {"training/", false}, {"training/eval/", true}, {"", true}} {
+		cfg := testConfig(e, t)
+		cfg.LabelsPrefix = "training/labels/"
+		cfg.Models.EvalPrefix = c.eval
+		_, err := NewCoordinator(context.Background(), cfg, e.nc, e.js, e.store, e.log)
+		if c.ok != (err == nil) {
+			t.Errorf("eval_prefix %q: %v", c.eval, err)
+		}
+		if err != nil && !strings.Contains(err.Error(), "training.eval_prefix \""+c.eval+"\" overlaps training.labels_prefix") {
+			t.Errorf("eval_prefix %q: error does not name both: %v", c.eval, err)
+		}
+	}
+}

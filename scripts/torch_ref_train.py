@@ -26,7 +26,6 @@ import os
 import sys
 import time
 
-import importlib.util
 
 CHANNELS = ("red", "green", "blue", "yellow")
 
@@ -34,14 +33,6 @@ CHANNELS = ("red", "green", "blue", "yellow")
 def fail(code, msg):
     print("torch_ref_train.py: " + msg, file=sys.stderr)
     sys.exit(code)
-
-
-def builder():
-    here = os.path.dirname(os.path.abspath(__file__))
-    spec = importlib.util.spec_from_file_location("bench_train_step", os.path.join(here, "bench_train_step.py"))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod.build
 
 
 def read_labels(path, classes):
@@ -142,7 +133,7 @@ def main():
     tx = (torch.from_numpy(load_images(np, Image, a.test, tids, a.size)).float().div_(255) - mean) / std
     ty = np.array(ty) > 0.5
 
-    build = builder()
+    from bench_train_step import build  # the shared spec -> module builder (this directory)
 
     def views(x):
         out = []

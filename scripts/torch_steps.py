@@ -17,7 +17,6 @@ Usage: torch_steps.py RUN.json   where RUN.json holds
 Exit status 3: torch cannot be imported.
 """
 
-import importlib.util
 import json
 import os
 import struct
@@ -64,14 +63,6 @@ def write_safetensors(path, tensors):
             f.write(r)
 
 
-def builder():
-    here = os.path.dirname(os.path.abspath(__file__))
-    spec = importlib.util.spec_from_file_location("bench_train_step", os.path.join(here, "bench_train_step.py"))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod.build
-
-
 def main():
     if len(sys.argv) != 2:
         fail(2, "usage: torch_steps.py RUN.json")
@@ -84,7 +75,8 @@ def main():
         fail(3, "%s cannot import torch (%s: %s)" % (sys.executable, type(e).__name__, e))
     torch.set_num_threads(int(run.get("threads", 1)))
     s = run["spec"]
-    model = builder()(torch, s, False)
+    from bench_train_step import build  # the shared spec -> module builder (this directory)
+    model = build(torch, s, False)
     init = read_safetensors(torch, run["init"])
     own = model.state_dict()
     missing = [k for k in own if k not in init and not k.endswith("num_batches_tracked")]

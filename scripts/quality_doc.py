@@ -36,7 +36,8 @@ def main():
     hpa = defaultdict(dict)    # (preset, tag) -> seed -> row
     ref = defaultdict(dict)    # preset -> seed -> f1
     for r in rows:
-        if "hpa" in r and not r.get("hpa_members"):  # ensemble rows (other shapes) have their own section
+        # Ensemble rows (--score-members) have their own section, and so do rows at a longer budget.
+        if "hpa" in r and not r.get("hpa_members") and r.get("shape", BENCH_SHAPE) == BENCH_SHAPE:
             hpa[(r["preset"], r["tag"])][r["seed"]] = r
         if "torch" in r:
             ref[r["preset"]][r["seed"]] = r["torch"]
@@ -59,6 +60,7 @@ def main():
     out += goal_section(hpa, ref)
     out += ensemble_section(rows)
     out += cost_section(hpa)
+    out += longer_section(rows)
     out += ["## Ablation", ""]
     for preset in sorted({p for p, _ in hpa} | set(ref)):
         seeds = sorted({s for (p, _), d in hpa.items() if p == preset for s in d} | set(ref.get(preset, {})))
@@ -145,6 +147,56 @@ def ensemble_section(rows):
             preset, shape, snaps, heldout, seed, len(ms), r["hpa"], ms[best], best.split("/")[-1].replace(".onnx", ""),
             sum(v) / len(v), min(v), max(v), d, "met" if d >= 0.02 else "NOT met", fmt(r.get("hpa_tta1"))))
     return out + [""]
+
+
+BENCH_SHAPE = "2x1x15"  # folds x cycles x epochs of the bench budget (rows without a shape ran it)
+
+
+def longer_section(rows):
+    """One part changed at a time at a longer budget: rows of another shape without members, against
+    the ensemble rows (the defaults) of the same preset, shape, input size and held-out set."""
+    def key(r):
+        return (r["preset"], r["shape"], r.get("size", 64), r.get("heldout", 400))
+    base = defaultdict(dict)
+    parts = defaultdict(lambda: defaultdict(dict))
+    for r in rows:
+        if "hpa" not in r or r.get("shape", BENCH_SHAPE) == BENCH_SHAPE:
+            continue
+        if r.get("hpa_members"):
+            base[key(r)][r["seed"]] = r
+        else:
+            parts[key(r)][r["tag"]][r["seed"]] = r
+    out = []
+    for k in sorted(parts):
+        preset, shape, size, heldout = k
+        b = base.get(k, {})
+        seeds = sorted(set(b) | {s for d in parts[k].values() for s in d})
+        if not out:
+            out += ["## Ablation at a longer budget", "",
+                    "One part of the defaults changed at a time, as in the ablation below, at a longer training budget;",
+                    "\"defaults\" are the ensemble rows of the same shape and held-out set above, \"1 TTA view\" their",
+                    "ensemble labeled with one view. Held-out macro-F1 of the ensemble.", ""]
+        out.append("### %s, %s at %d px, %d held-out samples" % (preset, shape, size, heldout))
+        out.append("")
+        out.append("| configuration | " + " | ".join("seed %d" % s for s in seeds) + " | mean | vs defaults | OOF macro-F1 (mean) |")
+        out.append("|---" + "|---:" * (len(seeds) + 3) + "|")
+        bm = mean([b[s]["hpa"] for s in seeds if s in b])
+        out.append("| defaults | %s | %s | | %s |" % (" | ".join(fmt(b[s]["hpa"]) if s in b else "-" for s in seeds), fmt(bm),
+                                                     fmt(mean([b[s]["hpa_oof"] for s in seeds if s in b]))))
+        if any(b[s].get("hpa_tta1") is not None for s in b):
+            t1 = {s: b[s]["hpa_tta1"] for s in b if b[s].get("hpa_tta1") is not None}
+            m = mean(list(t1.values()))
+            out.append("| 1 TTA view | %s | %s | %s | |" % (" | ".join(fmt(t1.get(s)) for s in seeds), fmt(m),
+                                                          sign(m - mean([b[s]["hpa"] for s in t1])) if t1 else ""))
+        for tag in sorted(parts[k]):
+            d = parts[k][tag]
+            m = mean([d[s]["hpa"] for s in seeds if s in d])
+            vs = same(b, d, lambda r: r["hpa"])
+            out.append("| %s (%s) | %s | %s | %s | %s |" % (tag, label(d), " | ".join(fmt(d[s]["hpa"]) if s in d else "-" for s in seeds),
+                                                         fmt(m), sign(m - vs) if vs is not None else "",
+                                                         fmt(mean([d[s]["hpa_oof"] for s in seeds if s in d]))))
+        out.append("")
+    return out
 
 
 def cost_section(hpa):

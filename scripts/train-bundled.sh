@@ -14,8 +14,10 @@ trap 'rm -rf "$DATA"' EXIT
 scripts/setup.sh --only train && make -s build
 bin/hpa synth --out "$DATA" --samples 1500 --size 128 --seed 2026
 rm -rf "$OUT.tmp"
+# --sampler balanced: tiny128-synth-v2 was trained with it, before the auto sampler (which picks random
+# for this 30-epoch schedule); the next version of the bundled set drops the flag.
 bin/hpa train --data "$DATA" --out "$OUT.tmp" --arch seresnext_tiny --size 128 --folds 2 --cycles 2 --epochs 15 \
-  --batch 32 --tta-views 8 --name hpa-bundled --version tiny128-synth-v2 --seed 7
+  --batch 32 --tta-views 8 --sampler balanced --name hpa-bundled --version tiny128-synth-v2 --seed 7
 # Only the members the manifest lists ship (snapshot selection may keep the last snapshot of a fold only).
 for m in "$OUT.tmp"/members/*.onnx; do
   grep -q "\"members/$(basename "$m")\"" "$OUT.tmp/manifest.json" || rm -f "$m"

@@ -64,7 +64,7 @@ finished epoch and continues exactly as an uninterrupted run would.`,
 	f.Int("warmup-epochs", 0, "linear learning-rate warm-up epochs at the start")
 	f.String("snapshots", "auto", "snapshots in the model set: auto (each fold's last k, k chosen on out-of-fold macro-F1) | all")
 	f.String("normalization", "data", "input normalization: data (per-channel mean/std of the training images) | constant (0.08/0.13)")
-	f.String("sampler", "balanced", "minibatch sampler: balanced (minor/middle/major class groups) | random")
+	f.String("sampler", "auto", "minibatch sampler: auto (balanced under 30 epochs per fold, random from 30) | balanced (minor/middle/major class groups) | random")
 	f.Int("tta-views", 8, "TTA views for out-of-fold predictions and the manifest (1, 2, 4, 8)")
 	f.Int64("seed", 1, "seed of folds, init, sampling and augmentation")
 	f.Int("workers", 2, "decode + augment workers")

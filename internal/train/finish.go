@@ -152,7 +152,7 @@ func (t *trainer) finish(folds []*checkpoint, trained []int, skipped []string) (
 		Name: t.cfg.Name, Version: t.cfg.Version, Arch: t.cfg.Arch.Name, Params: t.cfg.Arch.ParamCount(), Size: t.cfg.Size,
 		Samples: len(t.data.ids), Skipped: skipped, Folds: t.cfg.Folds, TrainedFolds: trained, Cycles: t.cfg.Cycles,
 		EpochsPerCycle: t.cfg.EpochsPerCycle, BatchSize: t.cfg.BatchSize, Members: len(members),
-		Optimizer: t.cfg.Optimizer, LR: t.cfg.LR, Sampler: t.cfg.Sampler, Loss: t.cfg.Loss,
+		Optimizer: t.cfg.Optimizer, LR: t.cfg.LR, Sampler: t.cfg.SamplerFor(), Loss: t.cfg.Loss,
 		WallSeconds: time.Since(t.start).Seconds(), DeviceSeconds: deviceSeconds, PricePerHour: t.cfg.PricePerHour,
 		Cost: deviceSeconds / 3600 * t.cfg.PricePerHour, Policy: sel.Mode, MacroF1: chosen.Scores.MacroF1,
 		PolicyScores: map[string]float64{

@@ -250,7 +250,7 @@ func (t *trainer) schedule(f int) CyclicCosine {
 
 func (t *trainer) sampler(f int, trainIdx []int) (Sampler, error) {
 	seed := uint64(t.cfg.Seed)*1000003 + uint64(f)
-	if t.cfg.Sampler == "random" {
+	if t.cfg.SamplerFor() == "random" {
 		return mapped{RandomSampler{N: len(trainIdx), BatchSize: t.cfg.BatchSize, Seed: seed}, trainIdx}, nil
 	}
 	labels := make([][]int, len(trainIdx))

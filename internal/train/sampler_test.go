@@ -5,6 +5,8 @@ import (
 	"reflect"
 	"slices"
 	"testing"
+
+	"github.com/hpa-plates/hpa/internal/model"
 )
 
 func syntheticLabels(n int) [][]int {
@@ -199,5 +201,24 @@ func TestBalancedSamplerMaxRepeat(t *testing.T) {
 	s2, _ := NewBalancedSampler(labels, 28, 32, 60, cfg, 1)
 	if s2.PerBatch() != [3]int{16, 10, 6} {
 		t.Errorf("with a loose cap: %v", s2.PerBatch())
+	}
+}
+
+// The auto sampler (the default) is class-group-balanced for short schedules and random from
+// RandomSamplerFromEpochs epochs per fold, as measured; an explicit choice is kept.
+func TestSamplerAutoByBudget(t *testing.T) {
+	for _, c := range []struct {
+		sampler        string
+		cycles, epochs int
+		want           string
+	}{{"auto", 1, 15, "balanced"}, {"auto", 2, 14, "balanced"}, {"auto", 2, 15, "random"}, {"auto", 3, 10, "random"},
+		{"auto", 4, 20, "random"}, {"", 1, 2, "balanced"}, {"balanced", 4, 20, "balanced"}, {"random", 1, 2, "random"}} {
+		cfg := Config{Sampler: c.sampler, Cycles: c.cycles, EpochsPerCycle: c.epochs}
+		if got := cfg.SamplerFor(); got != c.want {
+			t.Errorf("sampler %q at %d x %d epochs: %s, want %s", c.sampler, c.cycles, c.epochs, got, c.want)
+		}
+	}
+	if d := DefaultConfig(model.Spec{}); d.Sampler != "auto" {
+		t.Errorf("default sampler %q, want auto", d.Sampler)
 	}
 }

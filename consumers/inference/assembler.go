@@ -15,6 +15,7 @@ import (
 
 	"github.com/hpa-plates/hpa/internal/bus"
 	"github.com/hpa-plates/hpa/internal/pipeline"
+	"github.com/hpa-plates/hpa/internal/serve"
 )
 
 // sampleRec is the KV value of a sample: which channels have been seen.
@@ -103,7 +104,7 @@ func (s *Service) runReplayAssembler(ctx context.Context) error {
 // an error when its consumer is gone.
 func (s *Service) assemble(ctx context.Context, stream, consumer string, replay bool) error {
 	cons, err := s.consumer(ctx, stream, consumer)
-	if stoppedWhileStarting(ctx, err) {
+	if serve.StoppedWhileStarting(ctx, err) {
 		return nil
 	}
 	if err != nil {

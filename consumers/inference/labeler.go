@@ -17,6 +17,7 @@ import (
 	"github.com/hpa-plates/hpa/internal/labels"
 	"github.com/hpa-plates/hpa/internal/objstore"
 	"github.com/hpa-plates/hpa/internal/pipeline"
+	"github.com/hpa-plates/hpa/internal/serve"
 )
 
 // The labeler is the sample path of the service: its JetStream input (readyInput, which alone
@@ -46,7 +47,7 @@ func (j *job) ref() labels.Ref { return labels.Ref{Plate: j.msg.Sample.Plate, ID
 // its consumer is gone.
 func (s *Service) runLabeler(ctx context.Context) error {
 	cons, err := s.consumer(ctx, s.cfg.ReadyStream, s.cfg.LabelConsumer)
-	if stoppedWhileStarting(ctx, err) {
+	if serve.StoppedWhileStarting(ctx, err) {
 		return nil
 	}
 	if err != nil {
@@ -67,7 +68,7 @@ func (s *Service) runLabeler(ctx context.Context) error {
 	var in labeling.Input = live
 	if !s.replayOff.Load() {
 		rcons, err := s.consumer(ctx, s.cfg.ReplayReadyStream, s.cfg.ReplayLabelConsumer)
-		if stoppedWhileStarting(ctx, err) {
+		if serve.StoppedWhileStarting(ctx, err) {
 			return nil
 		}
 		if err != nil {

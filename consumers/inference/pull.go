@@ -23,12 +23,6 @@ func pullOptions() []jetstream.PullMessagesOpt {
 	return []jetstream.PullMessagesOpt{jetstream.PullExpiry(pullExpiry), jetstream.PullHeartbeat(pullHeartbeat)}
 }
 
-// stoppedWhileStarting says a stage's consumer lookup failed only because the service was told to
-// stop before the stage started: that is a clean stop (nothing was taken), not a failure.
-func stoppedWhileStarting(ctx context.Context, err error) bool {
-	return err != nil && ctx.Err() != nil
-}
-
 // consumer looks up a durable consumer for a stage. A lookup that fails for a transient reason
 // (the JetStream API timing out while a cluster elects the consumer's or the meta leader) is
 // retried with backoff until ctx ends; a consumer or stream that does not exist is an error at

@@ -28,6 +28,7 @@ import (
 	"github.com/hpa-plates/hpa/internal/model"
 	"github.com/hpa-plates/hpa/internal/objstore"
 	"github.com/hpa-plates/hpa/internal/runs"
+	"github.com/hpa-plates/hpa/internal/serve"
 	"github.com/hpa-plates/hpa/internal/train"
 	"github.com/hpa-plates/hpa/internal/train/folds"
 )
@@ -201,8 +202,8 @@ func (c *Coordinator) Run(ctx context.Context) error {
 		Durable: c.cfg.Consumer, AckPolicy: jetstream.AckExplicitPolicy, AckWait: time.Minute, MaxDeliver: 20,
 		FilterSubject: c.cfg.Topology.EventsFilter,
 	})
-	if err != nil && ctx.Err() != nil {
-		return nil // told to stop while starting: nothing was taken
+	if serve.StoppedWhileStarting(ctx, err) {
+		return nil
 	}
 	if err != nil {
 		return fmt.Errorf("consumer %s: %w", c.cfg.Consumer, err)

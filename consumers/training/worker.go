@@ -23,6 +23,7 @@ import (
 	"github.com/hpa-plates/hpa/internal/model/torch"
 	"github.com/hpa-plates/hpa/internal/objstore"
 	"github.com/hpa-plates/hpa/internal/runs"
+	"github.com/hpa-plates/hpa/internal/serve"
 	"github.com/hpa-plates/hpa/internal/train"
 )
 
@@ -150,8 +151,8 @@ func (w *Worker) Run(ctx context.Context) error {
 		Durable: bus.TrainWorkersConsumer, AckPolicy: jetstream.AckExplicitPolicy, AckWait: w.cfg.AckWait,
 		MaxDeliver: -1, MaxAckPending: 1000,
 	})
-	if err != nil && ctx.Err() != nil {
-		return nil // told to stop while starting: nothing was taken
+	if serve.StoppedWhileStarting(ctx, err) {
+		return nil
 	}
 	if err != nil {
 		return fmt.Errorf("consumer %s: %w", bus.TrainWorkersConsumer, err)

@@ -104,6 +104,12 @@ func (l *Listener) Close() error {
 	return l.srv.Shutdown(ctx)
 }
 
+// StoppedWhileStarting says a stage's start-up call (e.g. its durable consumer lookup) failed only
+// because ctx ended before the stage started: a clean stop (nothing was taken), not a failure.
+func StoppedWhileStarting(ctx context.Context, err error) bool {
+	return err != nil && ctx.Err() != nil
+}
+
 // Stage is one long-running part of a service. It returns nil after a drain when its context
 // ends, or an error when it cannot go on.
 type Stage func(ctx context.Context) error

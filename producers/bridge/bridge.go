@@ -272,12 +272,7 @@ func (b *Bridge) handle(ctx context.Context, msgs []types.Message) bool {
 	}
 	// Keep the batch invisible while it is worked on.
 	stop := b.keepInvisible(ctx, msgs)
-	stopped := false
-	defer func() {
-		if !stopped {
-			stop()
-		}
-	}()
+	defer stop()
 	ps := make([]*pending, 0, len(msgs))
 	for _, m := range msgs {
 		p := &pending{msg: m}
@@ -351,8 +346,7 @@ func (b *Bridge) handle(ctx context.Context, msgs []types.Message) bool {
 			all = false
 		}
 	}
-	stop()
-	stopped = true
+	stop() // before shortening: an extension must not undo it
 	if len(retry) > 0 {
 		b.retrySoon(ctx, retry)
 	}
@@ -401,18 +395,7 @@ func (b *Bridge) poison(ctx context.Context, m types.Message, cause error) {
 // (doubled per earlier receive, capped at Visibility), so SQS delivers them again soon. When the
 // call fails they come back after the visibility timeout instead.
 func (b *Bridge) retrySoon(ctx context.Context, msgs []types.Message) {
-	entries := make([]types.ChangeMessageVisibilityBatchRequestEntry, 0, len(msgs))
-	for i, m := range msgs {
-		entries = append(entries, types.ChangeMessageVisibilityBatchRequestEntry{Id: aws.String(strconv.Itoa(i)),
-			ReceiptHandle: m.ReceiptHandle, VisibilityTimeout: int32(b.retryDelay(m) / time.Second)})
-	}
-	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	out, err := b.o.SQS.ChangeMessageVisibilityBatch(cctx, &sqs.ChangeMessageVisibilityBatchInput{QueueUrl: aws.String(b.o.QueueURL), Entries: entries})
-	if err == nil && len(out.Failed) > 0 {
-		err = fmt.Errorf("%d of %d entries failed: %s", len(out.Failed), len(entries), aws.ToString(out.Failed[0].Message))
-	}
-	if err != nil {
+	if err := b.setVisibility(ctx, msgs, b.retryDelay); err != nil {
 		b.m.errors.WithLabelValues("sqs").Inc()
 		b.o.Logger.Warn("could not shorten the visibility of unpublished messages; they return after the visibility timeout", "err", err)
 		return
@@ -433,7 +416,25 @@ func (b *Bridge) retryDelay(m types.Message) time.Duration {
 	return max(d.Truncate(time.Second), time.Second)
 }
 
-// keepInvisible extends the visibility of msgs every Visibility/2 until stop is called.
+// setVisibility sets the visibility timeout of each message to d(message), in one batch call; a
+// message SQS did not change makes it an error.
+func (b *Bridge) setVisibility(ctx context.Context, msgs []types.Message, d func(types.Message) time.Duration) error {
+	entries := make([]types.ChangeMessageVisibilityBatchRequestEntry, 0, len(msgs))
+	for i, m := range msgs {
+		entries = append(entries, types.ChangeMessageVisibilityBatchRequestEntry{Id: aws.String(strconv.Itoa(i)),
+			ReceiptHandle: m.ReceiptHandle, VisibilityTimeout: int32(d(m) / time.Second)})
+	}
+	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	out, err := b.o.SQS.ChangeMessageVisibilityBatch(cctx, &sqs.ChangeMessageVisibilityBatchInput{QueueUrl: aws.String(b.o.QueueURL), Entries: entries})
+	if err == nil && len(out.Failed) > 0 {
+		err = fmt.Errorf("%d of %d entries failed: %s", len(out.Failed), len(entries), aws.ToString(out.Failed[0].Message))
+	}
+	return err
+}
+
+// keepInvisible extends the visibility of msgs every Visibility/2 until stop is called (stop may
+// be called more than once).
 func (b *Bridge) keepInvisible(ctx context.Context, msgs []types.Message) (stop func()) {
 	done := make(chan struct{})
 	var wg sync.WaitGroup
@@ -448,14 +449,7 @@ func (b *Bridge) keepInvisible(ctx context.Context, msgs []types.Message) (stop 
 				return
 			case <-t.C:
 			}
-			entries := make([]types.ChangeMessageVisibilityBatchRequestEntry, 0, len(msgs))
-			for i, m := range msgs {
-				entries = append(entries, types.ChangeMessageVisibilityBatchRequestEntry{Id: aws.String(strconv.Itoa(i)),
-					ReceiptHandle: m.ReceiptHandle, VisibilityTimeout: int32(b.o.Visibility / time.Second)})
-			}
-			cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-			_, err := b.o.SQS.ChangeMessageVisibilityBatch(cctx, &sqs.ChangeMessageVisibilityBatchInput{QueueUrl: aws.String(b.o.QueueURL), Entries: entries})
-			cancel()
+			err := b.setVisibility(ctx, msgs, func(types.Message) time.Duration { return b.o.Visibility })
 			b.m.extensions.Inc()
 			if err != nil {
 				b.m.errors.WithLabelValues("sqs").Inc()
@@ -463,7 +457,8 @@ func (b *Bridge) keepInvisible(ctx context.Context, msgs []types.Message) (stop 
 			}
 		}
 	}()
-	return func() { close(done); wg.Wait() }
+	var once sync.Once
+	return func() { once.Do(func() { close(done); wg.Wait() }) }
 }
 
 // failedFuture is the future of a publish that could not even be queued.

@@ -183,11 +183,11 @@ def longer_section(rows):
         bm = mean([b[s]["hpa"] for s in seeds if s in b])
         out.append("| defaults | %s | %s | | %s |" % (" | ".join(fmt(b[s]["hpa"]) if s in b else "-" for s in seeds), fmt(bm),
                                                      fmt(mean([b[s]["hpa_oof"] for s in seeds if s in b]))))
-        if any(b[s].get("hpa_tta1") is not None for s in b):
-            t1 = {s: b[s]["hpa_tta1"] for s in b if b[s].get("hpa_tta1") is not None}
+        t1 = {s: b[s]["hpa_tta1"] for s in b if b[s].get("hpa_tta1") is not None}
+        if t1:
             m = mean(list(t1.values()))
             out.append("| 1 TTA view | %s | %s | %s | |" % (" | ".join(fmt(t1.get(s)) for s in seeds), fmt(m),
-                                                          sign(m - mean([b[s]["hpa"] for s in t1])) if t1 else ""))
+                                                          sign(m - mean([b[s]["hpa"] for s in t1]))))
         for tag in sorted(parts[k]):
             d = parts[k][tag]
             m = mean([d[s]["hpa"] for s in seeds if s in d])

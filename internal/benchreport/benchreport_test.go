@@ -103,16 +103,7 @@ func TestBenchmarksDocGenerated(t *testing.T) {
 // (docs/quality-rows.jsonl) by scripts/quality_doc.py; every number in it comes from a row.
 func TestQualityDocGenerated(t *testing.T) {
 	root := testenv.RepoRoot(t)
-	py, err := exec.LookPath("python3")
-	if err != nil {
-		t.Fatalf("python3 (scripts/quality_doc.py needs only its standard library): %v", err)
-	}
-	cmd := exec.Command(py, "scripts/quality_doc.py", "--note-file", "docs/quality-notes.txt", "docs/quality-rows.jsonl")
-	cmd.Dir = root
-	want, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("quality_doc.py: %v", err)
-	}
+	want := runScript(t, "scripts/quality_doc.py", "--note-file", "docs/quality-notes.txt", "docs/quality-rows.jsonl")
 	have, err := os.ReadFile(filepath.Join(root, "docs", "quality.md"))
 	if err != nil {
 		t.Fatal(err)
@@ -129,11 +120,6 @@ func TestQualityDocGenerated(t *testing.T) {
 // member on a held-out set with their shipped thresholds and with the best thresholds on the held-out
 // labels, and correlates the members' logits: checked on a hand-computed example.
 func TestEnsembleHeldoutScript(t *testing.T) {
-	root := testenv.RepoRoot(t)
-	py, err := exec.LookPath("python3")
-	if err != nil {
-		t.Fatalf("python3 (scripts/ensemble_heldout.py needs only its standard library): %v", err)
-	}
 	dir := t.TempDir()
 	ids := []string{"s1", "s2", "s3", "s4"}
 	if err := os.WriteFile(filepath.Join(dir, "train.csv"), []byte("Id,Target\ns1,0\ns2,0 1\ns3,1\ns4,\n"), 0o644); err != nil {
@@ -164,12 +150,7 @@ func TestEnsembleHeldoutScript(t *testing.T) {
 	write("labels-a", a, [2]float64{0.5, 0.5})
 	write("labels-b", b, [2]float64{0.35, 0.5})
 	write("labels-tta1", a, [2]float64{0.5, 0.5})
-	cmd := exec.Command(py, "scripts/ensemble_heldout.py", filepath.Join(dir, "out"), dir)
-	cmd.Dir = root
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("ensemble_heldout.py: %v\n%s", err, out)
-	}
+	out := runScript(t, "scripts/ensemble_heldout.py", filepath.Join(dir, "out"), dir)
 	// By hand: a: class 0 F1 4/5 (s4 a false positive), class 1 F1 2/3 (s2 missed); both classes
 	// separable, so the held-out optimum is 1. b: both right. Ensemble: class 1 misses s2 (0.45).
 	logit := func(q float64) float64 { return math.Log(q / (1 - q)) }
@@ -192,4 +173,23 @@ func TestEnsembleHeldoutScript(t *testing.T) {
 	if string(out) != want {
 		t.Errorf("output:\n%s\nwant:\n%s", out, want)
 	}
+}
+
+// runScript runs a standard-library Python script of scripts/ from the repository root and returns
+// its standard output.
+func runScript(t *testing.T, script string, args ...string) []byte {
+	t.Helper()
+	py, err := exec.LookPath("python3")
+	if err != nil {
+		t.Fatalf("python3 (%s needs only its standard library): %v", script, err)
+	}
+	cmd := exec.Command(py, append([]string{script}, args...)...)
+	cmd.Dir = testenv.RepoRoot(t)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("%s: %v\n%s", script, err, stderr.Bytes())
+	}
+	return out
 }

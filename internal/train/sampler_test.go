@@ -212,7 +212,7 @@ func TestSamplerAutoByBudget(t *testing.T) {
 		cycles, epochs int
 		want           string
 	}{{"auto", 1, 15, "balanced"}, {"auto", 2, 14, "balanced"}, {"auto", 2, 15, "random"}, {"auto", 3, 10, "random"},
-		{"auto", 4, 20, "random"}, {"", 1, 2, "balanced"}, {"balanced", 4, 20, "balanced"}, {"random", 1, 2, "random"}} {
+		{"auto", 4, 20, "random"}, {"balanced", 4, 20, "balanced"}, {"random", 1, 2, "random"}} {
 		cfg := Config{Sampler: c.sampler, Cycles: c.cycles, EpochsPerCycle: c.epochs}
 		if got := cfg.SamplerFor(); got != c.want {
 			t.Errorf("sampler %q at %d x %d epochs: %s, want %s", c.sampler, c.cycles, c.epochs, got, c.want)

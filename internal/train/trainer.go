@@ -115,7 +115,7 @@ const RandomSamplerFromEpochs = 30
 // SamplerFor is the sampler a run uses: Sampler, or for auto the one measured best at the run's
 // schedule length (RandomSamplerFromEpochs).
 func (c Config) SamplerFor() string {
-	if c.Sampler != "auto" && c.Sampler != "" {
+	if c.Sampler != "auto" {
 		return c.Sampler
 	}
 	if c.Cycles*c.EpochsPerCycle >= RandomSamplerFromEpochs {

@@ -147,8 +147,9 @@ func TestInferenceServesViewer(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = s3srv.Close(context.Background()) })
 
-	// Each run gets a new NATS server: the consumers' existence then says the service's Setup is
-	// done (stopping it during Setup is an error of its own).
+	// Each run gets a new NATS server: the consumers' existence then says the service's Setup has
+	// (nearly) finished; a stop that still lands during Setup must be clean too
+	// (inference.TestStopDuringSetupIsClean).
 	run := func(t *testing.T, extra ...string) (addr string, stop func() string) {
 		ns, err := natsembed.Start(natsembed.Options{DataDir: t.TempDir(), JetStream: true})
 		if err != nil {

@@ -20,7 +20,8 @@ import (
 	"github.com/hpa-plates/hpa/producers/replay"
 )
 
-// Run sets up the streams, buckets and consumers, then works until ctx is done. On cancellation
+// Run sets up the streams, buckets and consumers, then works until ctx is done (a ctx that ends
+// during the set-up is a clean stop: nil). On cancellation
 // it stops taking new messages, finishes the ones it holds (labels written and acknowledged,
 // events applied), brings plate CSVs up to date and returns nil. When a stage fails (the
 // assembler's or the labeler's consumer is gone) the others drain and Run returns that error. The model set is loaded by
@@ -34,6 +35,9 @@ func (s *Service) Run(ctx context.Context) error {
 	s.running = true
 	s.mu.Unlock()
 	if err := s.Setup(ctx); err != nil {
+		if serve.StoppedWhileStarting(ctx, err) {
+			return nil // told to stop while setting up: nothing was taken, a clean stop
+		}
 		return err
 	}
 	s.csv = newCSVBuilder(s)

@@ -74,3 +74,36 @@ func TestStopBeforeStagesStartIsClean(t *testing.T) {
 		}
 	}
 }
+
+// A replica told to stop while its Setup is still creating streams and consumers stops cleanly:
+// Run returns nil whenever the context ends, before, during or after the set-up (CI once saw
+// `hpa inference` fail with "consumer hpa-labeler-replay on HPA_READY_REPLAY: context canceled":
+// the consumer existed on the server, so the test stopped the service, while the reply to its
+// creation was still on the way).
+func TestStopDuringSetupIsClean(t *testing.T) {
+	e := newEnv(t, nil)
+	for i := range 25 {
+		svc, err := New(e.nc, e.store, loaderOf(map[string]*fakeModel{"A": newFakeModel("A", 0.1)}), testConfig())
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		if i == 0 {
+			cancel() // before the first call
+		} else {
+			time.AfterFunc(time.Duration(i-1)*200*time.Microsecond, cancel)
+		}
+		done := make(chan error, 1)
+		go func() { done <- svc.Run(ctx) }()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("stopped %d µs after start: Run returned %v, want nil", max(i-1, 0)*200, err)
+			}
+		case <-time.After(20 * time.Second):
+			t.Fatalf("stopped %d µs after start: Run did not return", max(i-1, 0)*200)
+		}
+		cancel()
+		svc.Close()
+	}
+}

@@ -88,20 +88,21 @@ func TestStopDuringSetupIsClean(t *testing.T) {
 			t.Fatal(err)
 		}
 		ctx, cancel := context.WithCancel(context.Background())
+		delay := time.Duration(max(i-1, 0)) * 200 * time.Microsecond
 		if i == 0 {
 			cancel() // before the first call
 		} else {
-			time.AfterFunc(time.Duration(i-1)*200*time.Microsecond, cancel)
+			time.AfterFunc(delay, cancel)
 		}
 		done := make(chan error, 1)
 		go func() { done <- svc.Run(ctx) }()
 		select {
 		case err := <-done:
 			if err != nil {
-				t.Errorf("stopped %d µs after start: Run returned %v, want nil", max(i-1, 0)*200, err)
+				t.Errorf("stopped %v after start: Run returned %v, want nil", delay, err)
 			}
 		case <-time.After(20 * time.Second):
-			t.Fatalf("stopped %d µs after start: Run did not return", max(i-1, 0)*200)
+			t.Fatalf("stopped %v after start: Run did not return", delay)
 		}
 		cancel()
 		svc.Close()

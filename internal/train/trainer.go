@@ -106,7 +106,6 @@ func DefaultConfig(arch model.Spec) Config {
 	}
 }
 
-// Validate reports unusable settings.
 // RandomSamplerFromEpochs is the schedule length (cycles x epochs per cycle, per fold) from which the
 // auto sampler is random rather than class-group-balanced: measured on hpa synth (docs/quality.md),
 // balanced batches lead at 15 epochs per fold and random ones at 30 (+0.021 held-out, two seeds).
@@ -124,6 +123,7 @@ func (c Config) SamplerFor() string {
 	return "balanced"
 }
 
+// Validate reports unusable settings.
 func (c *Config) Validate() error {
 	switch {
 	case c.DataDir == "" || c.OutDir == "":

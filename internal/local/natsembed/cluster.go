@@ -97,28 +97,31 @@ func StartCluster(n int, o Options) (*Cluster, error) {
 	return c, nil
 }
 
-// WaitMetaLeader waits until the running nodes have a JetStream meta leader and every running
-// node is current with it.
+// WaitMetaLeader waits until the running nodes have a JetStream meta leader, every running node
+// is current with it, and the leader sees every running node online (its stats received): only
+// then can it place a stream with a replica on each node (before that, creating one fails with
+// "no suitable peers for placement, peer offline").
 func (c *Cluster) WaitMetaLeader(timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	for {
-		leader, current := false, true
+		running, online, current := 0, -1, true
 		for _, s := range c.Servers {
 			if !s.Running() {
 				continue
 			}
+			running++
 			if s.ns.JetStreamIsLeader() {
-				leader = true
+				online = len(s.ns.JetStreamClusterPeers())
 			}
 			if !s.ns.JetStreamIsCurrent() {
 				current = false
 			}
 		}
-		if leader && current {
+		if online == running && current {
 			return nil
 		}
 		if time.Now().After(deadline) {
-			return &Error{Op: "start", Reason: fmt.Sprintf("cluster %s has no JetStream meta leader after %s", c.name, timeout)}
+			return &Error{Op: "start", Reason: fmt.Sprintf("cluster %s: no JetStream meta leader that sees every running node online after %s", c.name, timeout)}
 		}
 		time.Sleep(25 * time.Millisecond)
 	}

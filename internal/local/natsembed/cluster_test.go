@@ -112,3 +112,35 @@ func TestStartClusterBadOptions(t *testing.T) {
 		t.Error("1 server accepted (JetStream does not cluster without routes)")
 	}
 }
+
+// StartCluster returns once an R3 stream can be placed: the meta leader sees every node online.
+// (It once returned as soon as a meta leader existed and every node was current with it, and
+// creating an R3 stream right after failed in CI with "no suitable peers for placement, peer
+// offline": the leader had not yet received a node's stats.)
+func TestStartClusterPlacesR3AtOnce(t *testing.T) {
+	for i := range 5 {
+		c, err := StartCluster(3, Options{DataDir: t.TempDir(), User: "u", Password: "p"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, s := range c.Servers {
+			if s.ns.JetStreamIsLeader() {
+				if peers := s.ns.JetStreamClusterPeers(); len(peers) != 3 {
+					t.Errorf("start %d: the meta leader sees %v online, want all 3 nodes", i, peers)
+				}
+			}
+		}
+		nc, err := nats.Connect(c.ClientURLs(), nats.UserInfo("u", "p"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		js, _ := jetstream.New(nc)
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "R3", Subjects: []string{"r3.>"}, Replicas: 3}); err != nil {
+			t.Errorf("start %d: R3 stream right after StartCluster: %v", i, err)
+		}
+		cancel()
+		nc.Close()
+		c.Shutdown()
+	}
+}
